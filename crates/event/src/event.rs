@@ -151,7 +151,10 @@ mod tests {
             })
         );
         let text = serde_json::to_string(&sample()).expect("serializes");
-        assert_eq!(serde_json::from_str::<Event>(&text).expect("parses"), sample());
+        assert_eq!(
+            serde_json::from_str::<Event>(&text).expect("parses"),
+            sample()
+        );
     }
 
     #[test]

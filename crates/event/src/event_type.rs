@@ -221,7 +221,10 @@ mod tests {
 
     #[test]
     fn custom_types_validate_charset_and_length() {
-        assert_eq!(EventType::new("a.B:c-d_9").map(|t| t.well_known()), Ok(None));
+        assert_eq!(
+            EventType::new("a.B:c-d_9").map(|t| t.well_known()),
+            Ok(None)
+        );
         assert_eq!(
             EventType::new(""),
             Err(Error::Length {

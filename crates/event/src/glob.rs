@@ -334,7 +334,10 @@ mod tests {
         assert!(pat("*_FAILED").matches("MINT_FAILED"));
         assert!(!pat("*_FAILED").matches("MINT_FAILED_NOT"));
         assert!(pat("MINT_*ED").matches("MINT_CONFIRMED"));
-        assert!(!pat("ab*ba").matches("aba"), "prefix and suffix may not overlap");
+        assert!(
+            !pat("ab*ba").matches("aba"),
+            "prefix and suffix may not overlap"
+        );
         assert!(pat("a*b*c").matches("aXbYc"));
         assert!(!pat("a*b*c").matches("acb"));
         assert!(pat("*a*").matches("banana"));

@@ -147,11 +147,19 @@ mod tests {
         ));
         assert!(matches!(
             EventId::new("a\tb"),
-            Err(Error::Charset { field: "id", found: '\t', position: 1, .. })
+            Err(Error::Charset {
+                field: "id",
+                found: '\t',
+                position: 1,
+                ..
+            })
         ));
         assert!(matches!(
             CorrelationId::new("ü"),
-            Err(Error::Charset { field: "correlation_id", .. })
+            Err(Error::Charset {
+                field: "correlation_id",
+                ..
+            })
         ));
     }
 

@@ -1,0 +1,7 @@
+//! Cross-crate integration tests: one binary, one module per area, shared helpers in `support`.
+
+mod bus;
+mod support;
+
+#[global_allocator]
+static ALLOC: support::alloc::CountingAlloc = support::alloc::CountingAlloc;
