@@ -1,0 +1,728 @@
+//! The conformance suite: the contract of the storage traits as one generic set of checks that
+//! every backend must pass. A backend is done when all of them are green for it.
+//!
+//! Run it with [`conformance_tests!`](crate::conformance_tests), giving an async factory that
+//! returns a fresh, empty store and a guard that keeps whatever backs it alive:
+//!
+//! ```ignore
+//! async fn fresh() -> (nexus_store::SqliteStore, tempfile::TempDir) {
+//!     let dir = tempfile::tempdir().unwrap();
+//!     (nexus_store::SqliteStore::open(dir.path()).unwrap(), dir)
+//! }
+//! nexus_store::conformance_tests!(fresh);
+//! ```
+//!
+//! Every check uses explicit times, so none sleeps.
+
+use std::time::Duration;
+
+use nexus_event::{EventId, NewEvent, Pattern, Timestamp, TypeFilter, WellKnown};
+use serde_json::json;
+
+use crate::{
+    Consumer, Failure, Lease, NewSubscription, Selection, Store, StoreError, SubscriptionPatch,
+};
+
+/// Generates one `#[tokio::test]` per conformance check, each on a fresh store from `$factory`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::conformance_tests!(@cases $factory;
+            sequences_are_gap_free_and_ordered,
+            repeats_are_idempotent,
+            same_id_from_another_source_conflicts,
+            id_twice_in_a_batch_refuses_the_batch,
+            read_filters_by_type_and_pages,
+            outbox_enqueues_deliveries_with_the_event,
+            leases_are_fenced_and_expire,
+            retries_then_dead_letters,
+            release_does_not_count_an_attempt,
+            redrive_resets_attempts,
+            purge_deletes_dead_letters,
+            dead_letters_page_newest_first,
+            stats_count_the_queue,
+            disabled_subscriptions_hold_deliveries,
+            subscriptions_crud,
+            cursors_persist,
+            changes_wake_workers,
+        );
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let (store, _guard) = $factory().await;
+                $crate::conformance::$case(&store).await;
+            }
+        )*
+    };
+}
+
+/// A fixed start time, so due times are exact.
+pub fn t0() -> Timestamp {
+    Timestamp::from_unix_millis(1_767_225_600_000).expect("2026-01-01 is in range")
+}
+
+fn at(ms: i64) -> Timestamp {
+    Timestamp::from_unix_millis(t0().as_unix_millis() + ms).expect("in range")
+}
+
+fn ev(t: WellKnown, source: &str, id: &str) -> NewEvent {
+    NewEvent::new(t, source)
+        .id(EventId::new(id).expect("test ids are valid"))
+        .time(t0())
+        .payload(json!({ "id": id }))
+}
+
+fn failure(error: &str, status: Option<u16>, ms: i64) -> Failure {
+    Failure {
+        error: error.into(),
+        status,
+        at: at(ms),
+    }
+}
+
+async fn subscribe<S: Store>(store: &S, globs: &[&str]) -> String {
+    store
+        .create_subscription(NewSubscription {
+            url: "http://127.0.0.1:4000/hook".into(),
+            events: globs
+                .iter()
+                .map(|g| Pattern::new(g).expect("valid"))
+                .collect(),
+            secret: "s3cret".into(),
+            ordered: false,
+        })
+        .await
+        .expect("create subscription")
+        .id
+}
+
+async fn lease<S: Store>(store: &S, owner: &str, now_ms: i64) -> Vec<Lease> {
+    store
+        .lease_due(owner, at(now_ms), 100, Duration::from_secs(10))
+        .await
+        .expect("lease_due")
+}
+
+/// Sequences start at 1, have no gaps, follow commit order; `get` and `head` agree.
+pub async fn sequences_are_gap_free_and_ordered<S: Store>(store: &S) {
+    assert_eq!(store.head().await.expect("head"), 0);
+    for i in 0..3 {
+        let a = store
+            .append(vec![ev(
+                WellKnown::PaymentReceived,
+                "flowpay",
+                &format!("s{i}"),
+            )])
+            .await
+            .expect("append");
+        assert_eq!(a[0].sequence, i + 1);
+        assert!(!a[0].duplicate);
+    }
+    let batch: Vec<NewEvent> = (0..5)
+        .map(|i| ev(WellKnown::MintConfirmed, "factory", &format!("b{i}")))
+        .collect();
+    let a = store.append(batch).await.expect("append batch");
+    assert_eq!(
+        a.iter().map(|x| x.sequence).collect::<Vec<_>>(),
+        vec![4, 5, 6, 7, 8]
+    );
+    assert_eq!(a[2].id, "b2");
+    assert_eq!(store.head().await.expect("head"), 8);
+    let all = store.read(0, 100, &TypeFilter::all()).await.expect("read");
+    assert_eq!(
+        all.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        (1..=8).collect::<Vec<_>>()
+    );
+    let got = store
+        .get(&EventId::new("b1").expect("valid"))
+        .await
+        .expect("get")
+        .expect("b1 exists");
+    assert_eq!(got.sequence, 5);
+    assert_eq!(got.source, "factory");
+    assert_eq!(got.time, t0());
+    assert_eq!(got.payload, json!({"id": "b1"}));
+    assert!(
+        store
+            .get(&EventId::new("nope").expect("valid"))
+            .await
+            .expect("get")
+            .is_none()
+    );
+}
+
+/// A repeated id from the same source answers the first sequence, writes nothing and enqueues
+/// nothing again.
+pub async fn repeats_are_idempotent<S: Store>(store: &S) {
+    subscribe(store, &["*"]).await;
+    let first = store
+        .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "p1")])
+        .await
+        .expect("append");
+    let again = store
+        .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "p1")])
+        .await
+        .expect("append repeat");
+    assert_eq!(again[0].sequence, first[0].sequence);
+    assert!(again[0].duplicate);
+    let mixed = store
+        .append(vec![
+            ev(WellKnown::PaymentReceived, "flowpay", "p1"),
+            ev(WellKnown::PaymentReceived, "flowpay", "p2"),
+        ])
+        .await
+        .expect("append mixed");
+    assert_eq!(
+        mixed
+            .iter()
+            .map(|a| (a.sequence, a.duplicate))
+            .collect::<Vec<_>>(),
+        vec![(1, true), (2, false)]
+    );
+    assert_eq!(store.head().await.expect("head"), 2);
+    let leased = lease(store, "w", 0).await;
+    assert_eq!(
+        leased.iter().map(|l| l.event.sequence).collect::<Vec<_>>(),
+        vec![1, 2],
+        "one delivery per stored event, none for the repeats"
+    );
+}
+
+/// The same id from another source refuses the whole batch; nothing of it is stored.
+pub async fn same_id_from_another_source_conflicts<S: Store>(store: &S) {
+    store
+        .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "x")])
+        .await
+        .expect("append");
+    let err = store
+        .append(vec![
+            ev(WellKnown::MintConfirmed, "factory", "fresh"),
+            ev(WellKnown::MintConfirmed, "factory", "x"),
+        ])
+        .await
+        .expect_err("conflict");
+    assert!(
+        matches!(&err, StoreError::Conflict { index: 1, id } if id == "x"),
+        "{err:?}"
+    );
+    assert_eq!(store.head().await.expect("head"), 1);
+    assert!(
+        store
+            .get(&EventId::new("fresh").expect("valid"))
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let next = store
+        .append(vec![ev(WellKnown::MintConfirmed, "factory", "fresh")])
+        .await
+        .expect("append after a refused batch");
+    assert_eq!(next[0].sequence, 2, "a refused batch leaves no gap");
+}
+
+/// An id twice in one batch refuses it, naming the second position.
+pub async fn id_twice_in_a_batch_refuses_the_batch<S: Store>(store: &S) {
+    let err = store
+        .append(vec![
+            ev(WellKnown::PaymentReceived, "flowpay", "a"),
+            ev(WellKnown::PaymentReceived, "flowpay", "b"),
+            ev(WellKnown::PaymentReceived, "flowpay", "a"),
+        ])
+        .await
+        .expect_err("duplicate in batch");
+    assert!(
+        matches!(&err, StoreError::DuplicateInBatch { index: 2, id } if id == "a"),
+        "{err:?}"
+    );
+    assert_eq!(store.head().await.expect("head"), 0);
+}
+
+/// `read` filters by type globs, pages by `after` and `limit`, and keeps sequence order.
+pub async fn read_filters_by_type_and_pages<S: Store>(store: &S) {
+    let types = [
+        WellKnown::PaymentReceived,
+        WellKnown::MintRequested,
+        WellKnown::MintConfirmed,
+        WellKnown::NotificationSent,
+    ];
+    let batch: Vec<NewEvent> = (0..12)
+        .map(|i| ev(types[i % 4], "n", &format!("e{i}")))
+        .collect();
+    store.append(batch).await.expect("append");
+    let mints = store
+        .read(0, 100, &TypeFilter::parse(["MINT_*"]).expect("valid"))
+        .await
+        .expect("read");
+    assert_eq!(
+        mints.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![2, 3, 6, 7, 10, 11]
+    );
+    let two = store
+        .read(
+            3,
+            2,
+            &TypeFilter::parse(["*_SENT", "PAYMENT_RECEIVED"]).expect("valid"),
+        )
+        .await
+        .expect("read");
+    assert_eq!(
+        two.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
+    assert!(
+        store
+            .read(12, 10, &TypeFilter::all())
+            .await
+            .expect("read")
+            .is_empty()
+    );
+}
+
+/// An appended event's deliveries exist as soon as the append is answered, one per consumer.
+pub async fn outbox_enqueues_deliveries_with_the_event<S: Store>(store: &S) {
+    let payments = subscribe(store, &["PAYMENT_*"]).await;
+    let everything = subscribe(store, &["*"]).await;
+    store
+        .append(vec![
+            ev(WellKnown::PaymentReceived, "flowpay", "p"),
+            ev(WellKnown::MintConfirmed, "factory", "m"),
+        ])
+        .await
+        .expect("append");
+    let mut got: Vec<(u64, Consumer)> = lease(store, "w", 0)
+        .await
+        .into_iter()
+        .map(|l| (l.event.sequence, l.consumer))
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (1, Consumer::Subscription(payments.clone())),
+        (1, Consumer::Subscription(everything.clone())),
+        (2, Consumer::Subscription(everything)),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+/// Only the current lease holder can settle; an expired lease is taken by the next worker.
+pub async fn leases_are_fenced_and_expire<S: Store>(store: &S) {
+    subscribe(store, &["*"]).await;
+    store
+        .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "p")])
+        .await
+        .expect("append");
+    let a = lease(store, "worker-a", 0).await;
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].attempt, 1);
+    assert_eq!(a[0].target, "http://127.0.0.1:4000");
+    assert_eq!(a[0].expires_at, at(10_000));
+    assert!(
+        lease(store, "worker-b", 9_999).await.is_empty(),
+        "still leased"
+    );
+    let b = lease(store, "worker-b", 10_000).await;
+    assert_eq!(b.len(), 1, "expired lease is picked up again");
+    assert_ne!(a[0].token, b[0].token);
+    let lost = store.ack(&a[0].token).await.expect_err("a lost its lease");
+    assert!(matches!(lost, StoreError::LeaseLost { .. }), "{lost:?}");
+    assert!(
+        store
+            .retry_at(&a[0].token, at(1), failure("x", None, 1))
+            .await
+            .is_err()
+    );
+    assert!(
+        store
+            .dead_letter(&a[0].token, failure("x", None, 1))
+            .await
+            .is_err()
+    );
+    assert!(store.release(&a[0].token, at(1)).await.is_err());
+    store.ack(&b[0].token).await.expect("b holds the lease");
+    assert!(matches!(
+        store.ack(&b[0].token).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    assert!(lease(store, "worker-c", 100_000).await.is_empty());
+    assert_eq!(store.next_due().await.expect("next_due"), None);
+}
+
+/// A failed attempt is counted and due again at the given time; the last one becomes a dead
+/// letter with its error, status, attempts and times.
+pub async fn retries_then_dead_letters<S: Store>(store: &S) {
+    let sub = subscribe(store, &["*"]).await;
+    store
+        .append(vec![ev(WellKnown::MintRequested, "nexus", "m")])
+        .await
+        .expect("append");
+    let l = lease(store, "w", 0).await;
+    store
+        .retry_at(
+            &l[0].token,
+            at(2_000),
+            failure("connection refused", None, 100),
+        )
+        .await
+        .expect("retry_at");
+    assert_eq!(store.next_due().await.expect("next_due"), Some(at(2_000)));
+    assert!(lease(store, "w", 1_999).await.is_empty());
+    let l = lease(store, "w", 2_000).await;
+    assert_eq!(l[0].attempt, 2);
+    store
+        .dead_letter(&l[0].token, failure("HTTP 500", Some(500), 2_100))
+        .await
+        .expect("dead_letter");
+    assert!(lease(store, "w", 1_000_000).await.is_empty());
+    let page = store.dead_letters(10, None).await.expect("dead letters");
+    assert_eq!(page.items.len(), 1);
+    let d = &page.items[0];
+    assert_eq!(d.event_id, "m");
+    assert_eq!(d.event_type, WellKnown::MintRequested);
+    assert_eq!(d.event_sequence, 1);
+    assert_eq!(d.consumer, Consumer::Subscription(sub));
+    assert_eq!(d.attempts, 2);
+    assert_eq!(d.last_error, "HTTP 500");
+    assert_eq!(d.last_status, Some(500));
+    assert_eq!(d.created_at, t0());
+    assert_eq!(d.first_attempt_at, Some(at(100)));
+    assert_eq!(d.failed_at, at(2_100));
+    assert_eq!(d.payload, json!({"id": "m"}));
+    assert_eq!(page.next_cursor, None);
+}
+
+/// Releasing gives a delivery back without counting an attempt.
+pub async fn release_does_not_count_an_attempt<S: Store>(store: &S) {
+    subscribe(store, &["*"]).await;
+    store
+        .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "p")])
+        .await
+        .expect("append");
+    let l = lease(store, "w", 0).await;
+    store
+        .release(&l[0].token, at(30_000))
+        .await
+        .expect("release");
+    assert!(lease(store, "w", 29_999).await.is_empty());
+    let l = lease(store, "w", 30_000).await;
+    assert_eq!(l[0].attempt, 1, "released, not attempted");
+}
+
+async fn dead_letter_n<S: Store>(store: &S, n: usize) -> Vec<i64> {
+    subscribe(store, &["*"]).await;
+    let batch: Vec<NewEvent> = (0..n)
+        .map(|i| ev(WellKnown::MintFailed, "nexus", &format!("d{i}")))
+        .collect();
+    store.append(batch).await.expect("append");
+    for l in lease(store, "w", 0).await {
+        store
+            .dead_letter(&l.token, failure("gone", Some(404), 5))
+            .await
+            .expect("dead_letter");
+    }
+    let mut ids: Vec<i64> = store
+        .dead_letters(1000, None)
+        .await
+        .expect("dead letters")
+        .items
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids.len(), n);
+    ids
+}
+
+/// Redrive puts dead letters back in the queue with attempts reset; unknown ids are skipped.
+pub async fn redrive_resets_attempts<S: Store>(store: &S) {
+    let ids = dead_letter_n(store, 3).await;
+    let n = store
+        .redrive(Selection::Ids(vec![ids[0], ids[0], 999_999]), at(60_000))
+        .await
+        .expect("redrive");
+    assert_eq!(n, 1);
+    assert!(lease(store, "w", 59_999).await.is_empty());
+    let l = lease(store, "w", 60_000).await;
+    assert_eq!(l.len(), 1);
+    assert_eq!(l[0].attempt, 1);
+    assert_eq!(l[0].event.id, "d0");
+    assert_eq!(l[0].created_at, t0(), "keeps its original enqueue time");
+    assert_eq!(
+        store
+            .redrive(Selection::All, at(60_000))
+            .await
+            .expect("redrive"),
+        2
+    );
+    assert_eq!(store.stats().await.expect("stats").dead_letters, 0);
+    assert_eq!(lease(store, "w", 60_000).await.len(), 2);
+}
+
+/// Purge deletes dead letters by id or all, counting only those that existed.
+pub async fn purge_deletes_dead_letters<S: Store>(store: &S) {
+    let ids = dead_letter_n(store, 3).await;
+    assert_eq!(
+        store
+            .purge(Selection::Ids(vec![ids[1], 424_242]))
+            .await
+            .expect("purge"),
+        1
+    );
+    assert_eq!(store.purge(Selection::All).await.expect("purge"), 2);
+    assert_eq!(store.purge(Selection::All).await.expect("purge"), 0);
+    assert!(
+        store
+            .dead_letters(10, None)
+            .await
+            .expect("list")
+            .items
+            .is_empty()
+    );
+}
+
+/// Dead letters list newest first, in pages joined by cursors; bad limits and cursors are errors.
+pub async fn dead_letters_page_newest_first<S: Store>(store: &S) {
+    let ids = dead_letter_n(store, 5).await;
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..10 {
+        let page = store
+            .dead_letters(2, cursor.as_deref())
+            .await
+            .expect("page");
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|d| d.id));
+        cursor = page.next_cursor;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+    assert!(matches!(
+        store.dead_letters(0, None).await,
+        Err(StoreError::Invalid { field: "limit", .. })
+    ));
+    assert!(matches!(
+        store.dead_letters(1001, None).await,
+        Err(StoreError::Invalid { field: "limit", .. })
+    ));
+    assert!(matches!(
+        store.dead_letters(10, Some("not-a-cursor")).await,
+        Err(StoreError::Invalid {
+            field: "cursor",
+            ..
+        })
+    ));
+}
+
+/// Stats count waiting, in-flight and dead deliveries and the oldest retry.
+pub async fn stats_count_the_queue<S: Store>(store: &S) {
+    let empty = store.stats().await.expect("stats");
+    assert_eq!(
+        (
+            empty.pending,
+            empty.in_flight,
+            empty.dead_letters,
+            empty.oldest_retry
+        ),
+        (0, 0, 0, None)
+    );
+    subscribe(store, &["*"]).await;
+    let batch: Vec<NewEvent> = (0..3)
+        .map(|i| ev(WellKnown::PaymentReceived, "flowpay", &format!("p{i}")))
+        .collect();
+    store.append(batch).await.expect("append");
+    assert_eq!(store.stats().await.expect("stats").pending, 3);
+    // Lease far in the future so the leases are live whatever the real clock says.
+    let far: u64 = 100 * 365 * 24 * 3600 * 1000;
+    let l = store
+        .lease_due("w", at(0), 2, Duration::from_millis(far))
+        .await
+        .expect("lease");
+    assert_eq!(l.len(), 2);
+    let s = store.stats().await.expect("stats");
+    assert_eq!((s.pending, s.in_flight), (1, 2));
+    store
+        .retry_at(&l[0].token, at(2_000), failure("e", Some(503), 1))
+        .await
+        .expect("retry");
+    store
+        .dead_letter(&l[1].token, failure("e", None, 1))
+        .await
+        .expect("dead");
+    let s = store.stats().await.expect("stats");
+    assert_eq!((s.pending, s.in_flight, s.dead_letters), (2, 0, 1));
+    assert_eq!(s.oldest_retry, Some(t0()));
+}
+
+/// A disabled subscription's deliveries wait, are not leased, and come back when re-enabled.
+pub async fn disabled_subscriptions_hold_deliveries<S: Store>(store: &S) {
+    let sub = subscribe(store, &["*"]).await;
+    store
+        .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "p1")])
+        .await
+        .expect("append");
+    store
+        .update_subscription(
+            &sub,
+            SubscriptionPatch {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("disable");
+    store
+        .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "p2")])
+        .await
+        .expect("append while disabled");
+    assert!(lease(store, "w", 1_000).await.is_empty());
+    assert_eq!(store.stats().await.expect("stats").pending, 2);
+    assert_eq!(store.next_due().await.expect("next_due"), None);
+    store
+        .update_subscription(
+            &sub,
+            SubscriptionPatch {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("enable");
+    assert_eq!(lease(store, "w", 1_000).await.len(), 2);
+}
+
+/// Create, read, list in pages, update and delete subscriptions; bad input is refused.
+pub async fn subscriptions_crud<S: Store>(store: &S) {
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let s = store
+            .create_subscription(NewSubscription {
+                url: format!("https://crm{i}.example/hooks"),
+                events: vec![Pattern::new("MINT_*").expect("valid")],
+                secret: format!("whsec_{i}"),
+                ordered: i == 0,
+            })
+            .await
+            .expect("create");
+        assert!(s.enabled);
+        assert_eq!(s.target, format!("https://crm{i}.example:443"));
+        ids.push(s.id);
+    }
+    let got = store
+        .subscription(&ids[0])
+        .await
+        .expect("get")
+        .expect("exists");
+    assert!(got.ordered);
+    assert_eq!(got.secret, "whsec_0");
+    let first = store.subscriptions(2, None).await.expect("list");
+    assert_eq!(first.items.len(), 2);
+    let rest = store
+        .subscriptions(2, first.next_cursor.as_deref())
+        .await
+        .expect("list");
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.next_cursor, None);
+    let mut listed: Vec<String> = first
+        .items
+        .iter()
+        .chain(&rest.items)
+        .map(|s| s.id.clone())
+        .collect();
+    listed.sort();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    assert_eq!(listed, sorted);
+
+    let updated = store
+        .update_subscription(
+            &ids[1],
+            SubscriptionPatch {
+                url: Some("http://10.0.0.1:8080/x".into()),
+                events: Some(vec![Pattern::new("*").expect("valid")]),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("update");
+    assert_eq!(updated.target, "http://10.0.0.1:8080");
+    assert_eq!(updated.events[0].as_str(), "*");
+    assert_eq!(updated.secret, "whsec_1", "untouched fields stay");
+    assert!(matches!(
+        store
+            .update_subscription("nope", SubscriptionPatch::default())
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(matches!(
+        store
+            .update_subscription(
+                &ids[1],
+                SubscriptionPatch {
+                    url: Some("ftp://x/".into()),
+                    ..Default::default()
+                }
+            )
+            .await,
+        Err(StoreError::Invalid { field: "url", .. })
+    ));
+    assert!(matches!(
+        store
+            .create_subscription(NewSubscription {
+                url: "http://x/".into(),
+                events: vec![],
+                secret: "s".into(),
+                ordered: false,
+            })
+            .await,
+        Err(StoreError::Invalid {
+            field: "events",
+            ..
+        })
+    ));
+
+    // Deleting removes its pending deliveries too.
+    store
+        .append(vec![ev(WellKnown::MintConfirmed, "factory", "m")])
+        .await
+        .expect("append");
+    assert!(store.delete_subscription(&ids[0]).await.expect("delete"));
+    assert!(!store.delete_subscription(&ids[0]).await.expect("delete"));
+    assert!(store.subscription(&ids[0]).await.expect("get").is_none());
+    let leased = lease(store, "w", 0).await;
+    assert_eq!(leased.len(), 2, "deliveries of the other two only");
+}
+
+/// Cursors start absent and keep the last value set.
+pub async fn cursors_persist<S: Store>(store: &S) {
+    assert_eq!(store.cursor("ws:dash").await.expect("cursor"), None);
+    store.set_cursor("ws:dash", 7).await.expect("set");
+    store.set_cursor("ws:dash", 42).await.expect("set");
+    store.set_cursor("other", 1).await.expect("set");
+    assert_eq!(store.cursor("ws:dash").await.expect("cursor"), Some(42));
+    assert_eq!(store.cursor("other").await.expect("cursor"), Some(1));
+}
+
+/// The change watch moves when work is enqueued, so workers need not poll.
+pub async fn changes_wake_workers<S: Store>(store: &S) {
+    let mut changes = store.changes();
+    changes.borrow_and_update();
+    subscribe(store, &["*"]).await;
+    store
+        .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "p")])
+        .await
+        .expect("append");
+    assert!(changes.has_changed().expect("store alive"));
+    changes.borrow_and_update();
+    let l = lease(store, "w", 0).await;
+    store
+        .retry_at(&l[0].token, at(5_000), failure("e", None, 1))
+        .await
+        .expect("retry");
+    assert!(changes.has_changed().expect("store alive"));
+    assert_eq!(store.next_due().await.expect("next_due"), Some(at(5_000)));
+}

@@ -1,0 +1,36 @@
+//! Nexus persistence.
+//!
+//! The traits at the storage boundary — [`EventLog`], [`DeliveryQueue`], [`Subscriptions`],
+//! [`Cursors`], together [`Store`] — and their SQLite implementation, [`SqliteStore`]: WAL with
+//! `synchronous=FULL`, one writer thread that groups concurrent operations into one transaction and
+//! one fsync (group commit) before answering any of them, and readers on their own connections.
+//!
+//! Appending an event enqueues its deliveries in the same transaction (outbox), so an event is
+//! never stored without its deliveries or the other way round; an append is answered only once it
+//! is durable.
+//!
+//! With the `conformance` feature, [`conformance`] holds the generic test suite every backend
+//! must pass.
+//!
+//! It is not for delivering anything: the retry worker and circuit breakers live in
+//! `nexus-resilience`, HTTP in `nexus-transport`.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+mod error;
+mod model;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod traits;
+
+pub use error::{Result, StoreError};
+pub use model::{
+    Appended, Consumer, DeadLetter, Failure, Lease, LeaseToken, MAX_PAGE, NewSubscription, Page,
+    QueueStats, Route, Router, Selection, Subscription, SubscriptionPatch, check_limit,
+    target_origin,
+};
+#[cfg(feature = "sqlite")]
+pub use sqlite::{DB_FILE, Durability, SqliteBuilder, SqliteStore};
+pub use traits::{Cursors, DeliveryQueue, EventLog, Store, Subscriptions};

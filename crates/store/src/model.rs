@@ -1,0 +1,308 @@
+//! The values that cross the store's traits.
+
+use std::fmt;
+use std::sync::Arc;
+
+use nexus_event::{Event, EventId, EventType, Pattern, Timestamp, TypeFilter};
+
+use crate::error::{Result, StoreError};
+
+/// What appending one event did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The event's id.
+    pub id: EventId,
+    /// Its sequence: the new one, or the first event's for a repeat.
+    pub sequence: u64,
+    /// Whether the id was already in the log from the same source (nothing was written).
+    pub duplicate: bool,
+}
+
+/// Who a delivery is for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Consumer {
+    /// A webhook subscription, by id.
+    Subscription(String),
+    /// A reactor, by name.
+    Reactor(String),
+}
+
+impl fmt::Display for Consumer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Consumer::Subscription(id) => write!(f, "subscription:{id}"),
+            Consumer::Reactor(name) => write!(f, "reactor:{name}"),
+        }
+    }
+}
+
+/// Extra delivery routes the store adds when it appends an event, beside the webhook subscriptions
+/// it keeps itself (reactors, typically). Evaluated inside the append transaction, so it must be
+/// quick and must not block.
+pub trait Router: Send + Sync {
+    /// Pushes `(consumer, target origin)` for every route that wants `event`.
+    fn route(&self, event: &Event, out: &mut Vec<(Consumer, String)>);
+}
+
+/// A route by type filter: a consumer, the filter it wants, and its target origin.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Who gets the deliveries.
+    pub consumer: Consumer,
+    /// Which types it wants.
+    pub filter: TypeFilter,
+    /// The origin (`scheme://host:port`) that the circuit breaker guards.
+    pub target: String,
+}
+
+impl Router for Vec<Route> {
+    fn route(&self, event: &Event, out: &mut Vec<(Consumer, String)>) {
+        for r in self {
+            if r.filter.matches(&event.event_type) {
+                out.push((r.consumer.clone(), r.target.clone()));
+            }
+        }
+    }
+}
+
+/// Proof that a worker holds the lease on one delivery; every settling call is fenced by it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LeaseToken {
+    /// The delivery.
+    pub delivery: i64,
+    /// The worker that leased it.
+    pub owner: Arc<str>,
+    /// Which lease of that delivery this is (it grows by one at every lease).
+    pub generation: i64,
+}
+
+/// A delivery leased to a worker.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// The fence for `ack`, `retry_at`, `dead_letter` and `release`.
+    pub token: LeaseToken,
+    /// The event to deliver.
+    pub event: Arc<Event>,
+    /// Who it is for.
+    pub consumer: Consumer,
+    /// The target origin, for the circuit breaker.
+    pub target: String,
+    /// The number of this attempt, from 1: failed attempts so far plus one.
+    pub attempt: u32,
+    /// When the delivery was enqueued.
+    pub created_at: Timestamp,
+    /// Until when the lease holds.
+    pub expires_at: Timestamp,
+}
+
+/// What a failed attempt reported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What went wrong, for operators.
+    pub error: String,
+    /// The HTTP status, when the target answered.
+    pub status: Option<u16>,
+    /// When the attempt ended.
+    pub at: Timestamp,
+}
+
+/// Counts of the delivery queue (`GET /api/retry/stats`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Deliveries waiting (due now or later, or held for a disabled subscription).
+    pub pending: u64,
+    /// Deliveries leased by a worker right now.
+    pub in_flight: u64,
+    /// Dead letters.
+    pub dead_letters: u64,
+    /// When the oldest delivery still waiting for a retry (one that has failed at least once) was
+    /// enqueued; `None` when none is.
+    pub oldest_retry: Option<Timestamp>,
+}
+
+/// A delivery that exhausted its retries.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    /// The dead letter's own id.
+    pub id: i64,
+    /// The event's id.
+    pub event_id: EventId,
+    /// The event's type.
+    pub event_type: EventType,
+    /// The event's sequence.
+    pub event_sequence: u64,
+    /// Who the delivery was for.
+    pub consumer: Consumer,
+    /// The target origin.
+    pub target: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// The last error.
+    pub last_error: String,
+    /// The last HTTP status, when the target answered.
+    pub last_status: Option<u16>,
+    /// When the delivery was enqueued.
+    pub created_at: Timestamp,
+    /// When the first attempt ended.
+    pub first_attempt_at: Option<Timestamp>,
+    /// When it became a dead letter.
+    pub failed_at: Timestamp,
+    /// The event's payload.
+    pub payload: serde_json::Value,
+}
+
+/// One page of a list, with the cursor of the next page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items.
+    pub items: Vec<T>,
+    /// Pass this as the cursor to get the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Largest page a list returns.
+pub const MAX_PAGE: usize = 1000;
+
+/// Checks a page size: 1 to [`MAX_PAGE`].
+pub fn check_limit(limit: usize) -> Result<usize> {
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(StoreError::Invalid {
+            field: "limit",
+            message: format!("must be 1 to {MAX_PAGE}, got {limit}"),
+        })
+    }
+}
+
+/// Which dead letters an operation is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selection {
+    /// Every dead letter.
+    All,
+    /// These ids; ids that do not exist are skipped.
+    Ids(Vec<i64>),
+}
+
+/// A webhook subscription.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subscription {
+    /// Its id.
+    pub id: String,
+    /// Where deliveries are POSTed.
+    pub url: String,
+    /// The origin of `url`, which the circuit breaker guards.
+    pub target: String,
+    /// Which types it wants.
+    pub events: Vec<Pattern>,
+    /// The signing secret.
+    pub secret: String,
+    /// Whether deliveries go strictly in sequence order.
+    pub ordered: bool,
+    /// Whether deliveries are attempted (a `410 Gone` disables it).
+    pub enabled: bool,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// A subscription to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewSubscription {
+    /// Where deliveries are POSTed: an absolute `http` or `https` URL.
+    pub url: String,
+    /// Which types it wants (at least one pattern).
+    pub events: Vec<Pattern>,
+    /// The signing secret.
+    pub secret: String,
+    /// Strict sequence order.
+    pub ordered: bool,
+}
+
+/// Changes to a subscription; `None` leaves a field as it is.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SubscriptionPatch {
+    /// A new URL.
+    pub url: Option<String>,
+    /// New patterns.
+    pub events: Option<Vec<Pattern>>,
+    /// A new secret.
+    pub secret: Option<String>,
+    /// New ordering.
+    pub ordered: Option<bool>,
+    /// Enable or disable.
+    pub enabled: Option<bool>,
+}
+
+/// The origin `scheme://host:port` of an absolute `http` or `https` URL, with the port always
+/// written (`http://example.com` is `http://example.com:80`).
+///
+/// ```
+/// assert_eq!(nexus_store::target_origin("https://crm.example/hooks?x=1").unwrap(), "https://crm.example:443");
+/// assert_eq!(nexus_store::target_origin("http://127.0.0.1:4000/mint").unwrap(), "http://127.0.0.1:4000");
+/// assert!(nexus_store::target_origin("ftp://x/").is_err());
+/// ```
+pub fn target_origin(url: &str) -> Result<String> {
+    let invalid = |message: String| StoreError::Invalid {
+        field: "url",
+        message,
+    };
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| invalid(format!("{url:?} is not a URL: {e}")))?;
+    let scheme = uri
+        .scheme_str()
+        .ok_or_else(|| invalid(format!("{url:?} is not absolute")))?
+        .to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => 80,
+        "https" => 443,
+        other => {
+            return Err(invalid(format!(
+                "scheme {other:?} is not allowed; use http or https"
+            )));
+        }
+    };
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| invalid(format!("{url:?} has no host")))?
+        .to_ascii_lowercase();
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(invalid("credentials in the URL are not allowed".into()));
+    }
+    let port = uri.port_u16().unwrap_or(default_port);
+    Ok(format!("{scheme}://{host}:{port}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        assert_eq!(
+            target_origin("HTTP://Example.COM/a").ok().as_deref(),
+            Some("http://example.com:80")
+        );
+        assert_eq!(
+            target_origin("http://[::1]:8080/").ok().as_deref(),
+            Some("http://[::1]:8080")
+        );
+        for bad in [
+            "",
+            "/relative",
+            "mailto:x@y",
+            "http://user:pw@host/",
+            "ws://x/",
+        ] {
+            assert!(target_origin(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn limits() {
+        assert!(check_limit(0).is_err());
+        assert_eq!(check_limit(1000).ok(), Some(1000));
+        assert!(check_limit(1001).is_err());
+    }
+}

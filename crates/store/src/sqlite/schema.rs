@@ -1,0 +1,78 @@
+//! The SQLite schema and its migrations, versioned with `PRAGMA user_version`.
+//!
+//! Each entry of [`MIGRATIONS`] moves the schema one version up and runs in the same transaction
+//! as the `user_version` bump, so a crash mid-migration leaves the previous version intact.
+
+/// Migrations, in order; entry `i` moves from version `i` to `i + 1`.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the event log, the delivery queue, dead letters, subscriptions and cursors.
+    r#"
+    CREATE TABLE events (
+        sequence       INTEGER PRIMARY KEY,
+        id             TEXT    NOT NULL UNIQUE,
+        source         TEXT    NOT NULL,
+        type           TEXT    NOT NULL,
+        time_ms        INTEGER NOT NULL,
+        payload        TEXT    NOT NULL,
+        correlation_id TEXT
+    );
+
+    CREATE TABLE subscriptions (
+        id         TEXT    PRIMARY KEY,
+        url        TEXT    NOT NULL,
+        target     TEXT    NOT NULL,
+        events     TEXT    NOT NULL,  -- JSON array of globs
+        secret     TEXT    NOT NULL,
+        ordered    INTEGER NOT NULL,
+        enabled    INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL
+    );
+
+    -- state: 0 waiting, 1 leased (due_ms is then the lease expiry), 2 held (subscription disabled)
+    CREATE TABLE deliveries (
+        id               INTEGER PRIMARY KEY,
+        event_sequence   INTEGER NOT NULL,
+        consumer_kind    INTEGER NOT NULL,  -- 0 subscription, 1 reactor
+        consumer         TEXT    NOT NULL,
+        target           TEXT    NOT NULL,
+        state            INTEGER NOT NULL,
+        due_ms           INTEGER NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        lease_owner      TEXT,
+        lease_gen        INTEGER NOT NULL DEFAULT 0,
+        last_error       TEXT,
+        last_status      INTEGER,
+        created_ms       INTEGER NOT NULL,
+        first_attempt_ms INTEGER,
+        last_attempt_ms  INTEGER
+    );
+    CREATE INDEX deliveries_due ON deliveries (due_ms, id) WHERE state < 2;
+    CREATE INDEX deliveries_consumer ON deliveries (consumer_kind, consumer, event_sequence);
+
+    CREATE TABLE dead_letters (
+        id               INTEGER PRIMARY KEY,
+        event_sequence   INTEGER NOT NULL,
+        event_id         TEXT    NOT NULL,
+        event_type       TEXT    NOT NULL,
+        payload          TEXT    NOT NULL,
+        consumer_kind    INTEGER NOT NULL,
+        consumer         TEXT    NOT NULL,
+        target           TEXT    NOT NULL,
+        error            TEXT    NOT NULL,
+        last_status      INTEGER,
+        attempts         INTEGER NOT NULL,
+        created_ms       INTEGER NOT NULL,
+        first_attempt_ms INTEGER,
+        failed_ms        INTEGER NOT NULL
+    );
+
+    CREATE TABLE cursors (
+        name       TEXT    PRIMARY KEY,
+        sequence   INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;

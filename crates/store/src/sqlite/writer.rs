@@ -1,0 +1,253 @@
+//! The single writer thread: it owns the one read-write connection, groups every command that is
+//! waiting into one transaction and one fsync (group commit), and only then answers each caller.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use nexus_core::Bus;
+use nexus_event::{Event, Pattern};
+use rusqlite::Connection;
+use tokio::sync::watch;
+
+use crate::error::{Result, StoreError};
+use crate::model::Router;
+
+/// What a job hands back once the transaction's fate is known: it answers the caller.
+pub(crate) type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+/// A unit of work run on the writer thread inside the group's transaction. It returns whether it
+/// failed (its savepoint is then rolled back) and how to answer its caller after the commit. A job
+/// dropped without running answers its caller `Unavailable` (its reply channel closes).
+pub(crate) type Job = Box<dyn FnOnce(&mut Ctx<'_>) -> (bool, Completion) + Send>;
+
+/// The most jobs one transaction groups.
+const MAX_GROUP: usize = 512;
+
+/// A subscription as the router needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct SubRoute {
+    pub(crate) id: String,
+    pub(crate) target: String,
+    pub(crate) patterns: Vec<Pattern>,
+    pub(crate) enabled: bool,
+}
+
+/// The most recent events, by sequence, so leasing fresh deliveries does not reparse them.
+pub(crate) struct EventCache {
+    first: u64,
+    events: VecDeque<Arc<Event>>,
+    capacity: usize,
+}
+
+impl EventCache {
+    pub(crate) fn new(capacity: usize, next: u64) -> Self {
+        EventCache {
+            first: next,
+            events: VecDeque::with_capacity(capacity.min(1 << 16)),
+            capacity,
+        }
+    }
+
+    fn push(&mut self, event: Arc<Event>) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.first + self.events.len() as u64 != event.sequence {
+            // Not contiguous (cannot happen for committed appends): start over.
+            self.events.clear();
+            self.first = event.sequence;
+        }
+        if self.events.len() == self.capacity {
+            self.events.pop_front();
+            self.first += 1;
+        }
+        self.events.push_back(event);
+    }
+
+    pub(crate) fn get(&self, sequence: u64) -> Option<Arc<Event>> {
+        let index = sequence.checked_sub(self.first)?;
+        self.events.get(usize::try_from(index).ok()?).cloned()
+    }
+}
+
+/// State the writer keeps between transactions.
+pub(crate) struct State {
+    pub(crate) next_sequence: u64,
+    pub(crate) subscriptions: Vec<SubRoute>,
+    pub(crate) router: Option<Arc<dyn Router>>,
+    pub(crate) cache: EventCache,
+}
+
+/// What one job may touch: the transaction, the writer's state, and effects that wait for the
+/// commit.
+pub(crate) struct Ctx<'a> {
+    pub(crate) conn: &'a Connection,
+    pub(crate) state: &'a mut State,
+    /// Events committed by this group, in sequence order, to cache and publish after the commit.
+    pub(crate) appended: Vec<Arc<Event>>,
+    /// Whether the group made deliveries due (wakes sleeping workers after the commit).
+    pub(crate) work: bool,
+    /// Whether subscriptions changed (reloaded after the commit).
+    pub(crate) subscriptions_changed: bool,
+    /// A savepoint could not be rolled back: the whole group must be.
+    poisoned: bool,
+}
+
+pub(crate) struct Writer {
+    pub(crate) conn: Connection,
+    pub(crate) state: State,
+    pub(crate) bus: Option<Bus>,
+    pub(crate) head: Arc<AtomicU64>,
+    pub(crate) changes: watch::Sender<u64>,
+}
+
+impl Writer {
+    pub(crate) fn new(
+        conn: Connection,
+        state: State,
+        bus: Option<Bus>,
+        head: Arc<AtomicU64>,
+        changes: watch::Sender<u64>,
+    ) -> Self {
+        Writer {
+            conn,
+            state,
+            bus,
+            head,
+            changes,
+        }
+    }
+
+    /// Runs until every sender is gone.
+    pub(crate) fn run(mut self, jobs: mpsc::Receiver<Job>) {
+        let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
+        while let Ok(first) = jobs.recv() {
+            group.push(first);
+            while group.len() < MAX_GROUP {
+                match jobs.try_recv() {
+                    Ok(job) => group.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.run_group(&mut group);
+        }
+        tracing::debug!("store writer stopped");
+    }
+
+    fn run_group(&mut self, group: &mut Vec<Job>) {
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "store writer cannot begin a transaction");
+            // Dropping the jobs answers their callers `Unavailable`.
+            group.clear();
+            return;
+        }
+        let mut ctx = Ctx {
+            conn: &self.conn,
+            state: &mut self.state,
+            appended: Vec::new(),
+            work: false,
+            subscriptions_changed: false,
+            poisoned: false,
+        };
+        let mut completions = Vec::with_capacity(group.len());
+        for job in group.drain(..) {
+            completions.extend(run_job(&mut ctx, job));
+        }
+        let Ctx {
+            appended,
+            work,
+            subscriptions_changed,
+            poisoned,
+            ..
+        } = ctx;
+
+        let committed = if poisoned {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            Err(StoreError::Unavailable {
+                reason: "a failed operation could not be undone; the group was rolled back".into(),
+            })
+        } else {
+            self.conn.execute_batch("COMMIT").map_err(|e| {
+                tracing::error!(error = %e, "store commit failed; the group is rolled back");
+                let _ = self.conn.execute_batch("ROLLBACK");
+                StoreError::Database {
+                    op: "commit",
+                    source: Box::new(e),
+                }
+            })
+        };
+        match committed {
+            Ok(()) => {
+                for event in &appended {
+                    self.state.cache.push(Arc::clone(event));
+                }
+                if let Some(last) = appended.last() {
+                    self.head.store(last.sequence, Ordering::Release);
+                }
+                if subscriptions_changed {
+                    self.reload_subscriptions();
+                }
+                if work || !appended.is_empty() {
+                    self.changes.send_modify(|n| *n = n.wrapping_add(1));
+                }
+                // Publish before answering, so a caller whose append returned finds its events on
+                // the bus; publishing never blocks, and the bus sees commit order.
+                if let Some(bus) = &self.bus {
+                    for event in appended {
+                        bus.publish(event);
+                    }
+                }
+                for completion in completions {
+                    completion(Ok(()));
+                }
+            }
+            Err(e) => {
+                self.state.next_sequence = self.head.load(Ordering::Acquire) + 1;
+                if subscriptions_changed {
+                    self.reload_subscriptions();
+                }
+                let reason = e.to_string();
+                for completion in completions {
+                    completion(Err(StoreError::Unavailable {
+                        reason: reason.clone(),
+                    }));
+                }
+            }
+        }
+    }
+
+    fn reload_subscriptions(&mut self) {
+        match super::load_subscription_routes(&self.conn) {
+            Ok(subs) => self.state.subscriptions = subs,
+            Err(e) => tracing::error!(error = %e, "cannot reload subscriptions"),
+        }
+    }
+}
+
+/// Runs one job inside its own savepoint, so a failing job leaves the rest of the group intact.
+fn run_job(ctx: &mut Ctx<'_>, job: Job) -> Option<Completion> {
+    if let Err(e) = ctx.conn.execute_batch("SAVEPOINT job") {
+        tracing::error!(error = %e, "cannot open a savepoint");
+        // Dropping the job answers its caller `Unavailable`.
+        return None;
+    }
+    let next_sequence = ctx.state.next_sequence;
+    let appended = ctx.appended.len();
+    let (work, subs) = (ctx.work, ctx.subscriptions_changed);
+    let (failed, completion) = job(ctx);
+    if failed {
+        if let Err(e) = ctx.conn.execute_batch("ROLLBACK TO job; RELEASE job") {
+            tracing::error!(error = %e, "cannot roll back a savepoint");
+            ctx.poisoned = true;
+        }
+        ctx.state.next_sequence = next_sequence;
+        ctx.appended.truncate(appended);
+        ctx.work = work;
+        ctx.subscriptions_changed = subs;
+    } else if let Err(e) = ctx.conn.execute_batch("RELEASE job") {
+        tracing::error!(error = %e, "cannot release a savepoint");
+        ctx.poisoned = true;
+    }
+    Some(completion)
+}

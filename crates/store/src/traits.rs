@@ -1,0 +1,121 @@
+//! The boundaries every backend implements. One conformance suite (`conformance` feature) checks
+//! each implementation against these contracts.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nexus_event::{Event, EventId, NewEvent, Timestamp, TypeFilter};
+use tokio::sync::watch;
+
+use crate::error::Result;
+use crate::model::{
+    Appended, DeadLetter, Failure, Lease, LeaseToken, NewSubscription, Page, QueueStats, Selection,
+    Subscription, SubscriptionPatch,
+};
+
+/// The durable, append-only event log.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// Appends a batch in one atomic commit and answers only once it is durable.
+    ///
+    /// Each new event gets the next sequence (gap-free, strictly increasing) and, in the same
+    /// transaction, one delivery per consumer that wants it (outbox). An id already in the log
+    /// from the same source is a repeat: nothing is written for it and its first sequence comes
+    /// back with `duplicate = true`. An id already in the log from another source refuses the whole
+    /// batch with [`StoreError::Conflict`](crate::StoreError::Conflict), and an id twice in the
+    /// batch with [`StoreError::DuplicateInBatch`](crate::StoreError::DuplicateInBatch). Results
+    /// are in the order of `events`.
+    async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>>;
+
+    /// The event with this id.
+    async fn get(&self, id: &EventId) -> Result<Option<Event>>;
+
+    /// Up to `limit` events with a sequence above `after` whose type passes `filter`, in
+    /// ascending sequence order.
+    async fn read(&self, after: u64, limit: usize, filter: &TypeFilter) -> Result<Vec<Event>>;
+
+    /// The highest committed sequence, 0 for an empty log.
+    async fn head(&self) -> Result<u64>;
+}
+
+/// The durable queue of deliveries (retry queue) and its dead letters.
+///
+/// Every settling call is fenced by the [`LeaseToken`]: once a lease expired and another worker
+/// leased the delivery, the first worker's calls fail with
+/// [`StoreError::LeaseLost`](crate::StoreError::LeaseLost).
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync {
+    /// Leases up to `max` deliveries that are due at `now` (or whose lease expired by `now`),
+    /// earliest first, to `owner` for `lease_for`.
+    async fn lease_due(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        max: usize,
+        lease_for: Duration,
+    ) -> Result<Vec<Lease>>;
+
+    /// The delivery succeeded: it leaves the queue.
+    async fn ack(&self, token: &LeaseToken) -> Result<()>;
+
+    /// The attempt failed: count it and try again at `when`.
+    async fn retry_at(&self, token: &LeaseToken, when: Timestamp, failure: Failure) -> Result<()>;
+
+    /// The attempt failed and was the last: count it and move the delivery to the dead letters.
+    async fn dead_letter(&self, token: &LeaseToken, failure: Failure) -> Result<()>;
+
+    /// Gives the delivery back without counting an attempt, due again at `when` (an open
+    /// breaker, a shutting-down worker).
+    async fn release(&self, token: &LeaseToken, when: Timestamp) -> Result<()>;
+
+    /// Counts for the admin API and the gauges.
+    async fn stats(&self) -> Result<QueueStats>;
+
+    /// Dead letters, newest first.
+    async fn dead_letters(&self, limit: usize, cursor: Option<&str>) -> Result<Page<DeadLetter>>;
+
+    /// Moves dead letters back to the queue, due at `now`, attempts reset. Returns how many.
+    async fn redrive(&self, which: Selection, now: Timestamp) -> Result<u64>;
+
+    /// Deletes dead letters. Returns how many.
+    async fn purge(&self, which: Selection) -> Result<u64>;
+
+    /// When the next delivery falls due (or the next lease expires); `None` when the queue is
+    /// empty. A worker sleeps until then or until [`DeliveryQueue::changes`] moves.
+    async fn next_due(&self) -> Result<Option<Timestamp>>;
+
+    /// A watch that moves whenever work may have appeared (enqueue, retry, release, redrive), so
+    /// a worker can sleep without polling.
+    fn changes(&self) -> watch::Receiver<u64>;
+}
+
+/// Webhook subscriptions. Creating one starts routing new events to it.
+#[async_trait]
+pub trait Subscriptions: Send + Sync {
+    /// Creates a subscription with a new id.
+    async fn create_subscription(&self, new: NewSubscription) -> Result<Subscription>;
+    /// One subscription.
+    async fn subscription(&self, id: &str) -> Result<Option<Subscription>>;
+    /// Subscriptions in creation order.
+    async fn subscriptions(&self, limit: usize, cursor: Option<&str>)
+    -> Result<Page<Subscription>>;
+    /// Changes a subscription; [`StoreError::NotFound`](crate::StoreError::NotFound) if unknown.
+    async fn update_subscription(&self, id: &str, patch: SubscriptionPatch)
+    -> Result<Subscription>;
+    /// Deletes a subscription and its pending deliveries; `false` if it did not exist.
+    async fn delete_subscription(&self, id: &str) -> Result<bool>;
+}
+
+/// Named sequence cursors, for consumers that resume from where they were.
+#[async_trait]
+pub trait Cursors: Send + Sync {
+    /// The stored sequence of a cursor.
+    async fn cursor(&self, name: &str) -> Result<Option<u64>>;
+    /// Stores a cursor durably.
+    async fn set_cursor(&self, name: &str, sequence: u64) -> Result<()>;
+}
+
+/// Everything a Nexus server needs from its storage.
+pub trait Store: EventLog + DeliveryQueue + Subscriptions + Cursors {}
+
+impl<T: EventLog + DeliveryQueue + Subscriptions + Cursors> Store for T {}

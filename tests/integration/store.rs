@@ -1,0 +1,229 @@
+//! The SQLite store: the conformance suite, opening bad data dirs, restarts, bus and routes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use nexus_core::Bus;
+use nexus_event::{EventId, NewEvent, Pattern, Timestamp, TypeFilter, WellKnown};
+use nexus_store::conformance::t0;
+use nexus_store::{
+    Consumer, Cursors, DB_FILE, DeliveryQueue, EventLog, NewSubscription, Route, SqliteStore,
+    StoreError, Subscriptions,
+};
+
+async fn fresh() -> (SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path()).expect("open a fresh store");
+    (store, dir)
+}
+
+async fn fresh_without_cache() -> (SqliteStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::builder(dir.path())
+        .event_cache(0)
+        .open()
+        .expect("open a fresh store");
+    (store, dir)
+}
+
+mod conformance {
+    nexus_store::conformance_tests!(super::fresh);
+}
+
+/// The same suite with the event cache off, so every lease reads its event back from disk.
+mod conformance_uncached {
+    nexus_store::conformance_tests!(super::fresh_without_cache);
+}
+
+fn draft(id: &str) -> NewEvent {
+    NewEvent::new(WellKnown::PaymentReceived, "flowpay")
+        .id(EventId::new(id).expect("valid"))
+        .time(t0())
+}
+
+#[test]
+fn missing_dir_is_a_clear_error_unless_asked_to_create() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let missing = dir.path().join("not-there");
+    let err = SqliteStore::open(&missing).expect_err("missing dir");
+    assert!(matches!(err, StoreError::MissingDir { .. }), "{err:?}");
+    assert!(err.to_string().contains("not-there"), "{err}");
+    let store = SqliteStore::builder(&missing)
+        .create_dir(true)
+        .open()
+        .expect("created");
+    assert!(store.path().ends_with(DB_FILE));
+}
+
+#[test]
+fn a_file_instead_of_a_dir_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("plain");
+    std::fs::write(&file, b"x").expect("write");
+    let err = SqliteStore::open(&file).expect_err("not a dir");
+    assert!(matches!(err, StoreError::NotADirectory { .. }), "{err:?}");
+}
+
+#[test]
+fn an_unwritable_dir_is_refused() {
+    // Permission bits do not stop root, so use a directory no one can create files in.
+    let dir = std::path::Path::new("/proc/self");
+    let err = SqliteStore::open(dir).expect_err("read-only dir");
+    assert!(matches!(err, StoreError::ReadOnly { .. }), "{err:?}");
+    assert!(err.to_string().contains("not writable"), "{err}");
+}
+
+#[test]
+fn a_corrupt_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join(DB_FILE);
+    let garbage = b"this is not a database, but it is someone's data ".repeat(200);
+    std::fs::write(&db, &garbage).expect("write");
+    let err = SqliteStore::open(dir.path()).expect_err("corrupt");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("left untouched"), "{err}");
+    assert_eq!(std::fs::read(&db).expect("read back"), garbage);
+}
+
+#[test]
+fn another_programs_database_and_a_newer_schema_are_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join(DB_FILE);
+    {
+        let conn = rusqlite_like_open(&db);
+        conn.execute_batch("CREATE TABLE accounts (id INTEGER PRIMARY KEY, balance INTEGER);")
+            .expect("create foreign table");
+    }
+    let err = SqliteStore::open(dir.path()).expect_err("foreign db");
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    drop(SqliteStore::open(dir.path()).expect("create"));
+    {
+        let conn = rusqlite_like_open(&dir.path().join(DB_FILE));
+        conn.execute_batch("PRAGMA user_version = 99;")
+            .expect("bump version");
+    }
+    let err = SqliteStore::open(dir.path()).expect_err("newer schema");
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+        "{err:?}"
+    );
+}
+
+/// A plain SQLite connection, to prepare files the way another program would.
+fn rusqlite_like_open(path: &std::path::Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(path).expect("open sqlite")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_events_and_resumes_the_queue() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (sub, leased_token) = {
+        let store = SqliteStore::open(dir.path()).expect("open");
+        let sub = store
+            .create_subscription(NewSubscription {
+                url: "http://127.0.0.1:4000/hook".into(),
+                events: vec![Pattern::new("*").expect("valid")],
+                secret: "s".into(),
+                ordered: false,
+            })
+            .await
+            .expect("subscribe");
+        store
+            .append((0..5).map(|i| draft(&format!("e{i}"))).collect())
+            .await
+            .expect("append");
+        let leased = store
+            .lease_due("before-restart", t0(), 2, Duration::from_secs(30))
+            .await
+            .expect("lease");
+        assert_eq!(leased.len(), 2);
+        store.set_cursor("c", 3).await.expect("cursor");
+        (sub.id, leased[0].token.clone())
+    };
+    let store = SqliteStore::open(dir.path()).expect("reopen");
+    assert_eq!(store.head().await.expect("head"), 5);
+    assert_eq!(store.cursor("c").await.expect("cursor"), Some(3));
+    let again = store
+        .append(vec![draft("e5")])
+        .await
+        .expect("append after restart");
+    assert_eq!(again[0].sequence, 6);
+    // Three waiting plus the new one now; the two leased come back when their lease expires.
+    let now = store
+        .lease_due("after-restart", t0(), 100, Duration::from_secs(3600))
+        .await
+        .expect("lease");
+    assert_eq!(now.len(), 4);
+    assert!(
+        now.iter()
+            .all(|l| l.consumer == Consumer::Subscription(sub.clone()))
+    );
+    let later = Timestamp::from_unix_millis(t0().as_unix_millis() + 30_000).expect("in range");
+    let expired = store
+        .lease_due("after-restart", later, 100, Duration::from_secs(30))
+        .await
+        .expect("lease");
+    assert_eq!(
+        expired.iter().map(|l| l.event.sequence).collect::<Vec<_>>(),
+        vec![1, 2]
+    );
+    assert!(matches!(
+        store.ack(&leased_token).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_events_reach_the_bus_in_order_and_routes_enqueue() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bus = Bus::new();
+    let mut sub = bus.subscribe(TypeFilter::all());
+    let routes = vec![Route {
+        consumer: Consumer::Reactor("mint-on-payment".into()),
+        filter: TypeFilter::parse(["PAYMENT_*"]).expect("valid"),
+        target: "http://127.0.0.1:4000".into(),
+    }];
+    let store = SqliteStore::builder(dir.path())
+        .bus(bus.clone())
+        .router(Arc::new(routes))
+        .open()
+        .expect("open");
+    let producers: Vec<_> = (0..8)
+        .map(|p| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    store
+                        .append(vec![draft(&format!("p{p}-{i}"))])
+                        .await
+                        .expect("append");
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.await.expect("producer");
+    }
+    store
+        .append(vec![
+            NewEvent::new(WellKnown::MintConfirmed, "factory").time(t0()),
+        ])
+        .await
+        .expect("append");
+    let seqs: Vec<u64> = std::iter::from_fn(|| sub.try_recv().ok())
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(seqs, (1..=201).collect::<Vec<_>>());
+    let leases = store
+        .lease_due("w", t0(), 1000, Duration::from_secs(5))
+        .await
+        .expect("lease");
+    assert_eq!(leases.len(), 200, "the reactor route wants payments only");
+    assert!(
+        leases
+            .iter()
+            .all(|l| l.consumer == Consumer::Reactor("mint-on-payment".into()))
+    );
+}
