@@ -2,6 +2,7 @@
 
 mod bus;
 mod store;
+mod store_crash;
 mod support;
 
 #[global_allocator]
