@@ -9,7 +9,7 @@
 //! never stored without its deliveries or the other way round; an append is answered only once it
 //! is durable.
 //!
-//! With the `conformance` feature, [`conformance`] holds the generic test suite every backend
+//! With the `conformance` feature, the `conformance` module holds the generic test suite every backend
 //! must pass.
 //!
 //! It is not for delivering anything: the retry worker and circuit breakers live in

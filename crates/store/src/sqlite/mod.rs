@@ -115,6 +115,7 @@ impl SqliteBuilder {
 /// last handle is dropped, after finishing what it was given.
 ///
 /// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
 /// # let dir = tempfile::tempdir()?;
 /// use nexus_store::{EventLog, SqliteStore};

@@ -1,0 +1,315 @@
+//! Durable append and queue throughput of the SQLite store, against the machine's raw fsync rate
+//! measured in the same run.
+//!
+//! Cases: single-event appends from 1, 16 and 64 concurrent producers; one producer appending
+//! batches of 100 and 1000; lease + ack of queued deliveries by two workers. Every case runs with
+//! `synchronous=FULL` (durable); a few are repeated with `NORMAL`, labelled not durable. The
+//! baseline is a loop of 4 KiB writes + `fdatasync` on the same disk: "events per fsync" says
+//! how much group commit gets out of each flush the disk can do.
+//!
+//! A custom harness rather than criterion: the cases are concurrent, run for a fixed time and
+//! fsync, so a steady-state rate over seconds is the measurement, not per-iteration timing.
+//!
+//! Run with `cargo bench --bench store`.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nexus_event::{NewEvent, Pattern, Timestamp, WellKnown};
+use nexus_store::{
+    DeliveryQueue, Durability, EventLog, NewSubscription, SqliteStore, Subscriptions,
+};
+use serde_json::json;
+use tokio::task::JoinSet;
+
+struct Settings {
+    run_for: Duration,
+    prefill: usize,
+}
+
+fn draft(n: u64) -> NewEvent {
+    NewEvent::new(WellKnown::PaymentReceived, "flowpay")
+        .payload(json!({"order": format!("order-{n}"), "amount": 25, "currency": "EUR"}))
+}
+
+fn open(dir: &std::path::Path, durability: Durability) -> SqliteStore {
+    SqliteStore::builder(dir)
+        .durability(durability)
+        .open()
+        .expect("open store")
+}
+
+/// Raw `fdatasync`s per second of 4 KiB writes in `dir`.
+fn fsync_baseline(dir: &std::path::Path, run_for: Duration) -> f64 {
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&path).expect("probe file");
+    let block = [0x5au8; 4096];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < run_for {
+        f.write_all(&block).expect("write");
+        f.sync_data().expect("fdatasync");
+        n += 1;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(path);
+    rate
+}
+
+async fn subscribe_all(store: &SqliteStore) {
+    store
+        .create_subscription(NewSubscription {
+            url: "http://127.0.0.1:4000/hook".into(),
+            events: vec![Pattern::new("*").expect("valid")],
+            secret: "s".into(),
+            ordered: false,
+        })
+        .await
+        .expect("subscribe");
+}
+
+/// `producers` tasks each appending batches of `batch` until time is up, with `subscriptions`
+/// webhook subscriptions that every event is enqueued for; events/s acknowledged.
+async fn appends(
+    durability: Durability,
+    producers: usize,
+    batch: usize,
+    subscriptions: usize,
+    s: &Settings,
+) -> f64 {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path(), durability);
+    for _ in 0..subscriptions {
+        subscribe_all(&store).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = JoinSet::new();
+    let start = Instant::now();
+    for p in 0..producers {
+        let (store, stop, done) = (store.clone(), Arc::clone(&stop), Arc::clone(&done));
+        tasks.spawn(async move {
+            let mut n = (p as u64) << 40;
+            while !stop.load(Ordering::Relaxed) {
+                let events: Vec<NewEvent> = (0..batch)
+                    .map(|_| {
+                        n += 1;
+                        draft(n)
+                    })
+                    .collect();
+                let appended = store.append(events).await.expect("append");
+                done.fetch_add(appended.len() as u64, Ordering::Relaxed);
+            }
+        });
+    }
+    tokio::time::sleep(s.run_for).await;
+    stop.store(true, Ordering::Relaxed);
+    let acknowledged = done.load(Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    while tasks.join_next().await.is_some() {}
+    acknowledged as f64 / elapsed.as_secs_f64()
+}
+
+/// Two workers leasing 256 at a time and acking each delivery concurrently; deliveries/s.
+async fn lease_and_ack(durability: Durability, s: &Settings) -> f64 {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path(), durability);
+    subscribe_all(&store).await;
+    let mut n = 0;
+    while n < s.prefill {
+        let batch: Vec<NewEvent> = (0..1000).map(|i| draft((n + i) as u64)).collect();
+        store.append(batch).await.expect("prefill");
+        n += 1000;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut workers = JoinSet::new();
+    let start = Instant::now();
+    for w in 0..2 {
+        let (store, stop, done) = (store.clone(), Arc::clone(&stop), Arc::clone(&done));
+        workers.spawn(async move {
+            let owner = format!("worker-{w}");
+            while !stop.load(Ordering::Relaxed) {
+                let leases = store
+                    .lease_due(&owner, Timestamp::now(), 256, Duration::from_secs(30))
+                    .await
+                    .expect("lease");
+                if leases.is_empty() {
+                    break;
+                }
+                let mut acks = JoinSet::new();
+                for lease in leases {
+                    let store = store.clone();
+                    acks.spawn(async move { store.ack(&lease.token).await });
+                }
+                while let Some(r) = acks.join_next().await {
+                    r.expect("ack task").expect("ack");
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+    tokio::time::sleep(s.run_for).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = done.load(Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    while workers.join_next().await.is_some() {}
+    assert!(acked > 0, "nothing was leased and acked");
+    acked as f64 / elapsed.as_secs_f64()
+}
+
+fn si(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+#[allow(clippy::print_stdout)]
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` passes `--bench`; without it this is a smoke run.
+    let quick = !args.iter().any(|a| a == "--bench");
+    let s = if quick {
+        Settings {
+            run_for: Duration::from_millis(200),
+            prefill: 2_000,
+        }
+    } else {
+        Settings {
+            run_for: Duration::from_secs(3),
+            prefill: 400_000,
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let probe_dir = tempfile::tempdir().expect("temp dir");
+    let fsyncs = fsync_baseline(probe_dir.path(), s.run_for);
+    println!("store bench: {} s per case", s.run_for.as_secs_f64());
+    if quick {
+        println!("smoke run: figures are not measurements and targets are not judged");
+    }
+    println!("baseline: {} fdatasync/s of 4 KiB on this disk", si(fsyncs));
+    println!(
+        "{:<34} {:<22} {:>12} {:>16}  target",
+        "case", "durability", "rate", "per raw fsync"
+    );
+    // (name, durability, producers, batch size, subscriptions, target events/s)
+    type Case = (&'static str, Durability, usize, usize, usize, Option<f64>);
+    let cases: [Case; 9] = [
+        ("1 producer, single events", Durability::Full, 1, 1, 0, None),
+        (
+            "16 producers, single events",
+            Durability::Full,
+            16,
+            1,
+            0,
+            None,
+        ),
+        (
+            "64 producers, single events",
+            Durability::Full,
+            64,
+            1,
+            0,
+            Some(30_000.0),
+        ),
+        (
+            "64 producers, single events",
+            Durability::Normal,
+            64,
+            1,
+            0,
+            None,
+        ),
+        (
+            "64 producers, single + 1 delivery",
+            Durability::Full,
+            64,
+            1,
+            1,
+            None,
+        ),
+        (
+            "1 producer, batches of 100",
+            Durability::Full,
+            1,
+            100,
+            0,
+            None,
+        ),
+        (
+            "1 producer, batches of 1000",
+            Durability::Full,
+            1,
+            1000,
+            0,
+            Some(150_000.0),
+        ),
+        (
+            "1 producer, batches of 1000",
+            Durability::Normal,
+            1,
+            1000,
+            0,
+            None,
+        ),
+        (
+            "1 producer, 1000 + 1000 deliveries",
+            Durability::Full,
+            1,
+            1000,
+            1,
+            None,
+        ),
+    ];
+    let mut missed = Vec::new();
+    let label = |d: Durability| match d {
+        Durability::Full => "FULL (durable)",
+        _ => "NORMAL (NOT durable)",
+    };
+    let mut report = |name: &str, d: Durability, unit: &str, rate: f64, target: Option<f64>| {
+        let verdict = match target {
+            Some(t) if !quick => {
+                if rate >= t {
+                    format!(">= {}: ok", si(t))
+                } else {
+                    missed.push(format!("{name} ({} < {})", si(rate), si(t)));
+                    format!(">= {}: MISSED", si(t))
+                }
+            }
+            _ => String::new(),
+        };
+        println!(
+            "{:<34} {:<22} {:>12} {:>16}  {verdict}",
+            name,
+            label(d),
+            format!("{} {unit}", si(rate)),
+            format!("{:.1}", rate / fsyncs),
+        );
+    };
+    for (name, d, producers, batch, subscriptions, target) in cases {
+        let rate = rt.block_on(appends(d, producers, batch, subscriptions, &s));
+        report(name, d, "ev/s", rate, target);
+    }
+    for d in [Durability::Full, Durability::Normal] {
+        let rate = rt.block_on(lease_and_ack(d, &s));
+        let target = (d == Durability::Full).then_some(50_000.0);
+        report("lease + ack, 2 workers", d, "del/s", rate, target);
+    }
+    if quick {
+        println!("smoke run complete");
+    } else if missed.is_empty() {
+        println!("all store targets met");
+    } else {
+        println!("targets missed: {}", missed.join("; "));
+    }
+}
