@@ -37,6 +37,7 @@ macro_rules! conformance_tests {
             leases_are_fenced_and_expire,
             retries_then_dead_letters,
             release_does_not_count_an_attempt,
+            parked_deliveries_wait_for_their_breaker,
             redrive_resets_attempts,
             purge_deletes_dead_letters,
             dead_letters_page_newest_first,
@@ -407,6 +408,61 @@ pub async fn release_does_not_count_an_attempt<S: Store>(store: &S) {
     assert!(lease(store, "w", 29_999).await.is_empty());
     let l = lease(store, "w", 30_000).await;
     assert_eq!(l[0].attempt, 1, "released, not attempted");
+}
+
+/// Parked deliveries wait without counting an attempt until their time or until their target is
+/// unparked; other targets are untouched.
+pub async fn parked_deliveries_wait_for_their_breaker<S: Store>(store: &S) {
+    subscribe(store, &["*"]).await;
+    let batch: Vec<NewEvent> = (0..3)
+        .map(|i| ev(WellKnown::PaymentReceived, "flowpay", &format!("p{i}")))
+        .collect();
+    store.append(batch).await.expect("append");
+    let l = lease(store, "w", 0).await;
+    assert_eq!(l.len(), 3);
+    for lease in &l[..2] {
+        store.park(&lease.token, at(30_000)).await.expect("park");
+    }
+    store
+        .retry_at(&l[2].token, at(20_000), failure("e", None, 1))
+        .await
+        .expect("retry");
+    assert!(lease(store, "w", 5_000).await.is_empty());
+    assert_eq!(store.stats().await.expect("stats").pending, 3);
+    assert_eq!(
+        store
+            .unpark("http://other.example:80", at(5_000))
+            .await
+            .expect("unpark"),
+        0
+    );
+    assert_eq!(
+        store
+            .unpark("http://127.0.0.1:4000", at(5_000))
+            .await
+            .expect("unpark"),
+        2,
+        "only parked deliveries move, not the one waiting for its retry"
+    );
+    let again = lease(store, "w", 5_000).await;
+    assert_eq!(again.len(), 2);
+    assert!(
+        again.iter().all(|l| l.attempt == 1),
+        "parking costs no attempt"
+    );
+    // Parked without unparking: due at the time given.
+    store.park(&again[0].token, at(30_000)).await.expect("park");
+    assert!(
+        lease(store, "w", 29_999)
+            .await
+            .iter()
+            .all(|l| l.event.sequence != again[0].event.sequence)
+    );
+    let l = lease(store, "w", 30_000).await;
+    assert!(
+        l.iter()
+            .any(|l| l.event.sequence == again[0].event.sequence)
+    );
 }
 
 async fn dead_letter_n<S: Store>(store: &S, n: usize) -> Vec<i64> {

@@ -68,6 +68,15 @@ pub trait DeliveryQueue: Send + Sync {
     /// breaker, a shutting-down worker).
     async fn release(&self, token: &LeaseToken, when: Timestamp) -> Result<()>;
 
+    /// Gives the delivery back without counting an attempt because its target's circuit breaker
+    /// is open: it waits, parked, until `until` (the next trial) or until [`DeliveryQueue::unpark`]
+    /// lets its target's parked deliveries go, whichever comes first.
+    async fn park(&self, token: &LeaseToken, until: Timestamp) -> Result<()>;
+
+    /// Makes every parked delivery of `target` due at `now` at the latest (its breaker closed).
+    /// Returns how many.
+    async fn unpark(&self, target: &str, now: Timestamp) -> Result<u64>;
+
     /// Counts for the admin API and the gauges.
     async fn stats(&self) -> Result<QueueStats>;
 

@@ -597,7 +597,7 @@ fn selection_ids(which: &Selection) -> Option<&[i64]> {
 
 /// `state` a delivery of this consumer waits in: held while its subscription is disabled.
 const WAIT_STATE: &str = "CASE WHEN consumer_kind = 0 AND consumer IN \
-     (SELECT id FROM subscriptions WHERE enabled = 0) THEN 2 ELSE 0 END";
+     (SELECT id FROM subscriptions WHERE enabled = 0) THEN 3 ELSE 0 END";
 
 fn append_in(ctx: &mut Ctx<'_>, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
     if events.len() > 1 {
@@ -673,7 +673,7 @@ fn append_in(ctx: &mut Ctx<'_>, events: Vec<NewEvent>) -> Result<Vec<Appended>> 
                 .iter()
                 .any(|p| p.matches_type(&event.event_type))
             {
-                let state = if sub.enabled { 0 } else { 2 };
+                let state = if sub.enabled { 0 } else { 3 };
                 enqueue
                     .execute(params![sequence as i64, 0, sub.id, sub.target, state, due])
                     .map_err(&err)?;
@@ -718,7 +718,7 @@ fn lease_in(
         .conn
         .prepare_cached(
             "UPDATE deliveries SET state = 1, lease_owner = ?1, lease_gen = lease_gen + 1, due_ms = ?2 \
-             WHERE id IN (SELECT id FROM deliveries WHERE state < 2 AND due_ms <= ?3 \
+             WHERE id IN (SELECT id FROM deliveries WHERE state < 3 AND due_ms <= ?3 \
                           ORDER BY due_ms, id LIMIT ?4) \
              RETURNING id, event_sequence, consumer_kind, consumer, target, attempts, lease_gen, created_ms",
         )
@@ -941,6 +941,37 @@ impl DeliveryQueue for SqliteStore {
         .await
     }
 
+    async fn park(&self, token: &LeaseToken, until: Timestamp) -> Result<()> {
+        let token = token.clone();
+        self.call(move |ctx| {
+            let sql = format!(
+                "UPDATE deliveries SET state = CASE WHEN {WAIT_STATE} = 3 THEN 3 ELSE 2 END, \
+                 due_ms = ?4, lease_owner = NULL WHERE {LEASED}"
+            );
+            settle(ctx, "park", &sql, &token, &[&until.as_unix_millis()])?;
+            ctx.work = true;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unpark(&self, target: &str, now: Timestamp) -> Result<u64> {
+        let target = target.to_owned();
+        self.call(move |ctx| {
+            let n = ctx
+                .conn
+                .prepare_cached(
+                    "UPDATE deliveries SET state = 0, due_ms = min(due_ms, ?2) \
+                     WHERE target = ?1 AND state = 2",
+                )
+                .and_then(|mut s| s.execute(params![target, now.as_unix_millis()]))
+                .map_err(db_err("unpark"))? as u64;
+            ctx.work |= n > 0;
+            Ok(n)
+        })
+        .await
+    }
+
     async fn stats(&self) -> Result<QueueStats> {
         let now = Timestamp::now().as_unix_millis();
         self.read(move |conn| {
@@ -1077,7 +1108,7 @@ impl DeliveryQueue for SqliteStore {
 
     async fn next_due(&self) -> Result<Option<Timestamp>> {
         self.read(|conn| {
-            conn.prepare_cached("SELECT min(due_ms) FROM deliveries WHERE state < 2")
+            conn.prepare_cached("SELECT min(due_ms) FROM deliveries WHERE state < 3")
                 .and_then(|mut s| s.query_row([], |r| r.get::<_, Option<i64>>(0)))
                 .and_then(|ms| ms.map(ts).transpose())
                 .map_err(db_err("next_due"))
@@ -1244,13 +1275,13 @@ impl Subscriptions for SqliteStore {
                 )
                 .map_err(&err)?;
             if was_enabled != sub.enabled {
-                let (from, to) = if sub.enabled { (2, 0) } else { (0, 2) };
-                ctx.conn
-                    .execute(
-                        "UPDATE deliveries SET state = ?3 WHERE consumer_kind = 0 AND consumer = ?1 AND state = ?2",
-                        params![sub.id, from, to],
-                    )
-                    .map_err(&err)?;
+                // Disabling holds waiting and parked deliveries (3); enabling lets them go (0).
+                let sql = if sub.enabled {
+                    "UPDATE deliveries SET state = 0 WHERE consumer_kind = 0 AND consumer = ?1 AND state = 3"
+                } else {
+                    "UPDATE deliveries SET state = 3 WHERE consumer_kind = 0 AND consumer = ?1 AND state IN (0, 2)"
+                };
+                ctx.conn.execute(sql, [&sub.id]).map_err(&err)?;
                 ctx.work |= sub.enabled;
             }
             ctx.subscriptions_changed = true;

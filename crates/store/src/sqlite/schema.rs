@@ -28,7 +28,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL
     );
 
-    -- state: 0 waiting, 1 leased (due_ms is then the lease expiry), 2 held (subscription disabled)
+    -- state: 0 waiting, 1 leased (due_ms is then the lease expiry), 2 parked (its target's circuit
+    -- breaker is open; due_ms is the next trial at the latest), 3 held (subscription disabled)
     CREATE TABLE deliveries (
         id               INTEGER PRIMARY KEY,
         event_sequence   INTEGER NOT NULL,
@@ -46,7 +47,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         first_attempt_ms INTEGER,
         last_attempt_ms  INTEGER
     );
-    CREATE INDEX deliveries_due ON deliveries (due_ms, id) WHERE state < 2;
+    CREATE INDEX deliveries_due ON deliveries (due_ms, id) WHERE state < 3;
+    CREATE INDEX deliveries_parked ON deliveries (target) WHERE state = 2;
     CREATE INDEX deliveries_consumer ON deliveries (consumer_kind, consumer, event_sequence);
 
     CREATE TABLE dead_letters (
