@@ -1,6 +1,7 @@
 //! Cross-crate integration tests: one binary, one module per area, shared helpers in `support`.
 
 mod bus;
+mod resilience;
 mod store;
 mod store_crash;
 mod support;

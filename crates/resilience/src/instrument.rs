@@ -1,0 +1,22 @@
+//! Breaker metrics through the `metrics` facade.
+
+use nexus_core::metric_names;
+
+use crate::breaker::{BreakerInstrument, BreakerState};
+
+/// Reports breakers as `nexus_circuit_breaker_state{target}` (0 closed, 1 half-open, 2 open) and
+/// `nexus_circuit_breaker_trips_total{target}`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MetricsInstrument;
+
+impl BreakerInstrument for MetricsInstrument {
+    fn state_changed(&self, target: &str, state: BreakerState) {
+        metrics::gauge!(metric_names::CIRCUIT_BREAKER_STATE, "target" => target.to_owned())
+            .set(state.gauge());
+    }
+
+    fn tripped(&self, target: &str) {
+        metrics::counter!(metric_names::CIRCUIT_BREAKER_TRIPS_TOTAL, "target" => target.to_owned())
+            .increment(1);
+    }
+}

@@ -1,0 +1,44 @@
+//! Nexus resilience: every outbound call (webhook deliveries, reactor calls) goes through it.
+//!
+//! - [`Schedule`]: the retry schedule (2, 4, 8, 16, 32 s by default) as an iterator of delays with
+//!   bounded jitter, and the `Retry-After` floor.
+//! - [`CircuitBreaker`] and [`Breakers`]: one breaker per target origin, with time injected and an
+//!   instrument hook for metrics ([`MetricsInstrument`]).
+//! - [`RetryWorker`]: leases due deliveries from a [`nexus_store::DeliveryQueue`], runs them
+//!   through a [`Target`] with bounded concurrency, acks, retries, dead-letters, parks deliveries
+//!   of open breakers, and stops gracefully. It sleeps until the next due time or new work.
+//! - [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests.
+//!
+//! It is not the HTTP client: [`Target`] is implemented in `nexus-transport`, and by fakes in
+//! tests.
+//!
+//! ```
+//! use nexus_resilience::{Breakers, Admission, CallResult};
+//! use nexus_event::Timestamp;
+//! let breakers = Breakers::default();
+//! let now = Timestamp::now();
+//! assert_eq!(breakers.admit("http://127.0.0.1:4000", now), Admission::Allowed { trial: false });
+//! breakers.record("http://127.0.0.1:4000", false, CallResult::Success, now);
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod backoff;
+mod breaker;
+mod clock;
+mod error;
+mod instrument;
+mod worker;
+
+pub use backoff::{Backoff, DEFAULT_JITTER, DEFAULT_STEPS_MS, Schedule};
+pub use breaker::{
+    Admission, BreakerConfig, BreakerInstrument, BreakerSnapshot, BreakerState, Breakers,
+    CallResult, CircuitBreaker, NoInstrument,
+};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::ConfigError;
+pub use instrument::MetricsInstrument;
+pub use worker::{
+    AttemptError, Outcome, RetryWorker, StopReport, Target, WorkQueue, WorkerConfig, WorkerHandle,
+    WorkerStats, record_queue_gauges,
+};

@@ -1,0 +1,507 @@
+//! The retry worker: leases due deliveries, runs them through a [`Target`] with bounded
+//! concurrency and circuit breakers, and settles each in the queue.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nexus_core::metric_names;
+use nexus_event::Timestamp;
+use nexus_store::{
+    Consumer, DeliveryQueue, Failure, Lease, LeaseToken, QueueStats, SubscriptionPatch,
+    Subscriptions,
+};
+use tokio::sync::watch;
+use tokio::task::{Id, JoinSet};
+
+use crate::backoff::Schedule;
+use crate::breaker::{Admission, Breakers, CallResult};
+use crate::clock::Clock;
+use crate::error::ConfigError;
+
+/// Why an attempt failed, as the target saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptError {
+    /// A short machine label for metrics (`connect`, `timeout`, `status`, ...).
+    pub reason: &'static str,
+    /// What went wrong, for operators.
+    pub message: String,
+    /// The HTTP status, when the target answered.
+    pub status: Option<u16>,
+    /// A `Retry-After` the target asked for.
+    pub retry_after: Option<Duration>,
+}
+
+impl AttemptError {
+    /// An error with a reason and a message, no status, no `Retry-After`.
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+        AttemptError {
+            reason,
+            message: message.into(),
+            status: None,
+            retry_after: None,
+        }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Delivered (any 2xx): the delivery leaves the queue.
+    Delivered,
+    /// Failed: retried per the schedule, then dead-lettered.
+    Failed(AttemptError),
+    /// The target said the subscription is gone for good (`410 Gone`): the subscription is
+    /// disabled and this and later deliveries wait, held, until it is enabled again. For a
+    /// reactor it is an ordinary failure.
+    Gone(AttemptError),
+}
+
+/// Where deliveries go: the HTTP client in production, fakes in tests.
+#[async_trait]
+pub trait Target: Send + Sync + 'static {
+    /// Makes one attempt at a leased delivery.
+    async fn attempt(&self, lease: &Lease) -> Outcome;
+}
+
+/// Retry worker settings, each with its default.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The lease owner name; default `worker-<uuid>`, unique per worker.
+    pub owner: String,
+    /// Attempts in flight at once. Default 64.
+    pub concurrency: usize,
+    /// How long a lease holds; longer than the slowest attempt. Default 60 s.
+    pub lease_for: Duration,
+    /// The retry schedule. Default 2, 4, 8, 16, 32 s with 10 % jitter.
+    pub schedule: Schedule,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            owner: format!("worker-{}", nexus_event::EventId::new_v7()),
+            concurrency: 64,
+            lease_for: Duration::from_secs(60),
+            schedule: Schedule::default(),
+        }
+    }
+}
+
+/// Counters of a running worker, for tests, benches and the health endpoint.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Times the worker loop woke up to look for work.
+    pub wakeups: AtomicU64,
+    /// Attempts made.
+    pub attempts: AtomicU64,
+    /// Deliveries acknowledged.
+    pub delivered: AtomicU64,
+    /// Deliveries scheduled for a retry.
+    pub retried: AtomicU64,
+    /// Deliveries dead-lettered.
+    pub dead_lettered: AtomicU64,
+    /// Deliveries parked behind an open breaker.
+    pub parked: AtomicU64,
+}
+
+/// A queue the worker can run: deliveries plus the subscriptions a `410` disables.
+pub trait WorkQueue: DeliveryQueue + Subscriptions {}
+impl<T: DeliveryQueue + Subscriptions> WorkQueue for T {}
+
+/// The retry worker. Build it, then [`RetryWorker::spawn`] it on a tokio runtime.
+///
+/// It sleeps until the next due time or until the queue reports new work (no fixed-interval
+/// polling), leases what is due, asks each target's breaker, and runs at most `concurrency`
+/// attempts at once. While a target's breaker is open its deliveries are parked in the queue
+/// until the next trial: no attempt is made or counted, and they are never dead-lettered for it.
+pub struct RetryWorker {
+    queue: Arc<dyn WorkQueue>,
+    target: Arc<dyn Target>,
+    clock: Arc<dyn Clock>,
+    breakers: Arc<Breakers>,
+    config: WorkerConfig,
+    stats: Arc<WorkerStats>,
+}
+
+/// Controls a spawned worker.
+pub struct WorkerHandle {
+    stop: watch::Sender<Option<Duration>>,
+    task: tokio::task::JoinHandle<StopReport>,
+    stats: Arc<WorkerStats>,
+}
+
+/// What a graceful stop did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StopReport {
+    /// Attempts that finished within the grace period.
+    pub finished: usize,
+    /// Attempts cut off at the deadline; their deliveries were released for a restart to pick up.
+    pub released: usize,
+}
+
+impl WorkerHandle {
+    /// The worker's counters.
+    pub fn stats(&self) -> &Arc<WorkerStats> {
+        &self.stats
+    }
+
+    /// Stops leasing, lets attempts in flight finish for up to `grace`, then releases the rest
+    /// back to the queue (no attempt counted) so a restart picks them up.
+    pub async fn stop(self, grace: Duration) -> StopReport {
+        let _ = self.stop.send(Some(grace));
+        match self.task.await {
+            Ok(report) => report,
+            Err(e) => {
+                tracing::error!(error = %e, "retry worker panicked");
+                StopReport::default()
+            }
+        }
+    }
+}
+
+fn consumer_type(c: &Consumer) -> &'static str {
+    match c {
+        Consumer::Subscription(_) => "webhook",
+        Consumer::Reactor(_) => "reactor",
+    }
+}
+
+fn plus(t: Timestamp, d: Duration) -> Timestamp {
+    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    Timestamp::from_unix_millis(t.as_unix_millis().saturating_add(ms)).unwrap_or(t)
+}
+
+/// Sets the queue-size gauges from fresh stats.
+pub fn record_queue_gauges(stats: &QueueStats) {
+    metrics::gauge!(metric_names::RETRY_QUEUE_SIZE).set((stats.pending + stats.in_flight) as f64);
+    metrics::gauge!(metric_names::DEAD_LETTER_QUEUE_SIZE).set(stats.dead_letters as f64);
+}
+
+impl RetryWorker {
+    /// A worker over `queue`, delivering through `target`, with its own breakers.
+    pub fn new(
+        queue: Arc<dyn WorkQueue>,
+        target: Arc<dyn Target>,
+        clock: Arc<dyn Clock>,
+        config: WorkerConfig,
+    ) -> Result<Self, ConfigError> {
+        if config.concurrency == 0 {
+            return Err(ConfigError::Worker {
+                field: "concurrency",
+            });
+        }
+        if config.lease_for.is_zero() {
+            return Err(ConfigError::Worker { field: "lease_for" });
+        }
+        Ok(RetryWorker {
+            queue,
+            target,
+            clock,
+            breakers: Arc::new(Breakers::default()),
+            config,
+            stats: Arc::default(),
+        })
+    }
+
+    /// Shares `breakers` (several workers, the admin API and metrics see the same ones).
+    pub fn breakers(mut self, breakers: Arc<Breakers>) -> Self {
+        self.breakers = breakers;
+        self
+    }
+
+    /// Starts the worker on the current tokio runtime.
+    pub fn spawn(self) -> WorkerHandle {
+        let (stop, stop_rx) = watch::channel(None);
+        let stats = Arc::clone(&self.stats);
+        let task = tokio::spawn(self.run(stop_rx));
+        WorkerHandle { stop, task, stats }
+    }
+
+    async fn run(self, mut stop: watch::Receiver<Option<Duration>>) -> StopReport {
+        let worker = Arc::new(self);
+        let mut changes = worker.queue.changes();
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let mut in_flight: HashMap<Id, (LeaseToken, String, bool)> = HashMap::new();
+        let mut error_pause = Duration::from_millis(100);
+        loop {
+            if stop.borrow().is_some() {
+                break;
+            }
+            worker.stats.wakeups.fetch_add(1, Ordering::Relaxed);
+            // Look at the queue's version before leasing, so work committed while we lease is
+            // not missed when we then wait for a change.
+            changes.borrow_and_update();
+            let free = worker.config.concurrency.saturating_sub(tasks.len());
+            let mut full = free == 0;
+            let mut next_due = None;
+            if !full {
+                let now = worker.clock.now();
+                match worker
+                    .queue
+                    .lease_due(&worker.config.owner, now, free, worker.config.lease_for)
+                    .await
+                {
+                    Ok(leases) => {
+                        error_pause = Duration::from_millis(100);
+                        let leased = leases.len();
+                        for lease in leases {
+                            worker.dispatch(lease, &mut tasks, &mut in_flight);
+                        }
+                        if leased == free {
+                            // There may be more due right now.
+                            full = tasks.len() >= worker.config.concurrency;
+                            if !full {
+                                continue;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "retry worker cannot lease; pausing");
+                        tokio::select! {
+                            _ = tokio::time::sleep(error_pause) => {}
+                            _ = stop.changed() => {}
+                        }
+                        error_pause = (error_pause * 2).min(Duration::from_secs(5));
+                        continue;
+                    }
+                }
+                if !full {
+                    next_due = match worker.queue.next_due().await {
+                        Ok(due) => due,
+                        Err(e) => {
+                            tracing::error!(error = %e, "retry worker cannot read the next due time");
+                            Some(plus(worker.clock.now(), Duration::from_secs(1)))
+                        }
+                    };
+                }
+            }
+            let clock = Arc::clone(&worker.clock);
+            let sleep = async move {
+                match next_due {
+                    Some(due) => clock.sleep_until(due).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = stop.changed() => {}
+                Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                    let id = match done { Ok((id, ())) => id, Err(e) => e.id() };
+                    in_flight.remove(&id);
+                }
+                changed = changes.changed(), if !full => {
+                    if changed.is_err() {
+                        tracing::warn!("the queue is gone; retry worker stops");
+                        break;
+                    }
+                }
+                _ = sleep, if !full => {}
+            }
+        }
+        let grace = *stop.borrow();
+        worker.drain(tasks, in_flight, grace).await
+    }
+
+    /// Waits for attempts in flight up to the grace period, then releases what is left.
+    async fn drain(
+        &self,
+        mut tasks: JoinSet<()>,
+        mut in_flight: HashMap<Id, (LeaseToken, String, bool)>,
+        grace: Option<Duration>,
+    ) -> StopReport {
+        let mut report = StopReport::default();
+        let deadline = tokio::time::Instant::now() + grace.unwrap_or_default();
+        while !tasks.is_empty() {
+            match tokio::time::timeout_at(deadline, tasks.join_next_with_id()).await {
+                Ok(Some(done)) => {
+                    let id = match done {
+                        Ok((id, ())) => id,
+                        Err(e) => e.id(),
+                    };
+                    in_flight.remove(&id);
+                    report.finished += 1;
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    tasks.abort_all();
+                    while tasks.join_next().await.is_some() {}
+                    break;
+                }
+            }
+        }
+        let now = self.clock.now();
+        for (_, (token, target, trial)) in in_flight {
+            self.breakers
+                .record(&target, trial, CallResult::Abandoned, now);
+            match self.queue.release(&token, now).await {
+                Ok(()) => report.released += 1,
+                Err(e) => {
+                    tracing::warn!(error = %e, delivery = token.delivery, "cannot release a lease at stop")
+                }
+            }
+        }
+        tracing::info!(
+            finished = report.finished,
+            released = report.released,
+            "retry worker stopped"
+        );
+        report
+    }
+
+    fn dispatch(
+        self: &Arc<Self>,
+        lease: Lease,
+        tasks: &mut JoinSet<()>,
+        in_flight: &mut HashMap<Id, (LeaseToken, String, bool)>,
+    ) {
+        let now = self.clock.now();
+        let worker = Arc::clone(self);
+        match self.breakers.admit(&lease.target, now) {
+            Admission::Rejected { until } => {
+                let (token, target) = (lease.token.clone(), lease.target.clone());
+                let handle = tasks.spawn(async move {
+                    worker.stats.parked.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = worker.queue.park(&lease.token, until).await {
+                        tracing::warn!(error = %e, delivery = lease.token.delivery, "cannot park a delivery");
+                        return;
+                    }
+                    // The breaker may have let calls through again while this parked (a trial
+                    // passed and its unpark ran first): then do not wait for the next trial time.
+                    let now = worker.clock.now();
+                    if worker.breakers.would_admit(&lease.target, now)
+                        && let Err(e) = worker.queue.unpark(&lease.target, now).await
+                    {
+                        tracing::warn!(error = %e, target = %lease.target, "cannot release parked deliveries");
+                    }
+                });
+                // Parking is cheap and not an attempt: at a stop it is released like the rest.
+                in_flight.insert(handle.id(), (token, target, false));
+            }
+            Admission::Allowed { trial } => {
+                let entry = (lease.token.clone(), lease.target.clone(), trial);
+                let handle = tasks.spawn(async move { worker.attempt(lease, trial).await });
+                in_flight.insert(handle.id(), entry);
+            }
+        }
+    }
+
+    async fn attempt(&self, lease: Lease, trial: bool) {
+        self.stats.attempts.fetch_add(1, Ordering::Relaxed);
+        let outcome = self.target.attempt(&lease).await;
+        let now = self.clock.now();
+        let settled = match outcome {
+            Outcome::Delivered => {
+                self.breaker_result(&lease.target, trial, CallResult::Success, now)
+                    .await;
+                self.stats.delivered.fetch_add(1, Ordering::Relaxed);
+                self.queue.ack(&lease.token).await
+            }
+            Outcome::Gone(err) if matches!(lease.consumer, Consumer::Subscription(_)) => {
+                // The target is up and answered; it just wants no more of this subscription.
+                self.breaker_result(&lease.target, trial, CallResult::Success, now)
+                    .await;
+                self.gone(&lease, err, now).await
+            }
+            Outcome::Failed(err) | Outcome::Gone(err) => {
+                self.breaker_result(&lease.target, trial, CallResult::Failure, now)
+                    .await;
+                self.failed(&lease, err, now).await
+            }
+        };
+        if let Err(e) = settled {
+            // Typically a lost lease: another worker has the delivery now.
+            tracing::warn!(error = %e, delivery = lease.token.delivery, "cannot settle a delivery");
+        }
+    }
+
+    async fn breaker_result(&self, target: &str, trial: bool, result: CallResult, now: Timestamp) {
+        let change = self.breakers.record(target, trial, result, now);
+        // A good trial lets the parked deliveries go: one of them becomes the next trial (the
+        // rest park again) until the breaker closes, and then all of them go.
+        let good_trial = trial && result == CallResult::Success;
+        if good_trial || change == Some(crate::breaker::BreakerState::Closed) {
+            match self.queue.unpark(target, now).await {
+                Ok(n) if n > 0 => tracing::info!(
+                    target,
+                    released = n,
+                    "breaker closed; parked deliveries released"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, target, "cannot release parked deliveries"),
+            }
+        }
+    }
+
+    async fn failed(
+        &self,
+        lease: &Lease,
+        err: AttemptError,
+        now: Timestamp,
+    ) -> nexus_store::Result<()> {
+        let kind = consumer_type(&lease.consumer);
+        let failure = Failure {
+            error: err.message.clone(),
+            status: err.status,
+            at: now,
+        };
+        match self.config.schedule.delay_after(lease.attempt) {
+            Some(delay) => {
+                let delay = self
+                    .config
+                    .schedule
+                    .with_retry_after(delay, err.retry_after);
+                metrics::counter!(metric_names::RETRY_QUEUE_ADDITIONS_TOTAL, "type" => kind, "reason" => err.reason)
+                    .increment(1);
+                self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(delivery = lease.token.delivery, attempt = lease.attempt, error = %err.message, "attempt failed; retrying");
+                self.queue
+                    .retry_at(&lease.token, plus(now, delay), failure)
+                    .await
+            }
+            None => {
+                metrics::counter!(metric_names::DEAD_LETTER_QUEUE_ADDITIONS_TOTAL, "type" => kind)
+                    .increment(1);
+                self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(delivery = lease.token.delivery, event_id = %lease.event.id, attempts = lease.attempt, error = %err.message, "delivery dead-lettered");
+                self.queue.dead_letter(&lease.token, failure).await
+            }
+        }
+    }
+
+    async fn gone(
+        &self,
+        lease: &Lease,
+        err: AttemptError,
+        now: Timestamp,
+    ) -> nexus_store::Result<()> {
+        let Consumer::Subscription(id) = &lease.consumer else {
+            return self.failed(lease, err, now).await;
+        };
+        tracing::warn!(subscription = %id, "subscriber answered 410 Gone; subscription disabled");
+        self.queue
+            .update_subscription(
+                id,
+                SubscriptionPatch {
+                    enabled: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        // Counted as an attempt; held (never dead-lettered) until the subscription is enabled.
+        metrics::counter!(metric_names::RETRY_QUEUE_ADDITIONS_TOTAL, "type" => "webhook", "reason" => "gone")
+            .increment(1);
+        self.queue
+            .retry_at(
+                &lease.token,
+                now,
+                Failure {
+                    error: err.message,
+                    status: err.status,
+                    at: now,
+                },
+            )
+            .await
+    }
+}

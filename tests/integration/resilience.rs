@@ -1,0 +1,516 @@
+//! The retry worker over the SQLite store, driven by a manual clock: no test sleeps through a
+//! retry schedule.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nexus_event::{NewEvent, Pattern, Timestamp, WellKnown};
+use nexus_resilience::{
+    AttemptError, BreakerState, Breakers, Clock, ManualClock, Outcome, RetryWorker, Schedule,
+    Target, WorkerConfig,
+};
+use nexus_store::conformance::t0;
+use nexus_store::{
+    DeliveryQueue, EventLog, Lease, NewSubscription, SqliteStore, SubscriptionPatch, Subscriptions,
+};
+
+const TARGET: &str = "http://127.0.0.1:4000";
+
+fn at(ms: i64) -> Timestamp {
+    Timestamp::from_unix_millis(t0().as_unix_millis() + ms).expect("in range")
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    sequence: u64,
+    attempt: u32,
+    at: Timestamp,
+}
+
+type Plan = Box<dyn Fn(&Lease) -> Outcome + Send + Sync>;
+
+/// A target that answers from a plan and records every call.
+struct Fake {
+    clock: Arc<ManualClock>,
+    plan: Mutex<Plan>,
+    calls: Mutex<Vec<Call>>,
+    /// When set, attempts hang until released (for graceful stop).
+    hang: AtomicBool,
+    release: tokio::sync::Notify,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+}
+
+impl Fake {
+    fn new(clock: Arc<ManualClock>, plan: Plan) -> Arc<Self> {
+        Arc::new(Fake {
+            clock,
+            plan: Mutex::new(plan),
+            calls: Mutex::new(Vec::new()),
+            hang: AtomicBool::new(false),
+            release: tokio::sync::Notify::new(),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+        })
+    }
+
+    fn set_plan(&self, plan: Plan) {
+        *self.plan.lock().expect("lock") = plan;
+    }
+
+    fn calls(&self) -> Vec<Call> {
+        self.calls.lock().expect("lock").clone()
+    }
+}
+
+#[async_trait]
+impl Target for Fake {
+    async fn attempt(&self, lease: &Lease) -> Outcome {
+        let n = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(n, Ordering::SeqCst);
+        self.calls.lock().expect("lock").push(Call {
+            sequence: lease.event.sequence,
+            attempt: lease.attempt,
+            at: self.clock.now(),
+        });
+        if self.hang.load(Ordering::SeqCst) {
+            self.release.notified().await;
+        }
+        let outcome = (self.plan.lock().expect("lock"))(lease);
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        outcome
+    }
+}
+
+fn fail(status: u16) -> Outcome {
+    Outcome::Failed(AttemptError {
+        reason: "status",
+        message: format!("HTTP {status}"),
+        status: Some(status),
+        retry_after: None,
+    })
+}
+
+/// Polls `cond` for up to 10 s of real time; the clock under test never moves by itself.
+async fn wait_for(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    for _ in 0..2000 {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+struct Fixture {
+    store: Arc<SqliteStore>,
+    clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(SqliteStore::open(dir.path()).expect("open"));
+    store
+        .create_subscription(NewSubscription {
+            url: format!("{TARGET}/hook"),
+            events: vec![Pattern::new("*").expect("valid")],
+            secret: "s".into(),
+            ordered: false,
+        })
+        .await
+        .expect("subscribe");
+    Fixture {
+        store,
+        clock: Arc::new(ManualClock::new(t0())),
+        _dir: dir,
+    }
+}
+
+async fn publish(store: &SqliteStore, n: usize) {
+    let batch: Vec<NewEvent> = (0..n)
+        .map(|_| NewEvent::new(WellKnown::MintRequested, "nexus").time(t0()))
+        .collect();
+    store.append(batch).await.expect("append");
+}
+
+fn config(owner: &str) -> WorkerConfig {
+    WorkerConfig {
+        owner: owner.into(),
+        concurrency: 16,
+        lease_for: Duration::from_secs(60),
+        schedule: Schedule::default().without_jitter(),
+    }
+}
+
+fn worker(f: &Fixture, target: &Arc<Fake>, owner: &str) -> RetryWorker {
+    RetryWorker::new(
+        Arc::clone(&f.store) as _,
+        Arc::clone(target) as _,
+        Arc::clone(&f.clock) as _,
+        config(owner),
+    )
+    .expect("valid config")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follows_the_exact_schedule_then_dead_letters_and_redrives() {
+    let f = fixture().await;
+    let target = Fake::new(Arc::clone(&f.clock), Box::new(|_| fail(500)));
+    let handle = worker(&f, &target, "w").spawn();
+    publish(&f.store, 1).await;
+    let mut elapsed = 0;
+    for (attempt, step_s) in [2, 4, 8, 16, 32].into_iter().enumerate() {
+        let attempt = attempt + 1;
+        wait_for("the attempt", async || target.calls().len() == attempt).await;
+        let due = at(elapsed + step_s * 1000);
+        wait_for("the retry to be scheduled", async || {
+            f.store.next_due().await.expect("next_due") == Some(due)
+        })
+        .await;
+        // One millisecond early: nothing happens.
+        f.clock.set(at(elapsed + step_s * 1000 - 1));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(target.calls().len(), attempt, "attempted before its time");
+        elapsed += step_s * 1000;
+        f.clock.set(at(elapsed));
+    }
+    wait_for("the dead letter", async || {
+        f.store.stats().await.expect("stats").dead_letters == 1
+    })
+    .await;
+    let calls = target.calls();
+    assert_eq!(
+        calls.iter().map(|c| c.at).collect::<Vec<_>>(),
+        [0, 2_000, 6_000, 14_000, 30_000, 62_000].map(at),
+        "attempts at exactly 0, +2, +4, +8, +16, +32 s"
+    );
+    assert_eq!(
+        calls.iter().map(|c| c.attempt).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4, 5, 6]
+    );
+    let dead = f.store.dead_letters(10, None).await.expect("list");
+    let d = &dead.items[0];
+    assert_eq!((d.attempts, d.last_status), (6, Some(500)));
+    assert_eq!(d.last_error, "HTTP 500");
+    assert_eq!(d.failed_at, at(62_000));
+    assert_eq!(f.store.next_due().await.expect("next_due"), None);
+
+    // The target recovers; an operator redrives: attempts start again from 1.
+    target.set_plan(Box::new(|_| Outcome::Delivered));
+    f.store
+        .redrive(nexus_store::Selection::All, f.clock.now())
+        .await
+        .expect("redrive");
+    // The failed sixth attempt was the half-open breaker's trial (it opened at +30 s), so the
+    // breaker opened again at +62 s: the redriven delivery waits, parked, for the trial at +92 s.
+    wait_for("the redriven delivery to be parked", async || {
+        f.store.next_due().await.expect("next_due") == Some(at(92_000))
+    })
+    .await;
+    assert_eq!(target.calls().len(), 6);
+    f.clock.set(at(92_000));
+    wait_for("the redriven delivery", async || {
+        let s = f.store.stats().await.expect("stats");
+        s.pending + s.in_flight + s.dead_letters == 0
+    })
+    .await;
+    assert_eq!(target.calls().last().map(|c| c.attempt), Some(1));
+    handle.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_raises_the_next_delay_up_to_the_longest_step() {
+    let f = fixture().await;
+    let target = Fake::new(
+        Arc::clone(&f.clock),
+        Box::new(|_| {
+            Outcome::Failed(AttemptError {
+                reason: "rate_limited",
+                message: "HTTP 429".into(),
+                status: Some(429),
+                retry_after: Some(Duration::from_secs(3600)),
+            })
+        }),
+    );
+    let handle = worker(&f, &target, "w").spawn();
+    publish(&f.store, 1).await;
+    wait_for("the retry", async || {
+        f.store.next_due().await.expect("next_due") == Some(at(32_000))
+    })
+    .await;
+    handle.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_breaker_parks_deliveries_without_burning_attempts() {
+    let f = fixture().await;
+    let target = Fake::new(Arc::clone(&f.clock), Box::new(|_| fail(503)));
+    let breakers = Arc::new(Breakers::default());
+    let handle = worker(&f, &target, "w")
+        .breakers(Arc::clone(&breakers))
+        .spawn();
+    publish(&f.store, 5).await;
+    // Five failures open the breaker; three more deliveries are then parked without an attempt.
+    wait_for("the breaker to open", async || {
+        breakers.get(TARGET).map(|b| b.state) == Some(BreakerState::Open)
+    })
+    .await;
+    publish(&f.store, 3).await;
+    wait_for("everything to settle", async || {
+        let s = f.store.stats().await.expect("stats");
+        s.in_flight == 0 && s.pending == 8
+    })
+    .await;
+    let attempted = target.calls().len();
+    assert_eq!(attempted, 5, "calls stop at the threshold");
+    // Retries fall due at +2 s and on, but the breaker is open until +30 s: they are parked.
+    for s in [2, 4, 10, 20, 29] {
+        f.clock.set(at(s * 1000));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    wait_for("nothing in flight", async || {
+        f.store.stats().await.expect("stats").in_flight == 0
+    })
+    .await;
+    assert_eq!(target.calls().len(), 5, "no attempt while open");
+    assert_eq!(f.store.stats().await.expect("stats").dead_letters, 0);
+
+    // At +30 s exactly one trial goes out while the others stay parked.
+    target.set_plan(Box::new(|_| Outcome::Delivered));
+    target.hang.store(true, Ordering::SeqCst);
+    f.clock.set(at(30_000));
+    wait_for("the trial", async || target.calls().len() == 6).await;
+    wait_for("the others parked again", async || {
+        f.store.stats().await.expect("stats").in_flight <= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(target.calls().len(), 6, "one trial at a time");
+    assert_eq!(
+        breakers.get(TARGET).map(|b| b.state),
+        Some(BreakerState::HalfOpen)
+    );
+    // Two good trials close it and the rest are delivered.
+    target.hang.store(false, Ordering::SeqCst);
+    target.release.notify_waiters();
+    wait_for("everything delivered", async || {
+        let s = f.store.stats().await.expect("stats");
+        s.pending + s.in_flight == 0
+    })
+    .await;
+    assert_eq!(
+        breakers.get(TARGET).map(|b| (b.state, b.trips)),
+        Some((BreakerState::Closed, 1))
+    );
+    let calls = target.calls();
+    assert_eq!(calls.len(), 13, "5 failures, then each of the 8 once");
+    assert!(
+        calls.iter().all(|c| c.attempt <= 2),
+        "parking never consumed an attempt: {calls:?}"
+    );
+    let mut per_event: HashMap<u64, usize> = HashMap::new();
+    for c in &calls[5..] {
+        *per_event.entry(c.sequence).or_default() += 1;
+    }
+    assert_eq!(per_event.len(), 8);
+    handle.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_never_deliver_the_same_lease_twice() {
+    let f = fixture().await;
+    let target = Fake::new(Arc::clone(&f.clock), Box::new(|_| Outcome::Delivered));
+    let a = worker(&f, &target, "a").spawn();
+    let b = worker(&f, &target, "b").spawn();
+    publish(&f.store, 500).await;
+    wait_for("all delivered", async || {
+        let s = f.store.stats().await.expect("stats");
+        s.pending + s.in_flight == 0
+    })
+    .await;
+    let mut seqs: Vec<u64> = target.calls().iter().map(|c| c.sequence).collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (1..=500).collect::<Vec<_>>(), "each exactly once");
+    let (sa, sb) = (Arc::clone(a.stats()), Arc::clone(b.stats()));
+    a.stop(Duration::from_secs(1)).await;
+    b.stop(Duration::from_secs(1)).await;
+    assert_eq!(
+        sa.delivered.load(Ordering::SeqCst) + sb.delivered.load(Ordering::SeqCst),
+        500
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_pending_retries() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = Arc::new(ManualClock::new(t0()));
+    {
+        let store = Arc::new(SqliteStore::open(dir.path()).expect("open"));
+        store
+            .create_subscription(NewSubscription {
+                url: format!("{TARGET}/hook"),
+                events: vec![Pattern::new("*").expect("valid")],
+                secret: "s".into(),
+                ordered: false,
+            })
+            .await
+            .expect("subscribe");
+        let target = Fake::new(Arc::clone(&clock), Box::new(|_| fail(502)));
+        let handle = RetryWorker::new(
+            Arc::clone(&store) as _,
+            Arc::clone(&target) as _,
+            Arc::clone(&clock) as _,
+            config("before"),
+        )
+        .expect("valid")
+        .spawn();
+        publish(&store, 3).await;
+        wait_for("three scheduled retries", async || {
+            store.next_due().await.expect("next_due") == Some(at(2_000))
+                && store.stats().await.expect("stats").in_flight == 0
+        })
+        .await;
+        handle.stop(Duration::from_secs(1)).await;
+    }
+    let store = Arc::new(SqliteStore::open(dir.path()).expect("reopen"));
+    let target = Fake::new(Arc::clone(&clock), Box::new(|_| Outcome::Delivered));
+    let handle = RetryWorker::new(
+        Arc::clone(&store) as _,
+        Arc::clone(&target) as _,
+        Arc::clone(&clock) as _,
+        config("after"),
+    )
+    .expect("valid")
+    .spawn();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert!(target.calls().is_empty(), "not due yet");
+    clock.set(at(2_000));
+    wait_for("the resumed retries", async || target.calls().len() == 3).await;
+    assert!(target.calls().iter().all(|c| c.attempt == 2));
+    wait_for("acked", async || {
+        store.stats().await.expect("stats").pending == 0
+    })
+    .await;
+    handle.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_releases_what_does_not_finish() {
+    let f = fixture().await;
+    let target = Fake::new(Arc::clone(&f.clock), Box::new(|_| Outcome::Delivered));
+    target.hang.store(true, Ordering::SeqCst);
+    let handle = worker(&f, &target, "w").spawn();
+    publish(&f.store, 3).await;
+    wait_for("three attempts in flight", async || {
+        target.calls().len() == 3
+    })
+    .await;
+    let report = handle.stop(Duration::from_millis(100)).await;
+    assert_eq!((report.finished, report.released), (0, 3));
+    // Released, not failed: due now again, with no attempt counted.
+    let again = f
+        .store
+        .lease_due("next", f.clock.now(), 10, Duration::from_secs(5))
+        .await
+        .expect("lease");
+    assert_eq!(again.len(), 3);
+    assert!(again.iter().all(|l| l.attempt == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_sleeps_until_the_next_due_time() {
+    let f = fixture().await;
+    let target = Fake::new(Arc::clone(&f.clock), Box::new(|_| Outcome::Delivered));
+    // Ten deliveries due in an hour.
+    let later: Vec<NewEvent> = (0..10)
+        .map(|_| NewEvent::new(WellKnown::MintRequested, "nexus").time(at(3_600_000)))
+        .collect();
+    f.store.append(later).await.expect("append");
+    let handle = worker(&f, &target, "w").spawn();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let settled = handle.stats().wakeups.load(Ordering::SeqCst);
+    assert!(settled <= 2, "{settled} wake-ups at start");
+    // Real time passes, the clock moves but not to the due time: no wake-up.
+    for m in [1, 10, 30, 59] {
+        f.clock.set(at(m * 60_000));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(handle.stats().wakeups.load(Ordering::SeqCst), settled);
+    assert!(target.calls().is_empty());
+    f.clock.set(at(3_600_000));
+    wait_for("delivery at the due time", async || {
+        target.calls().len() == 10
+    })
+    .await;
+    handle.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gone_disables_the_subscription_and_holds_its_deliveries() {
+    let f = fixture().await;
+    let target = Fake::new(
+        Arc::clone(&f.clock),
+        Box::new(|_| {
+            Outcome::Gone(AttemptError {
+                reason: "gone",
+                message: "HTTP 410".into(),
+                status: Some(410),
+                retry_after: None,
+            })
+        }),
+    );
+    let handle = worker(&f, &target, "w").spawn();
+    publish(&f.store, 1).await;
+    let sub = f
+        .store
+        .subscriptions(10, None)
+        .await
+        .expect("list")
+        .items
+        .remove(0);
+    wait_for("the subscription to be disabled", async || {
+        !f.store
+            .subscription(&sub.id)
+            .await
+            .expect("get")
+            .expect("exists")
+            .enabled
+    })
+    .await;
+    publish(&f.store, 1).await;
+    // Time passes well beyond the whole schedule: held deliveries are never dead-lettered.
+    f.clock.set(at(3_600_000));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let s = f.store.stats().await.expect("stats");
+    assert_eq!((s.pending, s.dead_letters), (2, 0));
+    assert_eq!(target.calls().len(), 1);
+
+    target.set_plan(Box::new(|_| Outcome::Delivered));
+    f.store
+        .update_subscription(
+            &sub.id,
+            SubscriptionPatch {
+                enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("enable");
+    wait_for("both delivered", async || {
+        let s = f.store.stats().await.expect("stats");
+        s.pending + s.in_flight == 0
+    })
+    .await;
+    let calls = target.calls();
+    assert_eq!(calls.len(), 3);
+    let first_again = calls[1..]
+        .iter()
+        .find(|c| c.sequence == 1)
+        .expect("redelivered");
+    assert_eq!(first_again.attempt, 2, "the 410 counted as an attempt");
+    handle.stop(Duration::from_secs(1)).await;
+}
