@@ -227,3 +227,74 @@ async fn committed_events_reach_the_bus_in_order_and_routes_enqueue() {
             .all(|l| l.consumer == Consumer::Reactor("mint-on-payment".into()))
     );
 }
+
+#[test]
+fn one_data_dir_has_one_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = SqliteStore::open(dir.path()).expect("open");
+    let err = SqliteStore::open(dir.path()).expect_err("second store on the same dir");
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(first);
+    SqliteStore::open(dir.path()).expect("free again once the first is closed");
+}
+
+/// A full disk fails the operations that hit it and commits nothing of their group: no event
+/// reported as failed is stored, none acknowledged is lost, and sequences stay gap-free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_loses_nothing_acknowledged_and_stores_nothing_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::builder(dir.path())
+        .max_size_bytes(256 * 1024)
+        .open()
+        .expect("open");
+    store
+        .create_subscription(NewSubscription {
+            url: "http://127.0.0.1:4000/hook".into(),
+            events: vec![Pattern::new("*").expect("valid")],
+            secret: "s".into(),
+            ordered: false,
+        })
+        .await
+        .expect("subscribe");
+    let small = |id: String| vec![draft(&id)];
+    let huge =
+        |id: String| vec![draft(&id).payload(serde_json::json!({ "blob": "x".repeat(60_000) }))];
+    let mut acked = std::collections::HashMap::new();
+    let mut refused = 0;
+    for round in 0..40 {
+        let (a, b, c) = tokio::join!(
+            store.append(small(format!("a{round}"))),
+            store.append(huge(format!("b{round}"))),
+            store.append(small(format!("c{round}"))),
+        );
+        for (prefix, result) in [("a", a), ("b", b), ("c", c)] {
+            match result {
+                Ok(appended) => {
+                    acked.insert(format!("{prefix}{round}"), appended[0].sequence);
+                }
+                Err(e) => {
+                    assert!(e.is_transient(), "a full disk is a transient error: {e:?}");
+                    refused += 1;
+                }
+            }
+        }
+    }
+    assert!(refused > 0, "the cap was never reached");
+    let head = store.head().await.expect("head");
+    let stored = store.read(0, 1000, &TypeFilter::all()).await.expect("read");
+    assert_eq!(
+        stored.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        (1..=head).collect::<Vec<_>>(),
+        "gap-free"
+    );
+    let stored: std::collections::HashMap<String, u64> = stored
+        .into_iter()
+        .map(|e| (e.id.to_string(), e.sequence))
+        .collect();
+    assert_eq!(stored, acked, "exactly the acknowledged events are stored");
+    drop(store);
+    let store = SqliteStore::open(dir.path()).expect("reopen without the cap");
+    let next = store.append(small("after".into())).await.expect("append");
+    assert_eq!(next[0].sequence, head + 1);
+}

@@ -46,6 +46,11 @@ macro_rules! conformance_tests {
             subscriptions_crud,
             cursors_persist,
             changes_wake_workers,
+            stale_tokens_never_settle_another_delivery,
+            expired_leases_of_disabled_subscriptions_are_held,
+            redrive_skips_deleted_subscriptions,
+            first_refused_position_wins,
+            changes_apply_to_appends_committed_with_them,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -781,4 +786,173 @@ pub async fn changes_wake_workers<S: Store>(store: &S) {
         .expect("retry");
     assert!(changes.has_changed().expect("store alive"));
     assert_eq!(store.next_due().await.expect("next_due"), Some(at(5_000)));
+}
+
+/// A token from an earlier lease never settles a delivery created later, even when the first
+/// delivery is gone (ids are never reused).
+pub async fn stale_tokens_never_settle_another_delivery<S: Store>(store: &S) {
+    subscribe(store, &["*"]).await;
+    store
+        .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "a")])
+        .await
+        .expect("append");
+    let first = lease(store, "w", 0).await;
+    let again = lease(store, "w", 10_000).await;
+    store.ack(&again[0].token).await.expect("ack");
+    store
+        .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "b")])
+        .await
+        .expect("append");
+    let fresh = lease(store, "w", 20_000).await;
+    assert_eq!(fresh.len(), 1);
+    assert_ne!(fresh[0].token.delivery, first[0].token.delivery);
+    assert!(matches!(
+        store.ack(&first[0].token).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    store
+        .ack(&fresh[0].token)
+        .await
+        .expect("the fresh lease still holds");
+}
+
+/// A lease that expires while its subscription is disabled is not leased again until the
+/// subscription is enabled.
+pub async fn expired_leases_of_disabled_subscriptions_are_held<S: Store>(store: &S) {
+    let sub = subscribe(store, &["*"]).await;
+    store
+        .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "a")])
+        .await
+        .expect("append");
+    assert_eq!(lease(store, "w", 0).await.len(), 1);
+    let disable = |enabled| SubscriptionPatch {
+        enabled: Some(enabled),
+        ..Default::default()
+    };
+    store
+        .update_subscription(&sub, disable(false))
+        .await
+        .expect("disable");
+    assert!(lease(store, "w", 60_000).await.is_empty());
+    store
+        .update_subscription(&sub, disable(true))
+        .await
+        .expect("enable");
+    assert_eq!(lease(store, "w", 60_000).await.len(), 1);
+}
+
+/// Dead letters of a deleted subscription are not redriven (nothing would take them); they can
+/// still be purged.
+pub async fn redrive_skips_deleted_subscriptions<S: Store>(store: &S) {
+    let ids = dead_letter_n(store, 2).await;
+    let sub = match &store.dead_letters(1, None).await.expect("list").items[0].consumer {
+        Consumer::Subscription(id) => id.clone(),
+        other => panic!("unexpected consumer {other:?}"),
+    };
+    assert!(store.delete_subscription(&sub).await.expect("delete"));
+    assert_eq!(
+        store
+            .redrive(Selection::Ids(vec![ids[0]]), at(0))
+            .await
+            .expect("redrive"),
+        0
+    );
+    assert_eq!(
+        store.redrive(Selection::All, at(0)).await.expect("redrive"),
+        0
+    );
+    assert_eq!(store.stats().await.expect("stats").dead_letters, 2);
+    assert_eq!(store.purge(Selection::All).await.expect("purge"), 2);
+}
+
+/// In a refused batch, the first refused position is the one reported.
+pub async fn first_refused_position_wins<S: Store>(store: &S) {
+    store
+        .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "taken")])
+        .await
+        .expect("append");
+    let err = store
+        .append(vec![
+            ev(WellKnown::PaymentReceived, "other", "taken"),
+            ev(WellKnown::PaymentReceived, "other", "x"),
+            ev(WellKnown::PaymentReceived, "other", "x"),
+        ])
+        .await
+        .expect_err("refused");
+    assert!(
+        matches!(err, StoreError::Conflict { index: 0, .. }),
+        "{err:?}"
+    );
+}
+
+/// Subscription changes apply to appends that follow them, even inside one group commit: a
+/// disable holds, a delete drops, a create routes.
+pub async fn changes_apply_to_appends_committed_with_them<S: Store>(store: &S) {
+    let big = || -> Vec<NewEvent> {
+        (0..2000)
+            .map(|_| NewEvent::new(WellKnown::MintFailed, "nexus").time(t0()))
+            .collect()
+    };
+    let sub = subscribe(store, &["PAYMENT_*"]).await;
+    // A large append keeps the writer busy, so the next two operations tend to share a commit.
+    let (a, b, c) = tokio::join!(
+        store.append(big()),
+        store.update_subscription(
+            &sub,
+            SubscriptionPatch {
+                enabled: Some(false),
+                ..Default::default()
+            }
+        ),
+        store.append(vec![ev(
+            WellKnown::PaymentReceived,
+            "flowpay",
+            "while-disabled"
+        )]),
+    );
+    a.expect("big append");
+    b.expect("disable");
+    c.expect("append");
+    assert!(
+        lease(store, "w", 0).await.is_empty(),
+        "appended after the disable: held"
+    );
+    let (a, b, c) = tokio::join!(
+        store.append(big()),
+        store.delete_subscription(&sub),
+        store.append(vec![ev(
+            WellKnown::PaymentReceived,
+            "flowpay",
+            "after-delete"
+        )]),
+    );
+    a.expect("big append");
+    assert!(b.expect("delete"));
+    c.expect("append");
+    assert_eq!(
+        store.stats().await.expect("stats").pending,
+        0,
+        "nothing routed to a deleted subscription"
+    );
+    let new = NewSubscription {
+        url: "http://127.0.0.1:4000/hook".into(),
+        events: vec![Pattern::new("PAYMENT_*").expect("valid")],
+        secret: "s".into(),
+        ordered: false,
+    };
+    let (a, b, c) = tokio::join!(
+        store.append(big()),
+        store.create_subscription(new),
+        store.append(vec![ev(
+            WellKnown::PaymentReceived,
+            "flowpay",
+            "after-create"
+        )]),
+    );
+    a.expect("big append");
+    b.expect("create");
+    c.expect("append");
+    let leased = lease(store, "w", 0).await;
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].event.id, "after-create");
 }

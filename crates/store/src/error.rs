@@ -26,6 +26,14 @@ pub enum StoreError {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// Another store (in this or another process) has the data directory open.
+    #[error("data dir {path} is in use by another Nexus store (lock file {lock} is held)")]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
     /// Some other I/O failure on the data directory.
     #[error("data dir {path}: {source}")]
     Io {

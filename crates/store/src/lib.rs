@@ -32,5 +32,5 @@ pub use model::{
     target_origin,
 };
 #[cfg(feature = "sqlite")]
-pub use sqlite::{DB_FILE, Durability, SqliteBuilder, SqliteStore};
+pub use sqlite::{DB_FILE, Durability, LOCK_FILE, SqliteBuilder, SqliteStore};
 pub use traits::{Cursors, DeliveryQueue, EventLog, Store, Subscriptions};

@@ -60,6 +60,7 @@ pub struct SqliteBuilder {
     create_dir: bool,
     event_cache: usize,
     max_idle_readers: usize,
+    max_size_bytes: Option<u64>,
     bus: Option<Bus>,
     router: Option<Arc<dyn Router>>,
 }
@@ -88,6 +89,13 @@ impl SqliteBuilder {
     /// Reader connections kept open between reads. Default 4.
     pub fn max_idle_readers(mut self, readers: usize) -> Self {
         self.max_idle_readers = readers;
+        self
+    }
+
+    /// Caps the database file at about this many bytes (SQLite's `max_page_count`); an
+    /// operation that would grow it further fails and writes nothing. Default: no cap.
+    pub fn max_size_bytes(mut self, bytes: u64) -> Self {
+        self.max_size_bytes = Some(bytes);
         self
     }
 
@@ -142,6 +150,8 @@ struct Inner {
     changes: watch::Receiver<u64>,
     idle_readers: Mutex<Vec<Connection>>,
     max_idle_readers: usize,
+    /// Held for the store's life: one store per data directory. Released after the writer.
+    _lock: std::fs::File,
 }
 
 impl Drop for Inner {
@@ -213,6 +223,7 @@ impl SqliteStore {
             create_dir: false,
             event_cache: 4096,
             max_idle_readers: 4,
+            max_size_bytes: None,
             bus: None,
             router: None,
         }
@@ -244,6 +255,7 @@ impl SqliteStore {
 
     fn open_with(b: SqliteBuilder) -> Result<SqliteStore> {
         check_dir(&b.dir, b.create_dir)?;
+        let lock = lock_dir(&b.dir)?;
         let path = b.dir.join(DB_FILE);
         let conn = Connection::open_with_flags(
             &path,
@@ -310,6 +322,14 @@ impl SqliteStore {
         ))
         .map_err(open_err(&path))?;
         migrate(&conn, version).map_err(open_err(&path))?;
+        if let Some(bytes) = b.max_size_bytes {
+            let page: i64 = conn
+                .query_row("PRAGMA page_size", [], |r| r.get(0))
+                .map_err(open_err(&path))?;
+            let pages = (bytes / page.max(512) as u64).max(1);
+            conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+                .map_err(open_err(&path))?;
+        }
         conn.set_prepared_statement_cache_capacity(64);
 
         let head: i64 = conn
@@ -347,6 +367,7 @@ impl SqliteStore {
                 changes: changes_rx,
                 idle_readers: Mutex::new(Vec::new()),
                 max_idle_readers: b.max_idle_readers,
+                _lock: lock,
             }),
         })
     }
@@ -476,6 +497,32 @@ fn check_dir(dir: &Path, create: bool) -> Result<()> {
     }
 }
 
+/// The lock file inside the data directory.
+pub const LOCK_FILE: &str = "nexus.lock";
+
+/// Takes the directory's lock, so a second store (a second server on the same data) fails at
+/// open instead of fighting over sequence numbers.
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+            path: dir.to_owned(),
+            lock: path,
+        }),
+        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Io { path, source }),
+    }
+}
+
 fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
     for (version, sql) in schema::MIGRATIONS.iter().enumerate() {
         let to = version as i64 + 1;
@@ -600,17 +647,9 @@ const WAIT_STATE: &str = "CASE WHEN consumer_kind = 0 AND consumer IN \
      (SELECT id FROM subscriptions WHERE enabled = 0) THEN 3 ELSE 0 END";
 
 fn append_in(ctx: &mut Ctx<'_>, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
-    if events.len() > 1 {
-        let mut seen = HashSet::with_capacity(events.len());
-        for (index, e) in events.iter().enumerate() {
-            if !seen.insert(e.id.as_str()) {
-                return Err(StoreError::DuplicateInBatch {
-                    index,
-                    id: e.id.to_string(),
-                });
-            }
-        }
-    }
+    // Ids seen earlier in this batch; checked in order with conflicts, so the first refused
+    // position is the one reported.
+    let mut seen: HashSet<EventId> = HashSet::new();
     let err = db_err("append");
     let mut insert = ctx
         .conn
@@ -628,7 +667,14 @@ fn append_in(ctx: &mut Ctx<'_>, events: Vec<NewEvent>) -> Result<Vec<Appended>> 
         .map_err(&err)?;
     let mut out = Vec::with_capacity(events.len());
     let mut extra = Vec::new();
+    let batch = events.len() > 1;
     for (index, draft) in events.into_iter().enumerate() {
+        if batch && !seen.insert(draft.id.clone()) {
+            return Err(StoreError::DuplicateInBatch {
+                index,
+                id: draft.id.to_string(),
+            });
+        }
         let sequence = ctx.state.next_sequence;
         let payload = serde_json::to_string(&draft.payload).map_err(|e| StoreError::Invalid {
             field: "payload",
@@ -719,6 +765,8 @@ fn lease_in(
         .prepare_cached(
             "UPDATE deliveries SET state = 1, lease_owner = ?1, lease_gen = lease_gen + 1, due_ms = ?2 \
              WHERE id IN (SELECT id FROM deliveries WHERE state < 3 AND due_ms <= ?3 \
+                          AND NOT (state = 1 AND consumer_kind = 0 AND consumer IN \
+                                   (SELECT id FROM subscriptions WHERE enabled = 0)) \
                           ORDER BY due_ms, id LIMIT ?4) \
              RETURNING id, event_sequence, consumer_kind, consumer, target, attempts, lease_gen, created_ms",
         )
@@ -1051,20 +1099,28 @@ impl DeliveryQueue for SqliteStore {
     async fn redrive(&self, which: Selection, now: Timestamp) -> Result<u64> {
         self.call(move |ctx| {
             let err = db_err("redrive");
-            let copy = format!(
-                "INSERT INTO deliveries (event_sequence, consumer_kind, consumer, target, state, due_ms, attempts, created_ms) \
-                 SELECT event_sequence, consumer_kind, consumer, target, {WAIT_STATE}, ?1, 0, created_ms \
-                 FROM dead_letters"
-            );
+            // A webhook dead letter goes back to its subscription's current URL and state; one
+            // whose subscription was deleted stays a dead letter (it can still be purged).
+            let copy = "INSERT INTO deliveries (event_sequence, consumer_kind, consumer, target, state, due_ms, attempts, created_ms) \
+                 SELECT d.event_sequence, d.consumer_kind, d.consumer, coalesce(s.target, d.target), \
+                 CASE WHEN s.enabled = 0 THEN 3 ELSE 0 END, ?1, 0, d.created_ms \
+                 FROM dead_letters d LEFT JOIN subscriptions s ON d.consumer_kind = 0 AND s.id = d.consumer \
+                 WHERE (d.consumer_kind <> 0 OR s.id IS NOT NULL)";
             let now = now.as_unix_millis();
             let moved = match selection_ids(&which) {
                 None => {
-                    let n = ctx.conn.execute(&copy, [now]).map_err(&err)?;
-                    ctx.conn.execute("DELETE FROM dead_letters", []).map_err(&err)?;
+                    let n = ctx.conn.execute(copy, [now]).map_err(&err)?;
+                    ctx.conn
+                        .execute(
+                            "DELETE FROM dead_letters WHERE consumer_kind <> 0 \
+                             OR consumer IN (SELECT id FROM subscriptions)",
+                            [],
+                        )
+                        .map_err(&err)?;
                     n as u64
                 }
                 Some(ids) => {
-                    let mut copy = ctx.conn.prepare_cached(&format!("{copy} WHERE id = ?2")).map_err(&err)?;
+                    let mut copy = ctx.conn.prepare_cached(&format!("{copy} AND d.id = ?2")).map_err(&err)?;
                     let mut delete = ctx.conn.prepare_cached("DELETE FROM dead_letters WHERE id = ?1").map_err(&err)?;
                     let mut n = 0;
                     for id in ids.iter().collect::<HashSet<_>>() {
@@ -1192,6 +1248,7 @@ impl Subscriptions for SqliteStore {
                 )
                 .map_err(db_err("create subscription"))?;
             ctx.subscriptions_changed = true;
+            ctx.state.subscriptions = load_subscription_routes(ctx.conn)?;
             Ok(sub)
         })
         .await
@@ -1285,6 +1342,7 @@ impl Subscriptions for SqliteStore {
                 ctx.work |= sub.enabled;
             }
             ctx.subscriptions_changed = true;
+            ctx.state.subscriptions = load_subscription_routes(ctx.conn)?;
             Ok(sub)
         })
         .await
@@ -1305,6 +1363,7 @@ impl Subscriptions for SqliteStore {
                 )
                 .map_err(&err)?;
             ctx.subscriptions_changed = true;
+            ctx.state.subscriptions = load_subscription_routes(ctx.conn)?;
             Ok(deleted > 0)
         })
         .await

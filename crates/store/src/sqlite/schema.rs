@@ -30,8 +30,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
 
     -- state: 0 waiting, 1 leased (due_ms is then the lease expiry), 2 parked (its target's circuit
     -- breaker is open; due_ms is the next trial at the latest), 3 held (subscription disabled)
+    -- AUTOINCREMENT: an id is never reused, so a stale lease token or dead-letter id cannot
+    -- name another row.
     CREATE TABLE deliveries (
-        id               INTEGER PRIMARY KEY,
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
         event_sequence   INTEGER NOT NULL,
         consumer_kind    INTEGER NOT NULL,  -- 0 subscription, 1 reactor
         consumer         TEXT    NOT NULL,
@@ -52,7 +54,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_consumer ON deliveries (consumer_kind, consumer, event_sequence);
 
     CREATE TABLE dead_letters (
-        id               INTEGER PRIMARY KEY,
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
         event_sequence   INTEGER NOT NULL,
         event_id         TEXT    NOT NULL,
         event_type       TEXT    NOT NULL,

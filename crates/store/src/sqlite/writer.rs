@@ -88,7 +88,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) appended: Vec<Arc<Event>>,
     /// Whether the group made deliveries due (wakes sleeping workers after the commit).
     pub(crate) work: bool,
-    /// Whether subscriptions changed (reloaded after the commit).
+    /// Whether the running job changed subscriptions (it reloads `state.subscriptions` itself;
+    /// this says to reload them again if the job is undone).
     pub(crate) subscriptions_changed: bool,
     /// A savepoint could not be rolled back: the whole group must be.
     poisoned: bool,
@@ -152,20 +153,28 @@ impl Writer {
         };
         let mut completions = Vec::with_capacity(group.len());
         for job in group.drain(..) {
+            if ctx.poisoned {
+                // The transaction is lost: do not run more; dropping answers `Unavailable`.
+                drop(job);
+                continue;
+            }
             completions.extend(run_job(&mut ctx, job));
         }
         let Ctx {
             appended,
             work,
-            subscriptions_changed,
             poisoned,
             ..
         } = ctx;
 
         let committed = if poisoned {
-            let _ = self.conn.execute_batch("ROLLBACK");
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
             Err(StoreError::Unavailable {
-                reason: "a failed operation could not be undone; the group was rolled back".into(),
+                reason: "the database rolled back the transaction (disk full or I/O error?); \
+                         nothing of it was written"
+                    .into(),
             })
         } else {
             self.conn.execute_batch("COMMIT").map_err(|e| {
@@ -185,9 +194,6 @@ impl Writer {
                 if let Some(last) = appended.last() {
                     self.head.store(last.sequence, Ordering::Release);
                 }
-                if subscriptions_changed {
-                    self.reload_subscriptions();
-                }
                 if work || !appended.is_empty() {
                     self.changes.send_modify(|n| *n = n.wrapping_add(1));
                 }
@@ -203,10 +209,9 @@ impl Writer {
                 }
             }
             Err(e) => {
+                // Nothing of the group was written: forget what its jobs changed in memory.
                 self.state.next_sequence = self.head.load(Ordering::Acquire) + 1;
-                if subscriptions_changed {
-                    self.reload_subscriptions();
-                }
+                self.reload_subscriptions();
                 let reason = e.to_string();
                 for completion in completions {
                     completion(Err(StoreError::Unavailable {
@@ -226,16 +231,37 @@ impl Writer {
 }
 
 /// Runs one job inside its own savepoint, so a failing job leaves the rest of the group intact.
+///
+/// A job that panics counts as failed (its caller sees `Unavailable`). If SQLite rolled back
+/// the whole transaction under the job (disk full, I/O error), the group is poisoned: no other
+/// job runs in it and nothing of it is committed.
 fn run_job(ctx: &mut Ctx<'_>, job: Job) -> Option<Completion> {
+    if ctx.conn.is_autocommit() {
+        ctx.poisoned = true;
+        return None;
+    }
     if let Err(e) = ctx.conn.execute_batch("SAVEPOINT job") {
         tracing::error!(error = %e, "cannot open a savepoint");
-        // Dropping the job answers its caller `Unavailable`.
+        ctx.poisoned = true;
         return None;
     }
     let next_sequence = ctx.state.next_sequence;
     let appended = ctx.appended.len();
     let (work, subs) = (ctx.work, ctx.subscriptions_changed);
-    let (failed, completion) = job(ctx);
+    ctx.subscriptions_changed = false;
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut *ctx)));
+    let (failed, completion) = match ran {
+        Ok((failed, completion)) => (failed, Some(completion)),
+        Err(_) => {
+            tracing::error!("a store operation panicked; it is rolled back");
+            (true, None)
+        }
+    };
+    if ctx.conn.is_autocommit() {
+        tracing::error!("the database rolled back the transaction; the group is abandoned");
+        ctx.poisoned = true;
+        return completion;
+    }
     if failed {
         if let Err(e) = ctx.conn.execute_batch("ROLLBACK TO job; RELEASE job") {
             tracing::error!(error = %e, "cannot roll back a savepoint");
@@ -244,10 +270,23 @@ fn run_job(ctx: &mut Ctx<'_>, job: Job) -> Option<Completion> {
         ctx.state.next_sequence = next_sequence;
         ctx.appended.truncate(appended);
         ctx.work = work;
+        if ctx.subscriptions_changed {
+            // The job changed subscriptions and was undone: route by what is in the database.
+            match super::load_subscription_routes(ctx.conn) {
+                Ok(routes) => ctx.state.subscriptions = routes,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot reload subscriptions");
+                    ctx.poisoned = true;
+                }
+            }
+        }
         ctx.subscriptions_changed = subs;
-    } else if let Err(e) = ctx.conn.execute_batch("RELEASE job") {
-        tracing::error!(error = %e, "cannot release a savepoint");
-        ctx.poisoned = true;
+    } else {
+        ctx.subscriptions_changed |= subs;
+        if let Err(e) = ctx.conn.execute_batch("RELEASE job") {
+            tracing::error!(error = %e, "cannot release a savepoint");
+            ctx.poisoned = true;
+        }
     }
-    Some(completion)
+    completion
 }
