@@ -514,3 +514,110 @@ async fn gone_disables_the_subscription_and_holds_its_deliveries() {
     assert_eq!(first_again.attempt, 2, "the 410 counted as an attempt");
     handle.stop(Duration::from_secs(1)).await;
 }
+
+#[test]
+fn the_worker_and_breakers_report_through_the_metrics_facade() {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+    use nexus_resilience::{BreakerConfig, MetricsInstrument, record_queue_gauges};
+
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    metrics::with_local_recorder(&recorder, || {
+        // One thread, so every task of the worker reports to this recorder.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let f = fixture().await;
+            let target = Fake::new(Arc::clone(&f.clock), Box::new(|_| fail(503)));
+            let breakers = Arc::new(Breakers::with_instrument(
+                BreakerConfig {
+                    failure_threshold: 1,
+                    ..Default::default()
+                },
+                Arc::new(MetricsInstrument),
+            ));
+            let handle = RetryWorker::new(
+                Arc::clone(&f.store) as _,
+                Arc::clone(&target) as _,
+                Arc::clone(&f.clock) as _,
+                WorkerConfig {
+                    schedule: Schedule::new(vec![Duration::from_secs(1)], 0.0).expect("valid"),
+                    ..config("w")
+                },
+            )
+            .expect("valid")
+            .breakers(breakers)
+            .spawn();
+            publish(&f.store, 1).await;
+            wait_for("the retry", async || {
+                f.store.next_due().await.expect("next_due") == Some(at(1_000))
+            })
+            .await;
+            // The breaker opened at the first failure: the retry waits for the trial at +30 s.
+            f.clock.set(at(1_000));
+            wait_for("the parked retry", async || {
+                f.store.next_due().await.expect("next_due") == Some(at(30_000))
+            })
+            .await;
+            f.clock.set(at(30_000));
+            wait_for("the dead letter", async || {
+                f.store.stats().await.expect("stats").dead_letters == 1
+            })
+            .await;
+            record_queue_gauges(&f.store.stats().await.expect("stats"));
+            handle.stop(Duration::from_secs(1)).await;
+        });
+    });
+    let metrics: HashMap<String, DebugValue> = snapshotter
+        .snapshot()
+        .into_vec()
+        .into_iter()
+        .map(|(key, _, _, value)| {
+            let k = key.key();
+            let mut labels: Vec<String> = k
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            (format!("{}{{{}}}", k.name(), labels.join(",")), value)
+        })
+        .collect();
+    let counter = |name: &str| match metrics.get(name) {
+        Some(DebugValue::Counter(n)) => *n,
+        other => panic!(
+            "{name}: {other:?} in {:?}",
+            metrics.keys().collect::<Vec<_>>()
+        ),
+    };
+    let gauge = |name: &str| match metrics.get(name) {
+        Some(DebugValue::Gauge(g)) => g.into_inner(),
+        other => panic!(
+            "{name}: {other:?} in {:?}",
+            metrics.keys().collect::<Vec<_>>()
+        ),
+    };
+    assert_eq!(
+        counter("nexus_retry_queue_additions_total{reason=status,type=webhook}"),
+        1
+    );
+    assert_eq!(
+        counter("nexus_dead_letter_queue_additions_total{type=webhook}"),
+        1
+    );
+    assert_eq!(
+        counter(&format!(
+            "nexus_circuit_breaker_trips_total{{target={TARGET}}}"
+        )),
+        2,
+        "opened at the first failure, again at the failed trial"
+    );
+    assert_eq!(
+        gauge(&format!("nexus_circuit_breaker_state{{target={TARGET}}}")),
+        2.0,
+        "open"
+    );
+    assert_eq!(gauge("nexus_dead_letter_queue_size{}"), 1.0);
+    assert_eq!(gauge("nexus_retry_queue_size{}"), 0.0);
+}
