@@ -14,7 +14,8 @@ use nexus_resilience::{
 };
 use nexus_store::conformance::t0;
 use nexus_store::{
-    DeliveryQueue, EventLog, Lease, NewSubscription, SqliteStore, SubscriptionPatch, Subscriptions,
+    BreakerLog, DeliveryQueue, EventLog, Lease, NewSubscription, SqliteStore, SubscriptionPatch,
+    Subscriptions,
 };
 
 const TARGET: &str = "http://127.0.0.1:4000";
@@ -620,4 +621,75 @@ fn the_worker_and_breakers_report_through_the_metrics_facade() {
     );
     assert_eq!(gauge("nexus_dead_letter_queue_size{}"), 1.0);
     assert_eq!(gauge("nexus_retry_queue_size{}"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_breaker_stays_open_across_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = Arc::new(ManualClock::new(t0()));
+    {
+        let store = Arc::new(SqliteStore::open(dir.path()).expect("open"));
+        store
+            .create_subscription(NewSubscription {
+                url: format!("{TARGET}/hook"),
+                events: vec![Pattern::new("*").expect("valid")],
+                secret: "s".into(),
+                ordered: false,
+            })
+            .await
+            .expect("subscribe");
+        let target = Fake::new(Arc::clone(&clock), Box::new(|_| fail(503)));
+        let breakers = Arc::new(Breakers::default());
+        let handle = RetryWorker::new(
+            Arc::clone(&store) as _,
+            Arc::clone(&target) as _,
+            Arc::clone(&clock) as _,
+            config("before"),
+        )
+        .expect("valid")
+        .breakers(Arc::clone(&breakers))
+        .spawn();
+        publish(&store, 5).await;
+        wait_for("the breaker to open and be kept", async || {
+            store
+                .breakers()
+                .await
+                .expect("breakers")
+                .iter()
+                .any(|b| b.target == TARGET && b.open)
+        })
+        .await;
+        handle.stop(Duration::from_secs(1)).await;
+    }
+    let store = Arc::new(SqliteStore::open(dir.path()).expect("reopen"));
+    let target = Fake::new(Arc::clone(&clock), Box::new(|_| Outcome::Delivered));
+    let breakers = Arc::new(Breakers::default());
+    let handle = RetryWorker::new(
+        Arc::clone(&store) as _,
+        Arc::clone(&target) as _,
+        Arc::clone(&clock) as _,
+        config("after"),
+    )
+    .expect("valid")
+    .breakers(Arc::clone(&breakers))
+    .spawn();
+    wait_for("the kept state", async || {
+        breakers.get(TARGET).map(|b| b.state) == Some(BreakerState::Open)
+    })
+    .await;
+    // The retries fall due at +2 s, but the breaker opened at t0 stays open until +30 s.
+    clock.set(at(2_000));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    clock.set(at(29_999));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        target.calls().is_empty(),
+        "no call to a target that was down"
+    );
+    clock.set(at(30_000));
+    wait_for("trials, then everything", async || {
+        store.stats().await.expect("stats").pending == 0 && target.calls().len() == 5
+    })
+    .await;
+    handle.stop(Duration::from_secs(1)).await;
 }

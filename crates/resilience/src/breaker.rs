@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use nexus_event::Timestamp;
+use nexus_store::BreakerRecord;
 
 use crate::error::ConfigError;
 
@@ -293,6 +294,34 @@ impl CircuitBreaker {
         BreakerState::Closed
     }
 
+    /// The state to keep across a restart.
+    pub fn to_record(&self, target: &str) -> BreakerRecord {
+        BreakerRecord {
+            target: target.to_owned(),
+            open: self.state != BreakerState::Closed,
+            consecutive_failures: self.consecutive_failures,
+            trips: self.trips,
+            opened_at: self.opened_at,
+        }
+    }
+
+    /// A breaker as it was kept: an open (or half-open) one resumes open since `opened_at`, so its
+    /// next trial comes when it would have.
+    pub fn from_record(record: &BreakerRecord) -> Self {
+        CircuitBreaker {
+            state: if record.open && record.opened_at.is_some() {
+                BreakerState::Open
+            } else {
+                BreakerState::Closed
+            },
+            consecutive_failures: record.consecutive_failures,
+            half_open_successes: 0,
+            trial_in_flight: false,
+            trips: record.trips,
+            opened_at: record.opened_at.filter(|_| record.open),
+        }
+    }
+
     fn snapshot(&self, target: &str, cfg: &BreakerConfig) -> BreakerSnapshot {
         BreakerSnapshot {
             target: target.to_owned(),
@@ -410,6 +439,30 @@ impl Breakers {
         }
     }
 
+    /// Takes back kept states (at start). A breaker already known here is left as it is.
+    pub fn restore(&self, records: impl IntoIterator<Item = BreakerRecord>) {
+        let mut restored = Vec::new();
+        {
+            let mut map = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+            for record in records {
+                if !map.contains_key(&record.target) {
+                    let b = CircuitBreaker::from_record(&record);
+                    restored.push((record.target.clone(), b.state));
+                    map.insert(record.target, b);
+                }
+            }
+        }
+        for (target, state) in restored {
+            self.instrument.state_changed(&target, state);
+        }
+    }
+
+    /// One target's state to keep across a restart.
+    pub fn record_of(&self, target: &str) -> Option<BreakerRecord> {
+        let map = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
+        map.get(target).map(|b| b.to_record(target))
+    }
+
     /// One target's breaker.
     pub fn get(&self, target: &str) -> Option<BreakerSnapshot> {
         let map = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
@@ -506,6 +559,32 @@ mod tests {
         assert!(b.reset(T));
         assert!(!b.reset("http://unknown:1"));
         assert_eq!(b.get(T).map(|s| s.state), Some(BreakerState::Closed));
+    }
+
+    #[test]
+    fn kept_states_come_back() {
+        let b = Breakers::new(BreakerConfig {
+            failure_threshold: 1,
+            ..Default::default()
+        });
+        b.record(T, false, CallResult::Failure, t(1_000));
+        let kept = b.record_of(T).expect("known");
+        assert!(kept.open);
+        let after_restart = Breakers::default();
+        after_restart.restore([kept, b.record_of(T).expect("known")]);
+        let s = after_restart.get(T).expect("restored");
+        assert_eq!(
+            (s.state, s.trips, s.next_trial_at),
+            (BreakerState::Open, 1, Some(t(31_000)))
+        );
+        assert!(matches!(
+            after_restart.admit(T, t(30_999)),
+            Admission::Rejected { .. }
+        ));
+        assert_eq!(
+            after_restart.admit(T, t(31_000)),
+            Admission::Allowed { trial: true }
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use nexus_core::metric_names;
 use nexus_event::Timestamp;
 use nexus_store::{
-    Consumer, DeliveryQueue, Failure, Lease, LeaseToken, QueueStats, SubscriptionPatch,
+    BreakerLog, Consumer, DeliveryQueue, Failure, Lease, LeaseToken, QueueStats, SubscriptionPatch,
     Subscriptions,
 };
 use tokio::sync::watch;
@@ -108,9 +108,10 @@ pub struct WorkerStats {
     pub parked: AtomicU64,
 }
 
-/// A queue the worker can run: deliveries plus the subscriptions a `410` disables.
-pub trait WorkQueue: DeliveryQueue + Subscriptions {}
-impl<T: DeliveryQueue + Subscriptions> WorkQueue for T {}
+/// A queue the worker can run: deliveries, the subscriptions a `410` disables, and the breaker
+/// states kept across restarts.
+pub trait WorkQueue: DeliveryQueue + Subscriptions + BreakerLog {}
+impl<T: DeliveryQueue + Subscriptions + BreakerLog> WorkQueue for T {}
 
 /// The retry worker. Build it, then [`RetryWorker::spawn`] it on a tokio runtime.
 ///
@@ -235,6 +236,12 @@ impl RetryWorker {
 
     async fn run(self, mut stop: watch::Receiver<Option<Duration>>) -> StopReport {
         let worker = Arc::new(self);
+        match worker.queue.breakers().await {
+            Ok(kept) => worker.breakers.restore(kept),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read kept breaker states; starting closed")
+            }
+        }
         let mut changes = worker.queue.changes();
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut in_flight: HashMap<Id, (LeaseToken, String, bool)> = HashMap::new();
@@ -431,6 +438,12 @@ impl RetryWorker {
 
     async fn breaker_result(&self, target: &str, trial: bool, result: CallResult, now: Timestamp) {
         let change = self.breakers.record(target, trial, result, now);
+        if change.is_some()
+            && let Some(record) = self.breakers.record_of(target)
+            && let Err(e) = self.queue.save_breaker(record).await
+        {
+            tracing::warn!(error = %e, target, "cannot keep a breaker state");
+        }
         // A good trial lets the parked deliveries go: one of them becomes the next trial (the
         // rest park again) until the breaker closes, and then all of them go.
         let good_trial = trial && result == CallResult::Success;

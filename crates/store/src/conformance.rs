@@ -20,7 +20,8 @@ use nexus_event::{EventId, NewEvent, Pattern, Timestamp, TypeFilter, WellKnown};
 use serde_json::json;
 
 use crate::{
-    Consumer, Failure, Lease, NewSubscription, Selection, Store, StoreError, SubscriptionPatch,
+    BreakerRecord, Consumer, Failure, Lease, NewSubscription, Selection, Store, StoreError,
+    SubscriptionPatch,
 };
 
 /// Generates one `#[tokio::test]` per conformance check, each on a fresh store from `$factory`.
@@ -51,6 +52,7 @@ macro_rules! conformance_tests {
             redrive_skips_deleted_subscriptions,
             first_refused_position_wins,
             changes_apply_to_appends_committed_with_them,
+            breakers_persist,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -955,4 +957,35 @@ pub async fn changes_apply_to_appends_committed_with_them<S: Store>(store: &S) {
     let leased = lease(store, "w", 0).await;
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].event.id, "after-create");
+}
+
+/// Breaker states are kept per target, the last save winning.
+pub async fn breakers_persist<S: Store>(store: &S) {
+    assert!(store.breakers().await.expect("breakers").is_empty());
+    let open = BreakerRecord {
+        target: "http://b.example:80".into(),
+        open: true,
+        consecutive_failures: 5,
+        trips: 3,
+        opened_at: Some(at(1_000)),
+    };
+    store.save_breaker(open.clone()).await.expect("save");
+    let mut closed = open.clone();
+    closed.target = "http://a.example:80".into();
+    closed.open = false;
+    closed.opened_at = None;
+    store.save_breaker(closed.clone()).await.expect("save");
+    assert_eq!(
+        store.breakers().await.expect("breakers"),
+        vec![closed.clone(), open.clone()]
+    );
+    let mut reopened = closed.clone();
+    reopened.open = true;
+    reopened.trips = 4;
+    reopened.opened_at = Some(at(2_000));
+    store.save_breaker(reopened.clone()).await.expect("save");
+    assert_eq!(
+        store.breakers().await.expect("breakers"),
+        vec![reopened, open]
+    );
 }

@@ -27,10 +27,10 @@ mod traits;
 
 pub use error::{Result, StoreError};
 pub use model::{
-    Appended, Consumer, DeadLetter, Failure, Lease, LeaseToken, MAX_PAGE, NewSubscription, Page,
-    QueueStats, Route, Router, Selection, Subscription, SubscriptionPatch, check_limit,
-    target_origin,
+    Appended, BreakerRecord, Consumer, DeadLetter, Failure, Lease, LeaseToken, MAX_PAGE,
+    NewSubscription, Page, QueueStats, Route, Router, Selection, Subscription, SubscriptionPatch,
+    check_limit, target_origin,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::{DB_FILE, Durability, LOCK_FILE, SqliteBuilder, SqliteStore};
-pub use traits::{Cursors, DeliveryQueue, EventLog, Store, Subscriptions};
+pub use traits::{BreakerLog, Cursors, DeliveryQueue, EventLog, Store, Subscriptions};

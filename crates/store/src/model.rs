@@ -184,6 +184,21 @@ pub enum Selection {
     Ids(Vec<i64>),
 }
 
+/// A circuit breaker's state as kept across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerRecord {
+    /// The target origin.
+    pub target: String,
+    /// Open (or half-open, which resumes as open) rather than closed.
+    pub open: bool,
+    /// Failures in a row.
+    pub consecutive_failures: u32,
+    /// Moves to open so far.
+    pub trips: u64,
+    /// When it last opened, while open.
+    pub opened_at: Option<Timestamp>,
+}
+
 /// A webhook subscription.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Subscription {

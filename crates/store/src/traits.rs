@@ -9,8 +9,8 @@ use tokio::sync::watch;
 
 use crate::error::Result;
 use crate::model::{
-    Appended, DeadLetter, Failure, Lease, LeaseToken, NewSubscription, Page, QueueStats, Selection,
-    Subscription, SubscriptionPatch,
+    Appended, BreakerRecord, DeadLetter, Failure, Lease, LeaseToken, NewSubscription, Page,
+    QueueStats, Selection, Subscription, SubscriptionPatch,
 };
 
 /// The durable, append-only event log.
@@ -124,7 +124,16 @@ pub trait Cursors: Send + Sync {
     async fn set_cursor(&self, name: &str, sequence: u64) -> Result<()>;
 }
 
-/// Everything a Nexus server needs from its storage.
-pub trait Store: EventLog + DeliveryQueue + Subscriptions + Cursors {}
+/// Circuit breaker states, kept so a restart does not hammer a target that was down.
+#[async_trait]
+pub trait BreakerLog: Send + Sync {
+    /// Stores a breaker's state, replacing the one kept for its target.
+    async fn save_breaker(&self, record: BreakerRecord) -> Result<()>;
+    /// Every kept breaker, by target.
+    async fn breakers(&self) -> Result<Vec<BreakerRecord>>;
+}
 
-impl<T: EventLog + DeliveryQueue + Subscriptions + Cursors> Store for T {}
+/// Everything a Nexus server needs from its storage.
+pub trait Store: EventLog + DeliveryQueue + Subscriptions + Cursors + BreakerLog {}
+
+impl<T: EventLog + DeliveryQueue + Subscriptions + Cursors + BreakerLog> Store for T {}

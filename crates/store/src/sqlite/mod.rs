@@ -22,10 +22,11 @@ use tokio::sync::{oneshot, watch};
 
 use crate::error::{Result, StoreError};
 use crate::model::{
-    Appended, Consumer, DeadLetter, Failure, Lease, LeaseToken, NewSubscription, Page, QueueStats,
-    Router, Selection, Subscription, SubscriptionPatch, check_limit, target_origin,
+    Appended, BreakerRecord, Consumer, DeadLetter, Failure, Lease, LeaseToken, NewSubscription,
+    Page, QueueStats, Router, Selection, Subscription, SubscriptionPatch, check_limit,
+    target_origin,
 };
-use crate::traits::{Cursors, DeliveryQueue, EventLog, Subscriptions};
+use crate::traits::{BreakerLog, Cursors, DeliveryQueue, EventLog, Subscriptions};
 use writer::{Ctx, EventCache, Job, State, SubRoute, Writer};
 
 /// The database file inside the data directory.
@@ -1400,5 +1401,84 @@ impl Cursors for SqliteStore {
             Ok(())
         })
         .await
+    }
+}
+
+#[async_trait]
+impl BreakerLog for SqliteStore {
+    async fn save_breaker(&self, record: BreakerRecord) -> Result<()> {
+        self.call(move |ctx| {
+            ctx.conn
+                .prepare_cached(
+                    "INSERT INTO breakers (target, open, consecutive_failures, trips, opened_ms, updated_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (target) DO UPDATE SET \
+                     open = excluded.open, consecutive_failures = excluded.consecutive_failures, \
+                     trips = excluded.trips, opened_ms = excluded.opened_ms, updated_ms = excluded.updated_ms",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        record.target,
+                        record.open,
+                        record.consecutive_failures,
+                        i64::try_from(record.trips).unwrap_or(i64::MAX),
+                        record.opened_at.map(Timestamp::as_unix_millis),
+                        Timestamp::now().as_unix_millis(),
+                    ])
+                })
+                .map_err(db_err("save breaker"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn breakers(&self) -> Result<Vec<BreakerRecord>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT target, open, consecutive_failures, trips, opened_ms FROM breakers ORDER BY target",
+            )
+            .and_then(|mut s| {
+                s.query_map([], |r| {
+                    Ok(BreakerRecord {
+                        target: r.get(0)?,
+                        open: r.get(1)?,
+                        consecutive_failures: r.get(2)?,
+                        trips: r.get::<_, i64>(3)?.max(0) as u64,
+                        opened_at: r.get::<_, Option<i64>>(4)?.map(ts).transpose()?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(db_err("read breakers"))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database left at schema version 1 is migrated at open and keeps its data.
+    #[tokio::test]
+    async fn an_old_schema_is_migrated_at_open() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+            conn.execute_batch(schema::MIGRATIONS[0])
+                .expect("schema v1");
+            conn.execute_batch(
+                "INSERT INTO events (sequence, id, source, type, time_ms, payload) \
+                 VALUES (1, 'old', 'flowpay', 'PAYMENT_RECEIVED', 0, '{}'); PRAGMA user_version = 1;",
+            )
+            .expect("v1 data");
+        }
+        let store = SqliteStore::open(dir.path()).expect("open and migrate");
+        assert_eq!(store.head().await.expect("head"), 1);
+        assert!(store.breakers().await.expect("v2 table").is_empty());
+        let version: i64 = Connection::open(dir.path().join(DB_FILE))
+            .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+            .expect("version");
+        assert_eq!(version, schema::VERSION);
+        assert_eq!(schema::VERSION, 2);
     }
 }

@@ -76,6 +76,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         updated_ms INTEGER NOT NULL
     );
     "#,
+    // 2: circuit breaker states, so a restart remembers a target that was down.
+    r#"
+    CREATE TABLE breakers (
+        target               TEXT    PRIMARY KEY,
+        open                 INTEGER NOT NULL,
+        consecutive_failures INTEGER NOT NULL,
+        trips                INTEGER NOT NULL,
+        opened_ms            INTEGER,
+        updated_ms           INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.
