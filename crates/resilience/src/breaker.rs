@@ -445,10 +445,11 @@ impl Breakers {
         {
             let mut map = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
             for record in records {
-                if !map.contains_key(&record.target) {
-                    let b = CircuitBreaker::from_record(&record);
-                    restored.push((record.target.clone(), b.state));
-                    map.insert(record.target, b);
+                if let std::collections::hash_map::Entry::Vacant(slot) =
+                    map.entry(record.target.clone())
+                {
+                    let b = slot.insert(CircuitBreaker::from_record(&record));
+                    restored.push((record.target, b.state));
                 }
             }
         }
