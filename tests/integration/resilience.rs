@@ -59,7 +59,11 @@ impl Fake {
     }
 
     fn set_plan(&self, plan: Plan) {
-        *self.plan.lock().expect("lock") = plan;
+        // A plan that panicked poisoned the lock; that is what it was for.
+        *self
+            .plan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = plan;
     }
 
     fn calls(&self) -> Vec<Call> {
@@ -80,7 +84,10 @@ impl Target for Fake {
         if self.hang.load(Ordering::SeqCst) {
             self.release.notified().await;
         }
-        let outcome = (self.plan.lock().expect("lock"))(lease);
+        let outcome = (self
+            .plan
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner))(lease);
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
         outcome
     }
@@ -692,4 +699,47 @@ async fn an_open_breaker_stays_open_across_a_restart() {
     })
     .await;
     handle.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_target_counts_as_a_failed_attempt() {
+    let f = fixture().await;
+    let target = Fake::new(
+        Arc::clone(&f.clock),
+        Box::new(|_| panic!("a bug in the target")),
+    );
+    let handle = worker(&f, &target, "w").spawn();
+    publish(&f.store, 1).await;
+    wait_for("the retry", async || {
+        f.store.next_due().await.expect("next_due") == Some(at(2_000))
+    })
+    .await;
+    target.set_plan(Box::new(|_| Outcome::Delivered));
+    f.clock.set(at(2_000));
+    wait_for("the second attempt", async || {
+        f.store.stats().await.expect("stats").pending == 0 && target.calls().len() == 2
+    })
+    .await;
+    assert_eq!(target.calls()[1].attempt, 2);
+    handle.stop(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_handle_stops_the_worker() {
+    let f = fixture().await;
+    let target = Fake::new(Arc::clone(&f.clock), Box::new(|_| Outcome::Delivered));
+    let handle = worker(&f, &target, "w").spawn();
+    let stats = Arc::clone(handle.stats());
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    drop(handle);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let after_drop = stats.wakeups.load(Ordering::SeqCst);
+    publish(&f.store, 1).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        stats.wakeups.load(Ordering::SeqCst),
+        after_drop,
+        "no spinning, no leasing"
+    );
+    assert!(target.calls().is_empty());
 }

@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use nexus_core::metric_names;
 use nexus_event::Timestamp;
 use nexus_store::{
-    BreakerLog, Consumer, DeliveryQueue, Failure, Lease, LeaseToken, QueueStats, SubscriptionPatch,
+    BreakerLog, Consumer, DeliveryQueue, Failure, Lease, QueueStats, SubscriptionPatch,
     Subscriptions,
 };
 use tokio::sync::watch;
@@ -164,18 +164,6 @@ impl WorkerHandle {
     }
 }
 
-fn task_id(done: Result<(Id, ()), tokio::task::JoinError>) -> Id {
-    match done {
-        Ok((id, ())) => id,
-        Err(e) => {
-            if e.is_panic() {
-                tracing::error!(error = %e, "a delivery attempt panicked; its lease will expire");
-            }
-            e.id()
-        }
-    }
-}
-
 fn consumer_type(c: &Consumer) -> &'static str {
     match c {
         Consumer::Subscription(_) => "webhook",
@@ -244,7 +232,7 @@ impl RetryWorker {
         }
         let mut changes = worker.queue.changes();
         let mut tasks: JoinSet<()> = JoinSet::new();
-        let mut in_flight: HashMap<Id, (LeaseToken, String, bool)> = HashMap::new();
+        let mut in_flight: HashMap<Id, (Lease, bool)> = HashMap::new();
         let mut error_pause = Duration::from_millis(100);
         // Lease in batches: only once at least half the slots are free. Leasing is a write, so
         // one lease per finished attempt would cost a commit per delivery.
@@ -255,7 +243,7 @@ impl RetryWorker {
                 break;
             }
             while let Some(done) = tasks.try_join_next_with_id() {
-                in_flight.remove(&task_id(done));
+                worker.finished(done, &mut in_flight).await;
             }
             let free = concurrency - tasks.len().min(concurrency);
             let can_lease = free >= batch;
@@ -286,7 +274,7 @@ impl RetryWorker {
                         tracing::error!(error = %e, "retry worker cannot lease; pausing");
                         tokio::select! {
                             _ = tokio::time::sleep(error_pause) => {}
-                            _ = stop.changed() => {}
+                            changed = stop.changed() => if changed.is_err() { break },
                         }
                         error_pause = (error_pause * 2).min(Duration::from_secs(5));
                         continue;
@@ -311,9 +299,14 @@ impl RetryWorker {
                 }
             };
             tokio::select! {
-                _ = stop.changed() => {}
+                changed = stop.changed() => {
+                    if changed.is_err() {
+                        // The handle was dropped without a stop: stop now, releasing what runs.
+                        break;
+                    }
+                }
                 Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                    in_flight.remove(&task_id(done));
+                    worker.finished(done, &mut in_flight).await;
                 }
                 changed = changes.changed(), if waiting_for_work => {
                     if changed.is_err() {
@@ -328,11 +321,43 @@ impl RetryWorker {
         worker.drain(tasks, in_flight, grace).await
     }
 
+    /// Forgets a finished task. One that panicked settled nothing: it counts as a failed attempt,
+    /// so its breaker trial is not left hanging and its delivery follows the schedule.
+    async fn finished(
+        &self,
+        done: Result<(Id, ()), tokio::task::JoinError>,
+        in_flight: &mut HashMap<Id, (Lease, bool)>,
+    ) {
+        let error = match done {
+            Ok((id, ())) => {
+                in_flight.remove(&id);
+                return;
+            }
+            Err(e) => e,
+        };
+        let Some((lease, trial)) = in_flight.remove(&error.id()) else {
+            return;
+        };
+        if error.is_cancelled() {
+            return;
+        }
+        // A panicking target is a failing target: counted, retried, and in the end
+        // dead-lettered, rather than released to panic again at once.
+        tracing::error!(error = %error, delivery = lease.token.delivery, "a delivery attempt panicked");
+        let now = self.clock.now();
+        self.breaker_result(&lease.target, trial, CallResult::Failure, now)
+            .await;
+        let err = AttemptError::new("panic", "the delivery attempt panicked");
+        if let Err(e) = self.failed(&lease, err, now).await {
+            tracing::warn!(error = %e, delivery = lease.token.delivery, "cannot settle a delivery");
+        }
+    }
+
     /// Waits for attempts in flight up to the grace period, then releases what is left.
     async fn drain(
         &self,
         mut tasks: JoinSet<()>,
-        mut in_flight: HashMap<Id, (LeaseToken, String, bool)>,
+        mut in_flight: HashMap<Id, (Lease, bool)>,
         grace: Option<Duration>,
     ) -> StopReport {
         let mut report = StopReport::default();
@@ -340,25 +365,32 @@ impl RetryWorker {
         while !tasks.is_empty() {
             match tokio::time::timeout_at(deadline, tasks.join_next_with_id()).await {
                 Ok(Some(done)) => {
-                    in_flight.remove(&task_id(done));
+                    self.finished(done, &mut in_flight).await;
                     report.finished += 1;
                 }
                 Ok(None) => break,
                 Err(_) => {
                     tasks.abort_all();
-                    while tasks.join_next().await.is_some() {}
+                    // Tasks that finished before the abort took effect are settled: forget them;
+                    // the cancelled ones stay in `in_flight` and are released below.
+                    while let Some(done) = tasks.join_next_with_id().await {
+                        if let Ok((id, ())) = done {
+                            in_flight.remove(&id);
+                            report.finished += 1;
+                        }
+                    }
                     break;
                 }
             }
         }
         let now = self.clock.now();
-        for (_, (token, target, trial)) in in_flight {
+        for (_, (lease, trial)) in in_flight {
             self.breakers
-                .record(&target, trial, CallResult::Abandoned, now);
-            match self.queue.release(&token, now).await {
+                .record(&lease.target, trial, CallResult::Abandoned, now);
+            match self.queue.release(&lease.token, now).await {
                 Ok(()) => report.released += 1,
                 Err(e) => {
-                    tracing::warn!(error = %e, delivery = token.delivery, "cannot release a lease at stop")
+                    tracing::warn!(error = %e, delivery = lease.token.delivery, "cannot release a lease at stop")
                 }
             }
         }
@@ -374,13 +406,13 @@ impl RetryWorker {
         self: &Arc<Self>,
         lease: Lease,
         tasks: &mut JoinSet<()>,
-        in_flight: &mut HashMap<Id, (LeaseToken, String, bool)>,
+        in_flight: &mut HashMap<Id, (Lease, bool)>,
     ) {
         let now = self.clock.now();
         let worker = Arc::clone(self);
         match self.breakers.admit(&lease.target, now) {
             Admission::Rejected { until } => {
-                let (token, target) = (lease.token.clone(), lease.target.clone());
+                let entry = (lease.clone(), false);
                 let handle = tasks.spawn(async move {
                     worker.stats.parked.fetch_add(1, Ordering::Relaxed);
                     if let Err(e) = worker.queue.park(&lease.token, until).await {
@@ -397,10 +429,10 @@ impl RetryWorker {
                     }
                 });
                 // Parking is cheap and not an attempt: at a stop it is released like the rest.
-                in_flight.insert(handle.id(), (token, target, false));
+                in_flight.insert(handle.id(), entry);
             }
             Admission::Allowed { trial } => {
-                let entry = (lease.token.clone(), lease.target.clone(), trial);
+                let entry = (lease.clone(), trial);
                 let handle = tasks.spawn(async move { worker.attempt(lease, trial).await });
                 in_flight.insert(handle.id(), entry);
             }
@@ -506,7 +538,8 @@ impl RetryWorker {
             return self.failed(lease, err, now).await;
         };
         tracing::warn!(subscription = %id, "subscriber answered 410 Gone; subscription disabled");
-        self.queue
+        let disabled = self
+            .queue
             .update_subscription(
                 id,
                 SubscriptionPatch {
@@ -514,7 +547,11 @@ impl RetryWorker {
                     ..Default::default()
                 },
             )
-            .await?;
+            .await;
+        if let Err(e) = disabled {
+            // Still settle the attempt; the next one will meet the 410 again.
+            tracing::error!(error = %e, subscription = %id, "cannot disable the subscription");
+        }
         // Counted as an attempt; held (never dead-lettered) until the subscription is enabled.
         metrics::counter!(metric_names::RETRY_QUEUE_ADDITIONS_TOTAL, "type" => "webhook", "reason" => "gone")
             .increment(1);

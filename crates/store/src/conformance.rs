@@ -53,6 +53,7 @@ macro_rules! conformance_tests {
             first_refused_position_wins,
             changes_apply_to_appends_committed_with_them,
             breakers_persist,
+            last_attempts_of_disabled_subscriptions_are_held,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -988,4 +989,41 @@ pub async fn breakers_persist<S: Store>(store: &S) {
         store.breakers().await.expect("breakers"),
         vec![reopened, open]
     );
+}
+
+/// A last attempt that fails while its subscription is disabled is held, not dead-lettered, and
+/// the due time of a disabled subscription's expired lease is not reported as due.
+pub async fn last_attempts_of_disabled_subscriptions_are_held<S: Store>(store: &S) {
+    let sub = subscribe(store, &["*"]).await;
+    store
+        .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "a")])
+        .await
+        .expect("append");
+    let l = lease(store, "w", 0).await;
+    let patch = |enabled| SubscriptionPatch {
+        enabled: Some(enabled),
+        ..Default::default()
+    };
+    store
+        .update_subscription(&sub, patch(false))
+        .await
+        .expect("disable");
+    assert_eq!(
+        store.next_due().await.expect("next_due"),
+        None,
+        "the lease is held, not due"
+    );
+    store
+        .dead_letter(&l[0].token, failure("HTTP 500", Some(500), 50))
+        .await
+        .expect("settled");
+    let s = store.stats().await.expect("stats");
+    assert_eq!((s.pending, s.dead_letters), (1, 0));
+    store
+        .update_subscription(&sub, patch(true))
+        .await
+        .expect("enable");
+    let again = lease(store, "w", 100).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempt, 2, "the held attempt was counted");
 }

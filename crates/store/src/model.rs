@@ -109,9 +109,10 @@ pub struct Failure {
 /// Counts of the delivery queue (`GET /api/retry/stats`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueueStats {
-    /// Deliveries waiting (due now or later, or held for a disabled subscription).
+    /// Deliveries waiting (due now or later, parked, or held for a disabled subscription).
     pub pending: u64,
-    /// Deliveries leased by a worker right now.
+    /// Deliveries leased by a worker (until settled, or leased again after their lease
+    /// expired).
     pub in_flight: u64,
     /// Dead letters.
     pub dead_letters: u64,

@@ -62,6 +62,8 @@ pub trait DeliveryQueue: Send + Sync {
     async fn retry_at(&self, token: &LeaseToken, when: Timestamp, failure: Failure) -> Result<()>;
 
     /// The attempt failed and was the last: count it and move the delivery to the dead letters.
+    /// A delivery of a disabled subscription is held instead (API.md section 4: never
+    /// dead-lettered while disabled).
     async fn dead_letter(&self, token: &LeaseToken, failure: Failure) -> Result<()>;
 
     /// Gives the delivery back without counting an attempt, due again at `when` (an open

@@ -967,6 +967,25 @@ impl DeliveryQueue for SqliteStore {
                  FROM deliveries d JOIN events e ON e.sequence = d.event_sequence \
                  WHERE d.id = ?1 AND d.state = 1 AND d.lease_owner = ?2 AND d.lease_gen = ?3";
             let at = failure.at.as_unix_millis();
+            // A disabled subscription's deliveries are never dead-lettered: count the attempt and
+            // hold it until the subscription is enabled again.
+            let held = format!(
+                "UPDATE deliveries SET state = 3, due_ms = ?6, attempts = attempts + 1, \
+                 lease_owner = NULL, last_error = ?4, last_status = ?5, \
+                 first_attempt_ms = coalesce(first_attempt_ms, ?6), last_attempt_ms = ?6 \
+                 WHERE {LEASED} AND {WAIT_STATE} = 3"
+            );
+            let owner: &str = &token.owner;
+            let n = ctx
+                .conn
+                .prepare_cached(&held)
+                .and_then(|mut s| {
+                    s.execute(params![token.delivery, owner, token.generation, failure.error, failure.status, at])
+                })
+                .map_err(db_err("dead_letter"))?;
+            if n > 0 {
+                return Ok(());
+            }
             settle(ctx, "dead_letter", sql, &token, &[&failure.error, &failure.status, &at])?;
             ctx.conn
                 .prepare_cached("DELETE FROM deliveries WHERE id = ?1")
@@ -1022,17 +1041,16 @@ impl DeliveryQueue for SqliteStore {
     }
 
     async fn stats(&self) -> Result<QueueStats> {
-        let now = Timestamp::now().as_unix_millis();
         self.read(move |conn| {
             conn.prepare_cached(
                 "SELECT \
-                 (SELECT count(*) FROM deliveries WHERE NOT (state = 1 AND due_ms > ?1)), \
-                 (SELECT count(*) FROM deliveries WHERE state = 1 AND due_ms > ?1), \
+                 (SELECT count(*) FROM deliveries WHERE state <> 1), \
+                 (SELECT count(*) FROM deliveries WHERE state = 1), \
                  (SELECT count(*) FROM dead_letters), \
                  (SELECT min(created_ms) FROM deliveries WHERE attempts > 0)",
             )
             .and_then(|mut s| {
-                s.query_row([now], |r| {
+                s.query_row([], |r| {
                     Ok(QueueStats {
                         pending: r.get::<_, i64>(0)? as u64,
                         in_flight: r.get::<_, i64>(1)? as u64,
@@ -1165,9 +1183,15 @@ impl DeliveryQueue for SqliteStore {
 
     async fn next_due(&self) -> Result<Option<Timestamp>> {
         self.read(|conn| {
-            conn.prepare_cached("SELECT min(due_ms) FROM deliveries WHERE state < 3")
-                .and_then(|mut s| s.query_row([], |r| r.get::<_, Option<i64>>(0)))
-                .and_then(|ms| ms.map(ts).transpose())
+            // Leases of a disabled subscription are not leased again (see `lease_in`), so they
+            // are not due either; in due order, stopping at the first row that is.
+            conn.prepare_cached(
+                "SELECT due_ms FROM deliveries WHERE state < 3 AND NOT (state = 1 AND \
+                 consumer_kind = 0 AND consumer IN (SELECT id FROM subscriptions WHERE enabled = 0)) \
+                 ORDER BY due_ms LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)).optional())
+            .and_then(|ms| ms.map(ts).transpose())
                 .map_err(db_err("next_due"))
         })
         .await
