@@ -20,8 +20,8 @@ use nexus_event::{EventId, NewEvent, Pattern, Timestamp, TypeFilter, WellKnown};
 use serde_json::json;
 
 use crate::{
-    BreakerRecord, Consumer, Failure, Lease, NewSubscription, Selection, Store, StoreError,
-    SubscriptionPatch,
+    BreakerRecord, Consumer, Failure, Lease, NewSubscription, ReplayTo, Selection, Store,
+    StoreError, SubscriptionPatch,
 };
 
 /// Generates one `#[tokio::test]` per conformance check, each on a fresh store from `$factory`.
@@ -54,6 +54,7 @@ macro_rules! conformance_tests {
             changes_apply_to_appends_committed_with_them,
             breakers_persist,
             last_attempts_of_disabled_subscriptions_are_held,
+            replay_enqueues_a_range_again,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -1026,4 +1027,61 @@ pub async fn last_attempts_of_disabled_subscriptions_are_held<S: Store>(store: &
     let again = lease(store, "w", 100).await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempt, 2, "the held attempt was counted");
+}
+
+/// Replay enqueues a range of the log again for one subscription, filtered by type; `after` is
+/// exclusive and `until` inclusive.
+pub async fn replay_enqueues_a_range_again<S: Store>(store: &S) {
+    let types = [WellKnown::PaymentReceived, WellKnown::MintConfirmed];
+    let batch: Vec<NewEvent> = (0..10)
+        .map(|i| ev(types[i % 2], "n", &format!("e{i}")))
+        .collect();
+    store.append(batch).await.expect("append");
+    let sub = subscribe(store, &["*"]).await;
+    let n = store
+        .replay(
+            2,
+            Some(7),
+            &TypeFilter::parse(["PAYMENT_*"]).expect("valid"),
+            ReplayTo::Subscription(sub.clone()),
+            at(5_000),
+        )
+        .await
+        .expect("replay");
+    assert_eq!(
+        n, 2,
+        "sequences 3, 5 and 7 are payments; 7 is in, 3 and 5 too"
+    );
+    let mut seqs: Vec<u64> = lease(store, "w", 5_000)
+        .await
+        .iter()
+        .map(|l| l.event.sequence)
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, vec![3, 5, 7]);
+    assert!(matches!(
+        store
+            .replay(
+                0,
+                None,
+                &TypeFilter::all(),
+                ReplayTo::Subscription("nope".into()),
+                at(0)
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(
+        store
+            .replay(
+                0,
+                None,
+                &TypeFilter::all(),
+                ReplayTo::Subscription(sub),
+                at(0)
+            )
+            .await
+            .expect("replay all"),
+        10
+    );
 }

@@ -28,8 +28,8 @@ mod traits;
 pub use error::{Result, StoreError};
 pub use model::{
     Appended, BreakerRecord, Consumer, DeadLetter, Failure, Lease, LeaseToken, MAX_PAGE,
-    NewSubscription, Page, QueueStats, Route, Router, Selection, Subscription, SubscriptionPatch,
-    check_limit, target_origin,
+    NewSubscription, Page, QueueStats, ReplayTo, Route, Router, Selection, Subscription,
+    SubscriptionPatch, check_limit, target_origin,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::{DB_FILE, Durability, LOCK_FILE, SqliteBuilder, SqliteStore};

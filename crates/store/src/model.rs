@@ -176,6 +176,15 @@ pub fn check_limit(limit: usize) -> Result<usize> {
     }
 }
 
+/// Where a replay sends the events again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReplayTo {
+    /// One webhook subscription, by id.
+    Subscription(String),
+    /// Every reactor whose route wants the event.
+    Reactors,
+}
+
 /// Which dead letters an operation is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {

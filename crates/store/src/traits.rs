@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use crate::error::Result;
 use crate::model::{
     Appended, BreakerRecord, DeadLetter, Failure, Lease, LeaseToken, NewSubscription, Page,
-    QueueStats, Selection, Subscription, SubscriptionPatch,
+    QueueStats, ReplayTo, Selection, Subscription, SubscriptionPatch,
 };
 
 /// The durable, append-only event log.
@@ -90,6 +90,19 @@ pub trait DeliveryQueue: Send + Sync {
 
     /// Deletes dead letters. Returns how many.
     async fn purge(&self, which: Selection) -> Result<u64>;
+
+    /// Enqueues again, due at `now`, the events with a sequence above `after` and up to `until`
+    /// (inclusive) whose type passes `filter`, for one subscription or for the reactors (through
+    /// the store's router). Returns how many deliveries were enqueued;
+    /// [`StoreError::NotFound`](crate::StoreError::NotFound) for an unknown subscription.
+    async fn replay(
+        &self,
+        after: u64,
+        until: Option<u64>,
+        filter: &TypeFilter,
+        to: ReplayTo,
+        now: Timestamp,
+    ) -> Result<u64>;
 
     /// When the next delivery falls due (or the next lease expires); `None` when the queue is
     /// empty. A worker sleeps until then or until [`DeliveryQueue::changes`] moves.

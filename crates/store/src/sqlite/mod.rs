@@ -23,7 +23,7 @@ use tokio::sync::{oneshot, watch};
 use crate::error::{Result, StoreError};
 use crate::model::{
     Appended, BreakerRecord, Consumer, DeadLetter, Failure, Lease, LeaseToken, NewSubscription,
-    Page, QueueStats, Router, Selection, Subscription, SubscriptionPatch, check_limit,
+    Page, QueueStats, ReplayTo, Router, Selection, Subscription, SubscriptionPatch, check_limit,
     target_origin,
 };
 use crate::traits::{BreakerLog, Cursors, DeliveryQueue, EventLog, Subscriptions};
@@ -1177,6 +1177,95 @@ impl DeliveryQueue for SqliteStore {
                     n
                 }
             })
+        })
+        .await
+    }
+
+    async fn replay(
+        &self,
+        after: u64,
+        until: Option<u64>,
+        filter: &TypeFilter,
+        to: ReplayTo,
+        now: Timestamp,
+    ) -> Result<u64> {
+        let globs: Vec<String> = filter
+            .patterns()
+            .iter()
+            .map(|p| p.as_str().to_owned())
+            .collect();
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let until = until.map_or(i64::MAX, |u| i64::try_from(u).unwrap_or(i64::MAX));
+        self.call(move |ctx| {
+            let err = db_err("replay");
+            let now = now.as_unix_millis();
+            // Patterns hold only type characters and `*`, so SQLite's GLOB means the same thing.
+            let mut range = String::from("sequence > ?1 AND sequence <= ?2");
+            if !globs.is_empty() {
+                let ors: Vec<String> = (0..globs.len())
+                    .map(|i| format!("type GLOB ?{}", i + 3))
+                    .collect();
+                range.push_str(&format!(" AND ({})", ors.join(" OR ")));
+            }
+            let mut args: Vec<&dyn rusqlite::ToSql> = vec![&after, &until];
+            for g in &globs {
+                args.push(g);
+            }
+            let enqueued = match &to {
+                ReplayTo::Subscription(id) => {
+                    let sub = subscription_in(ctx.conn, id)?.ok_or_else(|| StoreError::NotFound {
+                        what: "subscription",
+                        id: id.clone(),
+                    })?;
+                    let state = if sub.enabled { 0 } else { 3 };
+                    let sql = format!(
+                        "INSERT INTO deliveries (event_sequence, consumer_kind, consumer, target, state, due_ms, created_ms) \
+                         SELECT sequence, 0, '{}', '{}', {state}, {now}, {now} FROM events WHERE {range}",
+                        sub.id.replace('\'', "''"),
+                        sub.target.replace('\'', "''"),
+                    );
+                    ctx.conn.execute(&sql, args.as_slice()).map_err(&err)? as u64
+                }
+                ReplayTo::Reactors => {
+                    let Some(router) = ctx.state.router.clone() else {
+                        return Ok(0);
+                    };
+                    let mut stmt = ctx
+                        .conn
+                        .prepare(&format!(
+                            "SELECT {EVENT_COLUMNS} FROM events WHERE {range} ORDER BY sequence"
+                        ))
+                        .map_err(&err)?;
+                    let events = stmt
+                        .query_map(args.as_slice(), event_from_row)
+                        .and_then(|rows| rows.collect::<rusqlite::Result<Vec<Event>>>())
+                        .map_err(&err)?;
+                    let mut insert = ctx
+                        .conn
+                        .prepare_cached(
+                            "INSERT INTO deliveries (event_sequence, consumer_kind, consumer, target, state, due_ms, created_ms) \
+                             VALUES (?1, 1, ?2, ?3, 0, ?4, ?4)",
+                        )
+                        .map_err(&err)?;
+                    let mut routes = Vec::new();
+                    let mut n = 0;
+                    for event in &events {
+                        routes.clear();
+                        router.route(event, &mut routes);
+                        for (consumer, target) in &routes {
+                            if let Consumer::Reactor(name) = consumer {
+                                insert
+                                    .execute(params![event.sequence as i64, name, target, now])
+                                    .map_err(&err)?;
+                                n += 1;
+                            }
+                        }
+                    }
+                    n
+                }
+            };
+            ctx.work |= enqueued > 0;
+            Ok(enqueued)
         })
         .await
     }
