@@ -1,10 +1,12 @@
 //! Cross-crate integration tests: one binary, one module per area, shared helpers in `support`.
 
 mod bus;
+mod http;
 mod resilience;
 mod store;
 mod store_crash;
 mod support;
+mod ws;
 
 #[global_allocator]
 static ALLOC: support::alloc::CountingAlloc = support::alloc::CountingAlloc;

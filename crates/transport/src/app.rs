@@ -1,0 +1,300 @@
+//! The service: shared state, configuration and the router that an embedding application can
+//! mount or [`serve`](crate::serve).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::middleware;
+use axum::routing::{get, post};
+use nexus_core::Bus;
+use nexus_event::{EventType, WellKnown};
+use nexus_resilience::Breakers;
+use nexus_store::Store;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::auth::{Nodes, Secret};
+use crate::ingress::WebhookMapping;
+use crate::{admin, health, ingress, request_id};
+
+/// Everything the HTTP layer is configured with. The binary builds it from the environment and
+/// the config file; an embedding application builds it directly.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Who may publish.
+    pub nodes: Nodes,
+    /// `NEXUS_ADMIN_TOKEN`.
+    pub admin_token: Secret,
+    /// `[[webhooks]]` mappings; `flowpay` and `factory` have defaults.
+    pub webhooks: Vec<WebhookMapping>,
+    /// `NEXUS_MAX_BODY_BYTES` (default 262144); a batch may be 16 times that.
+    pub max_body_bytes: usize,
+    /// `NEXUS_ENV=production`: private targets are refused unless allowed.
+    pub production: bool,
+    /// `NEXUS_ALLOW_PRIVATE_TARGETS`.
+    pub allow_private_targets: bool,
+    /// `ALLOWED_ORIGINS` for CORS; empty allows none.
+    pub allowed_origins: Vec<String>,
+    /// The version reported by `/health/detailed`.
+    pub version: String,
+    /// WebSocket tokens and limits.
+    pub ws: crate::ws::WsConfig,
+}
+
+impl AppConfig {
+    /// A configuration with the documented defaults, for these nodes and admin token.
+    pub fn new(nodes: Nodes, admin_token: Secret) -> Self {
+        AppConfig {
+            nodes,
+            admin_token,
+            webhooks: Vec::new(),
+            max_body_bytes: 262_144,
+            production: false,
+            allow_private_targets: false,
+            allowed_origins: Vec::new(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            ws: crate::ws::WsConfig::default(),
+        }
+    }
+
+    /// The mapping of `/webhook/{node}`: configured, or the default for `flowpay` and `factory`.
+    pub fn webhook_mapping(&self, node: &str) -> Option<WebhookMapping> {
+        if let Some(m) = self.webhooks.iter().find(|m| m.node == node) {
+            return Some(m.clone());
+        }
+        let default = match node {
+            "flowpay" => WellKnown::PaymentReceived,
+            "factory" => WellKnown::MintConfirmed,
+            _ => return None,
+        };
+        Some(WebhookMapping {
+            node: node.to_owned(),
+            event_type: EventType::from(default),
+            id_pointer: None,
+        })
+    }
+}
+
+/// Renders the Prometheus text exposition (installed by the binary).
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// Reports the database size in bytes.
+pub type SizeProbe = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) bus: Bus,
+    pub(crate) breakers: Arc<Breakers>,
+    pub(crate) config: Arc<AppConfig>,
+    pub(crate) lifecycle: Arc<Lifecycle>,
+    pub(crate) metrics: Option<MetricsRenderer>,
+    pub(crate) database_size: Option<SizeProbe>,
+}
+
+/// Readiness and drain state, plus counters the health endpoint reports.
+#[derive(Debug)]
+pub struct Lifecycle {
+    started: Instant,
+    ready: AtomicBool,
+    draining: AtomicBool,
+    shutdown: tokio::sync::watch::Sender<bool>,
+    /// Open WebSocket connections.
+    pub websocket_connections: AtomicU64,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            started: Instant::now(),
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            shutdown: tokio::sync::watch::channel(false).0,
+            websocket_connections: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Lifecycle {
+    /// The store is open and the workers run.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    /// Shutting down: readiness answers 503, publishing is refused, WebSocket connections are
+    /// closed with 1001.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.shutdown.send_replace(true);
+    }
+
+    /// Moves when the server starts draining.
+    pub(crate) fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Whether `/health/ready` answers 200.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.draining.load(Ordering::Acquire)
+    }
+
+    /// Whether the server is shutting down.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Seconds since start.
+    pub fn uptime_seconds(&self) -> u64 {
+        self.started.elapsed().as_secs()
+    }
+}
+
+impl AppState {
+    pub(crate) fn accepting(&self) -> bool {
+        !self.lifecycle.is_draining()
+    }
+}
+
+/// The Nexus HTTP service.
+///
+/// ```no_run
+/// # async fn run(store: std::sync::Arc<nexus_store::SqliteStore>) -> std::io::Result<()> {
+/// use nexus_transport::{App, AppConfig, auth::{Nodes, Secret}};
+/// let secret = Secret::parse("dev-secret").expect("valid");
+/// let app = App::new(store, nexus_core::Bus::new(), Default::default(),
+///     AppConfig::new(Nodes::Open(secret.clone()), secret));
+/// app.lifecycle().set_ready();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// nexus_transport::serve(listener, app.router(), std::future::pending()).await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct App {
+    state: AppState,
+}
+
+impl App {
+    /// The service over a store, the bus committed events are published on, and the breakers the
+    /// retry worker uses.
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Bus,
+        breakers: Arc<Breakers>,
+        config: AppConfig,
+    ) -> Self {
+        App {
+            state: AppState {
+                store,
+                bus,
+                breakers,
+                config: Arc::new(config),
+                lifecycle: Arc::default(),
+                metrics: None,
+                database_size: None,
+            },
+        }
+    }
+
+    /// Serves `/metrics` with this renderer (the binary installs the Prometheus recorder).
+    pub fn metrics(mut self, render: MetricsRenderer) -> Self {
+        self.state.metrics = Some(render);
+        self
+    }
+
+    /// Reports the database size on `/health/detailed` and `nexus_database_size_bytes`.
+    pub fn database_size(mut self, probe: SizeProbe) -> Self {
+        self.state.database_size = Some(probe);
+        self
+    }
+
+    /// Readiness and draining.
+    pub fn lifecycle(&self) -> &Arc<Lifecycle> {
+        &self.state.lifecycle
+    }
+
+    /// The router with every route and layer: mount it in another axum app, or serve it.
+    pub fn router(&self) -> Router {
+        let json = HeaderValue::from_static("application/json");
+        let compress = SizeAbove::new(1024).and(NotForContentType::new("text/event-stream"));
+        let cors = cors(&self.state.config.allowed_origins);
+        Router::new()
+            .route("/events", post(ingress::publish))
+            .route("/events/batch", post(ingress::publish_batch))
+            .route("/webhook/{node}", post(ingress::webhook))
+            .merge(admin::routes(&self.state))
+            .route("/ws", get(crate::ws::upgrade))
+            .route("/health", get(health::health))
+            .route("/health/live", get(health::live))
+            .route("/health/ready", get(health::ready))
+            .route("/health/detailed", get(health::detailed))
+            .route("/metrics", get(health::metrics))
+            .fallback(health::not_found)
+            .method_not_allowed_fallback(health::method_not_allowed)
+            .with_state(self.state.clone())
+            .layer(CompressionLayer::new().compress_when(compress))
+            .layer(cors)
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_FRAME_OPTIONS,
+                HeaderValue::from_static("DENY"),
+            ))
+            .layer(SetResponseHeaderLayer::overriding(
+                header::REFERRER_POLICY,
+                HeaderValue::from_static("no-referrer"),
+            ))
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CONTENT_SECURITY_POLICY,
+                move |r: &axum::response::Response| {
+                    (r.headers().get(header::CONTENT_TYPE) == Some(&json)).then(|| {
+                        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'")
+                    })
+                },
+            ))
+            .layer(middleware::from_fn(request_id::layer))
+    }
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let allowed: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static("x-nexus-node"),
+            HeaderName::from_static("x-nexus-timestamp"),
+            HeaderName::from_static("x-nexus-signature"),
+            HeaderName::from_static("webhook-id"),
+            HeaderName::from_static("webhook-timestamp"),
+            HeaderName::from_static("webhook-signature"),
+        ])
+        .expose_headers([HeaderName::from_static("x-request-id")])
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then finishes requests in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+}

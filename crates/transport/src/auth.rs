@@ -1,0 +1,356 @@
+//! Who is calling: publishing nodes (two signature schemes, API.md section 2) and bearer tokens
+//! (admin API, WebSocket).
+
+use std::collections::HashMap;
+
+use axum::http::HeaderMap;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use nexus_event::TypeFilter;
+use ring::hmac;
+use subtle::ConstantTimeEq;
+
+use crate::envelope::ApiError;
+
+/// Seconds a signed request's timestamp may be away from the server's clock.
+pub const MAX_SKEW_SECS: i64 = 300;
+
+/// A shared secret: `whsec_<base64>` is used as its decoded bytes, anything else as its UTF-8
+/// bytes. Never printed.
+#[derive(Clone)]
+pub struct Secret(Vec<u8>);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Secret {
+    /// Reads a secret as written in configuration.
+    pub fn parse(written: &str) -> Result<Secret, String> {
+        match written.strip_prefix("whsec_") {
+            Some(b64) => B64
+                .decode(b64)
+                .map(Secret)
+                .map_err(|e| format!("a whsec_ secret must be base64 after the prefix: {e}")),
+            None => Ok(Secret(written.as_bytes().to_vec())),
+        }
+    }
+
+    /// The key bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Compares with a presented token in constant time.
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        self.0.ct_eq(presented).into()
+    }
+
+    /// A new random secret in `whsec_` form (24 random bytes).
+    pub fn generate() -> (Secret, String) {
+        use ring::rand::SecureRandom;
+        let mut bytes = [0u8; 24];
+        // The system RNG does not fail on Linux; fall back to time-based bytes if it ever did.
+        if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+            let seed = nexus_event::EventId::new_v7().to_string();
+            for (b, s) in bytes.iter_mut().zip(seed.bytes().cycle()) {
+                *b = s;
+            }
+        }
+        let written = format!("whsec_{}", B64.encode(bytes));
+        (Secret(bytes.to_vec()), written)
+    }
+}
+
+/// A publishing node.
+#[derive(Debug, Clone)]
+pub struct Node {
+    /// Its name (`flowpay`, `factory`, ...).
+    pub name: String,
+    /// Its signing secret.
+    pub secret: Secret,
+    /// The types it may publish.
+    pub publish: TypeFilter,
+}
+
+/// The nodes that may publish.
+#[derive(Debug, Clone)]
+pub enum Nodes {
+    /// Only these (a config file names them).
+    Configured(HashMap<String, Node>),
+    /// Development without a config: any node name, signed with this secret, any type.
+    Open(Secret),
+}
+
+impl Nodes {
+    /// The configured nodes.
+    pub fn configured(nodes: impl IntoIterator<Item = Node>) -> Self {
+        Nodes::Configured(nodes.into_iter().map(|n| (n.name.clone(), n)).collect())
+    }
+
+    /// Looks a node up by name.
+    pub fn get(&self, name: &str) -> Option<Node> {
+        match self {
+            Nodes::Configured(map) => map.get(name).cloned(),
+            Nodes::Open(secret) => valid_node_name(name).then(|| Node {
+                name: name.to_owned(),
+                secret: secret.clone(),
+                publish: TypeFilter::all(),
+            }),
+        }
+    }
+
+    /// Every configured node, by name (empty when open).
+    pub fn list(&self) -> Vec<&Node> {
+        match self {
+            Nodes::Configured(map) => {
+                let mut nodes: Vec<&Node> = map.values().collect();
+                nodes.sort_by(|a, b| a.name.cmp(&b.name));
+                nodes
+            }
+            Nodes::Open(_) => Vec::new(),
+        }
+    }
+}
+
+/// Node names: 1 to 64 characters of `A-Z a-z 0-9 _ . -`.
+pub fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+/// A request whose signature checked out.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The node that signed it.
+    pub node: Node,
+    /// The `webhook-id` of a Standard Webhooks request.
+    pub webhook_id: Option<String>,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn timestamp(headers: &HeaderMap, name: &str, now_secs: i64) -> Result<i64, ApiError> {
+    let raw = header(headers, name)
+        .ok_or_else(|| ApiError::unauthorized(format!("{name} header is missing")))?;
+    let ts: i64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::unauthorized(format!("{name} must be Unix seconds")))?;
+    if (now_secs - ts).abs() > MAX_SKEW_SECS {
+        return Err(ApiError::unauthorized(format!(
+            "{name} is more than {MAX_SKEW_SECS} s from the server's clock"
+        )));
+    }
+    Ok(ts)
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Checks a publishing request: which node, which scheme, the timestamp window and the
+/// signature over the raw body. `path_node` is the node named by `/webhook/{node}`.
+pub fn verify(
+    nodes: &Nodes,
+    headers: &HeaderMap,
+    body: &[u8],
+    path_node: Option<&str>,
+    now_secs: i64,
+) -> Result<Verified, ApiError> {
+    let named = header(headers, "x-nexus-node");
+    let name = match (path_node, named) {
+        (Some(path), Some(named)) if path != named => {
+            return Err(ApiError::unauthorized(format!(
+                "X-Nexus-Node names {named:?} but the path names {path:?}"
+            )));
+        }
+        (Some(path), _) => path,
+        (None, Some(named)) => named,
+        (None, None) => return Err(ApiError::unauthorized("X-Nexus-Node header is missing")),
+    };
+    let node = nodes
+        .get(name)
+        .ok_or_else(|| ApiError::unauthorized(format!("unknown node {name:?}")))?;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, node.secret.bytes());
+    if let Some(signature) = header(headers, "x-nexus-signature") {
+        let ts = timestamp(headers, "x-nexus-timestamp", now_secs)?;
+        let tag = signature
+            .strip_prefix("sha256=")
+            .and_then(decode_hex)
+            .ok_or_else(|| ApiError::unauthorized("X-Nexus-Signature must be sha256=<hex>"))?;
+        let mut signed = Vec::with_capacity(body.len() + 21);
+        signed.extend_from_slice(ts.to_string().as_bytes());
+        signed.push(b'.');
+        signed.extend_from_slice(body);
+        hmac::verify(&key, &signed, &tag)
+            .map_err(|_| ApiError::unauthorized("signature does not match"))?;
+        return Ok(Verified {
+            node,
+            webhook_id: None,
+        });
+    }
+    if let Some(signatures) = header(headers, "webhook-signature") {
+        let id = header(headers, "webhook-id")
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("webhook-id header is missing"))?;
+        let ts = timestamp(headers, "webhook-timestamp", now_secs)?;
+        let mut signed = Vec::with_capacity(id.len() + body.len() + 22);
+        signed.extend_from_slice(id.as_bytes());
+        signed.push(b'.');
+        signed.extend_from_slice(ts.to_string().as_bytes());
+        signed.push(b'.');
+        signed.extend_from_slice(body);
+        let good = signatures
+            .split(' ')
+            .filter_map(|s| s.strip_prefix("v1,"))
+            .filter_map(|b64| B64.decode(b64).ok())
+            .any(|tag| hmac::verify(&key, &signed, &tag).is_ok());
+        if !good {
+            return Err(ApiError::unauthorized("no webhook-signature matches"));
+        }
+        return Ok(Verified {
+            node,
+            webhook_id: Some(id.to_owned()),
+        });
+    }
+    Err(ApiError::unauthorized(
+        "the request is not signed (X-Nexus-Signature or webhook-signature)",
+    ))
+}
+
+/// Signs `<id>.<timestamp>.<body>` the Standard Webhooks way: `v1,<base64>`.
+pub fn sign_standard(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.bytes());
+    let mut ctx = hmac::Context::with_key(&key);
+    ctx.update(id.as_bytes());
+    ctx.update(b".");
+    ctx.update(timestamp.to_string().as_bytes());
+    ctx.update(b".");
+    ctx.update(body);
+    format!("v1,{}", B64.encode(ctx.sign().as_ref()))
+}
+
+/// Signs `<timestamp>.<body>` the Nexus way: `sha256=<lowercase hex>`.
+pub fn sign_nexus(secret: &Secret, timestamp: i64, body: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.bytes());
+    let mut ctx = hmac::Context::with_key(&key);
+    ctx.update(timestamp.to_string().as_bytes());
+    ctx.update(b".");
+    ctx.update(body);
+    let tag = ctx.sign();
+    let mut hex = String::with_capacity(64 + 7);
+    hex.push_str("sha256=");
+    for b in tag.as_ref() {
+        hex.push_str(&format!("{b:02x}"));
+    }
+    hex
+}
+
+/// Checks `Authorization: Bearer <token>` against the accepted tokens in constant time; returns
+/// the index of the one that matched.
+pub fn bearer(headers: &HeaderMap, tokens: &[&Secret]) -> Option<usize> {
+    let presented = header(headers, "authorization")?.strip_prefix("Bearer ")?;
+    tokens
+        .iter()
+        .position(|t| t.matches(presented.trim().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    /// The example of the Standard Webhooks specification (its published test vector).
+    #[test]
+    fn standard_webhooks_published_example() {
+        let secret = Secret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").expect("valid");
+        let body = br#"{"test": 2432232314}"#;
+        assert_eq!(
+            sign_standard(&secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+    }
+
+    fn headers(pairs: &[(&'static str, String)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).expect("valid header"));
+        }
+        h
+    }
+
+    #[test]
+    fn both_schemes_verify_and_reject() {
+        let secret = Secret::parse("s3cret").expect("valid");
+        let nodes = Nodes::configured([Node {
+            name: "flowpay".into(),
+            secret: secret.clone(),
+            publish: TypeFilter::parse(["PAYMENT_*"]).expect("valid"),
+        }]);
+        let body = br#"{"type":"PAYMENT_RECEIVED"}"#;
+        let now = 1_800_000_000;
+        let nexus = headers(&[
+            ("x-nexus-node", "flowpay".into()),
+            ("x-nexus-timestamp", now.to_string()),
+            ("x-nexus-signature", sign_nexus(&secret, now, body)),
+        ]);
+        assert_eq!(
+            verify(&nodes, &nexus, body, None, now)
+                .map(|v| v.node.name)
+                .ok(),
+            Some("flowpay".into())
+        );
+        assert!(verify(&nodes, &nexus, b"tampered", None, now).is_err());
+        assert!(
+            verify(&nodes, &nexus, body, None, now + 301).is_err(),
+            "stale"
+        );
+        assert!(
+            verify(&nodes, &nexus, body, Some("factory"), now).is_err(),
+            "path names another node"
+        );
+        let standard = headers(&[
+            ("webhook-id", "evt-1".into()),
+            ("webhook-timestamp", now.to_string()),
+            (
+                "webhook-signature",
+                format!("v1,bm90LWl0 {}", sign_standard(&secret, "evt-1", now, body)),
+            ),
+        ]);
+        let v = verify(&nodes, &standard, body, Some("flowpay"), now).expect("valid");
+        assert_eq!(v.webhook_id.as_deref(), Some("evt-1"));
+        assert!(verify(&nodes, &standard, body, Some("nobody"), now).is_err());
+        assert!(verify(&nodes, &HeaderMap::new(), body, Some("flowpay"), now).is_err());
+    }
+
+    #[test]
+    fn secrets_and_tokens() {
+        assert_eq!(
+            Secret::parse("whsec_AAEC").map(|s| s.0).ok(),
+            Some(vec![0, 1, 2])
+        );
+        assert!(Secret::parse("whsec_!!").is_err());
+        let (s, written) = Secret::generate();
+        assert!(written.starts_with("whsec_"));
+        assert_eq!(Secret::parse(&written).map(|p| p.0).ok(), Some(s.0));
+        let token = Secret::parse("admin-token").expect("valid");
+        let h = headers(&[("authorization", "Bearer admin-token".into())]);
+        assert_eq!(bearer(&h, &[&token]), Some(0));
+        let bad = headers(&[("authorization", "Bearer nope".into())]);
+        assert_eq!(bearer(&bad, &[&token]), None);
+    }
+}

@@ -1,0 +1,245 @@
+//! The response envelope of API.md section 3, and the one place where errors become HTTP
+//! answers.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use nexus_event::Timestamp;
+use nexus_store::StoreError;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::request_id::RequestId;
+
+/// An error answer: status, envelope code, message and optional details.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The envelope code (`UPPER_SNAKE`).
+    pub code: &'static str,
+    /// What went wrong, for people. Never a stack trace, a secret or SQL.
+    pub message: String,
+    /// Machine-readable context (`field`, `index`, ...).
+    pub details: Option<Value>,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<Duration>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
+    }
+
+    /// `400 BAD_REQUEST`: the body is not what it must be (not JSON, say).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+    }
+
+    /// `400 VALIDATION_ERROR` naming the failing field.
+    pub fn validation(field: &str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message)
+            .with_details(json!({ "field": field }))
+    }
+
+    /// `401 UNAUTHORIZED`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+    }
+
+    /// `403 FORBIDDEN`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
+    /// `404 NOT_FOUND`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+    }
+
+    /// `409 CONFLICT`.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::CONFLICT, "CONFLICT", message)
+    }
+
+    /// `413 PAYLOAD_TOO_LARGE`.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", message)
+    }
+
+    /// `415 UNSUPPORTED_MEDIA_TYPE`.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UNSUPPORTED_MEDIA_TYPE",
+            message,
+        )
+    }
+
+    /// `429 RATE_LIMITED` with `Retry-After`.
+    pub fn rate_limited(retry_after: Duration) -> Self {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RATE_LIMITED",
+            "too many requests from this address; retry later",
+        );
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// `503 UNAVAILABLE` with `Retry-After`.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message);
+        e.retry_after = Some(Duration::from_secs(1));
+        e
+    }
+
+    /// `500 INTERNAL`; the detail goes to the log, not to the caller.
+    pub fn internal() -> Self {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error; see the server log for this request id",
+        )
+    }
+
+    /// Adds details.
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// Adds `index` (a position in a batch) to the details.
+    pub fn at_index(mut self, index: usize) -> Self {
+        let mut details = match self.details.take() {
+            Some(Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        details.insert("index".into(), json!(index));
+        self.details = Some(Value::Object(details));
+        self
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::Conflict { id, .. } => ApiError::conflict(format!(
+                "event id {id:?} was already published by another node"
+            )),
+            StoreError::DuplicateInBatch { id, .. } => {
+                ApiError::validation("id", format!("event id {id:?} appears twice in the batch"))
+            }
+            StoreError::NotFound { what, id } => {
+                ApiError::not_found(format!("{what} {id} not found"))
+            }
+            StoreError::Invalid { field, message } => ApiError::validation(field, message.clone()),
+            _ if e.is_transient() => {
+                tracing::error!(error = %e, "store unavailable");
+                ApiError::unavailable("the store is unavailable; retry later")
+            }
+            _ => {
+                tracing::error!(error = %e, "store error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<nexus_event::Error> for ApiError {
+    fn from(e: nexus_event::Error) -> Self {
+        ApiError::validation(e.field(), e.to_string())
+    }
+}
+
+/// Writes the error envelope. The request id is filled in by the request-id layer, which sees
+/// every response; here it is taken from the task-local the layer sets.
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(details) = self.details {
+            error["details"] = details;
+        }
+        let body = json!({
+            "success": false,
+            "error": error,
+            "timestamp": Timestamp::now(),
+            "requestId": RequestId::current_or_empty(),
+        });
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(after) = self.retry_after {
+            let secs = after.as_secs().max(1);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}
+
+/// A success answer: `{"success": true, "data", "meta"?, "timestamp", "requestId"}`.
+pub struct Ok<T: Serialize> {
+    status: StatusCode,
+    data: T,
+    meta: Option<Value>,
+}
+
+/// `200` with `data`.
+pub fn ok<T: Serialize>(data: T) -> Ok<T> {
+    Ok {
+        status: StatusCode::OK,
+        data,
+        meta: None,
+    }
+}
+
+impl<T: Serialize> Ok<T> {
+    /// Another status (`201`, `202`).
+    pub fn status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Adds `meta`.
+    pub fn meta(mut self, meta: Value) -> Self {
+        self.meta = Some(meta);
+        self
+    }
+}
+
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    success: bool,
+    data: &'a T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<&'a Value>,
+    timestamp: Timestamp,
+    #[serde(rename = "requestId")]
+    request_id: String,
+}
+
+impl<T: Serialize> IntoResponse for Ok<T> {
+    fn into_response(self) -> Response {
+        let body = Envelope {
+            success: true,
+            data: &self.data,
+            meta: self.meta.as_ref(),
+            timestamp: Timestamp::now(),
+            request_id: RequestId::current_or_empty(),
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+/// The answer of a list: `data` and `meta.nextCursor`.
+pub fn page<T: Serialize>(items: Vec<T>, next_cursor: Option<String>) -> Ok<Vec<T>> {
+    ok(items).meta(json!({ "nextCursor": next_cursor }))
+}

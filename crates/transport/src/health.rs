@@ -1,0 +1,118 @@
+//! Health endpoints and `/metrics` (API.md section 8). Plain JSON, no envelope, no token.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use nexus_core::metric_names;
+use nexus_resilience::BreakerState;
+use serde_json::json;
+use std::sync::atomic::Ordering;
+
+use crate::app::AppState;
+use crate::envelope::ApiError;
+
+/// `GET /health`: answers at once, touches nothing.
+pub(crate) async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /health/live`: the process serves requests.
+pub(crate) async fn live() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// `GET /health/ready`: 503 until the store is open and the workers run, and while draining.
+pub(crate) async fn ready(State(state): State<AppState>) -> Response {
+    let lc = &state.lifecycle;
+    if lc.is_ready() {
+        Json(json!({ "status": "ready" })).into_response()
+    } else {
+        let status = if lc.is_draining() {
+            "draining"
+        } else {
+            "starting"
+        };
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": status })),
+        )
+            .into_response()
+    }
+}
+
+/// Resident set size of this process, from `/proc/self/statm`.
+pub fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// `GET /health/detailed`.
+pub(crate) async fn detailed(State(state): State<AppState>) -> Response {
+    let stats = state.store.stats().await;
+    let breakers = state.breakers.snapshot();
+    let count = |s: BreakerState| breakers.iter().filter(|b| b.state == s).count();
+    let (status, pending, dead) = match &stats {
+        Ok(s) => ("ok", json!(s.pending + s.in_flight), json!(s.dead_letters)),
+        Err(_) => ("degraded", json!(null), json!(null)),
+    };
+    let status = if state.lifecycle.is_draining() {
+        "draining"
+    } else {
+        status
+    };
+    Json(json!({
+        "status": status,
+        "version": state.config.version,
+        "uptimeSeconds": state.lifecycle.uptime_seconds(),
+        "database": { "sizeBytes": state.database_size.as_ref().map(|f| f()) },
+        "retry": { "pending": pending, "deadLetters": dead },
+        "breakers": { "open": count(BreakerState::Open), "halfOpen": count(BreakerState::HalfOpen) },
+        "websocket": { "connections": state.lifecycle.websocket_connections.load(Ordering::Relaxed) },
+        "memory": { "rssBytes": rss_bytes() },
+    }))
+    .into_response()
+}
+
+/// `GET /metrics`: Prometheus text; gauges that are read rather than counted are refreshed first.
+pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let Some(render) = &state.metrics else {
+        return Err(ApiError::not_found(
+            "this service has no metrics recorder installed",
+        ));
+    };
+    if let Ok(stats) = state.store.stats().await {
+        nexus_resilience::record_queue_gauges(&stats);
+    }
+    if let Some(size) = &state.database_size {
+        metrics::gauge!(metric_names::DATABASE_SIZE_BYTES).set(size() as f64);
+    }
+    metrics::gauge!(metric_names::WEBSOCKET_CONNECTIONS).set(
+        state
+            .lifecycle
+            .websocket_connections
+            .load(Ordering::Relaxed) as f64,
+    );
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        render(),
+    )
+        .into_response())
+}
+
+/// Any path that is not a route.
+pub(crate) async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+/// A route called with a method it does not take.
+pub(crate) async fn method_not_allowed(uri: Uri) -> ApiError {
+    let mut e = ApiError::bad_request(format!("{} does not take this method", uri.path()));
+    e.status = StatusCode::METHOD_NOT_ALLOWED;
+    e.code = "METHOD_NOT_ALLOWED";
+    e
+}

@@ -1,0 +1,418 @@
+//! `POST /events`, `POST /events/batch`, `POST /webhook/{node}` (API.md section 2).
+
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use nexus_core::metric_names;
+use nexus_event::{CorrelationId, EventId, EventType, NewEvent, Timestamp};
+use nexus_store::Appended;
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::app::AppState;
+use crate::auth::{self, Verified};
+use crate::envelope::{ApiError, ok};
+
+/// Most events in one batch.
+pub const MAX_BATCH: usize = 1000;
+
+/// Reads the whole body, refusing more than `limit` bytes with `413`.
+pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|e| {
+        // `to_bytes` fails for an over-long body or a broken connection; only the first is
+        // the caller's business as 413.
+        let msg = e.to_string();
+        if msg.contains("length limit") {
+            ApiError::too_large(format!("the body is larger than {limit} bytes"))
+        } else {
+            ApiError::bad_request(format!("cannot read the body: {msg}"))
+        }
+    })
+}
+
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+}
+
+fn is_json(ct: &str) -> bool {
+    ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
+}
+
+fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+}
+
+fn now_secs() -> i64 {
+    Timestamp::now().as_unix_millis().div_euclid(1000)
+}
+
+/// The parts of an event a publisher may give.
+struct Incoming {
+    id: Option<EventId>,
+    event_type: EventType,
+    payload: Value,
+    correlation_id: Option<CorrelationId>,
+}
+
+fn string_field<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ApiError> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(ApiError::validation(
+            field,
+            format!("{field} must be a string"),
+        )),
+    }
+}
+
+/// `{type, payload?, id?, correlation_id?}`; other keys (such as `source`) are ignored.
+fn plain_event(value: Value) -> Result<Incoming, ApiError> {
+    let Value::Object(mut obj) = value else {
+        return Err(ApiError::validation(
+            "body",
+            "an event must be a JSON object",
+        ));
+    };
+    let event_type = string_field(&obj, "type")?
+        .ok_or_else(|| ApiError::validation("type", "type is required"))
+        .and_then(|t| EventType::new(t).map_err(ApiError::from))?;
+    let id = string_field(&obj, "id")?.map(EventId::new).transpose()?;
+    let correlation_id = string_field(&obj, "correlation_id")?
+        .map(CorrelationId::new)
+        .transpose()?;
+    let payload = match obj.remove("payload") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(p) => p,
+    };
+    Ok(Incoming {
+        id,
+        event_type,
+        payload,
+        correlation_id,
+    })
+}
+
+/// A structured-mode CloudEvent: `id` -> id, `type` -> type, `data` -> payload.
+fn cloud_event(value: Value) -> Result<Incoming, ApiError> {
+    let Value::Object(mut obj) = value else {
+        return Err(ApiError::validation(
+            "body",
+            "a CloudEvent must be a JSON object",
+        ));
+    };
+    match string_field(&obj, "specversion")? {
+        Some("1.0") => {}
+        Some(other) => {
+            return Err(ApiError::validation(
+                "specversion",
+                format!("specversion {other:?} is not 1.0"),
+            ));
+        }
+        None => {
+            return Err(ApiError::validation(
+                "specversion",
+                "specversion is required",
+            ));
+        }
+    }
+    let id = string_field(&obj, "id")?
+        .ok_or_else(|| ApiError::validation("id", "a CloudEvent needs an id"))
+        .and_then(|id| EventId::new(id).map_err(ApiError::from))?;
+    let event_type = string_field(&obj, "type")?
+        .ok_or_else(|| ApiError::validation("type", "type is required"))
+        .and_then(|t| EventType::new(t).map_err(ApiError::from))?;
+    let payload = match (obj.remove("data"), obj.remove("data_base64")) {
+        (Some(data), _) => data,
+        (None, Some(b64)) => b64,
+        (None, None) => Value::Object(Map::new()),
+    };
+    Ok(Incoming {
+        id: Some(id),
+        event_type,
+        payload,
+        correlation_id: None,
+    })
+}
+
+/// A binary-mode CloudEvent: attributes in `ce-*` headers, the body is the data.
+fn binary_cloud_event(headers: &HeaderMap, body: &[u8]) -> Result<Incoming, ApiError> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if get("ce-specversion") != Some("1.0") {
+        return Err(ApiError::validation(
+            "specversion",
+            "ce-specversion must be 1.0",
+        ));
+    }
+    let id = get("ce-id")
+        .ok_or_else(|| ApiError::validation("id", "ce-id is required"))
+        .and_then(|id| EventId::new(id).map_err(ApiError::from))?;
+    let event_type = get("ce-type")
+        .ok_or_else(|| ApiError::validation("type", "ce-type is required"))
+        .and_then(|t| EventType::new(t).map_err(ApiError::from))?;
+    let payload = if body.is_empty() {
+        Value::Object(Map::new())
+    } else {
+        match content_type(headers).as_deref() {
+            Some(ct) if is_json(ct) => parse_json(body)?,
+            Some(ct) if ct.starts_with("text/") => Value::String(
+                String::from_utf8(body.to_vec())
+                    .map_err(|_| ApiError::bad_request("a text body must be UTF-8"))?,
+            ),
+            _ => {
+                return Err(ApiError::unsupported_media_type(
+                    "binary CloudEvents data must be JSON or text",
+                ));
+            }
+        }
+    };
+    Ok(Incoming {
+        id: Some(id),
+        event_type,
+        payload,
+        correlation_id: None,
+    })
+}
+
+/// Turns what a node sent into a draft: the node is the source, permissions are checked.
+fn draft(
+    verified: &Verified,
+    incoming: Incoming,
+    fallback_id: Option<&str>,
+) -> Result<NewEvent, ApiError> {
+    if !verified.node.publish.matches(&incoming.event_type) {
+        return Err(ApiError::forbidden(format!(
+            "node {} may not publish {}",
+            verified.node.name, incoming.event_type
+        )));
+    }
+    let id = match (incoming.id, fallback_id) {
+        (Some(id), _) => id,
+        (None, Some(fallback)) => EventId::new(fallback).map_err(|_| {
+            ApiError::validation(
+                "id",
+                "webhook-id is not a valid event id (1 to 128 visible ASCII characters)",
+            )
+        })?,
+        (None, None) => EventId::new_v7(),
+    };
+    let mut draft = NewEvent::new(incoming.event_type, verified.node.name.clone())
+        .id(id)
+        .payload(incoming.payload);
+    draft.correlation_id = incoming.correlation_id;
+    Ok(draft)
+}
+
+#[derive(Serialize)]
+struct AppendedJson {
+    id: String,
+    sequence: u64,
+    duplicate: bool,
+}
+
+impl From<&Appended> for AppendedJson {
+    fn from(a: &Appended) -> Self {
+        AppendedJson {
+            id: a.id.to_string(),
+            sequence: a.sequence,
+            duplicate: a.duplicate,
+        }
+    }
+}
+
+async fn commit(state: &AppState, drafts: Vec<NewEvent>) -> Result<Vec<Appended>, ApiError> {
+    if !state.accepting() {
+        return Err(ApiError::unavailable("the server is shutting down"));
+    }
+    let types: Vec<(String, String)> = drafts
+        .iter()
+        .map(|d| (d.event_type.to_string(), d.source.clone()))
+        .collect();
+    let started = Instant::now();
+    let appended = state.store.append(drafts).await.map_err(|e| match e {
+        nexus_store::StoreError::Conflict { index, .. }
+        | nexus_store::StoreError::DuplicateInBatch { index, .. } => {
+            ApiError::from(e).at_index(index)
+        }
+        other => ApiError::from(other),
+    })?;
+    metrics::histogram!(metric_names::EVENT_PERSIST_DURATION_SECONDS)
+        .record(started.elapsed().as_secs_f64());
+    for (a, (event_type, source)) in appended.iter().zip(types) {
+        if !a.duplicate {
+            metrics::counter!(metric_names::EVENTS_TOTAL, "event_type" => event_type, "source" => source).increment(1);
+        }
+    }
+    Ok(appended)
+}
+
+fn status_of(appended: &[Appended]) -> StatusCode {
+    if appended.iter().all(|a| a.duplicate) {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    }
+}
+
+/// `POST /events`.
+pub(crate) async fn publish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(body, state.config.max_body_bytes).await?;
+    let verified = auth::verify(&state.config.nodes, &headers, &body, None, now_secs())?;
+    let binary = headers.contains_key("ce-specversion");
+    let incoming = if binary {
+        binary_cloud_event(&headers, &body)?
+    } else {
+        match content_type(&headers).as_deref() {
+            Some("application/cloudevents+json") => cloud_event(parse_json(&body)?)?,
+            Some(ct) if is_json(ct) => plain_event(parse_json(&body)?)?,
+            _ => {
+                return Err(ApiError::unsupported_media_type(
+                    "Content-Type must be application/json or application/cloudevents+json",
+                ));
+            }
+        }
+    };
+    let draft = draft(&verified, incoming, verified.webhook_id.as_deref())?;
+    let appended = commit(&state, vec![draft]).await?;
+    let a = &appended[0];
+    Ok(ok(AppendedJson::from(a))
+        .status(status_of(&appended))
+        .into_response())
+}
+
+/// `POST /events/batch`.
+pub(crate) async fn publish_batch(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(body, state.config.max_body_bytes * 16).await?;
+    let verified = auth::verify(&state.config.nodes, &headers, &body, None, now_secs())?;
+    if !content_type(&headers).is_some_and(|ct| is_json(&ct)) {
+        return Err(ApiError::unsupported_media_type(
+            "Content-Type must be application/json",
+        ));
+    }
+    let Value::Object(mut obj) = parse_json(&body)? else {
+        return Err(ApiError::validation(
+            "events",
+            "the body must be {\"events\": [...]}",
+        ));
+    };
+    let Some(Value::Array(events)) = obj.remove("events") else {
+        return Err(ApiError::validation("events", "events must be an array"));
+    };
+    if events.is_empty() {
+        return Err(ApiError::validation(
+            "events",
+            "a batch needs 1 to 1000 events",
+        ));
+    }
+    if events.len() > MAX_BATCH {
+        return Err(ApiError::too_large(format!(
+            "a batch holds at most {MAX_BATCH} events, got {}",
+            events.len()
+        )));
+    }
+    let mut drafts = Vec::with_capacity(events.len());
+    for (index, value) in events.into_iter().enumerate() {
+        let incoming = plain_event(value).map_err(|e| e.at_index(index))?;
+        drafts.push(draft(&verified, incoming, None).map_err(|e| e.at_index(index))?);
+    }
+    let appended = commit(&state, drafts).await?;
+    let list: Vec<AppendedJson> = appended.iter().map(AppendedJson::from).collect();
+    Ok(ok(json!({ "events": list }))
+        .status(status_of(&appended))
+        .into_response())
+}
+
+/// How a node's own webhook payload becomes an event.
+#[derive(Debug, Clone)]
+pub struct WebhookMapping {
+    /// The node.
+    pub node: String,
+    /// The type of the event it becomes.
+    pub event_type: EventType,
+    /// A JSON pointer into the body whose value is the event id (for deduplication).
+    pub id_pointer: Option<String>,
+}
+
+/// `POST /webhook/{node}`.
+pub(crate) async fn webhook(
+    State(state): State<AppState>,
+    Path(node): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let body = read_body(body, state.config.max_body_bytes).await?;
+    let verified = auth::verify(
+        &state.config.nodes,
+        &headers,
+        &body,
+        Some(&node),
+        now_secs(),
+    )?;
+    let mapping = state
+        .config
+        .webhook_mapping(&node)
+        .ok_or_else(|| ApiError::not_found(format!("node {node:?} has no webhook mapping")))?;
+    if !content_type(&headers).is_some_and(|ct| is_json(&ct)) {
+        return Err(ApiError::unsupported_media_type(
+            "Content-Type must be application/json",
+        ));
+    }
+    let payload = parse_json(&body)?;
+    let id = match mapping
+        .id_pointer
+        .as_deref()
+        .and_then(|p| payload.pointer(p))
+    {
+        Some(Value::String(s)) => Some(EventId::new(s).map_err(|_| {
+            ApiError::validation(
+                "id",
+                format!(
+                    "the value at {} is not a valid event id",
+                    mapping.id_pointer.as_deref().unwrap_or("")
+                ),
+            )
+        })?),
+        Some(Value::Number(n)) => Some(EventId::new(&n.to_string())?),
+        Some(_) => {
+            return Err(ApiError::validation(
+                "id",
+                format!(
+                    "the value at {} must be a string or a number",
+                    mapping.id_pointer.as_deref().unwrap_or("")
+                ),
+            ));
+        }
+        None => None,
+    };
+    let incoming = Incoming {
+        id,
+        event_type: mapping.event_type.clone(),
+        payload,
+        correlation_id: None,
+    };
+    let draft = draft(&verified, incoming, verified.webhook_id.as_deref())?;
+    let appended = commit(&state, vec![draft]).await?;
+    Ok(ok(AppendedJson::from(&appended[0]))
+        .status(status_of(&appended))
+        .into_response())
+}

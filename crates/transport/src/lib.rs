@@ -1,0 +1,27 @@
+//! Nexus over HTTP.
+//!
+//! The service of API.md: signed ingress (`POST /events`, `/events/batch`, `/webhook/{node}`)
+//! with both signature schemes, the response envelope and its error codes, the admin API,
+//! health endpoints and `/metrics`, behind request ids, security headers, CORS and compression.
+//! [`App::router`] gives an axum `Router` that an embedding application can mount; [`serve`]
+//! runs it with graceful shutdown.
+//!
+//! It reads no environment and installs no global state: the binary builds an [`AppConfig`]
+//! and installs the log subscriber and metrics recorder.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod admin;
+mod app;
+pub mod auth;
+pub mod envelope;
+mod health;
+mod ingress;
+pub mod request_id;
+mod ws;
+
+pub use admin::is_private;
+pub use app::{App, AppConfig, AppState, Lifecycle, MetricsRenderer, SizeProbe, serve};
+pub use health::rss_bytes;
+pub use ingress::{MAX_BATCH, WebhookMapping};
+pub use ws::{WsConfig, WsToken};

@@ -1,0 +1,801 @@
+//! The HTTP service against the wire contract (API.md sections 2, 3, 6, 8, 9), over loopback
+//! with a real client and signed requests.
+
+use std::time::Duration;
+
+use nexus_event::{EventId, NewEvent, Timestamp, WellKnown};
+use nexus_store::{DeliveryQueue, EventLog, Failure};
+use serde_json::{Value, json};
+
+use crate::support::server::{Call, SECRET, TestServer, now, publish};
+
+fn assert_envelope_ok(a: &crate::support::server::Answer) {
+    assert_eq!(a.body["success"], true, "{}", a.text);
+    assert!(
+        a.body["timestamp"]
+            .as_str()
+            .is_some_and(|t| t.parse::<Timestamp>().is_ok())
+    );
+    assert_eq!(a.body["requestId"].as_str(), a.header("x-request-id"));
+}
+
+fn assert_error(a: &crate::support::server::Answer, status: u16, code: &str) {
+    assert_eq!(a.status, status, "{}", a.text);
+    assert_eq!(a.body["success"], false, "{}", a.text);
+    assert_eq!(a.code(), code, "{}", a.text);
+    assert!(
+        a.body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    assert_eq!(a.body["requestId"].as_str(), a.header("x-request-id"));
+}
+
+#[test]
+fn publishing_answers_202_once_committed_and_200_for_a_repeat() {
+    let s = TestServer::start();
+    let mut sub = s.bus.subscribe(nexus_event::TypeFilter::all());
+    let a = publish(
+        &s,
+        &json!({"type": "PAYMENT_RECEIVED", "id": "pay-1", "payload": {"amount": 5}, "source": "ignored"}),
+    );
+    assert_eq!(a.status, 202, "{}", a.text);
+    assert_envelope_ok(&a);
+    assert_eq!(
+        a.body["data"],
+        json!({"id": "pay-1", "sequence": 1, "duplicate": false})
+    );
+    let stored = s
+        .block_on(s.store.get(&EventId::new("pay-1").expect("valid")))
+        .expect("get")
+        .expect("stored before the answer");
+    assert_eq!(
+        stored.source, "flowpay",
+        "the authenticated node, whatever the body says"
+    );
+    assert_eq!(stored.payload, json!({"amount": 5}));
+    assert_eq!(
+        sub.try_recv().map(|e| e.sequence),
+        Ok(1),
+        "dispatched on the bus"
+    );
+
+    let again = publish(&s, &json!({"type": "PAYMENT_RECEIVED", "id": "pay-1"}));
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        again.body["data"],
+        json!({"id": "pay-1", "sequence": 1, "duplicate": true})
+    );
+    assert!(sub.try_recv().is_err(), "a repeat dispatches nothing");
+
+    let other = Call::new("POST", s.url("/events"))
+        .json(&json!({"type": "PAYMENT_RECEIVED", "id": "pay-1"}))
+        .nexus_signed("notifier", "whsec_bm90aWZpZXItc2VjcmV0")
+        .send();
+    assert_error(&other, 409, "CONFLICT");
+
+    let fresh = publish(&s, &json!({"type": "PAYMENT_RECEIVED"}));
+    assert_eq!(fresh.status, 202);
+    let id = fresh.body["data"]["id"].as_str().expect("an id");
+    assert_eq!(uuid_version(id), Some('7'), "a new UUIDv7: {id}");
+}
+
+fn uuid_version(id: &str) -> Option<char> {
+    (id.len() == 36).then(|| id.chars().nth(14)).flatten()
+}
+
+#[test]
+fn every_response_carries_request_id_and_security_headers() {
+    let s = TestServer::start();
+    let a = Call::new("GET", s.url("/health"))
+        .header("x-request-id", "req-123")
+        .send();
+    assert_eq!(a.header("x-request-id"), Some("req-123"));
+    assert_eq!(a.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(a.header("x-frame-options"), Some("DENY"));
+    assert_eq!(a.header("referrer-policy"), Some("no-referrer"));
+    let long = "x".repeat(129);
+    let b = Call::new("GET", s.url("/nowhere"))
+        .header("x-request-id", long.clone())
+        .send();
+    let id = b.header("x-request-id").expect("a request id");
+    assert_ne!(id, long, "a request id over 128 characters is replaced");
+    assert_error(&b, 404, "NOT_FOUND");
+    assert!(b.header("content-security-policy").is_some());
+}
+
+#[test]
+fn signatures_are_required_and_checked() {
+    let s = TestServer::start();
+    let body = json!({"type": "PAYMENT_RECEIVED"});
+    let unsigned = Call::new("POST", s.url("/events"))
+        .json(&body)
+        .header("x-nexus-node", "flowpay")
+        .send();
+    assert_error(&unsigned, 401, "UNAUTHORIZED");
+    let wrong = Call::new("POST", s.url("/events"))
+        .json(&body)
+        .nexus_signed("flowpay", "not-the-secret")
+        .send();
+    assert_error(&wrong, 401, "UNAUTHORIZED");
+    let unknown = Call::new("POST", s.url("/events"))
+        .json(&body)
+        .nexus_signed("mallory", SECRET)
+        .send();
+    assert_error(&unknown, 401, "UNAUTHORIZED");
+    let stale_ts = now() - 301;
+    let raw = serde_json::to_vec(&body).expect("json");
+    let sig = nexus_transport::auth::sign_nexus(
+        &nexus_transport::auth::Secret::parse(SECRET).expect("valid"),
+        stale_ts,
+        &raw,
+    );
+    let stale = Call::new("POST", s.url("/events"))
+        .raw("application/json", raw)
+        .header("x-nexus-node", "flowpay")
+        .header("x-nexus-timestamp", stale_ts.to_string())
+        .header("x-nexus-signature", sig)
+        .send();
+    assert_error(&stale, 401, "UNAUTHORIZED");
+    assert_eq!(
+        s.block_on(s.store.head()).expect("head"),
+        0,
+        "nothing stored"
+    );
+}
+
+#[test]
+fn standard_webhooks_and_cloudevents_are_accepted() {
+    let s = TestServer::start();
+    let a = Call::new("POST", s.url("/events"))
+        .json(&json!({"type": "NOTIFICATION_SENT"}))
+        .header("x-nexus-node", "notifier")
+        .standard_signed("msg-42", "whsec_bm90aWZpZXItc2VjcmV0")
+        .send();
+    assert_eq!(a.status, 202, "{}", a.text);
+    assert_eq!(a.body["data"]["id"], "msg-42", "webhook-id is the event id");
+
+    let ce = json!({"specversion": "1.0", "id": "ce-1", "type": "PAYMENT_RECEIVED", "source": "/flowpay", "data": {"amount": 9}});
+    let structured = Call::new("POST", s.url("/events"))
+        .raw(
+            "application/cloudevents+json",
+            serde_json::to_vec(&ce).expect("json"),
+        )
+        .nexus_signed("flowpay", SECRET)
+        .send();
+    assert_eq!(structured.status, 202, "{}", structured.text);
+    let e = s
+        .block_on(s.store.get(&EventId::new("ce-1").expect("valid")))
+        .expect("get")
+        .expect("stored");
+    assert_eq!(e.payload, json!({"amount": 9}));
+
+    let binary = Call::new("POST", s.url("/events"))
+        .raw("application/json", br#"{"amount": 10}"#.to_vec())
+        .header("ce-specversion", "1.0")
+        .header("ce-id", "ce-2")
+        .header("ce-type", "PAYMENT_RECEIVED")
+        .header("ce-source", "/flowpay")
+        .nexus_signed("flowpay", SECRET)
+        .send();
+    assert_eq!(binary.status, 202, "{}", binary.text);
+    let e = s
+        .block_on(s.store.get(&EventId::new("ce-2").expect("valid")))
+        .expect("get")
+        .expect("stored");
+    assert_eq!(
+        (e.event_type.as_str(), e.payload.clone()),
+        ("PAYMENT_RECEIVED", json!({"amount": 10}))
+    );
+}
+
+#[test]
+fn bad_input_gets_the_documented_error_and_stores_nothing() {
+    let s = TestServer::start();
+    let send = |ct: &str, body: &[u8]| {
+        Call::new("POST", s.url("/events"))
+            .raw(ct, body.to_vec())
+            .nexus_signed("flowpay", SECRET)
+            .send()
+    };
+    assert_error(&send("application/json", b"{not json"), 400, "BAD_REQUEST");
+    let no_type = send("application/json", br#"{"payload": {}}"#);
+    assert_error(&no_type, 400, "VALIDATION_ERROR");
+    assert_eq!(no_type.body["error"]["details"]["field"], "type");
+    let bad_type = send("application/json", br#"{"type": "NOT A TYPE"}"#);
+    assert_eq!(bad_type.body["error"]["details"]["field"], "type");
+    let bad_id = send(
+        "application/json",
+        br#"{"type": "PAYMENT_RECEIVED", "id": ""}"#,
+    );
+    assert_eq!(bad_id.body["error"]["details"]["field"], "id");
+    let bad_corr = send(
+        "application/json",
+        br#"{"type": "PAYMENT_RECEIVED", "correlation_id": 5}"#,
+    );
+    assert_eq!(bad_corr.body["error"]["details"]["field"], "correlation_id");
+    assert_error(
+        &send("text/plain", br#"{"type": "PAYMENT_RECEIVED"}"#),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    );
+    let forbidden = send("application/json", br#"{"type": "MINT_CONFIRMED"}"#);
+    assert_error(&forbidden, 403, "FORBIDDEN");
+    let big = format!(
+        r#"{{"type": "PAYMENT_RECEIVED", "payload": "{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
+    assert_error(
+        &send("application/json", big.as_bytes()),
+        413,
+        "PAYLOAD_TOO_LARGE",
+    );
+    assert_eq!(s.block_on(s.store.head()).expect("head"), 0);
+}
+
+#[test]
+fn batches_are_all_or_nothing() {
+    let s = TestServer::start();
+    let batch = |events: Value| {
+        Call::new("POST", s.url("/events/batch"))
+            .json(&json!({ "events": events }))
+            .nexus_signed("flowpay", SECRET)
+            .send()
+    };
+    let ok = batch(
+        json!([{"type": "PAYMENT_RECEIVED", "id": "b1"}, {"type": "PAYMENT_RECEIVED", "id": "b2"}]),
+    );
+    assert_eq!(ok.status, 202, "{}", ok.text);
+    assert_eq!(
+        ok.body["data"]["events"],
+        json!([{"id": "b1", "sequence": 1, "duplicate": false}, {"id": "b2", "sequence": 2, "duplicate": false}])
+    );
+    let repeats = batch(
+        json!([{"type": "PAYMENT_RECEIVED", "id": "b2"}, {"type": "PAYMENT_RECEIVED", "id": "b1"}]),
+    );
+    assert_eq!(repeats.status, 200, "a batch made only of repeats");
+    assert_eq!(repeats.body["data"]["events"][0]["sequence"], 2);
+
+    let invalid = batch(
+        json!([{"type": "PAYMENT_RECEIVED"}, {"type": "PAYMENT_RECEIVED"}, {"type": "bad type"}]),
+    );
+    assert_error(&invalid, 400, "VALIDATION_ERROR");
+    assert_eq!(
+        invalid.body["error"]["details"],
+        json!({"field": "type", "index": 2})
+    );
+    let forbidden = batch(json!([{"type": "PAYMENT_RECEIVED"}, {"type": "MINT_FAILED"}]));
+    assert_error(&forbidden, 403, "FORBIDDEN");
+    assert_eq!(forbidden.body["error"]["details"]["index"], 1);
+    let twice = batch(
+        json!([{"type": "PAYMENT_RECEIVED", "id": "x"}, {"type": "PAYMENT_RECEIVED", "id": "x"}]),
+    );
+    assert_error(&twice, 400, "VALIDATION_ERROR");
+    assert_eq!(twice.body["error"]["details"]["index"], 1);
+    let too_many: Vec<Value> = (0..1001)
+        .map(|_| json!({"type": "PAYMENT_RECEIVED"}))
+        .collect();
+    assert_error(&batch(Value::Array(too_many)), 413, "PAYLOAD_TOO_LARGE");
+    assert_error(&batch(json!([])), 400, "VALIDATION_ERROR");
+    assert_eq!(
+        s.block_on(s.store.head()).expect("head"),
+        2,
+        "refused batches stored nothing"
+    );
+}
+
+#[test]
+fn node_webhooks_map_to_events() {
+    let s = TestServer::start_with(|c| {
+        c.webhooks.push(nexus_transport::WebhookMapping {
+            node: "flowpay".into(),
+            event_type: WellKnown::PaymentReceived.into(),
+            id_pointer: Some("/payment_id".into()),
+        });
+    });
+    let body = json!({"payment_id": "fp-77", "amount": 12});
+    let a = Call::new("POST", s.url("/webhook/flowpay"))
+        .json(&body)
+        .standard_signed("wh-1", SECRET)
+        .send();
+    assert_eq!(a.status, 202, "{}", a.text);
+    assert_eq!(
+        a.body["data"]["id"], "fp-77",
+        "id from the configured pointer"
+    );
+    let e = s
+        .block_on(s.store.get(&EventId::new("fp-77").expect("valid")))
+        .expect("get")
+        .expect("stored");
+    assert_eq!(
+        (e.event_type.as_str(), e.payload.clone()),
+        ("PAYMENT_RECEIVED", body.clone())
+    );
+    let again = Call::new("POST", s.url("/webhook/flowpay"))
+        .json(&body)
+        .standard_signed("wh-2", SECRET)
+        .send();
+    assert_eq!(
+        (again.status, again.body["data"]["duplicate"].clone()),
+        (200, json!(true))
+    );
+
+    let factory = Call::new("POST", s.url("/webhook/factory"))
+        .json(&json!({"token": "t-1"}))
+        .nexus_signed("factory", "factory-secret")
+        .send();
+    assert_eq!(
+        factory.status, 202,
+        "factory maps to MINT_CONFIRMED by default: {}",
+        factory.text
+    );
+
+    let mismatch = Call::new("POST", s.url("/webhook/flowpay"))
+        .json(&body)
+        .nexus_signed("factory", "factory-secret")
+        .send();
+    assert_error(&mismatch, 401, "UNAUTHORIZED");
+    let unmapped = Call::new("POST", s.url("/webhook/notifier"))
+        .json(&json!({}))
+        .standard_signed("n-1", "whsec_bm90aWZpZXItc2VjcmV0")
+        .send();
+    assert_error(&unmapped, 404, "NOT_FOUND");
+}
+
+#[test]
+fn the_admin_api_needs_the_token() {
+    let s = TestServer::start();
+    for path in [
+        "/api/retry/stats",
+        "/api/subscriptions",
+        "/api/events",
+        "/api/breakers",
+        "/api/nodes",
+    ] {
+        assert_error(&Call::new("GET", s.url(path)).send(), 401, "UNAUTHORIZED");
+        assert_error(
+            &Call::new("GET", s.url(path))
+                .header("authorization", "Bearer wrong")
+                .send(),
+            401,
+            "UNAUTHORIZED",
+        );
+        assert_eq!(
+            Call::new("GET", s.url(path)).admin().send().status,
+            200,
+            "{path}"
+        );
+    }
+    let nodes = Call::new("GET", s.url("/api/nodes")).admin().send();
+    assert_eq!(nodes.body["data"][0]["name"], "factory");
+    assert!(
+        !nodes.text.contains("secret"),
+        "never a secret: {}",
+        nodes.text
+    );
+}
+
+#[test]
+fn subscriptions_crud_with_validation() {
+    let s = TestServer::start();
+    let create = |body: Value| {
+        Call::new("POST", s.url("/api/subscriptions"))
+            .admin()
+            .json(&body)
+            .send()
+    };
+    let made = create(json!({"url": "https://crm.example/hooks", "events": ["MINT_*"]}));
+    assert_eq!(made.status, 201, "{}", made.text);
+    let sub = &made.body["data"];
+    assert!(
+        sub["secret"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("whsec_")),
+        "a generated secret, shown once"
+    );
+    assert_eq!(
+        (sub["ordered"].clone(), sub["enabled"].clone()),
+        (json!(false), json!(true))
+    );
+    let id = sub["id"].as_str().expect("id").to_owned();
+
+    let got = Call::new("GET", s.url(&format!("/api/subscriptions/{id}")))
+        .admin()
+        .send();
+    assert_eq!(got.body["data"]["url"], "https://crm.example/hooks");
+    assert!(
+        got.body["data"].get("secret").is_none(),
+        "the secret is shown at creation only"
+    );
+
+    for (bad, field) in [
+        (json!({"events": ["*"]}), "url"),
+        (json!({"url": "ftp://x/", "events": ["*"]}), "url"),
+        (json!({"url": "http://x/"}), "events"),
+        (json!({"url": "http://x/", "events": []}), "events"),
+        (
+            json!({"url": "http://x/", "events": ["bad glob"]}),
+            "events",
+        ),
+        (
+            json!({"url": "http://x/", "events": ["*"], "colour": "red"}),
+            "colour",
+        ),
+        (
+            json!({"url": "http://x/", "events": ["*"], "ordered": "yes"}),
+            "ordered",
+        ),
+    ] {
+        let a = create(bad);
+        assert_error(&a, 400, "VALIDATION_ERROR");
+        assert_eq!(a.body["error"]["details"]["field"], field, "{}", a.text);
+    }
+
+    let patch = |body: Value| {
+        Call::new("PATCH", s.url(&format!("/api/subscriptions/{id}")))
+            .admin()
+            .json(&body)
+            .send()
+    };
+    let patched = patch(json!({"enabled": false, "events": ["*"]}));
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    assert_eq!(
+        (
+            patched.body["data"]["enabled"].clone(),
+            patched.body["data"]["events"].clone()
+        ),
+        (json!(false), json!(["*"]))
+    );
+    assert_eq!(patch(json!({})).status, 400);
+    assert_eq!(
+        patch(json!({"enabled": "no"})).body["error"]["details"]["field"],
+        "enabled"
+    );
+    assert_eq!(
+        patch(json!({"id": "other"})).body["error"]["details"]["field"],
+        "id"
+    );
+    let missing = Call::new("PATCH", s.url("/api/subscriptions/nope"))
+        .admin()
+        .json(&json!({"enabled": true}))
+        .send();
+    assert_error(&missing, 404, "NOT_FOUND");
+
+    let list = Call::new("GET", s.url("/api/subscriptions?limit=1"))
+        .admin()
+        .send();
+    assert_eq!(list.body["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!(list.body["meta"]["nextCursor"], Value::Null);
+    assert_error(
+        &Call::new("GET", s.url("/api/subscriptions?limit=1001"))
+            .admin()
+            .send(),
+        400,
+        "VALIDATION_ERROR",
+    );
+
+    let deleted = Call::new("DELETE", s.url(&format!("/api/subscriptions/{id}")))
+        .admin()
+        .send();
+    assert_eq!(deleted.body["data"], json!({"deleted": 1}));
+    assert_error(
+        &Call::new("DELETE", s.url(&format!("/api/subscriptions/{id}")))
+            .admin()
+            .send(),
+        404,
+        "NOT_FOUND",
+    );
+}
+
+#[test]
+fn the_log_is_readable_in_pages() {
+    let s = TestServer::start();
+    for i in 0..5 {
+        assert_eq!(
+            publish(
+                &s,
+                &json!({"type": "PAYMENT_RECEIVED", "id": format!("e{i}")})
+            )
+            .status,
+            202
+        );
+    }
+    let first = Call::new("GET", s.url("/api/events?limit=2"))
+        .admin()
+        .send();
+    let seqs = |a: &crate::support::server::Answer| -> Vec<u64> {
+        a.body["data"]
+            .as_array()
+            .expect("list")
+            .iter()
+            .map(|e| e["sequence"].as_u64().expect("seq"))
+            .collect()
+    };
+    assert_eq!(seqs(&first), vec![1, 2]);
+    let cursor = first.body["meta"]["nextCursor"]
+        .as_str()
+        .expect("more")
+        .to_owned();
+    let second = Call::new(
+        "GET",
+        s.url(&format!("/api/events?limit=2&cursor={cursor}")),
+    )
+    .admin()
+    .send();
+    assert_eq!(seqs(&second), vec![3, 4]);
+    let after = Call::new("GET", s.url("/api/events?after=3&type=PAYMENT_*"))
+        .admin()
+        .send();
+    assert_eq!(seqs(&after), vec![4, 5]);
+    assert_eq!(after.body["meta"]["nextCursor"], Value::Null);
+    let none = Call::new("GET", s.url("/api/events?type=MINT_*"))
+        .admin()
+        .send();
+    assert_eq!(seqs(&none), Vec::<u64>::new());
+    let one = Call::new("GET", s.url("/api/events/e3")).admin().send();
+    assert_eq!(one.body["data"]["sequence"], 4);
+    assert_eq!(one.body["data"]["source"], "flowpay");
+    assert_error(
+        &Call::new("GET", s.url("/api/events/missing"))
+            .admin()
+            .send(),
+        404,
+        "NOT_FOUND",
+    );
+    assert_error(
+        &Call::new("GET", s.url("/api/events?after=x"))
+            .admin()
+            .send(),
+        400,
+        "VALIDATION_ERROR",
+    );
+    assert_error(
+        &Call::new("GET", s.url("/api/events?bogus=1"))
+            .admin()
+            .send(),
+        400,
+        "VALIDATION_ERROR",
+    );
+}
+
+#[test]
+fn dead_letters_stats_redrive_and_delete() {
+    let s = TestServer::start();
+    let made = Call::new("POST", s.url("/api/subscriptions"))
+        .admin()
+        .json(&json!({"url": "http://127.0.0.1:9/hook", "events": ["*"]}))
+        .send();
+    let sub = made.body["data"]["id"].as_str().expect("id").to_owned();
+    for i in 0..3 {
+        publish(
+            &s,
+            &json!({"type": "PAYMENT_RECEIVED", "id": format!("p{i}"), "payload": {"n": i}}),
+        );
+    }
+    s.block_on(async {
+        let leases = s
+            .store
+            .lease_due("test", Timestamp::now(), 10, Duration::from_secs(60))
+            .await
+            .expect("lease");
+        for l in leases {
+            s.store
+                .dead_letter(
+                    &l.token,
+                    Failure {
+                        error: "HTTP 500: boom".into(),
+                        status: Some(500),
+                        at: Timestamp::now(),
+                    },
+                )
+                .await
+                .expect("dead letter");
+        }
+    });
+    let stats = Call::new("GET", s.url("/api/retry/stats")).admin().send();
+    assert_eq!(
+        stats.body["data"],
+        json!({"pending": 0, "deadLetters": 3, "oldestRetry": null, "inFlight": 0})
+    );
+    let list = Call::new("GET", s.url("/api/retry/dead-letters?limit=2"))
+        .admin()
+        .send();
+    let items = list.body["data"].as_array().expect("list");
+    assert_eq!(items.len(), 2);
+    let d = &items[0];
+    assert_eq!(d["eventId"], "p2", "newest first");
+    assert_eq!(d["subscriptionId"], sub.as_str());
+    assert_eq!(d["reactor"], Value::Null);
+    assert_eq!(
+        (
+            d["attempts"].clone(),
+            d["lastStatus"].clone(),
+            d["lastError"].clone()
+        ),
+        (json!(1), json!(500), json!("HTTP 500: boom"))
+    );
+    assert_eq!(d["payload"], json!({"n": 2}));
+    assert_eq!(d["target"], "http://127.0.0.1:9");
+    let id = d["id"].as_i64().expect("id");
+    assert!(list.body["meta"]["nextCursor"].is_string());
+
+    let redrive = Call::new("POST", s.url("/api/retry/dead-letters/redrive"))
+        .admin()
+        .json(&json!({"ids": [id, 999_999]}))
+        .send();
+    assert_eq!(redrive.body["data"], json!({"redriven": 1}));
+    let stats = Call::new("GET", s.url("/api/retry/stats")).admin().send();
+    assert_eq!(
+        (
+            stats.body["data"]["pending"].clone(),
+            stats.body["data"]["deadLetters"].clone()
+        ),
+        (json!(1), json!(2))
+    );
+    let deleted = Call::new("DELETE", s.url("/api/retry/dead-letters"))
+        .admin()
+        .json(&json!({}))
+        .send();
+    assert_eq!(deleted.body["data"], json!({"deleted": 2}));
+    let bad = Call::new("DELETE", s.url("/api/retry/dead-letters"))
+        .admin()
+        .json(&json!({"ids": "all"}))
+        .send();
+    assert_error(&bad, 400, "VALIDATION_ERROR");
+    let empty = Call::new("POST", s.url("/api/retry/dead-letters/redrive"))
+        .admin()
+        .send();
+    assert_error(&empty, 400, "VALIDATION_ERROR");
+}
+
+#[test]
+fn breakers_and_replay() {
+    use nexus_resilience::CallResult;
+    let s = TestServer::start();
+    let target = "http://127.0.0.1:4000";
+    for _ in 0..5 {
+        s.breakers
+            .record(target, false, CallResult::Failure, Timestamp::now());
+    }
+    let list = Call::new("GET", s.url("/api/breakers")).admin().send();
+    let b = &list.body["data"][0];
+    assert_eq!(
+        (b["target"].clone(), b["state"].clone(), b["trips"].clone()),
+        (json!(target), json!("open"), json!(1))
+    );
+    assert!(b["nextTrialAt"].is_string());
+    let reset = Call::new(
+        "POST",
+        s.url("/api/breakers/http%3A%2F%2F127.0.0.1%3A4000/reset"),
+    )
+    .admin()
+    .send();
+    assert_eq!(reset.body["data"], json!({"reset": 1}), "{}", reset.text);
+    assert_eq!(
+        s.breakers.get(target).map(|b| b.state),
+        Some(nexus_resilience::BreakerState::Closed)
+    );
+    assert_error(
+        &Call::new("POST", s.url("/api/breakers/http%3A%2F%2Fnope%3A1/reset"))
+            .admin()
+            .send(),
+        404,
+        "NOT_FOUND",
+    );
+
+    for i in 0..4 {
+        publish(
+            &s,
+            &json!({"type": "PAYMENT_RECEIVED", "id": format!("r{i}")}),
+        );
+    }
+    let made = Call::new("POST", s.url("/api/subscriptions"))
+        .admin()
+        .json(&json!({"url": "http://127.0.0.1:4000/hook", "events": ["*"]}))
+        .send();
+    let sub = made.body["data"]["id"].as_str().expect("id").to_owned();
+    let replay = Call::new("POST", s.url("/api/replay"))
+        .admin()
+        .json(&json!({"after": 1, "until": 3, "target": sub}))
+        .send();
+    assert_eq!(replay.status, 202, "{}", replay.text);
+    assert_eq!(replay.body["data"], json!({"enqueued": 2}));
+    let unknown = Call::new("POST", s.url("/api/replay"))
+        .admin()
+        .json(&json!({"after": 0, "target": "nope"}))
+        .send();
+    assert_error(&unknown, 404, "NOT_FOUND");
+    let bad = Call::new("POST", s.url("/api/replay"))
+        .admin()
+        .json(&json!({"target": "reactors"}))
+        .send();
+    assert_eq!(bad.body["error"]["details"]["field"], "after");
+}
+
+#[test]
+fn health_endpoints_and_metrics() {
+    let s = TestServer::start();
+    assert_eq!(
+        Call::new("GET", s.url("/health")).send().body,
+        json!({"status": "ok"})
+    );
+    assert_eq!(Call::new("GET", s.url("/health/live")).send().status, 200);
+    assert_eq!(
+        Call::new("GET", s.url("/health/ready")).send().body,
+        json!({"status": "ready"})
+    );
+    let d = Call::new("GET", s.url("/health/detailed")).send();
+    for key in [
+        "status",
+        "version",
+        "uptimeSeconds",
+        "database",
+        "retry",
+        "breakers",
+        "websocket",
+        "memory",
+    ] {
+        assert!(d.body.get(key).is_some(), "{key} in {}", d.text);
+    }
+    assert!(
+        d.body["database"]["sizeBytes"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    );
+    assert!(d.body["memory"]["rssBytes"].as_u64().is_some_and(|n| n > 0));
+    let m = Call::new("GET", s.url("/metrics")).send();
+    assert_eq!(m.status, 200);
+    assert!(
+        m.header("content-type")
+            .is_some_and(|c| c.starts_with("text/plain"))
+    );
+    s.app.lifecycle().start_draining();
+    let draining = Call::new("GET", s.url("/health/ready")).send();
+    assert_eq!(
+        (draining.status, draining.body.clone()),
+        (503, json!({"status": "draining"}))
+    );
+    let refused = publish(&s, &json!({"type": "PAYMENT_RECEIVED"}));
+    assert_error(&refused, 503, "UNAVAILABLE");
+    assert!(refused.header("retry-after").is_some());
+}
+
+#[test]
+fn large_answers_are_compressed_and_cors_follows_the_allowed_origins() {
+    let s = TestServer::start_with(|c| c.allowed_origins = vec!["https://dash.example".into()]);
+    s.block_on(async {
+        let batch: Vec<NewEvent> = (0..50)
+            .map(|i| {
+                NewEvent::new(WellKnown::PaymentReceived, "flowpay")
+                    .payload(json!({"n": i, "pad": "x".repeat(40)}))
+            })
+            .collect();
+        s.store.append(batch).await.expect("append");
+    });
+    let gz = Call::new("GET", s.url("/api/events"))
+        .admin()
+        .header("accept-encoding", "gzip")
+        .send();
+    assert_eq!(gz.status, 200);
+    assert_eq!(gz.header("content-encoding"), Some("gzip"));
+    let small = Call::new("GET", s.url("/health"))
+        .header("accept-encoding", "gzip")
+        .send();
+    assert_eq!(
+        small.header("content-encoding"),
+        None,
+        "1 KiB or less is sent as it is"
+    );
+    let preflight = Call::new("OPTIONS", s.url("/events"))
+        .header("origin", "https://dash.example")
+        .header("access-control-request-method", "POST")
+        .send();
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("https://dash.example")
+    );
+    let other = Call::new("GET", s.url("/health"))
+        .header("origin", "https://evil.example")
+        .send();
+    assert_eq!(other.header("access-control-allow-origin"), None);
+}
