@@ -799,3 +799,45 @@ fn large_answers_are_compressed_and_cors_follows_the_allowed_origins() {
         .send();
     assert_eq!(other.header("access-control-allow-origin"), None);
 }
+
+#[test]
+fn ingress_is_rate_limited_per_client_and_health_is_not() {
+    let s = TestServer::start_with(|c| {
+        c.rate_limit = nexus_transport::RateLimit {
+            window: Duration::from_secs(60),
+            max_requests: 3,
+        };
+    });
+    for i in 0..3 {
+        assert_eq!(
+            publish(
+                &s,
+                &json!({"type": "PAYMENT_RECEIVED", "id": format!("r{i}")})
+            )
+            .status,
+            202
+        );
+    }
+    let limited = publish(&s, &json!({"type": "PAYMENT_RECEIVED", "id": "r3"}));
+    assert_error(&limited, 429, "RATE_LIMITED");
+    let wait: u64 = limited
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=20).contains(&wait), "{wait}");
+    for _ in 0..5 {
+        assert_eq!(
+            Call::new("GET", s.url("/health")).send().status,
+            200,
+            "health is not limited"
+        );
+        assert_eq!(
+            Call::new("GET", s.url("/api/retry/stats"))
+                .admin()
+                .send()
+                .status,
+            200,
+            "admin is not limited"
+        );
+    }
+}

@@ -44,6 +44,8 @@ pub struct AppConfig {
     pub version: String,
     /// WebSocket tokens and limits.
     pub ws: crate::ws::WsConfig,
+    /// Requests per client IP on ingress and `/ws`.
+    pub rate_limit: crate::rate_limit::RateLimit,
 }
 
 impl AppConfig {
@@ -59,6 +61,7 @@ impl AppConfig {
             allowed_origins: Vec::new(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             ws: crate::ws::WsConfig::default(),
+            rate_limit: crate::rate_limit::RateLimit::default(),
         }
     }
 
@@ -223,12 +226,19 @@ impl App {
         let json = HeaderValue::from_static("application/json");
         let compress = SizeAbove::new(1024).and(NotForContentType::new("text/event-stream"));
         let cors = cors(&self.state.config.allowed_origins);
-        Router::new()
+        let limiter = crate::rate_limit::Limiter::new(self.state.config.rate_limit);
+        let limited = Router::new()
             .route("/events", post(ingress::publish))
             .route("/events/batch", post(ingress::publish_batch))
             .route("/webhook/{node}", post(ingress::webhook))
-            .merge(admin::routes(&self.state))
             .route("/ws", get(crate::ws::upgrade))
+            .route_layer(middleware::from_fn_with_state(
+                limiter,
+                crate::rate_limit::layer,
+            ));
+        Router::new()
+            .merge(limited)
+            .merge(admin::routes(&self.state))
             .route("/health", get(health::health))
             .route("/health/live", get(health::live))
             .route("/health/ready", get(health::ready))

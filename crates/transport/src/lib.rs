@@ -17,6 +17,8 @@ pub mod auth;
 pub mod envelope;
 mod health;
 mod ingress;
+pub mod outbound;
+mod rate_limit;
 pub mod request_id;
 mod ws;
 
@@ -24,4 +26,5 @@ pub use admin::is_private;
 pub use app::{App, AppConfig, AppState, Lifecycle, MetricsRenderer, SizeProbe, serve};
 pub use health::rss_bytes;
 pub use ingress::{MAX_BATCH, WebhookMapping};
+pub use rate_limit::{Limiter, RateLimit};
 pub use ws::{WsConfig, WsToken};

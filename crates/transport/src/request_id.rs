@@ -44,8 +44,21 @@ pub async fn layer(mut request: Request, next: Next) -> Response {
         method = %request.method(),
         path = %request.uri().path()
     );
+    let started = std::time::Instant::now();
     let mut response = CURRENT
-        .scope(id.clone(), next.run(request).instrument(span))
+        .scope(id.clone(), async move {
+            let response = next.run(request).instrument(span.clone()).await;
+            let status = response.status().as_u16();
+            let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+            let _entered = span.enter();
+            // An access line per request: quiet for successes, louder for failures.
+            match status {
+                500.. => tracing::warn!(status, latency_ms, "request failed"),
+                400.. => tracing::info!(status, latency_ms, "request refused"),
+                _ => tracing::debug!(status, latency_ms, "request served"),
+            }
+            response
+        })
         .await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, v);

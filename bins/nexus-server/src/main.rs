@@ -1,0 +1,336 @@
+//! `nexus-server`: the Nexus event gateway.
+//!
+//! Reads its configuration from the environment, `.env` and the file named by `NEXUS_CONFIG`;
+//! opens the durable store; runs the retry worker that delivers webhooks; serves the HTTP and
+//! WebSocket API of API.md; and drains on SIGTERM or SIGINT. The only place that reads the
+//! environment and installs the log subscriber and the Prometheus recorder.
+#![forbid(unsafe_code)]
+
+mod config;
+mod logging;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use nexus_core::{Bus, metric_names};
+use nexus_resilience::{Breakers, MetricsInstrument, RetryWorker, SystemClock, WorkerConfig};
+use nexus_store::{NewSubscription, SqliteStore, Store, SubscriptionPatch, Subscriptions};
+use nexus_transport::auth::{Node, Nodes, Secret};
+use nexus_transport::outbound::{OutboundConfig, WebhookTarget};
+use nexus_transport::{App, AppConfig, RateLimit, WsConfig, WsToken};
+
+use config::{Checked, ConfigError, FileConfig, Mode, Settings, strong};
+
+/// How long a drain may take before the process exits anyway.
+const FORCED_EXIT: Duration = Duration::from_secs(30);
+
+#[allow(clippy::print_stderr)]
+fn main() -> ExitCode {
+    if let Err(e) = dotenvy::dotenv()
+        && !e.not_found()
+    {
+        eprintln!("nexus-server: .env: {e}");
+        return ExitCode::from(2);
+    }
+    let env = |name: &str| std::env::var(name).ok();
+    let settings = match Settings::from_env(env) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("nexus-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::install(settings.log_level, settings.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("nexus-server: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<ConfigError>() {
+                Some(config) => eprintln!("nexus-server: {config}"),
+                None => eprintln!("nexus-server: {e:#}"),
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Secrets the server needs, resolved: generated in development when missing.
+struct Secrets {
+    admin: String,
+    nodes: Option<String>,
+}
+
+#[allow(clippy::print_stderr)]
+fn resolve_secrets(settings: &Settings, checked: &Checked) -> Result<Secrets, ConfigError> {
+    let needs_shared =
+        settings.config_path.is_none() || checked.nodes.iter().any(|n| n.secret.is_none());
+    let production = settings.mode == Mode::Production;
+    let generate = |name: &str,
+                    value: &Option<String>,
+                    needed: bool|
+     -> Result<Option<String>, ConfigError> {
+        match value {
+            Some(v) => {
+                if production && needed {
+                    strong(name, v)?;
+                }
+                Ok(Some(v.clone()))
+            }
+            None if !needed => Ok(None),
+            None if production => Err(ConfigError {
+                name: name.into(),
+                message: "is required in production".into(),
+            }),
+            None => {
+                let (_, written) = Secret::generate();
+                eprintln!("nexus-server: {name} was not set; generated for this run: {written}");
+                Ok(Some(written))
+            }
+        }
+    };
+    let admin = generate("NEXUS_ADMIN_TOKEN", &settings.admin_token, true)?.unwrap_or_default();
+    let nodes = generate("NEXUS_SECRET", &settings.secret, needs_shared)?;
+    if production {
+        for n in &checked.nodes {
+            if let Some(s) = &n.secret {
+                strong(&format!("secret of node {}", n.name), s)?;
+            }
+        }
+    }
+    Ok(Secrets { admin, nodes })
+}
+
+fn config_error(name: &str, e: impl std::fmt::Display) -> ConfigError {
+    ConfigError {
+        name: name.into(),
+        message: e.to_string(),
+    }
+}
+
+// The listening line goes to standard output so scripts and tests can read the bound port.
+#[allow(clippy::print_stdout)]
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    let env = |name: &str| std::env::var(name).ok();
+    let checked = match &settings.config_path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                config_error(
+                    "NEXUS_CONFIG",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            FileConfig::parse(&text)?.check(settings.mode, env)?
+        }
+        None => Checked::default(),
+    };
+    let secrets = resolve_secrets(&settings, &checked)?;
+    let nodes = if settings.config_path.is_none() {
+        let shared = secrets.nodes.as_deref().unwrap_or_default();
+        Nodes::Open(Secret::parse(shared).map_err(|e| config_error("NEXUS_SECRET", e))?)
+    } else {
+        let mut list = Vec::new();
+        for n in &checked.nodes {
+            let written = n
+                .secret
+                .as_deref()
+                .or(secrets.nodes.as_deref())
+                .unwrap_or_default();
+            list.push(Node {
+                name: n.name.clone(),
+                secret: Secret::parse(written)
+                    .map_err(|e| config_error(&format!("secret of node {}", n.name), e))?,
+                publish: n.publish.clone(),
+            });
+        }
+        Nodes::configured(list)
+    };
+
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("cannot install the metrics recorder")?;
+    for (name, kind, description) in metric_names::ALL {
+        match kind {
+            metric_names::Kind::Counter => metrics::describe_counter!(*name, *description),
+            metric_names::Kind::Gauge => metrics::describe_gauge!(*name, *description),
+            metric_names::Kind::Histogram => metrics::describe_histogram!(*name, *description),
+        }
+    }
+
+    let bus = Bus::new();
+    let store = Arc::new(
+        SqliteStore::builder(&settings.data_dir)
+            .create_dir(true)
+            .bus(bus.clone())
+            .open()
+            .map_err(|e| config_error("DATA_DIR", e))?,
+    );
+    apply_subscriptions(&store, &checked).await?;
+
+    let breakers = Arc::new(Breakers::with_instrument(
+        checked.breaker,
+        Arc::new(MetricsInstrument),
+    ));
+    let dyn_store: Arc<dyn Store> = Arc::clone(&store) as _;
+    let target = Arc::new(WebhookTarget::new(
+        Arc::clone(&dyn_store),
+        OutboundConfig::default(),
+    ));
+    let worker = RetryWorker::new(
+        Arc::clone(&store) as _,
+        target,
+        Arc::new(SystemClock),
+        WorkerConfig {
+            schedule: checked.schedule.clone(),
+            ..WorkerConfig::default()
+        },
+    )?
+    .breakers(Arc::clone(&breakers))
+    .spawn();
+
+    let mut config = AppConfig::new(
+        nodes,
+        Secret::parse(&secrets.admin).map_err(|e| config_error("NEXUS_ADMIN_TOKEN", e))?,
+    );
+    config.webhooks = checked.webhooks.clone();
+    config.max_body_bytes = settings.max_body_bytes;
+    config.production = settings.mode == Mode::Production;
+    config.allow_private_targets = settings.allow_private_targets;
+    config.allowed_origins = settings.allowed_origins.clone();
+    config.rate_limit = RateLimit {
+        window: settings.rate_window,
+        max_requests: settings.rate_max,
+    };
+    config.ws = WsConfig {
+        tokens: checked
+            .ws_tokens
+            .iter()
+            .map(|(token, scope)| {
+                Ok(WsToken {
+                    token: Secret::parse(token).map_err(|e| config_error("ws_tokens", e))?,
+                    events: scope.clone(),
+                })
+            })
+            .collect::<Result<_, ConfigError>>()?,
+        buffer: settings.ws_buffer,
+        ..WsConfig::default()
+    };
+    let size_store = Arc::clone(&store);
+    let app = App::new(dyn_store, bus, breakers, config)
+        .metrics(Arc::new(move || recorder.render()))
+        .database_size(Arc::new(move || size_store.size_bytes()));
+
+    let addr = SocketAddr::new(settings.host, settings.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| config_error("PORT", format!("cannot listen on {addr}: {e}")))?;
+    let local = listener.local_addr()?;
+    app.lifecycle().set_ready();
+    tracing::info!(address = %local, data_dir = %settings.data_dir.display(), "nexus-server listening");
+    println!("nexus-server listening on http://{local}");
+
+    let lifecycle = Arc::clone(app.lifecycle());
+    let shutdown = async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining");
+        lifecycle.start_draining();
+        tokio::spawn(async {
+            tokio::time::sleep(FORCED_EXIT).await;
+            tracing::error!(
+                "drain took longer than {} s; exiting",
+                FORCED_EXIT.as_secs()
+            );
+            std::process::exit(1);
+        });
+    };
+    nexus_transport::serve(listener, app.router(), shutdown).await?;
+    let report = worker.stop(Duration::from_secs(20)).await;
+    tracing::info!(
+        finished = report.finished,
+        released = report.released,
+        "stopped"
+    );
+    drop(store);
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// `[[subscriptions]]`, keyed by URL: created when none has it, else updated (its `enabled` is
+/// left as it is). Removing one from the file deletes nothing.
+async fn apply_subscriptions(store: &SqliteStore, checked: &Checked) -> anyhow::Result<()> {
+    let mut existing = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.subscriptions(1000, cursor.as_deref()).await?;
+        existing.extend(page.items);
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    for (i, s) in checked.subscriptions.iter().enumerate() {
+        match existing.iter().find(|e| e.url == s.url) {
+            Some(found) => {
+                store
+                    .update_subscription(
+                        &found.id,
+                        SubscriptionPatch {
+                            events: Some(s.events.clone()),
+                            ordered: Some(s.ordered),
+                            secret: s.secret.clone(),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(|e| config_error(&format!("subscriptions[{i}]"), e))?;
+            }
+            None => {
+                let secret = s.secret.clone().unwrap_or_else(|| Secret::generate().1);
+                store
+                    .create_subscription(NewSubscription {
+                        url: s.url.clone(),
+                        events: s.events.clone(),
+                        secret,
+                        ordered: s.ordered,
+                    })
+                    .await
+                    .map_err(|e| config_error(&format!("subscriptions[{i}]"), e))?;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,287 @@
+//! Outbound webhook deliveries (API.md section 4): the [`Target`] the retry worker calls.
+//!
+//! Each delivery is a `POST` of the event JSON with Standard Webhooks headers (`webhook-id`,
+//! `webhook-timestamp`, `webhook-signature`), `X-Nexus-Event` and `X-Nexus-Sequence`, over one
+//! pooled hyper client per process (keep-alive per origin, rustls with the ring provider for
+//! `https://`). Any 2xx is success; a timeout, a refused connection or any other status is a
+//! failure; `410` is reported as gone; `429`/`503` carry their `Retry-After`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::Request;
+use hyper::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use nexus_core::metric_names;
+use nexus_event::Timestamp;
+use nexus_resilience::{AttemptError, Outcome, Target};
+use nexus_store::{Consumer, Lease, Store};
+
+use crate::auth::{Secret, sign_standard};
+
+/// Outbound settings.
+#[derive(Debug, Clone)]
+pub struct OutboundConfig {
+    /// How long one attempt may take, connection included. Default 10 s.
+    pub timeout: Duration,
+    /// The most of a response body read (the rest is ignored). Default 64 KiB.
+    pub max_response_bytes: usize,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            timeout: Duration::from_secs(10),
+            max_response_bytes: 64 * 1024,
+        }
+    }
+}
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+
+/// Delivers to webhook subscriptions.
+pub struct WebhookTarget {
+    client: Client<Https, Full<Bytes>>,
+    store: Arc<dyn Store>,
+    config: OutboundConfig,
+}
+
+/// What one HTTP call came to.
+#[derive(Debug)]
+pub struct Answer {
+    /// The status.
+    pub status: u16,
+    /// `Retry-After`, as a wait from now.
+    pub retry_after: Option<Duration>,
+    /// The body, cut at the configured size.
+    pub body: Bytes,
+}
+
+/// Reads `Retry-After`: seconds, or an HTTP date (the wait until then).
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+impl WebhookTarget {
+    /// A target reading subscriptions (URL, secret) from `store`.
+    pub fn new(store: Arc<dyn Store>, config: OutboundConfig) -> Self {
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .build();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .build(https);
+        WebhookTarget {
+            client,
+            store,
+            config,
+        }
+    }
+
+    /// Sends one signed `POST`, recording `nexus_http_calls_total` and
+    /// `nexus_http_call_duration_seconds` under the target origin.
+    pub async fn post(
+        &self,
+        url: &str,
+        target: &str,
+        headers: Vec<(&'static str, String)>,
+        body: Bytes,
+    ) -> Result<Answer, AttemptError> {
+        let mut request = Request::post(url)
+            .header(CONTENT_TYPE, "application/json")
+            .header(USER_AGENT, concat!("nexus/", env!("CARGO_PKG_VERSION")));
+        for (k, v) in headers {
+            request = request.header(k, v);
+        }
+        let request = request
+            .body(Full::new(body))
+            .map_err(|e| AttemptError::new("request", format!("cannot build the request: {e}")))?;
+        let started = Instant::now();
+        let max = self.config.max_response_bytes;
+        let result = tokio::time::timeout(self.config.timeout, async {
+            let response = self.client.request(request).await?;
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after);
+            // The body is read up to the cap; a larger one is cut, not an error.
+            let body = match Limited::new(response.into_body(), max).collect().await {
+                Ok(collected) => collected.to_bytes(),
+                Err(_) => Bytes::new(),
+            };
+            Ok::<_, hyper_util::client::legacy::Error>(Answer {
+                status,
+                retry_after,
+                body,
+            })
+        })
+        .await;
+        metrics::histogram!(metric_names::HTTP_CALL_DURATION_SECONDS, "target" => target.to_owned())
+            .record(started.elapsed().as_secs_f64());
+        let (label, outcome) = match result {
+            Ok(Ok(answer)) => (answer.status.to_string(), Ok(answer)),
+            Ok(Err(e)) => (
+                "error".to_owned(),
+                Err(AttemptError::new(
+                    "connect",
+                    format!("cannot reach {target}: {e}"),
+                )),
+            ),
+            Err(_) => (
+                "timeout".to_owned(),
+                Err(AttemptError::new(
+                    "timeout",
+                    format!(
+                        "no answer from {target} within {} ms",
+                        self.config.timeout.as_millis()
+                    ),
+                )),
+            ),
+        };
+        metrics::counter!(metric_names::HTTP_CALLS_TOTAL, "target" => target.to_owned(), "method" => "POST", "status_code" => label)
+            .increment(1);
+        outcome
+    }
+}
+
+/// Classifies an answer: 2xx delivered, 410 gone, anything else failed (with `Retry-After`
+/// for 429 and 503).
+pub fn classify(answer: &Answer) -> Outcome {
+    let status = answer.status;
+    if (200..300).contains(&status) {
+        return Outcome::Delivered;
+    }
+    let excerpt: String = String::from_utf8_lossy(&answer.body)
+        .chars()
+        .take(200)
+        .collect();
+    let message = if excerpt.trim().is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("HTTP {status}: {}", excerpt.trim())
+    };
+    let error = AttemptError {
+        reason: if status == 410 { "gone" } else { "status" },
+        message,
+        status: Some(status),
+        retry_after: if status == 429 || status == 503 {
+            answer.retry_after
+        } else {
+            None
+        },
+    };
+    if status == 410 {
+        Outcome::Gone(error)
+    } else {
+        Outcome::Failed(error)
+    }
+}
+
+#[async_trait]
+impl Target for WebhookTarget {
+    async fn attempt(&self, lease: &Lease) -> Outcome {
+        let Consumer::Subscription(id) = &lease.consumer else {
+            return Outcome::Failed(AttemptError::new(
+                "no_reactor",
+                format!("{} has no runner in this server", lease.consumer),
+            ));
+        };
+        let sub = match self.store.subscription(id).await {
+            Ok(Some(sub)) => sub,
+            Ok(None) => {
+                // Deleted while this delivery was in flight: nothing is left to deliver to.
+                tracing::info!(subscription = %id, "subscription deleted; delivery dropped");
+                return Outcome::Delivered;
+            }
+            Err(e) => return Outcome::Failed(AttemptError::new("store", e.to_string())),
+        };
+        let secret = match Secret::parse(&sub.secret) {
+            Ok(s) => s,
+            Err(e) => return Outcome::Failed(AttemptError::new("secret", e)),
+        };
+        let body = match serde_json::to_vec(&*lease.event) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => return Outcome::Failed(AttemptError::new("encode", e.to_string())),
+        };
+        let ts = Timestamp::now().as_unix_millis().div_euclid(1000);
+        let event_id = lease.event.id.to_string();
+        let headers = vec![
+            (
+                "webhook-signature",
+                sign_standard(&secret, &event_id, ts, &body),
+            ),
+            ("webhook-id", event_id),
+            ("webhook-timestamp", ts.to_string()),
+            ("x-nexus-event", lease.event.event_type.to_string()),
+            ("x-nexus-sequence", lease.event.sequence.to_string()),
+        ];
+        match self.post(&sub.url, &sub.target, headers, body).await {
+            Ok(answer) => classify(&answer),
+            Err(e) => Outcome::Failed(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_in_seconds_or_as_a_date() {
+        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
+        let later = SystemTime::now() + Duration::from_secs(60);
+        let d = parse_retry_after(&httpdate::fmt_http_date(later)).expect("a date");
+        assert!(
+            d <= Duration::from_secs(60) && d >= Duration::from_secs(58),
+            "{d:?}"
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn answers_are_classified() {
+        let answer = |status, retry_after| Answer {
+            status,
+            retry_after,
+            body: Bytes::from_static(b"nope"),
+        };
+        assert_eq!(classify(&answer(204, None)), Outcome::Delivered);
+        assert!(matches!(classify(&answer(410, None)), Outcome::Gone(_)));
+        let Outcome::Failed(e) = classify(&answer(503, Some(Duration::from_secs(7)))) else {
+            panic!("a failure");
+        };
+        assert_eq!(
+            (e.status, e.retry_after, e.message.as_str()),
+            (Some(503), Some(Duration::from_secs(7)), "HTTP 503: nope")
+        );
+        let Outcome::Failed(e) = classify(&answer(500, Some(Duration::from_secs(7)))) else {
+            panic!("a failure");
+        };
+        assert_eq!(
+            e.retry_after, None,
+            "Retry-After counts for 429 and 503 only"
+        );
+    }
+}
