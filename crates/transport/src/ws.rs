@@ -94,7 +94,11 @@ pub(crate) async fn upgrade(
         0 => TypeFilter::all(),
         i => ws_config.tokens[i - 1].events.clone(),
     };
+    // Small buffers that grow when a frame needs it: an idle connection should cost kilobytes,
+    // not the 128 KiB read buffer tungstenite starts with.
     Ok(ws
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(4 * 1024)
         .on_upgrade(move |socket| connection(state, socket, scope))
         .into_response())
 }

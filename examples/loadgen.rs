@@ -1,0 +1,353 @@
+//! Load generator for `nexus-server`: durable publishes over keep-alive connections, batches,
+//! publish-to-WebSocket latency at a steady rate, WebSocket fan-out, and the server's memory.
+//!
+//! ```sh
+//! cargo build --release -p nexus-server
+//! cargo run --release --example loadgen                  # starts target/release/nexus-server
+//! cargo run --release --example loadgen -- --duration 10 --rate 10000 --connections 64
+//! cargo run --release --example loadgen -- --url http://127.0.0.1:3000 --secret S --admin-token T
+//! ```
+//!
+//! Started by the load generator, the server gets a fresh data directory, `synchronous=FULL`
+//! (the default: every acknowledged event is fsync'd) and no rate limit.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use nexus_transport::auth::{Secret, sign_nexus};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+struct Options {
+    url: Option<String>,
+    secret: String,
+    admin: String,
+    duration: Duration,
+    rate: u64,
+    connections: usize,
+    subscribers: usize,
+    server_bin: String,
+}
+
+fn options() -> Result<Options, String> {
+    let mut o = Options {
+        url: None,
+        secret: "loadgen-node-secret-0123456789abcdef".into(),
+        admin: "loadgen-admin-token-0123456789abcdef".into(),
+        duration: Duration::from_secs(5),
+        rate: 10_000,
+        connections: 64,
+        subscribers: 1000,
+        server_bin: "target/release/nexus-server".into(),
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--url" => o.url = Some(value()?),
+            "--secret" => o.secret = value()?,
+            "--admin-token" => o.admin = value()?,
+            "--duration" => o.duration = Duration::from_secs_f64(value()?.parse().map_err(|_| "--duration takes seconds")?),
+            "--rate" => o.rate = value()?.parse().map_err(|_| "--rate takes events per second")?,
+            "--connections" => o.connections = value()?.parse().map_err(|_| "--connections takes a number")?,
+            "--subscribers" => o.subscribers = value()?.parse().map_err(|_| "--subscribers takes a number")?,
+            "--server-bin" => o.server_bin = value()?,
+            "--bench" => {}
+            other => return Err(format!("unknown flag {other}")),
+        }
+    }
+    Ok(o)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+struct Spawned {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+fn spawn_server(o: &Options) -> Result<Spawned, String> {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut child = Command::new(&o.server_bin)
+        .env("PORT", "0")
+        .env("DATA_DIR", dir.path().join("data"))
+        .env("NEXUS_SECRET", &o.secret)
+        .env("NEXUS_ADMIN_TOKEN", &o.admin)
+        .env("RATE_LIMIT_MAX_REQUESTS", "0")
+        .env("LOG_LEVEL", "warn")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start {} ({e}); build it with `cargo build --release -p nexus-server`", o.server_bin))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line).map_err(|e| e.to_string())?;
+    let url = line
+        .trim()
+        .strip_prefix("nexus-server listening on ")
+        .ok_or_else(|| format!("unexpected first line {line:?}"))?
+        .to_owned();
+    Ok(Spawned { child, url, _dir: dir })
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connection(addr: &str) -> Sender {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+async fn post(sender: &mut Sender, host: &str, path: &str, secret: &Secret, body: Vec<u8>) -> u16 {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let sig = sign_nexus(secret, ts, &body);
+    let request = hyper::Request::post(path)
+        .header("host", host)
+        .header("content-type", "application/json")
+        .header("x-nexus-node", "loadgen")
+        .header("x-nexus-timestamp", ts.to_string())
+        .header("x-nexus-signature", sig)
+        .body(Full::new(Bytes::from(body)))
+        .expect("request");
+    sender.ready().await.expect("connection ready");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let _ = response.into_body().collect().await;
+    status
+}
+
+/// Publishes from `connections` keep-alive connections for `duration`; events/s acknowledged.
+async fn publish_rate(host: &str, secret: &Secret, connections: usize, batch: usize, duration: Duration) -> f64 {
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let start = Instant::now();
+    for c in 0..connections {
+        let (host, secret, stop, done) = (host.to_owned(), secret.clone(), Arc::clone(&stop), Arc::clone(&done));
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connection(&host).await;
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let (path, body) = if batch == 1 {
+                    n += 1;
+                    ("/events", format!(r#"{{"type":"PAYMENT_RECEIVED","payload":{{"c":{c},"n":{n}}}}}"#))
+                } else {
+                    let events: Vec<String> = (0..batch)
+                        .map(|i| format!(r#"{{"type":"PAYMENT_RECEIVED","payload":{{"c":{c},"i":{i}}}}}"#))
+                        .collect();
+                    ("/events/batch", format!(r#"{{"events":[{}]}}"#, events.join(",")))
+                };
+                let status = post(&mut sender, &host, path, &secret, body.into_bytes()).await;
+                assert_eq!(status, 202, "publish refused");
+                done.fetch_add(batch as u64, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = done.load(Ordering::Relaxed);
+    let elapsed = start.elapsed();
+    for t in tasks {
+        let _ = t.await;
+    }
+    acked as f64 / elapsed.as_secs_f64()
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn ws(host: &str, admin: &str) -> Ws {
+    let mut request = format!("ws://{host}/ws").into_client_request().expect("request");
+    request.headers_mut().insert("authorization", format!("Bearer {admin}").parse().expect("header"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("ws connect");
+    ws.send(Message::Text(r#"{"action":"subscribe","events":["*"]}"#.into())).await.expect("subscribe");
+    loop {
+        if let Some(Ok(Message::Text(t))) = ws.next().await
+            && t.contains("\"ack\"")
+        {
+            return ws;
+        }
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Publishes at a steady `rate` and measures publish-to-WebSocket receipt.
+async fn latency(host: &str, secret: &Secret, admin: &str, rate: u64, duration: Duration) -> (f64, f64, usize) {
+    let mut sub = ws(host, admin).await;
+    let origin = Instant::now();
+    let total = (rate as f64 * duration.as_secs_f64()) as u64;
+    let receiver = tokio::spawn(async move {
+        let mut lat = Vec::with_capacity(total as usize);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while (lat.len() as u64) < total && Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_secs(5), sub.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    if let Some(sent) = t.split("\"sent_us\":").nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()).and_then(|d| d.parse::<u64>().ok()) {
+                        let now = origin.elapsed().as_micros() as u64;
+                        lat.push(now.saturating_sub(sent) as f64 / 1000.0);
+                    }
+                }
+                Ok(Some(Ok(_))) => {}
+                _ => break,
+            }
+        }
+        lat
+    });
+    let connections = 16u64;
+    let per_conn = total / connections;
+    let interval = Duration::from_secs_f64(connections as f64 / rate as f64);
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (host, secret) = (host.to_owned(), secret.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connection(&host).await;
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            for _ in 0..per_conn {
+                tick.tick().await;
+                let sent = origin.elapsed().as_micros() as u64;
+                let body = format!(r#"{{"type":"PAYMENT_RECEIVED","payload":{{"sent_us":{sent}}}}}"#);
+                post(&mut sender, &host, "/events", &secret, body.into_bytes()).await;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut lat = receiver.await.expect("receiver");
+    lat.sort_by(f64::total_cmp);
+    (percentile(&lat, 0.5), percentile(&lat, 0.99), lat.len())
+}
+
+/// Opens `n` subscribers, then measures the RSS they cost and the frames/s of a fan-out.
+async fn fan_out(host: &str, secret: &Secret, admin: &str, n: usize, pid: Option<u32>) -> (f64, Option<f64>) {
+    let before = pid.and_then(rss_kib);
+    let mut clients = Vec::with_capacity(n);
+    for _ in 0..n {
+        clients.push(ws(host, admin).await);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let per_conn = before
+        .zip(pid.and_then(rss_kib))
+        .map(|(b, a)| (a.saturating_sub(b) as f64 * 1024.0) / n as f64);
+    let events = 200usize;
+    let received = Arc::new(AtomicU64::new(0));
+    let expected = (events * n) as u64;
+    let mut readers = Vec::new();
+    for mut c in clients {
+        let received = Arc::clone(&received);
+        readers.push(tokio::spawn(async move {
+            let mut got = 0;
+            while got < events {
+                match tokio::time::timeout(Duration::from_secs(30), c.next()).await {
+                    Ok(Some(Ok(Message::Text(_)))) => {
+                        got += 1;
+                        received.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    _ => break,
+                }
+            }
+        }));
+    }
+    let start = Instant::now();
+    let mut sender = connection(host).await;
+    let batch: Vec<String> = (0..events).map(|i| format!(r#"{{"type":"NOTIFICATION_SENT","payload":{{"i":{i}}}}}"#)).collect();
+    post(&mut sender, host, "/events/batch", secret, format!(r#"{{"events":[{}]}}"#, batch.join(",")).into_bytes()).await;
+    for r in readers {
+        let _ = r.await;
+    }
+    let got = received.load(Ordering::Relaxed);
+    if got < expected {
+        eprintln!("fan-out: {got} of {expected} frames arrived");
+    }
+    (got as f64 / start.elapsed().as_secs_f64(), per_conn)
+}
+
+#[tokio::main]
+async fn main() {
+    let o = match options() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::exit(2);
+        }
+    };
+    let spawned = match &o.url {
+        Some(_) => None,
+        None => match spawn_server(&o) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                std::process::exit(2);
+            }
+        },
+    };
+    let url = o.url.clone().or_else(|| spawned.as_ref().map(|s| s.url.clone())).unwrap_or_default();
+    let host = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let pid = spawned.as_ref().map(|s| s.child.id());
+    let secret = Secret::parse(&o.secret).expect("secret");
+    let mut results: Vec<(String, String, String)> = Vec::new();
+    let cpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    println!("loadgen against {url} ({cpu} CPUs shared by server and load generator)");
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle = pid.and_then(rss_kib);
+    results.push(("idle RSS of the server".into(), idle.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)), "<= 10 MB".into()));
+    println!("progress: idle RSS measured; publishing singles for {:?}", o.duration);
+
+    let singles = publish_rate(&host, &secret, o.connections, 1, o.duration).await;
+    results.push((format!("single publishes, {} keep-alive connections", o.connections), format!("{:.0} events/s", singles), ">= 30,000/s".into()));
+    println!("progress: batches for {:?}", o.duration);
+    let batches = publish_rate(&host, &secret, 4, 1000, o.duration).await;
+    results.push(("batches of 1000, 4 connections".into(), format!("{:.0} events/s", batches), ">= 150,000/s".into()));
+    println!("progress: latency at {}/s for {:?}", o.rate, o.duration);
+    let (p50, p99, n) = latency(&host, &secret, &o.admin, o.rate, o.duration).await;
+    results.push((format!("publish -> WebSocket at {}/s ({n} events)", o.rate), format!("p50 {p50:.2} ms, p99 {p99:.2} ms"), "p50 0.5 ms, p99 2 ms".into()));
+    println!("progress: fan-out to {} subscribers", o.subscribers);
+    let (frames, per_conn) = fan_out(&host, &secret, &o.admin, o.subscribers, pid).await;
+    results.push((format!("WebSocket fan-out to {} subscribers", o.subscribers), format!("{frames:.0} frames/s"), ">= 300,000/s".into()));
+    results.push(("RSS per idle WebSocket connection".into(), per_conn.map_or("n/a".into(), |b| format!("{:.1} KiB", b / 1024.0)), "<= 16 KB".into()));
+    if let Some(k) = pid.and_then(rss_kib) {
+        results.push(("RSS of the server at the end".into(), format!("{:.1} MiB", k as f64 / 1024.0), String::new()));
+    }
+
+    println!();
+    println!("{:<48} {:>28}  goal", "measure", "result");
+    for (what, value, goal) in &results {
+        println!("{what:<48} {value:>28}  {goal}");
+    }
+    if let Some(mut s) = spawned {
+        let _ = Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status();
+        let _ = s.child.wait();
+    }
+}
