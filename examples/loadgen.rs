@@ -49,15 +49,35 @@ fn options() -> Result<Options, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let mut value = || it.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+        let mut value = || {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
         match flag.as_str() {
             "--url" => o.url = Some(value()?),
             "--secret" => o.secret = value()?,
             "--admin-token" => o.admin = value()?,
-            "--duration" => o.duration = Duration::from_secs_f64(value()?.parse().map_err(|_| "--duration takes seconds")?),
-            "--rate" => o.rate = value()?.parse().map_err(|_| "--rate takes events per second")?,
-            "--connections" => o.connections = value()?.parse().map_err(|_| "--connections takes a number")?,
-            "--subscribers" => o.subscribers = value()?.parse().map_err(|_| "--subscribers takes a number")?,
+            "--duration" => {
+                o.duration = Duration::from_secs_f64(
+                    value()?.parse().map_err(|_| "--duration takes seconds")?,
+                )
+            }
+            "--rate" => {
+                o.rate = value()?
+                    .parse()
+                    .map_err(|_| "--rate takes events per second")?
+            }
+            "--connections" => {
+                o.connections = value()?
+                    .parse()
+                    .map_err(|_| "--connections takes a number")?
+            }
+            "--subscribers" => {
+                o.subscribers = value()?
+                    .parse()
+                    .map_err(|_| "--subscribers takes a number")?
+            }
             "--server-bin" => o.server_bin = value()?,
             "--bench" => {}
             other => return Err(format!("unknown flag {other}")),
@@ -97,16 +117,27 @@ fn spawn_server(o: &Options) -> Result<Spawned, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot start {} ({e}); build it with `cargo build --release -p nexus-server`", o.server_bin))?;
+        .map_err(|e| {
+            format!(
+                "cannot start {} ({e}); build it with `cargo build --release -p nexus-server`",
+                o.server_bin
+            )
+        })?;
     let stdout = child.stdout.take().ok_or("no stdout")?;
     let mut line = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut line).map_err(|e| e.to_string())?;
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
     let url = line
         .trim()
         .strip_prefix("nexus-server listening on ")
         .ok_or_else(|| format!("unexpected first line {line:?}"))?
         .to_owned();
-    Ok(Spawned { child, url, _dir: dir })
+    Ok(Spawned {
+        child,
+        url,
+        _dir: dir,
+    })
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
@@ -114,7 +145,9 @@ type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 async fn connection(addr: &str) -> Sender {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     stream.set_nodelay(true).expect("nodelay");
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.expect("handshake");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
     tokio::spawn(conn);
     sender
 }
@@ -141,25 +174,46 @@ async fn post(sender: &mut Sender, host: &str, path: &str, secret: &Secret, body
 }
 
 /// Publishes from `connections` keep-alive connections for `duration`; events/s acknowledged.
-async fn publish_rate(host: &str, secret: &Secret, connections: usize, batch: usize, duration: Duration) -> f64 {
+async fn publish_rate(
+    host: &str,
+    secret: &Secret,
+    connections: usize,
+    batch: usize,
+    duration: Duration,
+) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     let start = Instant::now();
     for c in 0..connections {
-        let (host, secret, stop, done) = (host.to_owned(), secret.clone(), Arc::clone(&stop), Arc::clone(&done));
+        let (host, secret, stop, done) = (
+            host.to_owned(),
+            secret.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&done),
+        );
         tasks.push(tokio::spawn(async move {
             let mut sender = connection(&host).await;
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 let (path, body) = if batch == 1 {
                     n += 1;
-                    ("/events", format!(r#"{{"type":"PAYMENT_RECEIVED","payload":{{"c":{c},"n":{n}}}}}"#))
+                    (
+                        "/events",
+                        format!(r#"{{"type":"PAYMENT_RECEIVED","payload":{{"c":{c},"n":{n}}}}}"#),
+                    )
                 } else {
                     let events: Vec<String> = (0..batch)
-                        .map(|i| format!(r#"{{"type":"PAYMENT_RECEIVED","payload":{{"c":{c},"i":{i}}}}}"#))
+                        .map(|i| {
+                            format!(
+                                r#"{{"type":"PAYMENT_RECEIVED","payload":{{"c":{c},"i":{i}}}}}"#
+                            )
+                        })
                         .collect();
-                    ("/events/batch", format!(r#"{{"events":[{}]}}"#, events.join(",")))
+                    (
+                        "/events/batch",
+                        format!(r#"{{"events":[{}]}}"#, events.join(",")),
+                    )
                 };
                 let status = post(&mut sender, &host, path, &secret, body.into_bytes()).await;
                 assert_eq!(status, 202, "publish refused");
@@ -177,13 +231,25 @@ async fn publish_rate(host: &str, secret: &Secret, connections: usize, batch: us
     acked as f64 / elapsed.as_secs_f64()
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn ws(host: &str, admin: &str) -> Ws {
-    let mut request = format!("ws://{host}/ws").into_client_request().expect("request");
-    request.headers_mut().insert("authorization", format!("Bearer {admin}").parse().expect("header"));
-    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.expect("ws connect");
-    ws.send(Message::Text(r#"{"action":"subscribe","events":["*"]}"#.into())).await.expect("subscribe");
+    let mut request = format!("ws://{host}/ws")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {admin}").parse().expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("ws connect");
+    ws.send(Message::Text(
+        r#"{"action":"subscribe","events":["*"]}"#.into(),
+    ))
+    .await
+    .expect("subscribe");
     loop {
         if let Some(Ok(Message::Text(t))) = ws.next().await
             && t.contains("\"ack\"")
@@ -201,7 +267,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Publishes at a steady `rate` and measures publish-to-WebSocket receipt.
-async fn latency(host: &str, secret: &Secret, admin: &str, rate: u64, duration: Duration) -> (f64, f64, usize) {
+async fn latency(
+    host: &str,
+    secret: &Secret,
+    admin: &str,
+    rate: u64,
+    duration: Duration,
+) -> (f64, f64, usize) {
     let mut sub = ws(host, admin).await;
     let origin = Instant::now();
     let total = (rate as f64 * duration.as_secs_f64()) as u64;
@@ -211,7 +283,12 @@ async fn latency(host: &str, secret: &Secret, admin: &str, rate: u64, duration: 
         while (lat.len() as u64) < total && Instant::now() < deadline {
             match tokio::time::timeout(Duration::from_secs(5), sub.next()).await {
                 Ok(Some(Ok(Message::Text(t)))) => {
-                    if let Some(sent) = t.split("\"sent_us\":").nth(1).and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next()).and_then(|d| d.parse::<u64>().ok()) {
+                    if let Some(sent) = t
+                        .split("\"sent_us\":")
+                        .nth(1)
+                        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+                        .and_then(|d| d.parse::<u64>().ok())
+                    {
                         let now = origin.elapsed().as_micros() as u64;
                         lat.push(now.saturating_sub(sent) as f64 / 1000.0);
                     }
@@ -235,7 +312,8 @@ async fn latency(host: &str, secret: &Secret, admin: &str, rate: u64, duration: 
             for _ in 0..per_conn {
                 tick.tick().await;
                 let sent = origin.elapsed().as_micros() as u64;
-                let body = format!(r#"{{"type":"PAYMENT_RECEIVED","payload":{{"sent_us":{sent}}}}}"#);
+                let body =
+                    format!(r#"{{"type":"PAYMENT_RECEIVED","payload":{{"sent_us":{sent}}}}}"#);
                 post(&mut sender, &host, "/events", &secret, body.into_bytes()).await;
             }
         }));
@@ -249,7 +327,13 @@ async fn latency(host: &str, secret: &Secret, admin: &str, rate: u64, duration: 
 }
 
 /// Opens `n` subscribers, then measures the RSS they cost and the frames/s of a fan-out.
-async fn fan_out(host: &str, secret: &Secret, admin: &str, n: usize, pid: Option<u32>) -> (f64, Option<f64>) {
+async fn fan_out(
+    host: &str,
+    secret: &Secret,
+    admin: &str,
+    n: usize,
+    pid: Option<u32>,
+) -> (f64, Option<f64>) {
     let before = pid.and_then(rss_kib);
     let mut clients = Vec::with_capacity(n);
     for _ in 0..n {
@@ -281,8 +365,17 @@ async fn fan_out(host: &str, secret: &Secret, admin: &str, n: usize, pid: Option
     }
     let start = Instant::now();
     let mut sender = connection(host).await;
-    let batch: Vec<String> = (0..events).map(|i| format!(r#"{{"type":"NOTIFICATION_SENT","payload":{{"i":{i}}}}}"#)).collect();
-    post(&mut sender, host, "/events/batch", secret, format!(r#"{{"events":[{}]}}"#, batch.join(",")).into_bytes()).await;
+    let batch: Vec<String> = (0..events)
+        .map(|i| format!(r#"{{"type":"NOTIFICATION_SENT","payload":{{"i":{i}}}}}"#))
+        .collect();
+    post(
+        &mut sender,
+        host,
+        "/events/batch",
+        secret,
+        format!(r#"{{"events":[{}]}}"#, batch.join(",")).into_bytes(),
+    )
+    .await;
     for r in readers {
         let _ = r.await;
     }
@@ -312,33 +405,73 @@ async fn main() {
             }
         },
     };
-    let url = o.url.clone().or_else(|| spawned.as_ref().map(|s| s.url.clone())).unwrap_or_default();
-    let host = url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    let url = o
+        .url
+        .clone()
+        .or_else(|| spawned.as_ref().map(|s| s.url.clone()))
+        .unwrap_or_default();
+    let host = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
     let pid = spawned.as_ref().map(|s| s.child.id());
     let secret = Secret::parse(&o.secret).expect("secret");
     let mut results: Vec<(String, String, String)> = Vec::new();
-    let cpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let cpu = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
     println!("loadgen against {url} ({cpu} CPUs shared by server and load generator)");
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = pid.and_then(rss_kib);
-    results.push(("idle RSS of the server".into(), idle.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)), "<= 10 MB".into()));
-    println!("progress: idle RSS measured; publishing singles for {:?}", o.duration);
+    results.push((
+        "idle RSS of the server".into(),
+        idle.map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+        "<= 10 MB".into(),
+    ));
+    println!(
+        "progress: idle RSS measured; publishing singles for {:?}",
+        o.duration
+    );
 
     let singles = publish_rate(&host, &secret, o.connections, 1, o.duration).await;
-    results.push((format!("single publishes, {} keep-alive connections", o.connections), format!("{:.0} events/s", singles), ">= 30,000/s".into()));
+    results.push((
+        format!("single publishes, {} keep-alive connections", o.connections),
+        format!("{:.0} events/s", singles),
+        ">= 30,000/s".into(),
+    ));
     println!("progress: batches for {:?}", o.duration);
     let batches = publish_rate(&host, &secret, 4, 1000, o.duration).await;
-    results.push(("batches of 1000, 4 connections".into(), format!("{:.0} events/s", batches), ">= 150,000/s".into()));
+    results.push((
+        "batches of 1000, 4 connections".into(),
+        format!("{:.0} events/s", batches),
+        ">= 150,000/s".into(),
+    ));
     println!("progress: latency at {}/s for {:?}", o.rate, o.duration);
     let (p50, p99, n) = latency(&host, &secret, &o.admin, o.rate, o.duration).await;
-    results.push((format!("publish -> WebSocket at {}/s ({n} events)", o.rate), format!("p50 {p50:.2} ms, p99 {p99:.2} ms"), "p50 0.5 ms, p99 2 ms".into()));
+    results.push((
+        format!("publish -> WebSocket at {}/s ({n} events)", o.rate),
+        format!("p50 {p50:.2} ms, p99 {p99:.2} ms"),
+        "p50 0.5 ms, p99 2 ms".into(),
+    ));
     println!("progress: fan-out to {} subscribers", o.subscribers);
     let (frames, per_conn) = fan_out(&host, &secret, &o.admin, o.subscribers, pid).await;
-    results.push((format!("WebSocket fan-out to {} subscribers", o.subscribers), format!("{frames:.0} frames/s"), ">= 300,000/s".into()));
-    results.push(("RSS per idle WebSocket connection".into(), per_conn.map_or("n/a".into(), |b| format!("{:.1} KiB", b / 1024.0)), "<= 16 KB".into()));
+    results.push((
+        format!("WebSocket fan-out to {} subscribers", o.subscribers),
+        format!("{frames:.0} frames/s"),
+        ">= 300,000/s".into(),
+    ));
+    results.push((
+        "RSS per idle WebSocket connection".into(),
+        per_conn.map_or("n/a".into(), |b| format!("{:.1} KiB", b / 1024.0)),
+        "<= 16 KB".into(),
+    ));
     if let Some(k) = pid.and_then(rss_kib) {
-        results.push(("RSS of the server at the end".into(), format!("{:.1} MiB", k as f64 / 1024.0), String::new()));
+        results.push((
+            "RSS of the server at the end".into(),
+            format!("{:.1} MiB", k as f64 / 1024.0),
+            String::new(),
+        ));
     }
 
     println!();
@@ -347,7 +480,9 @@ async fn main() {
         println!("{what:<48} {value:>28}  {goal}");
     }
     if let Some(mut s) = spawned {
-        let _ = Command::new("kill").args(["-TERM", &s.child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &s.child.id().to_string()])
+            .status();
         let _ = s.child.wait();
     }
 }

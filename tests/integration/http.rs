@@ -841,3 +841,49 @@ fn ingress_is_rate_limited_per_client_and_health_is_not() {
         );
     }
 }
+
+/// Every operation of `/openapi.json` is routed: none answers the router's fallback (404 "no
+/// route") or 405.
+#[test]
+fn the_openapi_document_lists_only_real_routes() {
+    let s = TestServer::start();
+    let doc = Call::new("GET", s.url("/openapi.json")).send();
+    assert_eq!(doc.status, 200);
+    assert!(
+        doc.body["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3."))
+    );
+    let paths = doc.body["paths"].as_object().expect("paths");
+    assert_eq!(
+        paths
+            .values()
+            .map(|p| p.as_object().map_or(0, |m| m.len()))
+            .sum::<usize>(),
+        nexus_transport::openapi::ENDPOINTS.len()
+    );
+    for (path, ops) in paths {
+        for method in ops.as_object().expect("operations").keys() {
+            let concrete = path
+                .replace("{node}", "flowpay")
+                .replace("{id}", "x")
+                .replace("{target}", "x");
+            let a = Call::new(
+                match method.as_str() {
+                    "get" => "GET",
+                    "post" => "POST",
+                    "patch" => "PATCH",
+                    "delete" => "DELETE",
+                    other => panic!("unexpected method {other}"),
+                },
+                s.url(&concrete),
+            )
+            .send();
+            assert_ne!(a.status, 405, "{method} {path}");
+            assert!(
+                !(a.status == 404 && a.text.contains("no route for")),
+                "{method} {path} is not routed"
+            );
+        }
+    }
+}

@@ -244,6 +244,7 @@ impl App {
             .route("/health/ready", get(health::ready))
             .route("/health/detailed", get(health::detailed))
             .route("/metrics", get(health::metrics))
+            .route("/openapi.json", get(crate::openapi::serve))
             .fallback(health::not_found)
             .method_not_allowed_fallback(health::method_not_allowed)
             .with_state(self.state.clone())
