@@ -9,9 +9,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use nexus_event::{NewEvent, Pattern, Timestamp, WellKnown};
+use nexus_event::{NewEvent, Timestamp, WellKnown};
 use nexus_resilience::{Outcome, RetryWorker, SystemClock, Target, WorkerConfig};
-use nexus_store::{DeliveryQueue, EventLog, Lease, NewSubscription, SqliteStore, Subscriptions};
+use nexus_store::{DeliveryQueue, EventLog, Lease, SqliteStore};
 use tokio::task::JoinSet;
 
 struct Instant200;
@@ -26,15 +26,7 @@ impl Target for Instant200 {
 async fn store_with(n: usize, due: Timestamp) -> (Arc<SqliteStore>, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(SqliteStore::open(dir.path()).expect("open"));
-    store
-        .create_subscription(NewSubscription {
-            url: "http://127.0.0.1:4000/hook".into(),
-            events: vec![Pattern::new("*").expect("valid")],
-            secret: "s".into(),
-            ordered: false,
-        })
-        .await
-        .expect("subscribe");
+    nexus_store::conformance::subscribe_everything(&*store, "http://127.0.0.1:4000/hook").await;
     let mut left = n;
     while left > 0 {
         let k = left.min(1000);

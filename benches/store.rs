@@ -17,10 +17,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use nexus_event::{NewEvent, Pattern, Timestamp, WellKnown};
-use nexus_store::{
-    DeliveryQueue, Durability, EventLog, NewSubscription, SqliteStore, Subscriptions,
-};
+use nexus_event::{NewEvent, Timestamp, WellKnown};
+use nexus_store::{DeliveryQueue, Durability, EventLog, SqliteStore};
 use serde_json::json;
 use tokio::task::JoinSet;
 
@@ -59,15 +57,7 @@ fn fsync_baseline(dir: &std::path::Path, run_for: Duration) -> f64 {
 }
 
 async fn subscribe_all(store: &SqliteStore) {
-    store
-        .create_subscription(NewSubscription {
-            url: "http://127.0.0.1:4000/hook".into(),
-            events: vec![Pattern::new("*").expect("valid")],
-            secret: "s".into(),
-            ordered: false,
-        })
-        .await
-        .expect("subscribe");
+    nexus_store::conformance::subscribe_everything(store, "http://127.0.0.1:4000/hook").await;
 }
 
 /// `producers` tasks each appending batches of `batch` until time is up, with `subscriptions`

@@ -7,15 +7,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use nexus_event::{NewEvent, Pattern, Timestamp, WellKnown};
+use nexus_event::{NewEvent, Timestamp, WellKnown};
 use nexus_resilience::{
     AttemptError, BreakerState, Breakers, Clock, ManualClock, Outcome, RetryWorker, Schedule,
     Target, WorkerConfig,
 };
 use nexus_store::conformance::t0;
 use nexus_store::{
-    BreakerLog, DeliveryQueue, EventLog, Lease, NewSubscription, SqliteStore, SubscriptionPatch,
-    Subscriptions,
+    BreakerLog, DeliveryQueue, EventLog, Lease, SqliteStore, SubscriptionPatch, Subscriptions,
 };
 
 const TARGET: &str = "http://127.0.0.1:4000";
@@ -122,15 +121,7 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Arc::new(SqliteStore::open(dir.path()).expect("open"));
-    store
-        .create_subscription(NewSubscription {
-            url: format!("{TARGET}/hook"),
-            events: vec![Pattern::new("*").expect("valid")],
-            secret: "s".into(),
-            ordered: false,
-        })
-        .await
-        .expect("subscribe");
+    nexus_store::conformance::subscribe_everything(&*store, &format!("{TARGET}/hook")).await;
     Fixture {
         store,
         clock: Arc::new(ManualClock::new(t0())),
@@ -358,15 +349,7 @@ async fn a_restart_resumes_pending_retries() {
     let clock = Arc::new(ManualClock::new(t0()));
     {
         let store = Arc::new(SqliteStore::open(dir.path()).expect("open"));
-        store
-            .create_subscription(NewSubscription {
-                url: format!("{TARGET}/hook"),
-                events: vec![Pattern::new("*").expect("valid")],
-                secret: "s".into(),
-                ordered: false,
-            })
-            .await
-            .expect("subscribe");
+        nexus_store::conformance::subscribe_everything(&*store, &format!("{TARGET}/hook")).await;
         let target = Fake::new(Arc::clone(&clock), Box::new(|_| fail(502)));
         let handle = RetryWorker::new(
             Arc::clone(&store) as _,
@@ -636,15 +619,7 @@ async fn an_open_breaker_stays_open_across_a_restart() {
     let clock = Arc::new(ManualClock::new(t0()));
     {
         let store = Arc::new(SqliteStore::open(dir.path()).expect("open"));
-        store
-            .create_subscription(NewSubscription {
-                url: format!("{TARGET}/hook"),
-                events: vec![Pattern::new("*").expect("valid")],
-                secret: "s".into(),
-                ordered: false,
-            })
-            .await
-            .expect("subscribe");
+        nexus_store::conformance::subscribe_everything(&*store, &format!("{TARGET}/hook")).await;
         let target = Fake::new(Arc::clone(&clock), Box::new(|_| fail(503)));
         let breakers = Arc::new(Breakers::default());
         let handle = RetryWorker::new(

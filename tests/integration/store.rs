@@ -4,11 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nexus_core::Bus;
-use nexus_event::{EventId, NewEvent, Pattern, Timestamp, TypeFilter, WellKnown};
+use nexus_event::{EventId, NewEvent, Timestamp, TypeFilter, WellKnown};
 use nexus_store::conformance::t0;
 use nexus_store::{
-    Consumer, Cursors, DB_FILE, DeliveryQueue, EventLog, NewSubscription, Route, SqliteStore,
-    StoreError, Subscriptions,
+    Consumer, Cursors, DB_FILE, DeliveryQueue, EventLog, Route, SqliteStore, StoreError,
 };
 
 async fn fresh() -> (SqliteStore, tempfile::TempDir) {
@@ -121,15 +120,9 @@ async fn a_restart_keeps_events_and_resumes_the_queue() {
     let dir = tempfile::tempdir().expect("temp dir");
     let (sub, leased_token) = {
         let store = SqliteStore::open(dir.path()).expect("open");
-        let sub = store
-            .create_subscription(NewSubscription {
-                url: "http://127.0.0.1:4000/hook".into(),
-                events: vec![Pattern::new("*").expect("valid")],
-                secret: "s".into(),
-                ordered: false,
-            })
-            .await
-            .expect("subscribe");
+        let sub =
+            nexus_store::conformance::subscribe_everything(&store, "http://127.0.0.1:4000/hook")
+                .await;
         store
             .append((0..5).map(|i| draft(&format!("e{i}"))).collect())
             .await
@@ -140,7 +133,7 @@ async fn a_restart_keeps_events_and_resumes_the_queue() {
             .expect("lease");
         assert_eq!(leased.len(), 2);
         store.set_cursor("c", 3).await.expect("cursor");
-        (sub.id, leased[0].token.clone())
+        (sub, leased[0].token.clone())
     };
     let store = SqliteStore::open(dir.path()).expect("reopen");
     assert_eq!(store.head().await.expect("head"), 5);
@@ -248,15 +241,7 @@ async fn a_full_disk_loses_nothing_acknowledged_and_stores_nothing_refused() {
         .max_size_bytes(256 * 1024)
         .open()
         .expect("open");
-    store
-        .create_subscription(NewSubscription {
-            url: "http://127.0.0.1:4000/hook".into(),
-            events: vec![Pattern::new("*").expect("valid")],
-            secret: "s".into(),
-            ordered: false,
-        })
-        .await
-        .expect("subscribe");
+    nexus_store::conformance::subscribe_everything(&store, "http://127.0.0.1:4000/hook").await;
     let small = |id: String| vec![draft(&id)];
     let huge =
         |id: String| vec![draft(&id).payload(serde_json::json!({ "blob": "x".repeat(60_000) }))];

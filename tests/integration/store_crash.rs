@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use nexus_event::{EventId, NewEvent, Pattern, Timestamp, TypeFilter, WellKnown};
-use nexus_store::{DeliveryQueue, EventLog, NewSubscription, SqliteStore, Subscriptions};
+use nexus_event::{EventId, NewEvent, Timestamp, TypeFilter, WellKnown};
+use nexus_store::{DeliveryQueue, EventLog, SqliteStore};
 
 const DIR_ENV: &str = "NEXUS_CRASH_DIR";
 const RUN_ENV: &str = "NEXUS_CRASH_RUN";
@@ -67,15 +67,7 @@ fn crash_cycles(cycles: u32, after_first_ack: std::ops::Range<Duration>) {
         .expect("runtime");
     rt.block_on(async {
         let store = SqliteStore::open(dir.path()).expect("open");
-        store
-            .create_subscription(NewSubscription {
-                url: "http://127.0.0.1:9/hook".into(),
-                events: vec![Pattern::new("*").expect("valid")],
-                secret: "s".into(),
-                ordered: false,
-            })
-            .await
-            .expect("subscribe");
+        nexus_store::conformance::subscribe_everything(&store, "http://127.0.0.1:9/hook").await;
     });
 
     let mut acked: HashMap<String, u64> = HashMap::new();

@@ -92,6 +92,24 @@ fn failure(error: &str, status: Option<u16>, ms: i64) -> Failure {
     }
 }
 
+/// Creates a subscription to every type at `url` with a fixed secret; returns its id. For tests
+/// and benches that need deliveries enqueued.
+pub async fn subscribe_everything<S: crate::Subscriptions + ?Sized>(
+    store: &S,
+    url: &str,
+) -> String {
+    store
+        .create_subscription(NewSubscription {
+            url: url.into(),
+            events: vec![Pattern::new("*").expect("valid")],
+            secret: "s".into(),
+            ordered: false,
+        })
+        .await
+        .expect("create subscription")
+        .id
+}
+
 async fn subscribe<S: Store>(store: &S, globs: &[&str]) -> String {
     store
         .create_subscription(NewSubscription {
