@@ -366,8 +366,17 @@ fn the_admin_api_needs_the_token() {
             "{path}"
         );
     }
-    let nodes = Call::new("GET", s.url("/api/nodes")).admin().send();
+    let nodes = Call::new("GET", s.url("/api/nodes?limit=2")).admin().send();
     assert_eq!(nodes.body["data"][0]["name"], "factory");
+    assert_eq!(nodes.body["data"][0]["publish"], json!(["MINT_*"]));
+    let cursor = nodes.body["meta"]["nextCursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let rest = Call::new("GET", s.url(&format!("/api/nodes?cursor={cursor}")))
+        .admin()
+        .send();
+    assert_eq!(rest.body["data"][0]["name"], "notifier");
     assert!(
         !nodes.text.contains("secret"),
         "never a secret: {}",
@@ -886,4 +895,34 @@ fn the_openapi_document_lists_only_real_routes() {
             );
         }
     }
+}
+
+#[test]
+fn production_refuses_private_targets_unless_allowed() {
+    let body = json!({"url": "http://127.0.0.1:9/hook", "events": ["*"]});
+    let strict = TestServer::start_with(|c| c.production = true);
+    let refused = Call::new("POST", strict.url("/api/subscriptions"))
+        .admin()
+        .json(&body)
+        .send();
+    assert_error(&refused, 400, "VALIDATION_ERROR");
+    assert_eq!(refused.body["error"]["details"]["field"], "url");
+    assert!(refused.text.contains("private"), "{}", refused.text);
+    let allowed = TestServer::start_with(|c| {
+        c.production = true;
+        c.allow_private_targets = true;
+    });
+    assert_eq!(
+        Call::new("POST", allowed.url("/api/subscriptions"))
+            .admin()
+            .json(&body)
+            .send()
+            .status,
+        201
+    );
+    assert!(nexus_transport::is_private("10.1.2.3".parse().expect("ip")));
+    assert!(nexus_transport::is_private("fe80::1".parse().expect("ip")));
+    assert!(!nexus_transport::is_private(
+        "93.184.216.34".parse().expect("ip")
+    ));
 }

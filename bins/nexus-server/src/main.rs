@@ -176,6 +176,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             .open()
             .map_err(|e| config_error("DATA_DIR", e))?,
     );
+    if settings.mode == Mode::Production && !settings.allow_private_targets {
+        for (i, s) in checked.subscriptions.iter().enumerate() {
+            nexus_transport::refuse_private(&s.url)
+                .await
+                .map_err(|e| config_error(&format!("subscriptions[{i}].url"), e))?;
+        }
+    }
     apply_subscriptions(&store, &checked).await?;
 
     let breakers = Arc::new(Breakers::with_instrument(

@@ -55,6 +55,7 @@ macro_rules! conformance_tests {
             breakers_persist,
             last_attempts_of_disabled_subscriptions_are_held,
             replay_enqueues_a_range_again,
+            ordered_subscriptions_go_one_at_a_time_in_sequence,
         );
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
@@ -1101,5 +1102,72 @@ pub async fn replay_enqueues_a_range_again<S: Store>(store: &S) {
             .await
             .expect("replay all"),
         10
+    );
+}
+
+/// An ordered subscription gets its deliveries strictly in sequence: one at a time, and a failing
+/// one holds back the later ones (of that subscription only) until delivered or dead-lettered.
+pub async fn ordered_subscriptions_go_one_at_a_time_in_sequence<S: Store>(store: &S) {
+    let ordered = store
+        .create_subscription(NewSubscription {
+            url: "http://127.0.0.1:4000/ordered".into(),
+            events: vec![Pattern::new("*").expect("valid")],
+            secret: "s".into(),
+            ordered: true,
+        })
+        .await
+        .expect("create")
+        .id;
+    let unordered = subscribe(store, &["*"]).await;
+    let batch: Vec<NewEvent> = (0..3)
+        .map(|i| ev(WellKnown::PaymentReceived, "flowpay", &format!("o{i}")))
+        .collect();
+    store.append(batch).await.expect("append");
+    let of = |leases: &[Lease], sub: &str| -> Vec<u64> {
+        let mut v: Vec<u64> = leases
+            .iter()
+            .filter(|l| l.consumer == Consumer::Subscription(sub.into()))
+            .map(|l| l.event.sequence)
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    let first = lease(store, "w", 0).await;
+    assert_eq!(
+        of(&first, &unordered),
+        vec![1, 2, 3],
+        "unordered: all at once"
+    );
+    assert_eq!(of(&first, &ordered), vec![1], "ordered: the first only");
+    let head = first
+        .iter()
+        .find(|l| l.consumer == Consumer::Subscription(ordered.clone()))
+        .expect("leased");
+    store
+        .retry_at(&head.token, at(2_000), failure("HTTP 500", Some(500), 10))
+        .await
+        .expect("retry");
+    assert!(
+        lease(store, "w", 1_000).await.is_empty(),
+        "a failing event holds the rest back"
+    );
+    assert_eq!(
+        store.next_due().await.expect("next_due"),
+        Some(at(2_000)),
+        "no busy wake-up for held-back ones"
+    );
+    let again = lease(store, "w", 2_000).await;
+    assert_eq!(of(&again, &ordered), vec![1]);
+    store.ack(&again[0].token).await.expect("ack");
+    let next = lease(store, "w", 2_000).await;
+    assert_eq!(of(&next, &ordered), vec![2], "then the next in sequence");
+    store
+        .dead_letter(&next[0].token, failure("HTTP 500", Some(500), 2_100))
+        .await
+        .expect("dead letter");
+    assert_eq!(
+        of(&lease(store, "w", 2_200).await, &ordered),
+        vec![3],
+        "a dead letter lets the rest go"
     );
 }

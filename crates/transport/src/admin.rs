@@ -408,29 +408,30 @@ pub fn is_private(ip: IpAddr) -> bool {
 
 /// Refuses, in production, a URL whose host resolves to a private address (unless allowed).
 pub(crate) async fn check_target(state: &AppState, url: &str) -> Result<(), ApiError> {
-    let origin = nexus_store::target_origin(url)?;
     if !state.config.production || state.config.allow_private_targets {
+        nexus_store::target_origin(url)?;
         return Ok(());
     }
+    refuse_private(url)
+        .await
+        .map_err(|message| ApiError::validation("url", message))
+}
+
+/// Resolves a URL's host and refuses it when any of its addresses is loopback, private or
+/// link-local (or the URL is not an `http`/`https` one).
+pub async fn refuse_private(url: &str) -> Result<(), String> {
+    let origin = nexus_store::target_origin(url).map_err(|e| e.to_string())?;
     let host_port = origin
         .split_once("://")
         .map_or(origin.as_str(), |(_, rest)| rest);
     let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
     let addrs: Vec<IpAddr> = match tokio::net::lookup_host(host_port).await {
         Ok(addrs) => addrs.map(|a| a.ip()).collect(),
-        Err(e) => {
-            return Err(ApiError::validation(
-                "url",
-                format!("cannot resolve {host}: {e}"),
-            ));
-        }
+        Err(e) => return Err(format!("cannot resolve {host}: {e}")),
     };
     if let Some(ip) = addrs.iter().find(|ip| is_private(**ip)) {
-        return Err(ApiError::validation(
-            "url",
-            format!(
-                "{host} resolves to {ip}, a private address; set NEXUS_ALLOW_PRIVATE_TARGETS=true to allow"
-            ),
+        return Err(format!(
+            "{host} resolves to {ip}, a private address; set NEXUS_ALLOW_PRIVATE_TARGETS=true to allow"
         ));
     }
     Ok(())
@@ -615,11 +616,20 @@ async fn replay(State(state): State<AppState>, body: Body) -> Result<Response, A
         .into_response())
 }
 
-async fn nodes(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let list: Vec<Value> = state
+async fn nodes(State(state): State<AppState>, RawQuery(q): RawQuery) -> Result<Response, ApiError> {
+    let q = Query::parse(q, &["limit", "cursor"])?;
+    let limit = q.limit()?;
+    let after = q.get("cursor").unwrap_or("");
+    let mut nodes: Vec<_> = state
         .config
         .nodes
         .list()
+        .into_iter()
+        .filter(|n| n.name.as_str() > after)
+        .collect();
+    let next = (nodes.len() > limit).then(|| nodes[limit - 1].name.clone());
+    nodes.truncate(limit);
+    let list: Vec<Value> = nodes
         .into_iter()
         .map(|n| {
             let publish: Vec<&str> = if n.publish.is_all() {
@@ -634,5 +644,5 @@ async fn nodes(State(state): State<AppState>) -> Result<Response, ApiError> {
             json!({ "name": n.name, "publish": publish, "webhook": webhook })
         })
         .collect();
-    Ok(page(list, None).into_response())
+    Ok(page(list, next).into_response())
 }

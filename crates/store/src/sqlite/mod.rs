@@ -643,6 +643,17 @@ fn selection_ids(which: &Selection) -> Option<&[i64]> {
     }
 }
 
+/// Which waiting rows `d` may be leased when due: not an expired lease of a disabled
+/// subscription (it waits for the subscription), and for an ordered subscription only its
+/// lowest sequence still queued (a failing event holds back the later ones; a leased one
+/// too, so they go one at a time).
+const LEASABLE: &str = "NOT (d.consumer_kind = 0 AND ( \
+     (d.state = 1 AND d.consumer IN (SELECT id FROM subscriptions WHERE enabled = 0)) \
+     OR (d.consumer IN (SELECT id FROM subscriptions WHERE ordered = 1) \
+         AND EXISTS (SELECT 1 FROM deliveries e WHERE e.consumer_kind = 0 AND e.consumer = d.consumer \
+                     AND (e.event_sequence < d.event_sequence \
+                          OR (e.event_sequence = d.event_sequence AND e.id < d.id))))))";
+
 /// `state` a delivery of this consumer waits in: held while its subscription is disabled.
 const WAIT_STATE: &str = "CASE WHEN consumer_kind = 0 AND consumer IN \
      (SELECT id FROM subscriptions WHERE enabled = 0) THEN 3 ELSE 0 END";
@@ -764,12 +775,10 @@ fn lease_in(
     let mut stmt = ctx
         .conn
         .prepare_cached(
-            "UPDATE deliveries SET state = 1, lease_owner = ?1, lease_gen = lease_gen + 1, due_ms = ?2 \
-             WHERE id IN (SELECT id FROM deliveries WHERE state < 3 AND due_ms <= ?3 \
-                          AND NOT (state = 1 AND consumer_kind = 0 AND consumer IN \
-                                   (SELECT id FROM subscriptions WHERE enabled = 0)) \
+            &format!("UPDATE deliveries SET state = 1, lease_owner = ?1, lease_gen = lease_gen + 1, due_ms = ?2 \
+             WHERE id IN (SELECT id FROM deliveries d WHERE state < 3 AND due_ms <= ?3 AND {LEASABLE} \
                           ORDER BY due_ms, id LIMIT ?4) \
-             RETURNING id, event_sequence, consumer_kind, consumer, target, attempts, lease_gen, created_ms",
+             RETURNING id, event_sequence, consumer_kind, consumer, target, attempts, lease_gen, created_ms"),
         )
         .map_err(&err)?;
     let mut raw = stmt
@@ -1274,14 +1283,13 @@ impl DeliveryQueue for SqliteStore {
         self.read(|conn| {
             // Leases of a disabled subscription are not leased again (see `lease_in`), so they
             // are not due either; in due order, stopping at the first row that is.
-            conn.prepare_cached(
-                "SELECT due_ms FROM deliveries WHERE state < 3 AND NOT (state = 1 AND \
-                 consumer_kind = 0 AND consumer IN (SELECT id FROM subscriptions WHERE enabled = 0)) \
-                 ORDER BY due_ms LIMIT 1",
-            )
+            conn.prepare_cached(&format!(
+                "SELECT due_ms FROM deliveries d WHERE state < 3 AND {LEASABLE} \
+                 ORDER BY due_ms LIMIT 1"
+            ))
             .and_then(|mut s| s.query_row([], |r| r.get::<_, i64>(0)).optional())
             .and_then(|ms| ms.map(ts).transpose())
-                .map_err(db_err("next_due"))
+            .map_err(db_err("next_due"))
         })
         .await
     }
