@@ -273,7 +273,7 @@ async fn latency(
     admin: &str,
     rate: u64,
     duration: Duration,
-) -> (f64, f64, usize) {
+) -> Latency {
     let mut sub = ws(host, admin).await;
     let origin = Instant::now();
     let total = (rate as f64 * duration.as_secs_f64()) as u64;
@@ -301,12 +301,14 @@ async fn latency(
     });
     let connections = 16u64;
     let per_conn = total / connections;
+    let acks = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total as usize)));
     let interval = Duration::from_secs_f64(connections as f64 / rate as f64);
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (host, secret) = (host.to_owned(), secret.clone());
+        let (host, secret, acks) = (host.to_owned(), secret.clone(), Arc::clone(&acks));
         tasks.push(tokio::spawn(async move {
             let mut sender = connection(&host).await;
+            let mut mine = Vec::with_capacity(per_conn as usize);
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
             for _ in 0..per_conn {
@@ -315,6 +317,12 @@ async fn latency(
                 let body =
                     format!(r#"{{"type":"PAYMENT_RECEIVED","payload":{{"sent_us":{sent}}}}}"#);
                 post(&mut sender, &host, "/events", &secret, body.into_bytes()).await;
+                mine.push(
+                    (origin.elapsed().as_micros() as u64).saturating_sub(sent) as f64 / 1000.0,
+                );
+            }
+            if let Ok(mut all) = acks.lock() {
+                all.extend(mine);
             }
         }));
     }
@@ -323,7 +331,24 @@ async fn latency(
     }
     let mut lat = receiver.await.expect("receiver");
     lat.sort_by(f64::total_cmp);
-    (percentile(&lat, 0.5), percentile(&lat, 0.99), lat.len())
+    let mut acks = acks.lock().map(|a| a.clone()).unwrap_or_default();
+    acks.sort_by(f64::total_cmp);
+    Latency {
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        received: lat.len(),
+        ack_p50: percentile(&acks, 0.5),
+        ack_p99: percentile(&acks, 0.99),
+    }
+}
+
+/// Publish-to-WebSocket latency, and publish-to-202 for comparison, in milliseconds.
+struct Latency {
+    p50: f64,
+    p99: f64,
+    received: usize,
+    ack_p50: f64,
+    ack_p99: f64,
 }
 
 /// Opens `n` subscribers, then measures the RSS they cost and the frames/s of a fan-out.
@@ -448,11 +473,19 @@ async fn main() {
         ">= 150,000/s".into(),
     ));
     println!("progress: latency at {}/s for {:?}", o.rate, o.duration);
-    let (p50, p99, n) = latency(&host, &secret, &o.admin, o.rate, o.duration).await;
+    let l = latency(&host, &secret, &o.admin, o.rate, o.duration).await;
     results.push((
-        format!("publish -> WebSocket at {}/s ({n} events)", o.rate),
-        format!("p50 {p50:.2} ms, p99 {p99:.2} ms"),
+        format!(
+            "publish -> WebSocket at {}/s ({} events)",
+            o.rate, l.received
+        ),
+        format!("p50 {:.2} ms, p99 {:.2} ms", l.p50, l.p99),
         "p50 0.5 ms, p99 2 ms".into(),
+    ));
+    results.push((
+        format!("publish -> 202 at {}/s, for comparison", o.rate),
+        format!("p50 {:.2} ms, p99 {:.2} ms", l.ack_p50, l.ack_p99),
+        String::new(),
     ));
     println!("progress: fan-out to {} subscribers", o.subscribers);
     let (frames, per_conn) = fan_out(&host, &secret, &o.admin, o.subscribers, pid).await;
