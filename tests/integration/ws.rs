@@ -319,3 +319,54 @@ fn shutdown_closes_with_1001_and_silence_with_a_close() {
         assert_eq!(closed(&mut ws).await, Some(CloseCode::Away));
     });
 }
+
+#[test]
+fn a_pattern_without_since_starts_now_and_since_widens_a_pattern() {
+    let s = server();
+    for (i, t) in ["MINT_CONFIRMED", "PAYMENT_RECEIVED", "MINT_CONFIRMED"]
+        .iter()
+        .enumerate()
+    {
+        s.block_on(nexus_store::EventLog::append(
+            &*s.store,
+            vec![
+                NewEvent::new(nexus_event::EventType::new(t).expect("valid"), "x")
+                    .id(nexus_event::EventId::new(&format!("h{i}")).expect("valid")),
+            ],
+        ))
+        .expect("append");
+    }
+    rt().block_on(async {
+        let mut ws = connect(&s, Some(ADMIN)).await.expect("connect");
+        send(
+            &mut ws,
+            json!({"action": "subscribe", "events": ["MINT_*"]}),
+        )
+        .await;
+        next(&mut ws).await;
+        // Payments since 0: the stored payment only, not the mints stored before MINT_* started.
+        send(
+            &mut ws,
+            json!({"action": "subscribe", "events": ["PAYMENT_*"], "since": 0}),
+        )
+        .await;
+        assert_eq!(next(&mut ws).await["ack"], "subscribe");
+        assert_eq!(next(&mut ws).await["sequence"], 2);
+        send(&mut ws, json!({"action": "ping"})).await;
+        assert!(
+            next(&mut ws).await.get("pong").is_some(),
+            "nothing else was sent"
+        );
+        // MINT_* again with since 0: its stored history now, each event once.
+        send(
+            &mut ws,
+            json!({"action": "subscribe", "events": ["MINT_*"], "since": 0}),
+        )
+        .await;
+        assert_eq!(next(&mut ws).await["ack"], "subscribe");
+        assert_eq!(next(&mut ws).await["sequence"], 1);
+        assert_eq!(next(&mut ws).await["sequence"], 3);
+        publish(&s, &json!({"type": "PAYMENT_RECEIVED", "id": "live"}));
+        assert_eq!(next(&mut ws).await["sequence"], 4);
+    });
+}

@@ -105,6 +105,39 @@ fn boolean(name: &str, value: Option<String>) -> Result<bool, ConfigError> {
     }
 }
 
+/// `ALLOWED_ORIGINS`: `*` for any origin, or `scheme://host[:port]` entries, comma separated.
+fn origins(value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let list: Vec<String> = value
+        .split(',')
+        .map(|o| o.trim().to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    for o in &list {
+        if o == "*" {
+            if list.len() > 1 {
+                return Err(err(
+                    "ALLOWED_ORIGINS",
+                    "* allows every origin and cannot be mixed with others",
+                ));
+            }
+            continue;
+        }
+        let ok = (o.starts_with("http://") || o.starts_with("https://"))
+            && !o.ends_with('/')
+            && o.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            return Err(err(
+                "ALLOWED_ORIGINS",
+                format!("{o:?} is not an origin (scheme://host[:port], no path)"),
+            ));
+        }
+    }
+    Ok(list)
+}
+
 impl Settings {
     /// Reads and checks every variable; `get` is the environment (a map in tests).
     pub(crate) fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
@@ -192,14 +225,7 @@ impl Settings {
             config_path: non_empty("NEXUS_CONFIG").map(PathBuf::from),
             secret: non_empty("NEXUS_SECRET"),
             admin_token: non_empty("NEXUS_ADMIN_TOKEN"),
-            allowed_origins: non_empty("ALLOWED_ORIGINS")
-                .map(|v| {
-                    v.split(',')
-                        .map(|o| o.trim().to_owned())
-                        .filter(|o| !o.is_empty())
-                        .collect()
-                })
-                .unwrap_or_default(),
+            allowed_origins: origins(non_empty("ALLOWED_ORIGINS"))?,
             rate_window: Duration::from_millis(rate_window_ms),
             rate_max: number(
                 "RATE_LIMIT_MAX_REQUESTS",
@@ -407,6 +433,20 @@ impl FileConfig {
             }
             let event_type =
                 EventType::new(&w.event_type).map_err(|e| err(key("event_type"), e.to_string()))?;
+            let allowed = checked
+                .nodes
+                .iter()
+                .find(|n| n.name == w.node)
+                .is_some_and(|n| n.publish.matches(&event_type));
+            if !allowed {
+                return Err(err(
+                    key("event_type"),
+                    format!(
+                        "node {:?} may not publish {event_type} (its publish globs)",
+                        w.node
+                    ),
+                ));
+            }
             if let Some(p) = &w.id_pointer
                 && !p.starts_with('/')
             {
@@ -428,9 +468,16 @@ impl FileConfig {
                 events
             };
             let secret = match s.secret_env {
-                Some(var) => Some(get(&var).filter(|v| !v.is_empty()).ok_or_else(|| {
-                    err(key("secret_env"), format!("the variable {var} is not set"))
-                })?),
+                Some(var) => {
+                    let value = get(&var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                        err(key("secret_env"), format!("the variable {var} is not set"))
+                    })?;
+                    nexus_transport::auth::Secret::parse(&value).map_err(|e| err(&var, e))?;
+                    if mode == Mode::Production {
+                        strong(&var, &value)?;
+                    }
+                    Some(value)
+                }
                 None => None,
             };
             checked.subscriptions.push(SubscriptionSpec {
@@ -605,6 +652,39 @@ mod tests {
             .expect("parses")
             .check(Mode::Development, env(&[]));
         assert_eq!(bad_retry.expect_err("empty schedule").name, "retry");
+    }
+
+    #[test]
+    fn origins_and_mappings_are_checked() {
+        assert_eq!(
+            Settings::from_env(env(&[(
+                "ALLOWED_ORIGINS",
+                "https://a.example, http://b:8080"
+            )]))
+            .map(|s| s.allowed_origins)
+            .ok(),
+            Some(vec![
+                "https://a.example".to_owned(),
+                "http://b:8080".to_owned()
+            ])
+        );
+        assert!(Settings::from_env(env(&[("ALLOWED_ORIGINS", "*")])).is_ok());
+        for bad in ["*,https://a", "a.example", "https://a.example/"] {
+            let e = Settings::from_env(env(&[("ALLOWED_ORIGINS", bad)])).expect_err(bad);
+            assert_eq!(e.name, "ALLOWED_ORIGINS");
+        }
+        let text = "[[nodes]]\nname = \"flowpay\"\nsecret = \"s\"\npublish = [\"PAYMENT_*\"]\n\n[[webhooks]]\nnode = \"flowpay\"\nevent_type = \"MINT_CONFIRMED\"\n";
+        let e = FileConfig::parse(text)
+            .expect("parses")
+            .check(Mode::Development, env(&[]))
+            .expect_err("not permitted");
+        assert_eq!(e.name, "webhooks[0].event_type");
+        let sub = "[[subscriptions]]\nurl = \"https://x.example/h\"\nevents = [\"*\"]\nsecret_env = \"S\"\n";
+        let e = FileConfig::parse(sub)
+            .expect("parses")
+            .check(Mode::Development, env(&[("S", "whsec_!!")]))
+            .expect_err("bad secret");
+        assert_eq!(e.name, "S");
     }
 
     #[test]

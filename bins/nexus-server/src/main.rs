@@ -29,7 +29,8 @@ const FORCED_EXIT: Duration = Duration::from_secs(30);
 
 #[allow(clippy::print_stderr)]
 fn main() -> ExitCode {
-    if let Err(e) = dotenvy::dotenv()
+    // `.env` of the working directory only (dotenvy's `dotenv()` would also search the parents).
+    if let Err(e) = dotenvy::from_filename(".env")
         && !e.not_found()
     {
         eprintln!("nexus-server: .env: {e}");
@@ -135,6 +136,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         }
         None => Checked::default(),
     };
+    if settings.mode == Mode::Production && settings.config_path.is_none() {
+        return Err(config_error(
+            "NEXUS_CONFIG",
+            "is required in production: without it any node name may publish any type",
+        )
+        .into());
+    }
     let secrets = resolve_secrets(&settings, &checked)?;
     let nodes = if settings.config_path.is_none() {
         let shared = secrets.nodes.as_deref().unwrap_or_default();
@@ -206,10 +214,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     .breakers(Arc::clone(&breakers))
     .spawn();
 
-    let mut config = AppConfig::new(
-        nodes,
-        Secret::parse(&secrets.admin).map_err(|e| config_error("NEXUS_ADMIN_TOKEN", e))?,
-    );
+    let mut config = AppConfig::new(nodes, Secret::token(&secrets.admin));
     config.webhooks = checked.webhooks.clone();
     config.max_body_bytes = settings.max_body_bytes;
     config.production = settings.mode == Mode::Production;
@@ -225,7 +230,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             .iter()
             .map(|(token, scope)| {
                 Ok(WsToken {
-                    token: Secret::parse(token).map_err(|e| config_error("ws_tokens", e))?,
+                    token: Secret::token(token),
                     events: scope.clone(),
                 })
             })
@@ -248,21 +253,42 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     println!("nexus-server listening on http://{local}");
 
     let lifecycle = Arc::clone(app.lifecycle());
-    let shutdown = async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down: draining");
-        lifecycle.start_draining();
-        tokio::spawn(async {
-            tokio::time::sleep(FORCED_EXIT).await;
-            tracing::error!(
-                "drain took longer than {} s; exiting",
-                FORCED_EXIT.as_secs()
-            );
-            std::process::exit(1);
-        });
-    };
-    nexus_transport::serve(listener, app.router(), shutdown).await?;
-    let report = worker.stop(Duration::from_secs(20)).await;
+    let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(nexus_transport::serve(listener, app.router(), async move {
+        let _ = serving_stopped.await;
+    }));
+    wait_for_signal().await;
+    tracing::info!("shutting down: draining");
+    lifecycle.start_draining();
+    tokio::spawn(async {
+        tokio::time::sleep(FORCED_EXIT).await;
+        tracing::error!(
+            "drain took longer than {} s; exiting",
+            FORCED_EXIT.as_secs()
+        );
+        std::process::exit(1);
+    });
+    // Stop accepting and finish the requests in flight; a connection that will not finish does
+    // not keep the queue from being put away.
+    let _ = stop_serving.send(());
+    match tokio::time::timeout(Duration::from_secs(15), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::error!(error = %e, "the HTTP server failed while draining"),
+        Ok(Err(e)) => tracing::error!(error = %e, "the HTTP server task failed"),
+        Err(_) => tracing::warn!("requests still open after 15 s; stopping without them"),
+    }
+    let report = worker.stop(Duration::from_secs(10)).await;
+    // WebSocket connections were told 1001 when the drain began; give their close frames a
+    // moment to go out.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while lifecycle
+        .websocket_connections
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     tracing::info!(
         finished = report.finished,
         released = report.released,

@@ -307,11 +307,20 @@ fn starts_without_configuration_serves_and_drains_on_sigterm() {
 #[test]
 fn bad_configuration_stops_the_start_with_one_line_naming_it() {
     type Pairs<'a> = &'a [(&'a str, &'a str)];
-    let cases: [(Pairs<'_>, Pairs<'_>, &str); 4] = [
+    let cases: [(Pairs<'_>, Pairs<'_>, &str); 5] = [
         (&[("PORT", "eighty")], &[], "PORT:"),
+        (&[("NEXUS_ENV", "production")], &[], "NEXUS_CONFIG:"),
         (
-            &[("NEXUS_ENV", "production"), ("NEXUS_ADMIN_TOKEN", "short")],
-            &[],
+            &[
+                ("NEXUS_ENV", "production"),
+                ("NEXUS_CONFIG", "nexus.toml"),
+                ("NEXUS_ADMIN_TOKEN", "short"),
+                ("A_SECRET", "a-secret-of-thirty-two-bytes-or-more-0123"),
+            ],
+            &[(
+                "nexus.toml",
+                "[[nodes]]\nname = \"a\"\nsecret_env = \"A_SECRET\"\npublish = [\"*\"]\n",
+            )],
             "NEXUS_ADMIN_TOKEN:",
         ),
         (

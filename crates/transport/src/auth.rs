@@ -38,6 +38,12 @@ impl Secret {
         }
     }
 
+    /// A bearer token: compared as written, `whsec_` prefix and all (the decoding rule is for
+    /// HMAC keys only).
+    pub fn token(written: &str) -> Secret {
+        Secret(written.as_bytes().to_vec())
+    }
+
     /// The key bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.0
@@ -137,19 +143,20 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-fn timestamp(headers: &HeaderMap, name: &str, now_secs: i64) -> Result<i64, ApiError> {
+/// The timestamp header as sent (the signature covers these exact bytes), once it is checked to
+/// be Unix seconds within the window.
+fn timestamp<'a>(headers: &'a HeaderMap, name: &str, now_secs: i64) -> Result<&'a str, ApiError> {
     let raw = header(headers, name)
         .ok_or_else(|| ApiError::unauthorized(format!("{name} header is missing")))?;
     let ts: i64 = raw
-        .trim()
         .parse()
         .map_err(|_| ApiError::unauthorized(format!("{name} must be Unix seconds")))?;
-    if (now_secs - ts).abs() > MAX_SKEW_SECS {
+    if now_secs.abs_diff(ts) > MAX_SKEW_SECS.unsigned_abs() {
         return Err(ApiError::unauthorized(format!(
             "{name} is more than {MAX_SKEW_SECS} s from the server's clock"
         )));
     }
-    Ok(ts)
+    Ok(raw)
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
@@ -193,7 +200,7 @@ pub fn verify(
             .and_then(decode_hex)
             .ok_or_else(|| ApiError::unauthorized("X-Nexus-Signature must be sha256=<hex>"))?;
         let mut signed = Vec::with_capacity(body.len() + 21);
-        signed.extend_from_slice(ts.to_string().as_bytes());
+        signed.extend_from_slice(ts.as_bytes());
         signed.push(b'.');
         signed.extend_from_slice(body);
         hmac::verify(&key, &signed, &tag)
@@ -211,7 +218,7 @@ pub fn verify(
         let mut signed = Vec::with_capacity(id.len() + body.len() + 22);
         signed.extend_from_slice(id.as_bytes());
         signed.push(b'.');
-        signed.extend_from_slice(ts.to_string().as_bytes());
+        signed.extend_from_slice(ts.as_bytes());
         signed.push(b'.');
         signed.extend_from_slice(body);
         let good = signatures
@@ -263,7 +270,11 @@ pub fn sign_nexus(secret: &Secret, timestamp: i64, body: &[u8]) -> String {
 /// Checks `Authorization: Bearer <token>` against the accepted tokens in constant time; returns
 /// the index of the one that matched.
 pub fn bearer(headers: &HeaderMap, tokens: &[&Secret]) -> Option<usize> {
-    let presented = header(headers, "authorization")?.strip_prefix("Bearer ")?;
+    let value = header(headers, "authorization")?;
+    let (scheme, presented) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
     tokens
         .iter()
         .position(|t| t.matches(presented.trim().as_bytes()))
@@ -352,5 +363,46 @@ mod tests {
         assert_eq!(bearer(&h, &[&token]), Some(0));
         let bad = headers(&[("authorization", "Bearer nope".into())]);
         assert_eq!(bearer(&bad, &[&token]), None);
+        // Bearer tokens are compared as written, whsec_ prefix and all; the scheme name is
+        // case-insensitive.
+        let (_, written) = Secret::generate();
+        let generated = Secret::token(&written);
+        let h = headers(&[("authorization", format!("bearer {written}"))]);
+        assert_eq!(bearer(&h, &[&token, &generated]), Some(1));
+    }
+
+    #[test]
+    fn odd_timestamps_are_refused_or_signed_as_sent() {
+        let secret = Secret::parse("s3cret").expect("valid");
+        let nodes = Nodes::Open(secret.clone());
+        let body = b"{}";
+        let now = 1_800_000_000;
+        let extreme = headers(&[
+            ("x-nexus-node", "n".into()),
+            ("x-nexus-timestamp", i64::MIN.to_string()),
+            ("x-nexus-signature", "sha256=00".into()),
+        ]);
+        assert!(
+            verify(&nodes, &extreme, body, None, now).is_err(),
+            "no overflow, a 401"
+        );
+        // The signature covers the header as sent, leading zero included.
+        let raw = format!("0{now}");
+        let mut ctx = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, secret.bytes()));
+        ctx.update(raw.as_bytes());
+        ctx.update(b".");
+        ctx.update(body);
+        let hex: String = ctx
+            .sign()
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let padded = headers(&[
+            ("x-nexus-node", "n".into()),
+            ("x-nexus-timestamp", raw),
+            ("x-nexus-signature", format!("sha256={hex}")),
+        ]);
+        assert!(verify(&nodes, &padded, body, None, now).is_ok());
     }
 }

@@ -176,7 +176,8 @@ impl IntoResponse for ApiError {
         });
         let mut response = (self.status, Json(body)).into_response();
         if let Some(after) = self.retry_after {
-            let secs = after.as_secs().max(1);
+            // Rounded up: a client that waits exactly this long finds the budget back.
+            let secs = after.as_secs_f64().ceil().max(1.0) as u64;
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }

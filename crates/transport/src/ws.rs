@@ -63,7 +63,7 @@ const POLICY: u16 = 1008;
 fn query_token(raw: Option<&str>) -> Option<String> {
     raw?.split('&').find_map(|pair| {
         let (k, v) = pair.split_once('=')?;
-        (k == "token").then(|| v.to_owned())
+        (k == "token").then(|| crate::admin::percent_decode(v))
     })
 }
 
@@ -72,7 +72,7 @@ pub(crate) async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let ws_config = &state.config.ws;
     let mut accepted: Vec<&Secret> = vec![&state.config.admin_token];
@@ -90,6 +90,7 @@ pub(crate) async fn upgrade(
     if state.lifecycle.is_draining() {
         return Err(ApiError::unavailable("the server is shutting down"));
     }
+    let ws = ws.map_err(|e| ApiError::bad_request(format!("not a WebSocket upgrade: {e}")))?;
     let scope = match index {
         0 => TypeFilter::all(),
         i => ws_config.tokens[i - 1].events.clone(),
@@ -258,11 +259,22 @@ type Close = (u16, &'static str);
 struct Conn<'a> {
     state: &'a AppState,
     scope: TypeFilter,
-    patterns: Vec<Pattern>,
-    /// The highest sequence sent to this client: live events at or below it were sent by a
-    /// `since` replay already.
+    /// Subscribed patterns, each with the sequence after which it wants events: its `since`, or
+    /// the log's head when it was subscribed without one.
+    patterns: Vec<(Pattern, u64)>,
+    /// The highest sequence sent or passed over by this connection: live events at or below it
+    /// were dealt with by a `since` replay.
     high_water: u64,
     out: mpsc::Sender<Out>,
+}
+
+/// How long a replay waits for a client that reads nothing before it is closed.
+const REPLAY_STALL: Duration = Duration::from_secs(10);
+
+fn wanted(patterns: &[(Pattern, u64)], e: &Event) -> bool {
+    patterns
+        .iter()
+        .any(|(p, from)| e.sequence > *from && p.matches_type(&e.event_type))
 }
 
 impl Conn<'_> {
@@ -273,20 +285,17 @@ impl Conn<'_> {
     }
 
     /// Queues a frame, waiting for room: for replays, which the client asked for and which may
-    /// be longer than the live buffer.
+    /// be longer than the live buffer; a client that reads nothing for a while is closed.
     async fn push_waiting(&self, m: Message) -> Result<(), Close> {
-        self.out
-            .send(Out::Send(m))
-            .await
-            .map_err(|_| (GOING_AWAY, "connection closed"))
-    }
-
-    fn wants(&self, e: &Event) -> bool {
-        self.patterns.iter().any(|p| p.matches_type(&e.event_type))
+        match tokio::time::timeout(REPLAY_STALL, self.out.send(Out::Send(m))).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err((GOING_AWAY, "connection closed")),
+            Err(_) => Err((TRY_AGAIN_LATER, "consumer too slow; resume with since")),
+        }
     }
 
     fn live(&mut self, e: &Event) -> Result<(), Close> {
-        if e.sequence <= self.high_water || !self.wants(e) {
+        if e.sequence <= self.high_water || !wanted(&self.patterns, e) {
             return Ok(());
         }
         self.high_water = e.sequence;
@@ -323,7 +332,7 @@ impl Conn<'_> {
                     }
                 }
                 if action == "unsubscribe" {
-                    self.patterns.retain(|p| !parsed.contains(p));
+                    self.patterns.retain(|(p, _)| !parsed.contains(p));
                     let names: Vec<&str> = parsed.iter().map(Pattern::as_str).collect();
                     return self.push(frame(&json!({ "ack": "unsubscribe", "events": names })));
                 }
@@ -362,45 +371,39 @@ impl Conn<'_> {
         if inside.is_empty() {
             return Ok(());
         }
-        let old = TypeFilter::new(self.patterns.clone());
-        let had_any = !self.patterns.is_empty();
+        let old = self.patterns.clone();
+        // Without `since`, a pattern starts now: after the log's head.
+        let head = match since {
+            Some(_) => 0,
+            None => self.state.store.head().await.unwrap_or(self.high_water),
+        };
+        let from = since.unwrap_or(head);
         for p in &inside {
-            if !self.patterns.contains(p) {
-                self.patterns.push(p.clone());
+            match self.patterns.iter_mut().find(|(q, _)| q == p) {
+                // Subscribing again with an older `since` widens what the pattern wants.
+                Some((_, f)) => *f = (*f).min(from),
+                None => self.patterns.push((p.clone(), from)),
             }
         }
         let names: Vec<&str> = inside.iter().map(Pattern::as_str).collect();
         self.push(frame(&json!({ "ack": "subscribe", "events": names })))?;
         if let Some(since) = since {
-            let new = TypeFilter::new(inside);
-            self.replay(since, &new, had_any.then_some(old)).await?;
+            self.replay(since, &old).await?;
         }
         Ok(())
     }
 
-    /// Sends stored events after `since`, in order, up to the log's head, leaving nothing for
-    /// the live stream to repeat or miss. At or below the old high-water mark: what the new
-    /// patterns want and the old ones did not (the rest was sent). Above it: everything the
-    /// patterns now want, since the live stream skips what this replay covered.
-    async fn replay(
-        &mut self,
-        since: u64,
-        new: &TypeFilter,
-        old: Option<TypeFilter>,
-    ) -> Result<(), Close> {
+    /// Sends, in order, every stored event the patterns now want that was not sent already, up
+    /// to the log's head; live events at or below what it covered are then skipped. An event at
+    /// or below the old high-water mark was sent if the old patterns wanted it.
+    async fn replay(&mut self, since: u64, old: &[(Pattern, u64)]) -> Result<(), Close> {
         let old_high_water = self.high_water;
-        let current = TypeFilter::new(self.patterns.clone());
-        let old_wants = |e: &Event| old.as_ref().is_some_and(|f| f.matches(&e.event_type));
-        // Events above the old high-water mark that the old patterns want are still on their way
-        // through the bus, which will skip them once this replay has moved the mark: send them
-        // here, even below `since`.
-        let mut after = if old.is_some() {
-            since.min(old_high_water)
-        } else {
-            since
-        };
+        let current = self.patterns.clone();
+        let filter = TypeFilter::new(current.iter().map(|(p, _)| p.clone()));
+        // Nothing at or below the smallest `from` is wanted by any pattern.
+        let mut after = current.iter().map(|(_, from)| *from).min().unwrap_or(since);
         loop {
-            let page = match self.state.store.read(after, 256, &current).await {
+            let page = match self.state.store.read(after, 256, &filter).await {
                 Ok(page) if page.is_empty() => return Ok(()),
                 Ok(page) => page,
                 Err(e) => {
@@ -413,14 +416,8 @@ impl Conn<'_> {
             };
             for e in page {
                 after = e.sequence;
-                let send = if e.sequence <= old_high_water {
-                    e.sequence > since && new.matches(&e.event_type) && !old_wants(&e)
-                } else if e.sequence <= since {
-                    old_wants(&e)
-                } else {
-                    true
-                };
-                if send {
+                let sent_before = e.sequence <= old_high_water && wanted(old, &e);
+                if wanted(&current, &e) && !sent_before {
                     self.push_waiting(event_frame(&e)).await?;
                 }
                 self.high_water = self.high_water.max(e.sequence);
