@@ -145,14 +145,23 @@ fn config(owner: &str) -> WorkerConfig {
     }
 }
 
-fn worker(f: &Fixture, target: &Arc<Fake>, owner: &str) -> RetryWorker {
+fn worker_on(
+    store: &Arc<SqliteStore>,
+    clock: &Arc<ManualClock>,
+    target: &Arc<Fake>,
+    owner: &str,
+) -> RetryWorker {
     RetryWorker::new(
-        Arc::clone(&f.store) as _,
+        Arc::clone(store) as _,
         Arc::clone(target) as _,
-        Arc::clone(&f.clock) as _,
+        Arc::clone(clock) as _,
         config(owner),
     )
     .expect("valid config")
+}
+
+fn worker(f: &Fixture, target: &Arc<Fake>, owner: &str) -> RetryWorker {
+    worker_on(&f.store, &f.clock, target, owner)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -351,14 +360,7 @@ async fn a_restart_resumes_pending_retries() {
         let store = Arc::new(SqliteStore::open(dir.path()).expect("open"));
         nexus_store::conformance::subscribe_everything(&*store, &format!("{TARGET}/hook")).await;
         let target = Fake::new(Arc::clone(&clock), Box::new(|_| fail(502)));
-        let handle = RetryWorker::new(
-            Arc::clone(&store) as _,
-            Arc::clone(&target) as _,
-            Arc::clone(&clock) as _,
-            config("before"),
-        )
-        .expect("valid")
-        .spawn();
+        let handle = worker_on(&store, &clock, &target, "before").spawn();
         publish(&store, 3).await;
         wait_for("three scheduled retries", async || {
             store.next_due().await.expect("next_due") == Some(at(2_000))
@@ -369,14 +371,7 @@ async fn a_restart_resumes_pending_retries() {
     }
     let store = Arc::new(SqliteStore::open(dir.path()).expect("reopen"));
     let target = Fake::new(Arc::clone(&clock), Box::new(|_| Outcome::Delivered));
-    let handle = RetryWorker::new(
-        Arc::clone(&store) as _,
-        Arc::clone(&target) as _,
-        Arc::clone(&clock) as _,
-        config("after"),
-    )
-    .expect("valid")
-    .spawn();
+    let handle = worker_on(&store, &clock, &target, "after").spawn();
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert!(target.calls().is_empty(), "not due yet");
     clock.set(at(2_000));
@@ -622,15 +617,9 @@ async fn an_open_breaker_stays_open_across_a_restart() {
         nexus_store::conformance::subscribe_everything(&*store, &format!("{TARGET}/hook")).await;
         let target = Fake::new(Arc::clone(&clock), Box::new(|_| fail(503)));
         let breakers = Arc::new(Breakers::default());
-        let handle = RetryWorker::new(
-            Arc::clone(&store) as _,
-            Arc::clone(&target) as _,
-            Arc::clone(&clock) as _,
-            config("before"),
-        )
-        .expect("valid")
-        .breakers(Arc::clone(&breakers))
-        .spawn();
+        let handle = worker_on(&store, &clock, &target, "before")
+            .breakers(Arc::clone(&breakers))
+            .spawn();
         publish(&store, 5).await;
         wait_for("the breaker to open and be kept", async || {
             store
@@ -646,15 +635,9 @@ async fn an_open_breaker_stays_open_across_a_restart() {
     let store = Arc::new(SqliteStore::open(dir.path()).expect("reopen"));
     let target = Fake::new(Arc::clone(&clock), Box::new(|_| Outcome::Delivered));
     let breakers = Arc::new(Breakers::default());
-    let handle = RetryWorker::new(
-        Arc::clone(&store) as _,
-        Arc::clone(&target) as _,
-        Arc::clone(&clock) as _,
-        config("after"),
-    )
-    .expect("valid")
-    .breakers(Arc::clone(&breakers))
-    .spawn();
+    let handle = worker_on(&store, &clock, &target, "after")
+        .breakers(Arc::clone(&breakers))
+        .spawn();
     wait_for("the kept state", async || {
         breakers.get(TARGET).map(|b| b.state) == Some(BreakerState::Open)
     })
