@@ -11,6 +11,7 @@ use std::time::Duration;
 use nexus_event::Timestamp;
 use nexus_store::BreakerRecord;
 
+use crate::clock::later;
 use crate::error::ConfigError;
 
 /// Breaker settings (`[breaker]` in the config file).
@@ -165,11 +166,6 @@ impl Default for CircuitBreaker {
             opened_at: None,
         }
     }
-}
-
-fn later(t: Timestamp, by: Duration) -> Timestamp {
-    let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
-    Timestamp::from_unix_millis(t.as_unix_millis().saturating_add(ms)).unwrap_or(t)
 }
 
 impl CircuitBreaker {

@@ -8,6 +8,13 @@ use async_trait::async_trait;
 use nexus_event::Timestamp;
 use tokio::sync::watch;
 
+/// `t` moved forward by `by`, saturating at the largest timestamp the model allows (an
+/// out-of-range result keeps `t`).
+pub(crate) fn later(t: Timestamp, by: Duration) -> Timestamp {
+    let ms = i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+    Timestamp::from_unix_millis(t.as_unix_millis().saturating_add(ms)).unwrap_or(t)
+}
+
 /// A source of time that can also be slept on.
 #[async_trait]
 pub trait Clock: Send + Sync + 'static {

@@ -18,7 +18,7 @@ use tokio::task::{Id, JoinSet};
 
 use crate::backoff::Schedule;
 use crate::breaker::{Admission, Breakers, CallResult};
-use crate::clock::Clock;
+use crate::clock::{Clock, later};
 use crate::error::ConfigError;
 
 /// Why an attempt failed, as the target saw it.
@@ -171,11 +171,6 @@ fn consumer_type(c: &Consumer) -> &'static str {
     }
 }
 
-fn plus(t: Timestamp, d: Duration) -> Timestamp {
-    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    Timestamp::from_unix_millis(t.as_unix_millis().saturating_add(ms)).unwrap_or(t)
-}
-
 /// Sets the queue-size gauges from fresh stats.
 pub fn record_queue_gauges(stats: &QueueStats) {
     metrics::gauge!(metric_names::RETRY_QUEUE_SIZE).set((stats.pending + stats.in_flight) as f64);
@@ -284,7 +279,7 @@ impl RetryWorker {
                     Ok(due) => due,
                     Err(e) => {
                         tracing::error!(error = %e, "retry worker cannot read the next due time");
-                        Some(plus(worker.clock.now(), Duration::from_secs(1)))
+                        Some(later(worker.clock.now(), Duration::from_secs(1)))
                     }
                 };
             }
@@ -515,7 +510,7 @@ impl RetryWorker {
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(delivery = lease.token.delivery, attempt = lease.attempt, error = %err.message, "attempt failed; retrying");
                 self.queue
-                    .retry_at(&lease.token, plus(now, delay), failure)
+                    .retry_at(&lease.token, later(now, delay), failure)
                     .await
             }
             None => {
