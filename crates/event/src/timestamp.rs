@@ -56,6 +56,11 @@ impl Timestamp {
         self.0
     }
 
+    /// Whole seconds since the Unix epoch (rounded down), as signature timestamps are written.
+    pub const fn as_unix_secs(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+
     fn to_datetime(self) -> OffsetDateTime {
         let nanos = i128::from(self.0) * 1_000_000;
         // The constructor keeps the value inside the years 0000 to 9999, which `time` represents.
@@ -157,5 +162,7 @@ mod tests {
     fn now_is_recent() {
         let now = Timestamp::now().as_unix_millis();
         assert!(now > 1_700_000_000_000, "{now}");
+        let before_epoch = Timestamp::from_unix_millis(-1).expect("valid");
+        assert_eq!(before_epoch.as_unix_secs(), -1, "rounded down");
     }
 }

@@ -56,7 +56,7 @@ fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
 }
 
 fn now_secs() -> i64 {
-    Timestamp::now().as_unix_millis().div_euclid(1000)
+    Timestamp::now().as_unix_secs()
 }
 
 /// The parts of an event a publisher may give.

@@ -221,7 +221,7 @@ impl Target for WebhookTarget {
             Ok(b) => Bytes::from(b),
             Err(e) => return Outcome::Failed(AttemptError::new("encode", e.to_string())),
         };
-        let ts = Timestamp::now().as_unix_millis().div_euclid(1000);
+        let ts = Timestamp::now().as_unix_secs();
         let event_id = lease.event.id.to_string();
         let headers = vec![
             (

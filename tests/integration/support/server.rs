@@ -126,7 +126,7 @@ pub fn agent() -> ureq::Agent {
 }
 
 pub fn now() -> i64 {
-    Timestamp::now().as_unix_millis() / 1000
+    Timestamp::now().as_unix_secs()
 }
 
 /// An answer: status, headers we look at, and the body as JSON (or `Null`).
