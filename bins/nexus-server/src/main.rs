@@ -19,7 +19,7 @@ use nexus_core::{Bus, metric_names};
 use nexus_resilience::{Breakers, MetricsInstrument, RetryWorker, SystemClock, WorkerConfig};
 use nexus_store::{NewSubscription, SqliteStore, Store, SubscriptionPatch, Subscriptions};
 use nexus_transport::auth::{Node, Nodes, Secret};
-use nexus_transport::outbound::{OutboundConfig, WebhookTarget};
+use nexus_transport::outbound::{HttpClient, OutboundConfig, WebhookTarget};
 use nexus_transport::{App, AppConfig, RateLimit, WsConfig, WsToken};
 
 use config::{Checked, ConfigError, FileConfig, Mode, Settings, strong};
@@ -198,10 +198,11 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         Arc::new(MetricsInstrument),
     ));
     let dyn_store: Arc<dyn Store> = Arc::clone(&store) as _;
-    let target = Arc::new(WebhookTarget::new(
-        Arc::clone(&dyn_store),
-        OutboundConfig::default(),
-    ));
+    let http = Arc::new(HttpClient::new(OutboundConfig {
+        refuse_private: settings.mode == Mode::Production && !settings.allow_private_targets,
+        ..OutboundConfig::default()
+    }));
+    let target = Arc::new(WebhookTarget::new(Arc::clone(&dyn_store), http));
     let worker = RetryWorker::new(
         Arc::clone(&store) as _,
         target,
