@@ -2,6 +2,7 @@
 
 mod bus;
 mod http;
+mod payment_flow;
 mod resilience;
 mod store;
 mod store_crash;

@@ -794,10 +794,16 @@ mod tests {
                 Err(e) => e,
             }
         };
-        assert_eq!(bad("gte = 1", "near = 1").name, "reactors[0].when.\"/amount\".near");
+        assert_eq!(
+            bad("gte = 1", "near = 1").name,
+            "reactors[0].when.\"/amount\".near"
+        );
         assert_eq!(bad("\"POST\"", "\"GET\"").name, "reactors[0].http.method");
         assert_eq!(bad("http://127", "ftp://127").name, "reactors[0].http.url");
-        assert_eq!(bad("\"MINT_FAILED\"", "\"\"").name, "reactors[0].emit_on_failure");
+        assert_eq!(
+            bad("\"MINT_FAILED\"", "\"\"").name,
+            "reactors[0].emit_on_failure"
+        );
         assert_eq!(
             bad("FACTORY_HOOK_SECRET\"", "UNSET_VAR\"").name,
             "reactors[0].http.secret_env"

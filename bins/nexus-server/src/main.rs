@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nexus_core::{Bus, metric_names};
+use nexus_reactors::{DeliveryTarget, Reactors};
 use nexus_resilience::{Breakers, MetricsInstrument, RetryWorker, SystemClock, WorkerConfig};
 use nexus_store::{NewSubscription, SqliteStore, Store, SubscriptionPatch, Subscriptions};
 use nexus_transport::auth::{Node, Nodes, Secret};
-use nexus_reactors::{DeliveryTarget, Reactors};
 use nexus_transport::outbound::{HttpClient, OutboundConfig};
 use nexus_transport::{App, AppConfig, RateLimit, WsConfig, WsToken};
 

@@ -210,9 +210,13 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_reactor_that_matches_its_own_output_stops_at_the_depth_limit() {
         let bus = Bus::new();
-        let rule = Rule::new("loop", Pattern::new("PING").expect("glob"), Action::InProcess(Arc::new(Echo)))
-            .expect("rule")
-            .emit_on_success(t("PING"));
+        let rule = Rule::new(
+            "loop",
+            Pattern::new("PING").expect("glob"),
+            Action::InProcess(Arc::new(Echo)),
+        )
+        .expect("rule")
+        .emit_on_success(t("PING"));
         let reactors = Reactors::new(vec![rule]).expect("set").max_depth(3);
         let _running = BusReactors::spawn(&bus, reactors).expect("spawn");
         let mut all = bus.subscribe(TypeFilter::all());
@@ -228,40 +232,63 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn failures_emit_the_failure_event_and_when_filters() {
         let bus = Bus::new();
-        let rule = Rule::new("r", Pattern::new("IN").expect("glob"), Action::InProcess(Arc::new(Echo)))
-            .expect("rule")
-            .when(crate::When::parse(
-                serde_json::json!({"/n": {"gte": 1}}).as_object().expect("map"),
-            ).expect("when"))
-            .emit_on_success(t("OK"))
-            .emit_on_failure(t("FAILED"));
-        let _running = BusReactors::spawn(&bus, Reactors::new(vec![rule]).expect("set")).expect("spawn");
+        let rule = Rule::new(
+            "r",
+            Pattern::new("IN").expect("glob"),
+            Action::InProcess(Arc::new(Echo)),
+        )
+        .expect("rule")
+        .when(
+            crate::When::parse(
+                serde_json::json!({"/n": {"gte": 1}})
+                    .as_object()
+                    .expect("map"),
+            )
+            .expect("when"),
+        )
+        .emit_on_success(t("OK"))
+        .emit_on_failure(t("FAILED"));
+        let _running =
+            BusReactors::spawn(&bus, Reactors::new(vec![rule]).expect("set")).expect("spawn");
         let mut out = bus.subscribe(TypeFilter::parse(["OK", "FAILED"]).expect("filter"));
         bus.emit(NewEvent::new(t("IN"), "test").payload(serde_json::json!({"n": 0})));
         bus.emit(NewEvent::new(t("IN"), "test").payload(serde_json::json!({"n": 2})));
-        let trigger = bus.emit(NewEvent::new(t("IN"), "test").payload(serde_json::json!({"n": 3, "fail": true})));
+        let trigger = bus.emit(
+            NewEvent::new(t("IN"), "test").payload(serde_json::json!({"n": 3, "fail": true})),
+        );
         let ok = out.recv().await.expect("ok");
-        assert_eq!((ok.event_type.as_str(), &ok.payload), ("OK", &serde_json::json!({"n": 2})));
+        assert_eq!(
+            (ok.event_type.as_str(), &ok.payload),
+            ("OK", &serde_json::json!({"n": 2}))
+        );
         let failed = out.recv().await.expect("failed");
         assert_eq!(failed.event_type.as_str(), "FAILED");
         assert_eq!(failed.payload["error"], "asked to fail");
-        assert_eq!(failed.correlation_id.as_ref().map(|c| c.as_str()), Some(trigger.id.as_str()));
+        assert_eq!(
+            failed.correlation_id.as_ref().map(|c| c.as_str()),
+            Some(trigger.id.as_str())
+        );
         assert!(
-            tokio::time::timeout(Duration::from_millis(200), out.recv()).await.is_err(),
+            tokio::time::timeout(Duration::from_millis(200), out.recv())
+                .await
+                .is_err(),
             "n = 0 does not pass `when`"
         );
     }
 
     #[test]
     fn http_rules_are_refused_on_the_bare_bus() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().expect("rt");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("rt");
         let _guard = rt.enter();
         let http = crate::rule::HttpAction::post(
             "http://127.0.0.1:9/x",
             nexus_transport::auth::Secret::token("s"),
         )
         .expect("action");
-        let rule = Rule::new("h", Pattern::new("*").expect("glob"), Action::Http(http)).expect("rule");
+        let rule =
+            Rule::new("h", Pattern::new("*").expect("glob"), Action::Http(http)).expect("rule");
         let err = BusReactors::spawn(&Bus::new(), Reactors::new(vec![rule]).expect("set")).err();
         assert!(err.is_some_and(|e| e.to_string().contains("durable queue")));
     }

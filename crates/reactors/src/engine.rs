@@ -238,7 +238,9 @@ impl DeliveryTarget {
         match result {
             Ok(payload) => {
                 if let Some(t) = &rule.emit_on_success
-                    && let Err(e) = self.emit(emitted(name, "success", t, trigger, payload)).await
+                    && let Err(e) = self
+                        .emit(emitted(name, "success", t, trigger, payload))
+                        .await
                 {
                     // The call is made again on the retry; the emitted id stays the same.
                     return Outcome::Failed(e);
@@ -269,11 +271,19 @@ impl Target for DeliveryTarget {
         }
     }
 
-    async fn dead_lettering(&self, lease: &Lease, error: &AttemptError) -> Result<(), AttemptError> {
+    async fn dead_lettering(
+        &self,
+        lease: &Lease,
+        error: &AttemptError,
+    ) -> Result<(), AttemptError> {
         let Consumer::Reactor(name) = &lease.consumer else {
             return Ok(());
         };
-        let Some(t) = self.reactors.get(name).and_then(|r| r.emit_on_failure.as_ref()) else {
+        let Some(t) = self
+            .reactors
+            .get(name)
+            .and_then(|r| r.emit_on_failure.as_ref())
+        else {
             return Ok(());
         };
         let trigger = &lease.event;
@@ -284,7 +294,8 @@ impl Target for DeliveryTarget {
             "attempts": lease.attempt,
             "event": &**trigger,
         });
-        self.emit(emitted(name, "failure", t, trigger, payload)).await
+        self.emit(emitted(name, "failure", t, trigger, payload))
+            .await
     }
 }
 
@@ -309,7 +320,10 @@ mod tests {
     fn answers_become_payloads() {
         assert_eq!(answer_payload(b""), json!({}));
         assert_eq!(answer_payload(b" \n"), json!({}));
-        assert_eq!(answer_payload(br#"{"mint_id":"m-1"}"#), json!({"mint_id": "m-1"}));
+        assert_eq!(
+            answer_payload(br#"{"mint_id":"m-1"}"#),
+            json!({"mint_id": "m-1"})
+        );
         assert_eq!(answer_payload(b"ok"), json!("ok"));
     }
 

@@ -138,9 +138,7 @@ impl Rule {
         if !valid_node_name(name) {
             return Err(ReactorError::invalid(
                 "name",
-                format!(
-                    "{name:?} must be 1 to 64 characters of letters, digits, '_', '.' or '-'"
-                ),
+                format!("{name:?} must be 1 to 64 characters of letters, digits, '_', '.' or '-'"),
             ));
         }
         Ok(Rule {
@@ -263,8 +261,8 @@ impl ReactorConfig {
                 .transpose()
                 .map_err(|e| ReactorError::invalid(field, e.to_string()))
         };
-        let mut rule = Rule::new(&self.name, on, Action::Http(http))?
-            .when(When::parse(&self.when)?);
+        let mut rule =
+            Rule::new(&self.name, on, Action::Http(http))?.when(When::parse(&self.when)?);
         rule.emit_on_success = event_type("emit_on_success", &self.emit_on_success)?;
         rule.emit_on_failure = event_type("emit_on_failure", &self.emit_on_failure)?;
         Ok(rule)
@@ -289,12 +287,21 @@ mod tests {
         let rule = cfg.build("s3cret").expect("builds");
         assert_eq!(rule.name, "mint-on-payment");
         assert_eq!(rule.target(), "http://127.0.0.1:4000");
-        assert_eq!(rule.emit_on_success.as_ref().map(|t| t.as_str()), Some("MINT_REQUESTED"));
-        assert_eq!(rule.emit_on_failure.as_ref().map(|t| t.as_str()), Some("MINT_FAILED"));
+        assert_eq!(
+            rule.emit_on_success.as_ref().map(|t| t.as_str()),
+            Some("MINT_REQUESTED")
+        );
+        assert_eq!(
+            rule.emit_on_failure.as_ref().map(|t| t.as_str()),
+            Some("MINT_FAILED")
+        );
         let Action::Http(h) = &rule.action else {
             panic!("an HTTP action")
         };
-        assert_eq!((h.method.clone(), h.timeout), (Method::PUT, Some(Duration::from_millis(2500))));
+        assert_eq!(
+            (h.method.clone(), h.timeout),
+            (Method::PUT, Some(Duration::from_millis(2500)))
+        );
         let fires = |t: &str, amount: i64| {
             rule.fires_on(
                 &nexus_event::NewEvent::new(EventType::new(t).expect("type"), "flowpay")
@@ -325,10 +332,22 @@ mod tests {
             (with(&["name"], Value::from("bad name")), "name:"),
             (with(&["on"], Value::from("")), "on:"),
             (with(&["http", "url"], Value::from("ftp://x/")), "http.url:"),
-            (with(&["http", "method"], Value::from("DELETE")), "http.method:"),
-            (with(&["http", "timeout_ms"], Value::from(0)), "http.timeout_ms:"),
-            (with(&["emit_on_success"], Value::from("bad type")), "emit_on_success:"),
-            (with(&["when"], serde_json::json!({"/a": {"near": 1}})), "when.\"/a\".near:"),
+            (
+                with(&["http", "method"], Value::from("DELETE")),
+                "http.method:",
+            ),
+            (
+                with(&["http", "timeout_ms"], Value::from(0)),
+                "http.timeout_ms:",
+            ),
+            (
+                with(&["emit_on_success"], Value::from("bad type")),
+                "emit_on_success:",
+            ),
+            (
+                with(&["when"], serde_json::json!({"/a": {"near": 1}})),
+                "when.\"/a\".near:",
+            ),
         ];
         for (cfg, needle) in cases {
             let parsed: ReactorConfig = serde_json::from_value(cfg.clone()).expect("shape");

@@ -197,7 +197,10 @@ mod tests {
             (json!({"/missing": {"eq": 1}}), false),
             (json!({"/missing": {"ne": 1}}), true),
             (json!({"/missing": {"gte": 1}}), false),
-            (json!({"/amount": {"exists": true}, "/currency": {"eq": "USD"}}), false),
+            (
+                json!({"/amount": {"exists": true}, "/currency": {"eq": "USD"}}),
+                false,
+            ),
             (json!({}), true),
         ];
         for (spec, expected) in cases {

@@ -72,7 +72,11 @@ pub trait Target: Send + Sync + 'static {
     /// Called when a delivery's last attempt failed, before it becomes a dead letter (a reactor
     /// emits its `emit_on_failure` event here). An error keeps the delivery in the queue: it is
     /// given back, no attempt counted, and tried again a second later. The default does nothing.
-    async fn dead_lettering(&self, lease: &Lease, error: &AttemptError) -> Result<(), AttemptError> {
+    async fn dead_lettering(
+        &self,
+        lease: &Lease,
+        error: &AttemptError,
+    ) -> Result<(), AttemptError> {
         let _ = (lease, error);
         Ok(())
     }
