@@ -17,6 +17,11 @@ use serde_json::{Value, json};
 use crate::error::ReactorError;
 use crate::rule::{Action, Rule};
 
+/// The reason of a refused cycle.
+const CYCLE: &str = "cycle";
+/// The reason of a delivery for a reactor that is no longer configured.
+const UNKNOWN_REACTOR: &str = "unknown_reactor";
+
 /// How deep a correlation chain may grow before a reactor refuses to fire: a reactor that emits
 /// an event it also matches stops after this many rounds.
 pub const DEFAULT_MAX_DEPTH: usize = 8;
@@ -174,7 +179,7 @@ impl DeliveryTarget {
     async fn react(&self, name: &str, lease: &Lease) -> Outcome {
         let Some(rule) = self.reactors.get(name) else {
             return Outcome::Refused(AttemptError::new(
-                "unknown_reactor",
+                UNKNOWN_REACTOR,
                 format!("reactor {name:?} is not configured on this server"),
             ));
         };
@@ -184,11 +189,11 @@ impl DeliveryTarget {
             Err(e) => return Outcome::Failed(e),
         };
         if depth >= self.reactors.max_depth {
-            metrics::counter!(metric_names::REACTOR_EXECUTIONS_TOTAL, "reactor" => name.to_owned(), "status" => "cycle")
+            metrics::counter!(metric_names::REACTOR_EXECUTIONS_TOTAL, "reactor" => name.to_owned(), "status" => CYCLE)
                 .increment(1);
             tracing::error!(reactor = name, event_id = %trigger.id, depth, "reactor cycle refused");
             return Outcome::Refused(AttemptError::new(
-                "cycle",
+                CYCLE,
                 format!(
                     "reactor {name:?} refused event {} of type {}: its correlation chain is {depth} events deep (limit {}); a reactor probably emits an event it also matches",
                     trigger.id, trigger.event_type, self.reactors.max_depth
@@ -279,6 +284,10 @@ impl Target for DeliveryTarget {
         let Consumer::Reactor(name) = &lease.consumer else {
             return Ok(());
         };
+        // A refused cycle emits nothing: the failure event would only lengthen the chain.
+        if error.reason == CYCLE || error.reason == UNKNOWN_REACTOR {
+            return Ok(());
+        }
         let Some(t) = self
             .reactors
             .get(name)

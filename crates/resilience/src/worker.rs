@@ -58,8 +58,7 @@ pub enum Outcome {
     /// reactor it is an ordinary failure.
     Gone(AttemptError),
     /// The delivery can never succeed (a reactor cycle, say): it becomes a dead letter at once,
-    /// no retry. No call was made, so the breaker does not count it, and
-    /// [`Target::dead_lettering`] is not called.
+    /// no retry. The breaker does not count it (the target's health is not in question).
     Refused(AttemptError),
 }
 
@@ -69,8 +68,8 @@ pub trait Target: Send + Sync + 'static {
     /// Makes one attempt at a leased delivery.
     async fn attempt(&self, lease: &Lease) -> Outcome;
 
-    /// Called when a delivery's last attempt failed, before it becomes a dead letter (a reactor
-    /// emits its `emit_on_failure` event here). An error keeps the delivery in the queue: it is
+    /// Called before a delivery becomes a dead letter, its retries spent or its attempt
+    /// refused (a reactor emits its `emit_on_failure` event here). An error keeps the delivery in the queue: it is
     /// given back, no attempt counted, and tried again a second later. The default does nothing.
     async fn dead_lettering(
         &self,
@@ -476,7 +475,7 @@ impl RetryWorker {
                 // No call was made: the target's health is unknown, so a trial is given back.
                 self.breakers
                     .record(&lease.target, trial, CallResult::Abandoned, now);
-                self.dead_letter(&lease, err, now, false).await
+                self.dead_letter(&lease, err, now).await
             }
         };
         if let Err(e) = settled {
@@ -535,20 +534,19 @@ impl RetryWorker {
                     .retry_at(&lease.token, later(now, delay), failure)
                     .await
             }
-            None => self.dead_letter(lease, err, now, true).await,
+            None => self.dead_letter(lease, err, now).await,
         }
     }
 
-    /// Moves a delivery to the dead letters, first telling the target when `exhausted` (its
-    /// retries ran out); if the target cannot take note, the delivery is given back for later.
+    /// Moves a delivery to the dead letters, first telling the target; if the target cannot
+    /// take note, the delivery is given back for later.
     async fn dead_letter(
         &self,
         lease: &Lease,
         err: AttemptError,
         now: Timestamp,
-        exhausted: bool,
     ) -> nexus_store::Result<()> {
-        if exhausted && let Err(e) = self.target.dead_lettering(lease, &err).await {
+        if let Err(e) = self.target.dead_lettering(lease, &err).await {
             tracing::error!(delivery = lease.token.delivery, error = %e.message, "cannot dead-letter yet; retrying in 1 s");
             return self
                 .queue
