@@ -722,6 +722,12 @@ pub async fn subscriptions_crud<S: Store>(store: &S) {
     sorted.sort();
     assert_eq!(listed, sorted);
 
+    let before = store
+        .subscription(&ids[1])
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(before.url, "https://crm1.example/hooks");
     let updated = store
         .update_subscription(
             &ids[1],
@@ -736,6 +742,12 @@ pub async fn subscriptions_crud<S: Store>(store: &S) {
     assert_eq!(updated.target, "http://10.0.0.1:8080");
     assert_eq!(updated.events[0].as_str(), "*");
     assert_eq!(updated.secret, "whsec_1", "untouched fields stay");
+    let after = store
+        .subscription(&ids[1])
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(after, updated, "a read after an update sees it");
     assert!(matches!(
         store
             .update_subscription("nope", SubscriptionPatch::default())

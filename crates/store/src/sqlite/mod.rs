@@ -4,7 +4,7 @@
 mod schema;
 mod writer;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -151,6 +151,11 @@ struct Inner {
     changes: watch::Receiver<u64>,
     idle_readers: Mutex<Vec<Connection>>,
     max_idle_readers: usize,
+    /// Bumped by the writer whenever a commit changed subscriptions.
+    subscriptions_version: Arc<AtomicU64>,
+    /// Subscriptions read at a version: every delivery looks its subscription up, and a read
+    /// on the pool per delivery costs more than the delivery's HTTP call.
+    subscription_cache: Mutex<(u64, HashMap<String, Subscription>)>,
     /// Held for the store's life: one store per data directory. Released after the writer.
     _lock: std::fs::File,
 }
@@ -349,7 +354,15 @@ impl SqliteStore {
             router: b.router,
             cache: EventCache::new(b.event_cache, head + 1),
         };
-        let writer = Writer::new(conn, state, b.bus, Arc::clone(&head_cell), changes_tx);
+        let subscriptions_version = Arc::new(AtomicU64::new(0));
+        let writer = Writer::new(
+            conn,
+            state,
+            b.bus,
+            Arc::clone(&head_cell),
+            changes_tx,
+            Arc::clone(&subscriptions_version),
+        );
         let (jobs_tx, jobs_rx) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("nexus-store-writer".into())
@@ -368,6 +381,8 @@ impl SqliteStore {
                 changes: changes_rx,
                 idle_readers: Mutex::new(Vec::new()),
                 max_idle_readers: b.max_idle_readers,
+                subscriptions_version,
+                subscription_cache: Mutex::new((0, HashMap::new())),
                 _lock: lock,
             }),
         })
@@ -1377,8 +1392,37 @@ impl Subscriptions for SqliteStore {
     }
 
     async fn subscription(&self, id: &str) -> Result<Option<Subscription>> {
-        let id = id.to_owned();
-        self.read(move |conn| subscription_in(conn, &id)).await
+        let version = self.inner.subscriptions_version.load(Ordering::Acquire);
+        {
+            let cache = self
+                .inner
+                .subscription_cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if cache.0 == version
+                && let Some(found) = cache.1.get(id)
+            {
+                return Ok(Some(found.clone()));
+            }
+        }
+        let owned = id.to_owned();
+        let found = self.read(move |conn| subscription_in(conn, &owned)).await?;
+        if let Some(sub) = &found {
+            let mut cache = self
+                .inner
+                .subscription_cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if cache.0 < version {
+                *cache = (version, HashMap::new());
+            }
+            // Read at `version` (or later): a change committed meanwhile has moved the version
+            // on, so this entry is never served after it.
+            if cache.0 == version {
+                cache.1.insert(id.to_owned(), sub.clone());
+            }
+        }
+        Ok(found)
     }
 
     async fn subscriptions(

@@ -101,6 +101,8 @@ pub(crate) struct Writer {
     pub(crate) bus: Option<Bus>,
     pub(crate) head: Arc<AtomicU64>,
     pub(crate) changes: watch::Sender<u64>,
+    /// Moves after every commit that changed subscriptions (readers' caches check it).
+    pub(crate) subscriptions_version: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -110,6 +112,7 @@ impl Writer {
         bus: Option<Bus>,
         head: Arc<AtomicU64>,
         changes: watch::Sender<u64>,
+        subscriptions_version: Arc<AtomicU64>,
     ) -> Self {
         Writer {
             conn,
@@ -117,6 +120,7 @@ impl Writer {
             bus,
             head,
             changes,
+            subscriptions_version,
         }
     }
 
@@ -164,6 +168,7 @@ impl Writer {
             appended,
             work,
             poisoned,
+            subscriptions_changed,
             ..
         } = ctx;
 
@@ -188,6 +193,10 @@ impl Writer {
         };
         match committed {
             Ok(()) => {
+                if subscriptions_changed {
+                    // Before any caller is answered, so it reads what it just wrote.
+                    self.subscriptions_version.fetch_add(1, Ordering::AcqRel);
+                }
                 for event in &appended {
                     self.state.cache.push(Arc::clone(event));
                 }
