@@ -2,7 +2,8 @@
 //! (`ops/prometheus/alerts.yml`) and the dashboard (`ops/grafana/nexus.json`) must be declared in
 //! `nexus_core::metric_names` and exported by a live `nexus-server` under the same type, so a
 //! renamed metric breaks this test instead of silently emptying a panel or an alert. Every alert
-//! has a summary, a description and a section in `ops/RUNBOOK.md`.
+//! has a summary, a description and a section in `ops/RUNBOOK.md`. The node file the
+//! docker-compose stack ships (`ops/nexus.toml`) starts a production server.
 //!
 //! With `NEXUS_SCRAPE_OUT=<file>` the scrape taken after traffic is written there; `.ci/run`
 //! hands it to `promtool check metrics`.
@@ -309,4 +310,33 @@ fn every_alert_has_a_summary_a_description_and_a_runbook_section() {
     }
     assert!(alerts.len() >= 9, "only {alerts:?} found in alerts.yml");
     assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn the_shipped_node_config_starts_a_production_server() {
+    let (path, _) = repo_file("ops/nexus.toml");
+    let path = path.canonicalize().expect("ops/nexus.toml");
+    let config = path.to_str().expect("a UTF-8 path");
+    let mut s = start(
+        &[("NEXUS_ENV", "production"), ("NEXUS_CONFIG", config)],
+        &[],
+    );
+    let ready = agent()
+        .get(&format!("{}/health/ready", s.base))
+        .call()
+        .expect("ready");
+    assert_eq!(ready.status().as_u16(), 200);
+    let (status, body) = publish(
+        &s.base,
+        "loadgen",
+        r#"{"type":"LOADGEN_TEST","payload":{"n":1}}"#,
+    );
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = publish(
+        &s.base,
+        "loadgen",
+        r#"{"type":"PAYMENT_RECEIVED","payload":{"n":1}}"#,
+    );
+    assert_eq!(status, 403, "loadgen may not publish payments: {body}");
+    assert_eq!(terminate(&mut s.child).code(), Some(0));
 }
