@@ -2,6 +2,8 @@
 
 mod bus;
 mod http;
+mod payment_flow;
+mod reactors;
 mod resilience;
 mod store;
 mod store_crash;

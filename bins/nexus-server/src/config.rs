@@ -69,6 +69,7 @@ pub(crate) struct Settings {
     pub(crate) rate_max: u32,
     pub(crate) max_body_bytes: usize,
     pub(crate) ws_buffer: usize,
+    pub(crate) reactor_max_depth: usize,
     pub(crate) allow_private_targets: bool,
     pub(crate) log_level: tracing::Level,
     pub(crate) log_format: LogFormat,
@@ -192,6 +193,15 @@ impl Settings {
         if ws_buffer == 0 {
             return Err(err("NEXUS_WS_BUFFER", "must be at least 1"));
         }
+        let reactor_max_depth: usize = number(
+            "NEXUS_REACTOR_MAX_DEPTH",
+            non_empty("NEXUS_REACTOR_MAX_DEPTH"),
+            nexus_reactors::DEFAULT_MAX_DEPTH,
+            "a number of events",
+        )?;
+        if reactor_max_depth == 0 {
+            return Err(err("NEXUS_REACTOR_MAX_DEPTH", "must be at least 1"));
+        }
         let log_level = match non_empty("LOG_LEVEL").as_deref() {
             None | Some("info") => tracing::Level::INFO,
             Some("error") => tracing::Level::ERROR,
@@ -235,6 +245,7 @@ impl Settings {
             )?,
             max_body_bytes,
             ws_buffer,
+            reactor_max_depth,
             allow_private_targets: boolean(
                 "NEXUS_ALLOW_PRIVATE_TARGETS",
                 get("NEXUS_ALLOW_PRIVATE_TARGETS"),
@@ -256,7 +267,7 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) subscriptions: Vec<SubscriptionEntry>,
     #[serde(default)]
-    pub(crate) reactors: Vec<toml::Table>,
+    pub(crate) reactors: Vec<nexus_reactors::ReactorConfig>,
     pub(crate) retry: Option<RetryEntry>,
     pub(crate) breaker: Option<BreakerEntry>,
     #[serde(default)]
@@ -340,6 +351,32 @@ pub(crate) struct Checked {
     pub(crate) breaker: BreakerConfig,
     /// (token, scope)
     pub(crate) ws_tokens: Vec<(String, TypeFilter)>,
+    pub(crate) reactors: Vec<ReactorSpec>,
+}
+
+/// A reactor of the file, checked, its secret resolved.
+#[derive(Debug, Clone)]
+pub(crate) struct ReactorSpec {
+    pub(crate) config: nexus_reactors::ReactorConfig,
+    /// `None`: signed with `NEXUS_SECRET`.
+    pub(crate) secret: Option<String>,
+}
+
+impl ReactorSpec {
+    /// The rule, signing with its own secret or else `shared`.
+    pub(crate) fn rule(
+        &self,
+        i: usize,
+        shared: Option<&str>,
+    ) -> Result<nexus_reactors::Rule, ConfigError> {
+        let secret = self.secret.as_deref().or(shared).unwrap_or_default();
+        self.config.build(secret).map_err(|e| match e {
+            nexus_reactors::ReactorError::Invalid { field, message } => {
+                err(format!("reactors[{i}].{field}"), message)
+            }
+            other => err(format!("reactors[{i}]"), other.to_string()),
+        })
+    }
 }
 
 fn globs(name: &str, globs: &[String]) -> Result<TypeFilter, ConfigError> {
@@ -371,15 +408,6 @@ impl FileConfig {
         mode: Mode,
         get: impl Fn(&str) -> Option<String>,
     ) -> Result<Checked, ConfigError> {
-        if let Some(first) = self.reactors.first() {
-            let name = first.get("name").and_then(|v| v.as_str()).unwrap_or("?");
-            return Err(err(
-                "reactors",
-                format!(
-                    "reactor {name:?}: reactors are not available in this build of nexus-server yet; remove [[reactors]] to start"
-                ),
-            ));
-        }
         let mut checked = Checked::default();
         let mut names = HashSet::new();
         for (i, n) in self.nodes.into_iter().enumerate() {
@@ -512,6 +540,48 @@ impl FileConfig {
                 .validate()
                 .map_err(|e| err("breaker", e.to_string()))?;
         }
+        let mut reactor_names = HashSet::new();
+        for (i, r) in self.reactors.into_iter().enumerate() {
+            let key = |field: &str| format!("reactors[{i}].{field}");
+            if !reactor_names.insert(r.name.clone()) {
+                return Err(err(
+                    key("name"),
+                    format!("reactor {:?} is named twice", r.name),
+                ));
+            }
+            let secret = match (&r.http.secret_env, &r.http.secret) {
+                (Some(_), Some(_)) => {
+                    return Err(err(
+                        key("http.secret"),
+                        "give secret_env or secret, not both",
+                    ));
+                }
+                (Some(var), None) => {
+                    let value = get(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                        err(
+                            key("http.secret_env"),
+                            format!("the variable {var} is not set"),
+                        )
+                    })?;
+                    if mode == Mode::Production {
+                        strong(var, &value)?;
+                    }
+                    Some(value)
+                }
+                (None, Some(_)) if mode == Mode::Production => {
+                    return Err(err(
+                        key("http.secret"),
+                        "a secret in the file is refused in production; use secret_env",
+                    ));
+                }
+                (None, Some(s)) => Some(s.clone()),
+                (None, None) => None,
+            };
+            let spec = ReactorSpec { config: r, secret };
+            // Every field is checked now; the shared secret is only known later.
+            spec.rule(i, Some("unused-for-the-check"))?;
+            checked.reactors.push(spec);
+        }
         for (i, t) in self.ws_tokens.into_iter().enumerate() {
             let key = |field: &str| format!("ws_tokens[{i}].{field}");
             let token = get(&t.token_env).filter(|v| !v.is_empty()).ok_or_else(|| {
@@ -583,6 +653,7 @@ mod tests {
             ("RATE_LIMIT_WINDOW_MS", "0"),
             ("NEXUS_MAX_BODY_BYTES", "-1"),
             ("NEXUS_ALLOW_PRIVATE_TARGETS", "maybe"),
+            ("NEXUS_REACTOR_MAX_DEPTH", "0"),
         ] {
             let e = Settings::from_env(env(&[(var, value)])).expect_err(var);
             assert_eq!(e.name, var, "{e}");
@@ -693,5 +764,62 @@ mod tests {
         assert!(strong("NEXUS_ADMIN_TOKEN", PLACEHOLDERS[1]).is_err());
         assert!(strong("NEXUS_ADMIN_TOKEN", &"k".repeat(32)).is_ok());
         assert!(strong("X", "whsec_AAAA").is_err(), "3 decoded bytes");
+    }
+
+    #[test]
+    fn reactors_are_checked_key_by_key() {
+        let text = r#"
+            [[reactors]]
+            name = "mint-on-payment"
+            on = "PAYMENT_RECEIVED"
+            when = { "/amount" = { gte = 1 } }
+            http = { method = "POST", url = "http://127.0.0.1:4000/mint", secret_env = "FACTORY_HOOK_SECRET", timeout_ms = 10000 }
+            emit_on_success = "MINT_REQUESTED"
+            emit_on_failure = "MINT_FAILED"
+        "#;
+        let get = env(&[("FACTORY_HOOK_SECRET", "factory-secret")]);
+        let checked = FileConfig::parse(text)
+            .expect("parses")
+            .check(Mode::Development, &get)
+            .expect("valid");
+        let rule = checked.reactors[0].rule(0, None).expect("rule");
+        assert_eq!(
+            (rule.name.as_str(), rule.target().as_str()),
+            ("mint-on-payment", "http://127.0.0.1:4000")
+        );
+        let bad = |from: &str, to: &str| {
+            let text = text.replace(from, to);
+            match FileConfig::parse(&text).and_then(|f| f.check(Mode::Development, &get)) {
+                Ok(_) => panic!("{to:?} should be refused"),
+                Err(e) => e,
+            }
+        };
+        assert_eq!(
+            bad("gte = 1", "near = 1").name,
+            "reactors[0].when.\"/amount\".near"
+        );
+        assert_eq!(bad("\"POST\"", "\"GET\"").name, "reactors[0].http.method");
+        assert_eq!(bad("http://127", "ftp://127").name, "reactors[0].http.url");
+        assert_eq!(
+            bad("\"MINT_FAILED\"", "\"\"").name,
+            "reactors[0].emit_on_failure"
+        );
+        assert_eq!(
+            bad("FACTORY_HOOK_SECRET\"", "UNSET_VAR\"").name,
+            "reactors[0].http.secret_env"
+        );
+        let unknown = bad("emit_on_failure", "emit_on_error");
+        assert_eq!(unknown.name, "NEXUS_CONFIG");
+        assert!(unknown.message.contains("emit_on_error"), "{unknown}");
+        let twice = format!("{text}\n{text}");
+        let e = FileConfig::parse(&twice)
+            .and_then(|f| f.check(Mode::Development, &get))
+            .expect_err("named twice");
+        assert_eq!(e.name, "reactors[1].name");
+        let in_file = text.replace("secret_env = \"FACTORY_HOOK_SECRET\"", "secret = \"x\"");
+        let e = FileConfig::parse(&in_file)
+            .and_then(|f| f.check(Mode::Production, &get))
+            .expect_err("file secret in production");
+        assert_eq!(e.name, "reactors[0].http.secret");
     }
 }

@@ -1,7 +1,7 @@
 //! `nexus-server`: the Nexus event gateway.
 //!
 //! Reads its configuration from the environment, `.env` and the file named by `NEXUS_CONFIG`;
-//! opens the durable store; runs the retry worker that delivers webhooks; serves the HTTP and
+//! opens the durable store; runs the retry worker that delivers webhooks and runs reactors; serves the HTTP and
 //! WebSocket API of API.md; and drains on SIGTERM or SIGINT. The only place that reads the
 //! environment and installs the log subscriber and the Prometheus recorder.
 #![forbid(unsafe_code)]
@@ -16,10 +16,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nexus_core::{Bus, metric_names};
+use nexus_reactors::{DeliveryTarget, Reactors};
 use nexus_resilience::{Breakers, MetricsInstrument, RetryWorker, SystemClock, WorkerConfig};
 use nexus_store::{NewSubscription, SqliteStore, Store, SubscriptionPatch, Subscriptions};
 use nexus_transport::auth::{Node, Nodes, Secret};
-use nexus_transport::outbound::{OutboundConfig, WebhookTarget};
+use nexus_transport::outbound::{HttpClient, OutboundConfig};
 use nexus_transport::{App, AppConfig, RateLimit, WsConfig, WsToken};
 
 use config::{Checked, ConfigError, FileConfig, Mode, Settings, strong};
@@ -81,8 +82,9 @@ struct Secrets {
 
 #[allow(clippy::print_stderr)]
 fn resolve_secrets(settings: &Settings, checked: &Checked) -> Result<Secrets, ConfigError> {
-    let needs_shared =
-        settings.config_path.is_none() || checked.nodes.iter().any(|n| n.secret.is_none());
+    let needs_shared = settings.config_path.is_none()
+        || checked.nodes.iter().any(|n| n.secret.is_none())
+        || checked.reactors.iter().any(|r| r.secret.is_none());
     let production = settings.mode == Mode::Production;
     let generate = |name: &str,
                     value: &Option<String>,
@@ -186,13 +188,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         }
     }
 
-    let bus = Bus::new();
-    let store = Arc::new(
-        SqliteStore::builder(&settings.data_dir)
-            .create_dir(true)
-            .bus(bus.clone())
-            .open()
-            .map_err(|e| config_error("DATA_DIR", e))?,
+    let mut rules = Vec::new();
+    for (i, r) in checked.reactors.iter().enumerate() {
+        rules.push(r.rule(i, secrets.nodes.as_deref())?);
+    }
+    let reactors = Arc::new(
+        Reactors::new(rules)
+            .map_err(|e| config_error("reactors", e))?
+            .max_depth(settings.reactor_max_depth),
     );
     if settings.mode == Mode::Production && !settings.allow_private_targets {
         for (i, s) in checked.subscriptions.iter().enumerate() {
@@ -200,7 +203,22 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| config_error(&format!("subscriptions[{i}].url"), e))?;
         }
+        for (i, r) in checked.reactors.iter().enumerate() {
+            nexus_transport::refuse_private(&r.config.http.url)
+                .await
+                .map_err(|e| config_error(&format!("reactors[{i}].http.url"), e))?;
+        }
     }
+
+    let bus = Bus::new();
+    let store = Arc::new(
+        SqliteStore::builder(&settings.data_dir)
+            .create_dir(true)
+            .bus(bus.clone())
+            .router(Arc::clone(&reactors) as _)
+            .open()
+            .map_err(|e| config_error("DATA_DIR", e))?,
+    );
     apply_subscriptions(&store, &checked).await?;
 
     let breakers = Arc::new(Breakers::with_instrument(
@@ -208,9 +226,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         Arc::new(MetricsInstrument),
     ));
     let dyn_store: Arc<dyn Store> = Arc::clone(&store) as _;
-    let target = Arc::new(WebhookTarget::new(
+    let http = Arc::new(HttpClient::new(OutboundConfig {
+        refuse_private: settings.mode == Mode::Production && !settings.allow_private_targets,
+        ..OutboundConfig::default()
+    }));
+    let target = Arc::new(DeliveryTarget::new(
         Arc::clone(&dyn_store),
-        OutboundConfig::default(),
+        http,
+        Arc::clone(&reactors),
     ));
     let worker = RetryWorker::new(
         Arc::clone(&store) as _,

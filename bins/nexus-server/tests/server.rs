@@ -471,6 +471,86 @@ fn delivers_signed_webhooks_to_configured_subscriptions() {
     assert_eq!(terminate(&mut s.child).code(), Some(0));
 }
 
+#[test]
+fn runs_configured_reactors_and_emits_their_events() {
+    let (url, received) = receiver();
+    let hook_secret = "whsec_ZmFjdG9yeS1ob29rLXNlY3JldC0wMTIzNDU2Nzg5";
+    let config = format!(
+        "[[nodes]]\nname = \"flowpay\"\npublish = [\"PAYMENT_*\"]\n\n[[reactors]]\nname = \"mint\"\non = \"PAYMENT_RECEIVED\"\nwhen = {{ \"/amount\" = {{ gte = 1 }} }}\nhttp = {{ url = \"{url}\", secret_env = \"HOOK_SECRET\", timeout_ms = 5000 }}\nemit_on_success = \"MINT_REQUESTED\"\n"
+    );
+    let mut s = start(
+        &[("NEXUS_CONFIG", "nexus.toml"), ("HOOK_SECRET", hook_secret)],
+        &[("nexus.toml", &config)],
+    );
+    for body in [
+        r#"{"type":"PAYMENT_RECEIVED","id":"pay-0","payload":{"amount":0}}"#,
+        r#"{"type":"PAYMENT_RECEIVED","id":"pay-10","payload":{"amount":10}}"#,
+    ] {
+        let (status, answer) = publish(&s.base, "flowpay", body);
+        assert_eq!(status, 202, "{answer}");
+    }
+    let (headers, body) = received
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the reactor's call");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        header("webhook-id"),
+        "pay-10",
+        "amount 0 does not pass `when`"
+    );
+    let key = b64_decode(hook_secret.trim_start_matches("whsec_"));
+    let signed = format!("pay-10.{}.{body}", header("webhook-timestamp"));
+    let expected = format!("v1,{}", b64(&sign(&key, signed.as_bytes())));
+    assert_eq!(header("webhook-signature"), expected);
+    // The receiver answered 204 with no body: MINT_REQUESTED carries `{}`, caused by pay-10.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let emitted = loop {
+        let page = agent()
+            .get(&format!("{}/api/events?type=MINT_REQUESTED", s.base))
+            .header("authorization", &format!("Bearer {ADMIN}"))
+            .call()
+            .expect("events")
+            .body_mut()
+            .read_json::<serde_json::Value>()
+            .expect("json");
+        if let Some(e) = page["data"].as_array().and_then(|l| l.first()).cloned() {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "no MINT_REQUESTED: {page}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(emitted["source"], "nexus");
+    assert_eq!(emitted["correlation_id"], "pay-10");
+    assert_eq!(emitted["payload"], serde_json::json!({}));
+    let metrics = agent()
+        .get(&format!("{}/metrics", s.base))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("nexus_reactor_executions_total{")
+                && l.contains("reactor=\"mint\"")
+                && l.contains("status=\"success\"")
+                && l.ends_with(" 1")),
+        "{metrics}"
+    );
+    assert!(
+        received.recv_timeout(Duration::from_millis(300)).is_err(),
+        "one call only"
+    );
+    assert_eq!(terminate(&mut s.child).code(), Some(0));
+}
+
 fn b64_decode(s: &str) -> Vec<u8> {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let vals: Vec<u32> = s

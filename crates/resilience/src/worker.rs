@@ -57,6 +57,9 @@ pub enum Outcome {
     /// disabled and this and later deliveries wait, held, until it is enabled again. For a
     /// reactor it is an ordinary failure.
     Gone(AttemptError),
+    /// The delivery can never succeed (a reactor cycle, say): it becomes a dead letter at once,
+    /// no retry. The breaker does not count it (the target's health is not in question).
+    Refused(AttemptError),
 }
 
 /// Where deliveries go: the HTTP client in production, fakes in tests.
@@ -64,6 +67,18 @@ pub enum Outcome {
 pub trait Target: Send + Sync + 'static {
     /// Makes one attempt at a leased delivery.
     async fn attempt(&self, lease: &Lease) -> Outcome;
+
+    /// Called before a delivery becomes a dead letter, its retries spent or its attempt
+    /// refused (a reactor emits its `emit_on_failure` event here). An error keeps the delivery in the queue: it is
+    /// given back, no attempt counted, and tried again a second later. The default does nothing.
+    async fn dead_lettering(
+        &self,
+        lease: &Lease,
+        error: &AttemptError,
+    ) -> Result<(), AttemptError> {
+        let _ = (lease, error);
+        Ok(())
+    }
 }
 
 /// Retry worker settings, each with its default.
@@ -456,6 +471,12 @@ impl RetryWorker {
                     .await;
                 self.failed(&lease, err, now).await
             }
+            Outcome::Refused(err) => {
+                // No call was made: the target's health is unknown, so a trial is given back.
+                self.breakers
+                    .record(&lease.target, trial, CallResult::Abandoned, now);
+                self.dead_letter(&lease, err, now).await
+            }
         };
         if let Err(e) = settled {
             // Typically a lost lease: another worker has the delivery now.
@@ -494,13 +515,13 @@ impl RetryWorker {
         now: Timestamp,
     ) -> nexus_store::Result<()> {
         let kind = consumer_type(&lease.consumer);
-        let failure = Failure {
-            error: err.message.clone(),
-            status: err.status,
-            at: now,
-        };
         match self.config.schedule.delay_after(lease.attempt) {
             Some(delay) => {
+                let failure = Failure {
+                    error: err.message.clone(),
+                    status: err.status,
+                    at: now,
+                };
                 let delay = self
                     .config
                     .schedule
@@ -513,14 +534,36 @@ impl RetryWorker {
                     .retry_at(&lease.token, later(now, delay), failure)
                     .await
             }
-            None => {
-                metrics::counter!(metric_names::DEAD_LETTER_QUEUE_ADDITIONS_TOTAL, "type" => kind)
-                    .increment(1);
-                self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(delivery = lease.token.delivery, event_id = %lease.event.id, attempts = lease.attempt, error = %err.message, "delivery dead-lettered");
-                self.queue.dead_letter(&lease.token, failure).await
-            }
+            None => self.dead_letter(lease, err, now).await,
         }
+    }
+
+    /// Moves a delivery to the dead letters, first telling the target; if the target cannot
+    /// take note, the delivery is given back for later.
+    async fn dead_letter(
+        &self,
+        lease: &Lease,
+        err: AttemptError,
+        now: Timestamp,
+    ) -> nexus_store::Result<()> {
+        if let Err(e) = self.target.dead_lettering(lease, &err).await {
+            tracing::error!(delivery = lease.token.delivery, error = %e.message, "cannot dead-letter yet; retrying in 1 s");
+            return self
+                .queue
+                .release(&lease.token, later(now, Duration::from_secs(1)))
+                .await;
+        }
+        let kind = consumer_type(&lease.consumer);
+        metrics::counter!(metric_names::DEAD_LETTER_QUEUE_ADDITIONS_TOTAL, "type" => kind)
+            .increment(1);
+        self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(delivery = lease.token.delivery, event_id = %lease.event.id, attempts = lease.attempt, error = %err.message, "delivery dead-lettered");
+        let failure = Failure {
+            error: err.message,
+            status: err.status,
+            at: now,
+        };
+        self.queue.dead_letter(&lease.token, failure).await
     }
 
     async fn gone(

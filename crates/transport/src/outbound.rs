@@ -1,36 +1,53 @@
-//! Outbound webhook deliveries (API.md section 4): the [`Target`] the retry worker calls.
+//! Outbound HTTP (API.md sections 4 and 10): webhook deliveries and reactor calls.
 //!
-//! Each delivery is a `POST` of the event JSON with Standard Webhooks headers (`webhook-id`,
-//! `webhook-timestamp`, `webhook-signature`), `X-Nexus-Event` and `X-Nexus-Sequence`, over one
-//! pooled hyper client per process (keep-alive per origin, rustls with the ring provider for
-//! `https://`). Any 2xx is success; a timeout, a refused connection or any other status is a
-//! failure; `410` is reported as gone; `429`/`503` carry their `Retry-After`.
+//! [`HttpClient`] is one pooled hyper client per process (keep-alive per origin, rustls with the
+//! ring provider for `https://`), with a timeout per call, response bodies read up to a cap, and
+//! the error kinds the retry worker needs. With the private-target guard on, it also refuses at
+//! connect time a host that resolves to a loopback, private or link-local address, so a DNS name
+//! that changes after the subscription was checked cannot reach the inside network.
+//!
+//! [`WebhookTarget`] is the [`Target`] for webhook subscriptions: a `POST` of the event JSON with
+//! Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`),
+//! `X-Nexus-Event` and `X-Nexus-Sequence` ([`delivery_headers`]). Any 2xx is success; a timeout,
+//! a refused connection or any other status is a failure; `410` is reported as gone; `429`/`503`
+//! carry their `Retry-After`.
 
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use axum::body::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::Request;
 use hyper::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
 use nexus_core::metric_names;
-use nexus_event::Timestamp;
+use nexus_event::{Event, Timestamp};
 use nexus_resilience::{AttemptError, Outcome, Target};
 use nexus_store::{Consumer, Lease, Store};
 
+use crate::admin::is_private;
 use crate::auth::{Secret, sign_standard};
 
 /// Outbound settings.
 #[derive(Debug, Clone)]
 pub struct OutboundConfig {
-    /// How long one attempt may take, connection included. Default 10 s.
+    /// How long one call may take, connection included, unless the call says otherwise.
+    /// Default 10 s.
     pub timeout: Duration,
     /// The most of a response body read (the rest is ignored). Default 64 KiB.
     pub max_response_bytes: usize,
+    /// Refuse targets whose address is loopback, private or link-local, checked when connecting.
+    /// Default `false` (development); the server turns it on in production unless
+    /// `NEXUS_ALLOW_PRIVATE_TARGETS=true`.
+    pub refuse_private: bool,
 }
 
 impl Default for OutboundConfig {
@@ -38,16 +55,52 @@ impl Default for OutboundConfig {
         OutboundConfig {
             timeout: Duration::from_secs(10),
             max_response_bytes: 64 * 1024,
+            refuse_private: false,
         }
     }
 }
 
-type Https = hyper_rustls::HttpsConnector<HttpConnector>;
+/// A DNS resolver that refuses private addresses when the guard is on.
+#[derive(Clone)]
+struct GuardedResolver {
+    inner: GaiResolver,
+    refuse_private: bool,
+}
 
-/// Delivers to webhook subscriptions.
-pub struct WebhookTarget {
+impl tower::Service<Name> for GuardedResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let mut inner = self.inner.clone();
+        let refuse = self.refuse_private;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<SocketAddr> = inner.call(name).await?.collect();
+            if refuse && let Some(addr) = addrs.iter().find(|a| is_private(a.ip())) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    format!(
+                        "{host} resolves to {}, a private address; set NEXUS_ALLOW_PRIVATE_TARGETS=true to allow",
+                        addr.ip()
+                    ),
+                ));
+            }
+            Ok(addrs.into_iter())
+        })
+    }
+}
+
+type Https = hyper_rustls::HttpsConnector<HttpConnector<GuardedResolver>>;
+
+/// The pooled outbound HTTP client shared by webhook deliveries and reactor calls.
+pub struct HttpClient {
     client: Client<Https, Full<Bytes>>,
-    store: Arc<dyn Store>,
     config: OutboundConfig,
 }
 
@@ -60,6 +113,23 @@ pub struct Answer {
     pub retry_after: Option<Duration>,
     /// The body, cut at the configured size.
     pub body: Bytes,
+}
+
+/// One outbound call.
+#[derive(Debug)]
+pub struct Call<'a> {
+    /// `POST`, `PUT`, ...
+    pub method: Method,
+    /// The absolute URL.
+    pub url: &'a str,
+    /// Its origin, the label of the metrics and the breaker.
+    pub target: &'a str,
+    /// Extra headers (`content-type: application/json` and a user agent are always sent).
+    pub headers: Vec<(&'static str, String)>,
+    /// The body.
+    pub body: Bytes,
+    /// This call's timeout instead of the client's.
+    pub timeout: Option<Duration>,
 }
 
 /// Reads `Retry-After`: seconds, or an HTTP date (the wait until then).
@@ -75,35 +145,90 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-impl WebhookTarget {
-    /// A target reading subscriptions (URL, secret) from `store`.
-    pub fn new(store: Arc<dyn Store>, config: OutboundConfig) -> Self {
+/// The headers of a signed delivery of `event` whose body is `body` (API.md section 4):
+/// Standard Webhooks `webhook-id`, `webhook-timestamp` and `webhook-signature`, plus
+/// `x-nexus-event` and `x-nexus-sequence`.
+pub fn delivery_headers(
+    secret: &Secret,
+    event: &Event,
+    body: &[u8],
+) -> Vec<(&'static str, String)> {
+    let ts = Timestamp::now().as_unix_secs();
+    let event_id = event.id.to_string();
+    vec![
+        (
+            "webhook-signature",
+            sign_standard(secret, &event_id, ts, body),
+        ),
+        ("webhook-id", event_id),
+        ("webhook-timestamp", ts.to_string()),
+        ("x-nexus-event", event.event_type.to_string()),
+        ("x-nexus-sequence", event.sequence.to_string()),
+    ]
+}
+
+impl HttpClient {
+    /// A client with its own connection pool.
+    pub fn new(config: OutboundConfig) -> Self {
+        let mut http = HttpConnector::new_with_resolver(GuardedResolver {
+            inner: GaiResolver::new(),
+            refuse_private: config.refuse_private,
+        });
+        http.enforce_http(false);
+        http.set_nodelay(true);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()
             .https_or_http()
             .enable_http1()
-            .build();
+            .wrap_connector(http);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
             .build(https);
-        WebhookTarget {
-            client,
-            store,
-            config,
-        }
+        HttpClient { client, config }
     }
 
-    /// Sends one signed `POST`, recording `nexus_http_calls_total` and
-    /// `nexus_http_call_duration_seconds` under the target origin.
-    pub async fn post(
-        &self,
-        url: &str,
-        target: &str,
-        headers: Vec<(&'static str, String)>,
-        body: Bytes,
-    ) -> Result<Answer, AttemptError> {
-        let mut request = Request::post(url)
+    /// The settings.
+    pub fn config(&self) -> &OutboundConfig {
+        &self.config
+    }
+
+    /// Makes one call, recording `nexus_http_calls_total` and `nexus_http_call_duration_seconds`
+    /// under the target origin. A connection failure, a refused private address and a timeout
+    /// are errors (`connect`, `private`, `timeout`); any answer is an [`Answer`].
+    pub async fn send(&self, call: Call<'_>) -> Result<Answer, AttemptError> {
+        let Call {
+            method,
+            url,
+            target,
+            headers,
+            body,
+            timeout,
+        } = call;
+        let timeout = timeout.unwrap_or(self.config.timeout);
+        if self.config.refuse_private {
+            // IP literals never reach the resolver.
+            let uri: hyper::Uri = url
+                .parse()
+                .map_err(|e| AttemptError::new("request", format!("bad URL {url:?}: {e}")))?;
+            let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+            if let Ok(ip) = host.parse::<IpAddr>()
+                && is_private(ip)
+            {
+                metrics::counter!(metric_names::HTTP_CALLS_TOTAL, "target" => target.to_owned(), "method" => method.to_string(), "status_code" => "error")
+                    .increment(1);
+                return Err(AttemptError::new(
+                    "private",
+                    format!(
+                        "{ip} is a private address; set NEXUS_ALLOW_PRIVATE_TARGETS=true to allow"
+                    ),
+                ));
+            }
+        }
+        let method_label = method.to_string();
+        let mut request = Request::builder()
+            .method(method)
+            .uri(url)
             .header(CONTENT_TYPE, "application/json")
             .header(USER_AGENT, concat!("nexus/", env!("CARGO_PKG_VERSION")));
         for (k, v) in headers {
@@ -114,7 +239,7 @@ impl WebhookTarget {
             .map_err(|e| AttemptError::new("request", format!("cannot build the request: {e}")))?;
         let started = Instant::now();
         let max = self.config.max_response_bytes;
-        let result = tokio::time::timeout(self.config.timeout, async {
+        let result = tokio::time::timeout(timeout, async {
             let response = self.client.request(request).await?;
             let status = response.status().as_u16();
             let retry_after = response
@@ -138,27 +263,40 @@ impl WebhookTarget {
             .record(started.elapsed().as_secs_f64());
         let (label, outcome) = match result {
             Ok(Ok(answer)) => (answer.status.to_string(), Ok(answer)),
-            Ok(Err(e)) => (
-                "error".to_owned(),
-                Err(AttemptError::new(
-                    "connect",
-                    format!("cannot reach {target}: {e}"),
-                )),
-            ),
+            Ok(Err(e)) => {
+                let private = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<std::io::Error>())
+                    .filter(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
+                let error = match private {
+                    Some(io) => AttemptError::new("private", io.to_string()),
+                    None => AttemptError::new("connect", format!("cannot reach {target}: {e:?}")),
+                };
+                ("error".to_owned(), Err(error))
+            }
             Err(_) => (
                 "timeout".to_owned(),
                 Err(AttemptError::new(
                     "timeout",
-                    format!(
-                        "no answer from {target} within {} ms",
-                        self.config.timeout.as_millis()
-                    ),
+                    format!("no answer from {target} within {} ms", timeout.as_millis()),
                 )),
             ),
         };
-        metrics::counter!(metric_names::HTTP_CALLS_TOTAL, "target" => target.to_owned(), "method" => "POST", "status_code" => label)
+        metrics::counter!(metric_names::HTTP_CALLS_TOTAL, "target" => target.to_owned(), "method" => method_label, "status_code" => label)
             .increment(1);
         outcome
+    }
+}
+
+/// Delivers to webhook subscriptions.
+pub struct WebhookTarget {
+    http: Arc<HttpClient>,
+    store: Arc<dyn Store>,
+}
+
+impl WebhookTarget {
+    /// A target reading subscriptions (URL, secret) from `store`, calling through `http`.
+    pub fn new(store: Arc<dyn Store>, http: Arc<HttpClient>) -> Self {
+        WebhookTarget { http, store }
     }
 }
 
@@ -221,19 +359,15 @@ impl Target for WebhookTarget {
             Ok(b) => Bytes::from(b),
             Err(e) => return Outcome::Failed(AttemptError::new("encode", e.to_string())),
         };
-        let ts = Timestamp::now().as_unix_secs();
-        let event_id = lease.event.id.to_string();
-        let headers = vec![
-            (
-                "webhook-signature",
-                sign_standard(&secret, &event_id, ts, &body),
-            ),
-            ("webhook-id", event_id),
-            ("webhook-timestamp", ts.to_string()),
-            ("x-nexus-event", lease.event.event_type.to_string()),
-            ("x-nexus-sequence", lease.event.sequence.to_string()),
-        ];
-        match self.post(&sub.url, &sub.target, headers, body).await {
+        let call = Call {
+            method: Method::POST,
+            url: &sub.url,
+            target: &sub.target,
+            headers: delivery_headers(&secret, &lease.event, &body),
+            body,
+            timeout: None,
+        };
+        match self.http.send(call).await {
             Ok(answer) => classify(&answer),
             Err(e) => Outcome::Failed(e),
         }

@@ -1,0 +1,355 @@
+//! Reactors on the durable queue: the store routes matching events to them, and the retry worker
+//! runs them through [`DeliveryTarget`], with the same retries, dead letters and breakers as
+//! webhook deliveries.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use axum::body::Bytes;
+use nexus_core::metric_names;
+use nexus_event::{CorrelationId, Event, EventId, EventType, NEXUS_SOURCE, NewEvent};
+use nexus_resilience::{AttemptError, Outcome, Target};
+use nexus_store::{Consumer, Lease, Router, Store};
+use nexus_transport::outbound::{Call, HttpClient, WebhookTarget, classify, delivery_headers};
+use serde_json::{Value, json};
+
+use crate::error::ReactorError;
+use crate::rule::{Action, Rule};
+
+/// The reason of a refused cycle.
+const CYCLE: &str = "cycle";
+/// The reason of a delivery for a reactor that is no longer configured.
+const UNKNOWN_REACTOR: &str = "unknown_reactor";
+
+/// How deep a correlation chain may grow before a reactor refuses to fire: a reactor that emits
+/// an event it also matches stops after this many rounds.
+pub const DEFAULT_MAX_DEPTH: usize = 8;
+
+/// The configured reactors. As a [`Router`] (set it on the store) it gives every event one
+/// delivery per reactor whose type glob and `when` conditions it passes.
+#[derive(Debug)]
+pub struct Reactors {
+    rules: Vec<Rule>,
+    max_depth: usize,
+}
+
+impl Reactors {
+    /// A set of rules with unique names, and the default cycle limit ([`DEFAULT_MAX_DEPTH`]).
+    pub fn new(rules: Vec<Rule>) -> Result<Self, ReactorError> {
+        for (i, r) in rules.iter().enumerate() {
+            if rules[..i].iter().any(|earlier| earlier.name == r.name) {
+                return Err(ReactorError::DuplicateName(r.name.clone()));
+            }
+        }
+        Ok(Reactors {
+            rules,
+            max_depth: DEFAULT_MAX_DEPTH,
+        })
+    }
+
+    /// Sets the longest correlation chain a reactor fires on (at least 1).
+    pub fn max_depth(mut self, depth: usize) -> Self {
+        self.max_depth = depth.max(1);
+        self
+    }
+
+    /// The longest correlation chain a reactor fires on.
+    pub fn depth_limit(&self) -> usize {
+        self.max_depth
+    }
+
+    /// The rule with this name.
+    pub fn get(&self, name: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.name == name)
+    }
+
+    /// Every rule.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+}
+
+impl Router for Reactors {
+    fn route(&self, event: &Event, out: &mut Vec<(Consumer, String)>) {
+        for rule in &self.rules {
+            if rule.fires_on(event) {
+                out.push((Consumer::Reactor(rule.name.clone()), rule.target()));
+            }
+        }
+    }
+}
+
+/// The id of an event a reactor emits for a trigger: the same on every retry, so an emit that is
+/// repeated (a crash between the emit and the ack) is a duplicate the log ignores.
+pub fn emitted_id(reactor: &str, trigger: &EventId, outcome: &str) -> EventId {
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{reactor}\0{trigger}\0{outcome}").as_bytes(),
+    );
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest.as_ref()[..16]);
+    b[6] = (b[6] & 0x0f) | 0x80; // UUID version 8 (custom)
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    let text = format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    );
+    EventId::new(&text).expect("a formatted UUID is a valid event id")
+}
+
+/// The event a reactor emits: from `nexus`, correlated to its trigger.
+pub fn emitted(
+    reactor: &str,
+    outcome: &str,
+    event_type: &EventType,
+    trigger: &Event,
+    payload: Value,
+) -> NewEvent {
+    NewEvent::new(event_type.clone(), NEXUS_SOURCE)
+        .id(emitted_id(reactor, &trigger.id, outcome))
+        .correlation_id(
+            CorrelationId::new(trigger.id.as_str()).expect("an event id is a valid correlation id"),
+        )
+        .payload(payload)
+}
+
+/// The [`Target`] of a server's retry worker: webhook subscriptions go to the
+/// [`WebhookTarget`], reactors to their action; emitted events are appended to the store.
+pub struct DeliveryTarget {
+    reactors: Arc<Reactors>,
+    http: Arc<HttpClient>,
+    webhooks: WebhookTarget,
+    store: Arc<dyn Store>,
+}
+
+impl DeliveryTarget {
+    /// A target over `store`, calling through `http`, running `reactors`.
+    pub fn new(store: Arc<dyn Store>, http: Arc<HttpClient>, reactors: Arc<Reactors>) -> Self {
+        DeliveryTarget {
+            webhooks: WebhookTarget::new(Arc::clone(&store), Arc::clone(&http)),
+            reactors,
+            http,
+            store,
+        }
+    }
+
+    /// How many events up the correlation chain of `event` are in the log, counting up to the
+    /// limit (a chain that loops back on itself stops there too).
+    async fn depth(&self, event: &Event) -> Result<usize, AttemptError> {
+        let mut depth = 0;
+        let mut next = event.correlation_id.clone();
+        while let Some(cause) = next {
+            if depth >= self.reactors.max_depth {
+                break;
+            }
+            let Ok(id) = EventId::new(cause.as_str()) else {
+                break;
+            };
+            match self.store.get(&id).await {
+                Ok(Some(parent)) => {
+                    depth += 1;
+                    next = parent.correlation_id;
+                }
+                Ok(None) => break,
+                Err(e) => return Err(AttemptError::new("store", e.to_string())),
+            }
+        }
+        Ok(depth)
+    }
+
+    async fn emit(&self, event: NewEvent) -> Result<(), AttemptError> {
+        self.store
+            .append(vec![event])
+            .await
+            .map(|_| ())
+            .map_err(|e| AttemptError::new("emit", format!("cannot emit: {e}")))
+    }
+
+    async fn react(&self, name: &str, lease: &Lease) -> Outcome {
+        let Some(rule) = self.reactors.get(name) else {
+            return Outcome::Refused(AttemptError::new(
+                UNKNOWN_REACTOR,
+                format!("reactor {name:?} is not configured on this server"),
+            ));
+        };
+        let trigger = &lease.event;
+        let depth = match self.depth(trigger).await {
+            Ok(d) => d,
+            Err(e) => return Outcome::Failed(e),
+        };
+        if depth >= self.reactors.max_depth {
+            metrics::counter!(metric_names::REACTOR_EXECUTIONS_TOTAL, "reactor" => name.to_owned(), "status" => CYCLE)
+                .increment(1);
+            tracing::error!(reactor = name, event_id = %trigger.id, depth, "reactor cycle refused");
+            return Outcome::Refused(AttemptError::new(
+                CYCLE,
+                format!(
+                    "reactor {name:?} refused event {} of type {}: its correlation chain is {depth} events deep (limit {}); a reactor probably emits an event it also matches",
+                    trigger.id, trigger.event_type, self.reactors.max_depth
+                ),
+            ));
+        }
+        let started = Instant::now();
+        let result = match &rule.action {
+            Action::Http(h) => {
+                let body = match serde_json::to_vec(&**trigger) {
+                    Ok(b) => Bytes::from(b),
+                    Err(e) => return Outcome::Failed(AttemptError::new("encode", e.to_string())),
+                };
+                let call = Call {
+                    method: h.method.clone(),
+                    url: &h.url,
+                    target: &h.target,
+                    headers: delivery_headers(&h.secret, trigger, &body),
+                    body,
+                    timeout: h.timeout,
+                };
+                match self.http.send(call).await {
+                    Ok(answer) => match classify(&answer) {
+                        Outcome::Delivered => Ok(answer_payload(&answer.body)),
+                        other => Err(other),
+                    },
+                    Err(e) => Err(Outcome::Failed(e)),
+                }
+            }
+            Action::InProcess(reactor) => match reactor.react(trigger).await {
+                Ok(payload) => Ok(payload.unwrap_or_else(|| json!({}))),
+                Err(f) => {
+                    let err = AttemptError::new("reactor", f.message);
+                    Err(if f.permanent {
+                        Outcome::Refused(err)
+                    } else {
+                        Outcome::Failed(err)
+                    })
+                }
+            },
+        };
+        metrics::histogram!(metric_names::REACTOR_DURATION_SECONDS, "reactor" => name.to_owned())
+            .record(started.elapsed().as_secs_f64());
+        let status = if result.is_ok() { "success" } else { "failure" };
+        metrics::counter!(metric_names::REACTOR_EXECUTIONS_TOTAL, "reactor" => name.to_owned(), "status" => status)
+            .increment(1);
+        match result {
+            Ok(payload) => {
+                if let Some(t) = &rule.emit_on_success
+                    && let Err(e) = self
+                        .emit(emitted(name, "success", t, trigger, payload))
+                        .await
+                {
+                    // The call is made again on the retry; the emitted id stays the same.
+                    return Outcome::Failed(e);
+                }
+                Outcome::Delivered
+            }
+            Err(outcome) => outcome,
+        }
+    }
+}
+
+/// The payload a call's answer becomes: its JSON, `{}` when empty, or the text as a JSON string
+/// when it is not JSON.
+fn answer_payload(body: &[u8]) -> Value {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return json!({});
+    }
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+#[async_trait]
+impl Target for DeliveryTarget {
+    async fn attempt(&self, lease: &Lease) -> Outcome {
+        match &lease.consumer {
+            Consumer::Subscription(_) => self.webhooks.attempt(lease).await,
+            Consumer::Reactor(name) => self.react(name, lease).await,
+        }
+    }
+
+    async fn dead_lettering(
+        &self,
+        lease: &Lease,
+        error: &AttemptError,
+    ) -> Result<(), AttemptError> {
+        let Consumer::Reactor(name) = &lease.consumer else {
+            return Ok(());
+        };
+        // A refused cycle emits nothing: the failure event would only lengthen the chain.
+        if error.reason == CYCLE || error.reason == UNKNOWN_REACTOR {
+            return Ok(());
+        }
+        let Some(t) = self
+            .reactors
+            .get(name)
+            .and_then(|r| r.emit_on_failure.as_ref())
+        else {
+            return Ok(());
+        };
+        let trigger = &lease.event;
+        let payload = json!({
+            "reactor": name,
+            "error": error.message,
+            "status": error.status,
+            "attempts": lease.attempt,
+            "event": &**trigger,
+        });
+        self.emit(emitted(name, "failure", t, trigger, payload))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emitted_ids_are_stable_uuids() {
+        let trigger = EventId::new("pay-1").expect("id");
+        let a = emitted_id("mint", &trigger, "success");
+        assert_eq!(a, emitted_id("mint", &trigger, "success"));
+        assert_ne!(a, emitted_id("mint", &trigger, "failure"));
+        assert_ne!(a, emitted_id("other", &trigger, "success"));
+        let text = a.as_str();
+        assert_eq!(text.len(), 36);
+        assert_eq!(&text[14..15], "8", "version 8: {text}");
+        assert!(matches!(&text[19..20], "8" | "9" | "a" | "b"), "{text}");
+    }
+
+    #[test]
+    fn answers_become_payloads() {
+        assert_eq!(answer_payload(b""), json!({}));
+        assert_eq!(answer_payload(b" \n"), json!({}));
+        assert_eq!(
+            answer_payload(br#"{"mint_id":"m-1"}"#),
+            json!({"mint_id": "m-1"})
+        );
+        assert_eq!(answer_payload(b"ok"), json!("ok"));
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let rule = |n| {
+            Rule::new(
+                n,
+                nexus_event::Pattern::new("*").expect("glob"),
+                Action::InProcess(Arc::new(crate::bus::tests::Echo)),
+            )
+            .expect("rule")
+        };
+        assert!(Reactors::new(vec![rule("a"), rule("b")]).is_ok());
+        assert_eq!(
+            Reactors::new(vec![rule("a"), rule("a")]).err(),
+            Some(ReactorError::DuplicateName("a".into()))
+        );
+    }
+}
