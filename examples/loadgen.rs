@@ -1,11 +1,23 @@
-//! Load generator for `nexus-server`: durable publishes over keep-alive connections, batches,
-//! publish-to-WebSocket latency at a steady rate, WebSocket fan-out, and the server's memory.
+//! Load generator for `nexus-server`, in two modes.
+//!
+//! **Steady load against a live server** (`--url`): signed single publishes at a fixed rate for
+//! a fixed time, a progress line every second and a summary table (sent, acknowledged, errors by
+//! kind, achieved rate, latency percentiles). Exits 1 when any publish failed.
+//!
+//! ```sh
+//! NEXUS_SECRET=... cargo run --release --example loadgen -- \
+//!     --url http://127.0.0.1:3000 --rate 500 --duration 60 [--node loadgen] [--type LOADGEN_TEST]
+//! ```
+//!
+//! **The measurement suite** (no `--url`, or `--url ... --suite`): durable publishes over
+//! keep-alive connections, batches, publish-to-WebSocket latency at a steady rate, WebSocket
+//! fan-out, and the server's memory.
 //!
 //! ```sh
 //! cargo build --release -p nexus-server
 //! cargo run --release --example loadgen                  # starts target/release/nexus-server
 //! cargo run --release --example loadgen -- --duration 10 --rate 10000 --connections 64
-//! cargo run --release --example loadgen -- --url http://127.0.0.1:3000 --secret S --admin-token T
+//! cargo run --release --example loadgen -- --suite --url http://127.0.0.1:3000 --secret S --admin-token T
 //! ```
 //!
 //! Started by the load generator, the server gets a fresh data directory, `synchronous=FULL`
@@ -26,25 +38,56 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 struct Options {
     url: Option<String>,
+    /// Run the measurement suite against `--url` instead of a steady load.
+    suite: bool,
     secret: String,
+    /// Whether `--secret` or `NEXUS_SECRET` gave the secret (the default only fits a spawned server).
+    secret_given: bool,
     admin: String,
     duration: Duration,
     rate: u64,
     connections: usize,
     subscribers: usize,
     server_bin: String,
+    node: String,
+    event_type: String,
+    /// Flags seen, to tell a default from a value given and to refuse flags of the other mode.
+    given: Vec<String>,
+}
+
+const USAGE: &str = "usage: loadgen --url http://HOST:PORT --rate EVENTS_PER_S --duration SECONDS \
+[--secret S | NEXUS_SECRET=S] [--node NAME] [--type EVENT_TYPE] [--connections N]
+   or: loadgen [--suite --url http://HOST:PORT --secret S --admin-token T] [--duration S] [--rate N] \
+[--connections N] [--subscribers N] [--server-bin PATH]";
+
+/// Parses `value` of `flag` as a number greater than zero.
+fn positive<T: std::str::FromStr + PartialOrd + Default>(
+    flag: &str,
+    value: &str,
+    what: &str,
+) -> Result<T, String> {
+    match value.parse::<T>() {
+        Ok(v) if v > T::default() => Ok(v),
+        _ => Err(format!("{flag} takes {what} greater than 0, not {value:?}")),
+    }
 }
 
 fn options() -> Result<Options, String> {
+    let env_secret = std::env::var("NEXUS_SECRET").ok().filter(|s| !s.is_empty());
     let mut o = Options {
         url: None,
-        secret: "loadgen-node-secret-0123456789abcdef".into(),
+        suite: false,
+        secret_given: env_secret.is_some(),
+        secret: env_secret.unwrap_or_else(|| "loadgen-node-secret-0123456789abcdef".into()),
         admin: "loadgen-admin-token-0123456789abcdef".into(),
         duration: Duration::from_secs(5),
         rate: 10_000,
         connections: 64,
         subscribers: 1000,
         server_bin: "target/release/nexus-server".into(),
+        node: "loadgen".into(),
+        event_type: "LOADGEN_TEST".into(),
+        given: Vec::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -56,34 +99,109 @@ fn options() -> Result<Options, String> {
         };
         match flag.as_str() {
             "--url" => o.url = Some(value()?),
-            "--secret" => o.secret = value()?,
+            "--suite" => o.suite = true,
+            "--secret" => {
+                o.secret = value()?;
+                o.secret_given = true;
+            }
             "--admin-token" => o.admin = value()?,
             "--duration" => {
-                o.duration = Duration::from_secs_f64(
-                    value()?.parse().map_err(|_| "--duration takes seconds")?,
-                )
+                let secs: f64 = positive(flag, &value()?, "seconds")?;
+                if !secs.is_finite() {
+                    return Err(format!(
+                        "--duration takes a finite number of seconds, not {secs}"
+                    ));
+                }
+                o.duration = Duration::from_secs_f64(secs);
             }
-            "--rate" => {
-                o.rate = value()?
-                    .parse()
-                    .map_err(|_| "--rate takes events per second")?
-            }
-            "--connections" => {
-                o.connections = value()?
-                    .parse()
-                    .map_err(|_| "--connections takes a number")?
-            }
-            "--subscribers" => {
-                o.subscribers = value()?
-                    .parse()
-                    .map_err(|_| "--subscribers takes a number")?
-            }
+            "--rate" => o.rate = positive(flag, &value()?, "events per second")?,
+            "--connections" => o.connections = positive(flag, &value()?, "a number")?,
+            "--subscribers" => o.subscribers = positive(flag, &value()?, "a number")?,
             "--server-bin" => o.server_bin = value()?,
-            "--bench" => {}
-            other => return Err(format!("unknown flag {other}")),
+            "--node" => o.node = value()?,
+            "--type" => {
+                let t = value()?;
+                nexus_event::EventType::new(&t).map_err(|e| format!("--type {t:?}: {e}"))?;
+                o.event_type = t;
+            }
+            "--bench" => continue,
+            "-h" | "--help" => return Err(USAGE.into()),
+            other => return Err(format!("unknown flag {other}\n{USAGE}")),
+        }
+        o.given.push(flag.clone());
+    }
+    let steady = o.url.is_some() && !o.suite;
+    let only = |flags: &[&str], mode: &str| -> Result<(), String> {
+        match o.given.iter().find(|g| flags.contains(&g.as_str())) {
+            Some(g) => Err(format!("{g} only applies {mode}\n{USAGE}")),
+            None => Ok(()),
+        }
+    };
+    if steady {
+        only(
+            &["--admin-token", "--subscribers", "--server-bin"],
+            "to the suite (--suite or no --url)",
+        )?;
+        for needed in ["--rate", "--duration"] {
+            if !o.given.iter().any(|g| g == needed) {
+                return Err(format!(
+                    "a steady load against --url needs {needed}\n{USAGE}"
+                ));
+            }
+        }
+        if !o.secret_given {
+            return Err(
+                "a steady load against --url needs the node's secret: --secret S or NEXUS_SECRET"
+                    .into(),
+            );
+        }
+        if !o.given.iter().any(|g| g == "--connections") {
+            o.connections = 16;
+        }
+    } else {
+        only(
+            &["--node", "--type"],
+            "to a steady load (--url without --suite)",
+        )?;
+        if o.suite && o.url.is_none() {
+            return Err(format!(
+                "--suite needs --url (without --url the suite starts its own server)\n{USAGE}"
+            ));
         }
     }
+    if let Some(url) = &o.url {
+        host_of(url)?;
+    }
     Ok(o)
+}
+
+/// `host:port` of a plain-HTTP base URL such as `http://127.0.0.1:3000`.
+fn host_of(url: &str) -> Result<String, String> {
+    let rest = if let Some(rest) = url.strip_prefix("http://") {
+        rest
+    } else if url.starts_with("https://") {
+        return Err(format!(
+            "--url {url:?}: loadgen speaks plain HTTP only; point it at the server's own listener (or a plain-HTTP port of the proxy)"
+        ));
+    } else {
+        return Err(format!("--url {url:?}: expected http://HOST:PORT"));
+    };
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains('/') || host.contains('@') {
+        return Err(format!(
+            "--url {url:?}: expected http://HOST:PORT with no path or credentials"
+        ));
+    }
+    Ok(
+        if host
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            host.to_owned()
+        } else {
+            format!("{host}:80")
+        },
+    )
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -420,6 +538,10 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    if let (Some(url), false) = (&o.url, o.suite) {
+        let code = steady::run(url, &o).await;
+        std::process::exit(code);
+    }
     let spawned = match &o.url {
         Some(_) => None,
         None => match spawn_server(&o) {
@@ -435,10 +557,13 @@ async fn main() {
         .clone()
         .or_else(|| spawned.as_ref().map(|s| s.url.clone()))
         .unwrap_or_default();
-    let host = url
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_owned();
+    let host = match host_of(&url) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            std::process::exit(2);
+        }
+    };
     let pid = spawned.as_ref().map(|s| s.child.id());
     let secret = Secret::parse(&o.secret).expect("secret");
     let mut results: Vec<(String, String, String)> = Vec::new();
@@ -517,5 +642,290 @@ async fn main() {
             .args(["-TERM", &s.child.id().to_string()])
             .status();
         let _ = s.child.wait();
+    }
+}
+
+/// `--url ... --rate ... --duration ...`: a steady, signed load against a live server.
+mod steady {
+    use std::collections::BTreeMap;
+    use std::io::{IsTerminal, Write};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    use hyper_util::rt::TokioIo;
+    use nexus_transport::auth::{Secret, sign_nexus};
+
+    use super::{Options, Sender, host_of, percentile};
+
+    /// How long one publish may take before it counts as a `timeout`.
+    const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// What the connections share: counters for the progress line, and per-kind errors and
+    /// latencies for the summary.
+    #[derive(Default)]
+    struct Tally {
+        sent: AtomicU64,
+        acked: AtomicU64,
+        failed: AtomicU64,
+        errors: Mutex<BTreeMap<String, u64>>,
+        latencies_ms: Mutex<Vec<f64>>,
+    }
+
+    impl Tally {
+        fn error(&self, kind: String) {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut e) = self.errors.lock() {
+                *e.entry(kind).or_default() += 1;
+            }
+        }
+    }
+
+    async fn connect(host: &str) -> Result<Sender, String> {
+        let stream = tokio::net::TcpStream::connect(host)
+            .await
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
+                _ => format!("connect: {}", e.kind()),
+            })?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| "HTTP handshake failed".to_owned())?;
+        tokio::spawn(conn);
+        Ok(sender)
+    }
+
+    /// One signed publish: the status, or the kind of failure.
+    async fn publish(
+        sender: &mut Sender,
+        host: &str,
+        node: &str,
+        secret: &Secret,
+        body: String,
+    ) -> Result<u16, String> {
+        let ts = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        let sig = sign_nexus(secret, ts, body.as_bytes());
+        let request = hyper::Request::post("/events")
+            .header("host", host)
+            .header("content-type", "application/json")
+            .header("x-nexus-node", node)
+            .header("x-nexus-timestamp", ts.to_string())
+            .header("x-nexus-signature", sig)
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| format!("request: {e}"))?;
+        sender
+            .ready()
+            .await
+            .map_err(|_| "connection closed".to_owned())?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|_| "connection closed".to_owned())?;
+        let status = response.status().as_u16();
+        response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|_| "connection closed".to_owned())?;
+        Ok(status)
+    }
+
+    /// Runs the load; the process exit code: 0 when every publish was acknowledged, 1 when any
+    /// failed, 2 for bad input.
+    pub(super) async fn run(url: &str, o: &Options) -> i32 {
+        let host = match host_of(url) {
+            Ok(h) => h,
+            Err(e) => {
+                eprintln!("loadgen: {e}");
+                return 2;
+            }
+        };
+        let secret = match Secret::parse(&o.secret) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("loadgen: the node secret: {e}");
+                return 2;
+            }
+        };
+        // Fail fast and clearly when nothing listens there.
+        if let Err(e) = connect(&host).await {
+            eprintln!("loadgen: cannot reach {url}: {e}");
+            return 1;
+        }
+        let total = (o.rate as f64 * o.duration.as_secs_f64()).round().max(1.0) as u64;
+        let interval = 1.0 / o.rate as f64;
+        let tally = Arc::new(Tally::default());
+        let next = Arc::new(AtomicU64::new(0));
+        let run_id = std::process::id();
+        println!(
+            "loadgen: {total} events of type {} as node {} to {url}: {}/s for {:?} over {} connections",
+            o.event_type, o.node, o.rate, o.duration, o.connections
+        );
+        let start = tokio::time::Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..o.connections {
+            let (host, secret, tally, next) = (
+                host.clone(),
+                secret.clone(),
+                Arc::clone(&tally),
+                Arc::clone(&next),
+            );
+            let (node, event_type) = (o.node.clone(), o.event_type.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut sender: Option<Sender> = None;
+                let mut mine = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= total {
+                        break;
+                    }
+                    tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 * interval))
+                        .await;
+                    tally.sent.fetch_add(1, Ordering::Relaxed);
+                    let sending = Instant::now();
+                    let s = match sender.take() {
+                        Some(s) => s,
+                        None => match connect(&host).await {
+                            Ok(s) => s,
+                            Err(e) => {
+                                tally.error(e);
+                                continue;
+                            }
+                        },
+                    };
+                    let mut s = s;
+                    let body = format!(
+                        r#"{{"type":"{event_type}","payload":{{"loadgen":{run_id},"n":{i}}}}}"#
+                    );
+                    let answer = tokio::time::timeout(
+                        REQUEST_TIMEOUT,
+                        publish(&mut s, &host, &node, &secret, body),
+                    )
+                    .await;
+                    match answer {
+                        Ok(Ok(202)) => {
+                            tally.acked.fetch_add(1, Ordering::Relaxed);
+                            mine.push(sending.elapsed().as_secs_f64() * 1000.0);
+                            sender = Some(s);
+                        }
+                        Ok(Ok(status)) => {
+                            tally.error(format!("HTTP {status}"));
+                            sender = Some(s);
+                        }
+                        Ok(Err(e)) => tally.error(e),
+                        Err(_) => tally.error("timeout".into()),
+                    }
+                }
+                if let Ok(mut all) = tally.latencies_ms.lock() {
+                    all.extend(mine);
+                }
+            }));
+        }
+
+        let progress = {
+            let tally = Arc::clone(&tally);
+            let duration = o.duration;
+            tokio::spawn(async move {
+                let terminal = std::io::stdout().is_terminal();
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                tick.tick().await;
+                let mut last = 0;
+                loop {
+                    tick.tick().await;
+                    let acked = tally.acked.load(Ordering::Relaxed);
+                    let line = format!(
+                        "{:>5.0}s/{:.0}s  sent {:>9}  acked {:>9}  errors {:>6}  {:>7} acked/s",
+                        start.elapsed().as_secs_f64(),
+                        duration.as_secs_f64(),
+                        tally.sent.load(Ordering::Relaxed),
+                        acked,
+                        tally.failed.load(Ordering::Relaxed),
+                        acked - last,
+                    );
+                    last = acked;
+                    let mut out = std::io::stdout().lock();
+                    let _ = if terminal {
+                        write!(out, "\r{line}")
+                    } else {
+                        writeln!(out, "{line}")
+                    };
+                    let _ = out.flush();
+                }
+            })
+        };
+        for t in tasks {
+            if let Err(e) = t.await {
+                tally.error(format!("connection task failed: {e}"));
+            }
+        }
+        let elapsed = start.elapsed();
+        progress.abort();
+        if std::io::stdout().is_terminal() {
+            println!();
+        }
+
+        let mut latencies = tally
+            .latencies_ms
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        latencies.sort_by(f64::total_cmp);
+        let acked = tally.acked.load(Ordering::Relaxed);
+        let failed = tally.failed.load(Ordering::Relaxed);
+        let ms = |v: f64| {
+            if v.is_nan() {
+                "n/a".to_owned()
+            } else {
+                format!("{v:.2} ms")
+            }
+        };
+        let mut rows: Vec<(String, String)> = vec![
+            ("target rate".into(), format!("{} events/s", o.rate)),
+            ("duration".into(), format!("{:.1} s", elapsed.as_secs_f64())),
+            (
+                "sent".into(),
+                tally.sent.load(Ordering::Relaxed).to_string(),
+            ),
+            ("acknowledged (202)".into(), acked.to_string()),
+            ("errors".into(), failed.to_string()),
+        ];
+        if let Ok(errors) = tally.errors.lock() {
+            for (kind, n) in errors.iter() {
+                rows.push((format!("  {kind}"), n.to_string()));
+            }
+        }
+        rows.extend([
+            (
+                "achieved rate".into(),
+                format!("{:.0} events/s", acked as f64 / elapsed.as_secs_f64()),
+            ),
+            ("latency p50".into(), ms(percentile(&latencies, 0.50))),
+            ("latency p90".into(), ms(percentile(&latencies, 0.90))),
+            ("latency p99".into(), ms(percentile(&latencies, 0.99))),
+            (
+                "latency max".into(),
+                ms(latencies.last().copied().unwrap_or(f64::NAN)),
+            ),
+        ]);
+        println!();
+        println!("{:<24} {:>16}", "measure", "value");
+        for (what, value) in &rows {
+            println!("{what:<24} {value:>16}");
+        }
+        if failed > 0 {
+            eprintln!(
+                "loadgen: {failed} of {} publishes failed (see errors above; HTTP 429 means the server's rate limit, RATE_LIMIT_MAX_REQUESTS)",
+                tally.sent.load(Ordering::Relaxed)
+            );
+            1
+        } else {
+            0
+        }
     }
 }

@@ -25,6 +25,12 @@ use nexus_transport::{App, AppConfig, RateLimit, WsConfig, WsToken};
 
 use config::{Checked, ConfigError, FileConfig, Mode, Settings, strong};
 
+/// Bucket bounds of every histogram (all in seconds): from a fsync'd commit (sub-millisecond)
+/// to an outbound call that runs into its timeout.
+const SECONDS_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
 /// How long a drain may take before the process exits anyway.
 const FORCED_EXIT: Duration = Duration::from_secs(30);
 
@@ -167,10 +173,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         Nodes::configured(list)
     };
 
+    // Histograms, not the exporter's default summaries: buckets aggregate across instances and
+    // over any range, which `histogram_quantile` in the alerts and the dashboard needs.
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets(SECONDS_BUCKETS)
+        .context("cannot configure the histogram buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    for (name, kind, description) in metric_names::ALL {
+    for (name, kind, description) in metric_names::ALL.iter().chain(metric_names::PROCESS) {
         match kind {
             metric_names::Kind::Counter => metrics::describe_counter!(*name, *description),
             metric_names::Kind::Gauge => metrics::describe_gauge!(*name, *description),
@@ -263,7 +273,13 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     };
     let size_store = Arc::clone(&store);
     let app = App::new(dyn_store, bus, breakers, config)
-        .metrics(Arc::new(move || recorder.render()))
+        .metrics(Arc::new(move || {
+            // Read at scrape time, like the other gauges that are read rather than counted.
+            if let Some(rss) = nexus_transport::rss_bytes() {
+                metrics::gauge!(metric_names::PROCESS_RESIDENT_MEMORY_BYTES).set(rss as f64);
+            }
+            recorder.render()
+        }))
         .database_size(Arc::new(move || size_store.size_bytes()));
 
     let addr = SocketAddr::new(settings.host, settings.port);

@@ -7,6 +7,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+// The operations kit (alerts, dashboard, runbook) checked against this server.
+#[path = "server/ops.rs"]
+mod ops;
+
 const BIN: &str = env!("CARGO_BIN_EXE_nexus-server");
 const SECRET: &str = "test-secret-of-the-nodes-0123456789";
 const ADMIN: &str = "test-admin-token-0123456789abcdef";

@@ -44,6 +44,17 @@ pub const CIRCUIT_BREAKER_STATE: &str = "nexus_circuit_breaker_state";
 /// Moves of a circuit breaker to open, by `target`.
 pub const CIRCUIT_BREAKER_TRIPS_TOTAL: &str = "nexus_circuit_breaker_trips_total";
 
+/// Resident set size of the server process, in bytes, under the name Prometheus client libraries
+/// use, so stock dashboards and alerts find it. Not one of API.md section 8: see [`PROCESS`].
+pub const PROCESS_RESIDENT_MEMORY_BYTES: &str = "process_resident_memory_bytes";
+
+/// Process metrics the server exports besides [`ALL`]: name, kind and description.
+pub const PROCESS: &[(&str, Kind, &str)] = &[(
+    PROCESS_RESIDENT_MEMORY_BYTES,
+    Kind::Gauge,
+    "Resident memory size of the process, in bytes",
+)];
+
 /// Every metric: name, kind and description.
 pub const ALL: &[(&str, Kind, &str)] = &[
     (
@@ -132,5 +143,10 @@ mod tests {
             }
         }
         assert_eq!(ALL.len(), 14, "every metric of API.md section 8");
+        for (name, _, description) in PROCESS {
+            assert!(name.starts_with("process_"), "{name}");
+            assert!(seen.insert(name), "{name} twice");
+            assert!(!description.is_empty());
+        }
     }
 }
