@@ -920,9 +920,67 @@ fn production_refuses_private_targets_unless_allowed() {
             .status,
         201
     );
-    assert!(nexus_transport::is_private("10.1.2.3".parse().expect("ip")));
-    assert!(nexus_transport::is_private("fe80::1".parse().expect("ip")));
-    assert!(!nexus_transport::is_private(
-        "93.184.216.34".parse().expect("ip")
-    ));
+    for private in [
+        "10.1.2.3",
+        "127.0.0.1",
+        "0.1.2.3",
+        "100.64.0.1",
+        "169.254.169.254",
+        "224.0.0.1",
+        "240.0.0.1",
+        "255.255.255.255",
+        "fe80::1",
+        "fd00::1",
+        "::1",
+        "ff02::1",
+        "::ffff:192.168.1.1",
+        "64:ff9b::a00:1",
+        "2002:a00:1::1",
+    ] {
+        let ip = private.parse().expect("ip");
+        assert!(nexus_transport::is_private(ip), "{private} is private");
+    }
+    for public in [
+        "93.184.216.34",
+        "2606:2800:220:1::1",
+        "64:ff9b::5db8:d822",
+        "2002:5db8:d822::1",
+    ] {
+        let ip = public.parse().expect("ip");
+        assert!(!nexus_transport::is_private(ip), "{public} is public");
+    }
+}
+
+#[test]
+fn a_request_that_takes_too_long_gets_503_in_the_envelope() {
+    use std::io::{Read, Write};
+    let server = TestServer::start_with(|c| c.request_timeout = Duration::from_millis(300));
+    let addr = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    // Headers announce 100 bytes of body; only 10 come, and then nothing.
+    write!(
+        stream,
+        "POST /events HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"type\":\"A"
+    )
+    .expect("write");
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("\"success\":false") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 503"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("retry-after:"), "{text}");
+    assert!(text.contains("\"code\":\"UNAVAILABLE\""), "{text}");
+    assert!(text.contains("within 300 ms"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A request that is on time is not affected.
+    assert_eq!(Call::new("GET", server.url("/health")).send().status, 200);
 }

@@ -383,25 +383,43 @@ fn check_secret(written: &str) -> Result<(), ApiError> {
         .map_err(|e| ApiError::validation("secret", e))
 }
 
-/// Whether an address is loopback, private, link-local or otherwise not on the internet.
+/// Whether an address is loopback, private, link-local or otherwise not on the internet:
+/// unspecified and "this network" (`0.0.0.0/8`), carrier-grade NAT (`100.64.0.0/10`), multicast,
+/// reserved (`240.0.0.0/4`), broadcast, IPv6 unique-local and link-local, and IPv4 addresses
+/// embedded in IPv6 (mapped `::ffff:0:0/96`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`).
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
             v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
-                || v4.is_unspecified()
                 || v4.is_broadcast()
-                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64
+                || v4.is_multicast()
+                || a == 0
+                || a >= 240
+                || a == 100 && (b & 0xc0) == 64
         }
         IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| {
+                IpAddr::V4(std::net::Ipv4Addr::new(
+                    (hi >> 8) as u8,
+                    hi as u8,
+                    (lo >> 8) as u8,
+                    lo as u8,
+                ))
+            };
             v6.is_loopback()
                 || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
                 || v6
                     .to_ipv4_mapped()
                     .is_some_and(|v4| is_private(IpAddr::V4(v4)))
+                || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && is_private(embedded(s[6], s[7])))
+                || (s[0] == 0x2002 && is_private(embedded(s[1], s[2])))
         }
     }
 }

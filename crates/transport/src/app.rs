@@ -46,6 +46,10 @@ pub struct AppConfig {
     pub ws: crate::ws::WsConfig,
     /// Requests per client IP on ingress and `/ws`.
     pub rate_limit: crate::rate_limit::RateLimit,
+    /// How long a request may take, reading its body included, before it is answered
+    /// `503 UNAVAILABLE` (with `Retry-After`). Default 30 s. WebSocket connections are not
+    /// limited by it once upgraded.
+    pub request_timeout: std::time::Duration,
 }
 
 impl AppConfig {
@@ -62,6 +66,7 @@ impl AppConfig {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             ws: crate::ws::WsConfig::default(),
             rate_limit: crate::rate_limit::RateLimit::default(),
+            request_timeout: std::time::Duration::from_secs(30),
         }
     }
 
@@ -248,6 +253,10 @@ impl App {
             .fallback(health::not_found)
             .method_not_allowed_fallback(health::method_not_allowed)
             .with_state(self.state.clone())
+            .layer(middleware::from_fn_with_state(
+                self.state.config.request_timeout,
+                timeout,
+            ))
             .layer(CompressionLayer::new().compress_when(compress))
             .layer(cors)
             .layer(SetResponseHeaderLayer::overriding(
@@ -271,6 +280,24 @@ impl App {
                 },
             ))
             .layer(middleware::from_fn(request_id::layer))
+    }
+}
+
+/// Answers a request that takes too long with the envelope (tower-http's `TimeoutLayer` answers
+/// an empty body); what it had started, such as a commit, still completes.
+async fn timeout(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => crate::envelope::ApiError::unavailable(format!(
+            "the request did not complete within {} ms",
+            limit.as_millis()
+        ))
+        .into_response(),
     }
 }
 
