@@ -40,7 +40,8 @@ struct Bucket {
 #[derive(Debug)]
 pub struct Limiter {
     limit: RateLimit,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    /// The buckets, and when idle ones were last dropped.
+    buckets: Mutex<(HashMap<IpAddr, Bucket>, Instant)>,
 }
 
 /// Buckets kept before idle (full) ones are dropped.
@@ -51,7 +52,7 @@ impl Limiter {
     pub fn new(limit: RateLimit) -> Arc<Self> {
         Arc::new(Limiter {
             limit,
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new((HashMap::new(), Instant::now())),
         })
     }
 
@@ -62,11 +63,17 @@ impl Limiter {
         }
         let max = f64::from(self.limit.max_requests);
         let per_sec = max / self.limit.window.as_secs_f64().max(0.001);
-        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
-        if buckets.len() >= PRUNE_AT {
+        let mut guard = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        let (buckets, pruned_at) = &mut *guard;
+        // Dropping the full buckets scans the table: at most once a window, so many active
+        // clients do not make every request pay for it.
+        if buckets.len() >= PRUNE_AT
+            && now.saturating_duration_since(*pruned_at) >= self.limit.window
+        {
             buckets.retain(|_, b| {
                 b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * per_sec < max
             });
+            *pruned_at = now;
         }
         let b = buckets.entry(ip).or_insert(Bucket {
             tokens: max,
@@ -137,5 +144,26 @@ mod tests {
         for _ in 0..10_000 {
             assert!(off.take(a, t0).is_ok());
         }
+    }
+
+    #[test]
+    fn idle_buckets_are_dropped_at_most_once_a_window() {
+        let l = Limiter::new(RateLimit {
+            window: Duration::from_millis(1000),
+            max_requests: 2,
+        });
+        let t0 = Instant::now();
+        let ip = |i: usize| IpAddr::from([10, (i >> 16) as u8, (i >> 8) as u8, i as u8]);
+        for i in 0..PRUNE_AT {
+            assert!(l.take(ip(i), t0).is_ok());
+        }
+        let len = || l.buckets.lock().map(|g| g.0.len()).unwrap_or(0);
+        // Within the window every bucket is still in use: nothing is dropped, nothing rescanned.
+        assert!(l.take(ip(PRUNE_AT), t0 + Duration::from_millis(10)).is_ok());
+        assert_eq!(len(), PRUNE_AT + 1);
+        // A window later they are full again (idle): dropped, save the one just used.
+        let later = t0 + Duration::from_millis(1500);
+        assert!(l.take(ip(0), later).is_ok());
+        assert_eq!(len(), 1);
     }
 }
