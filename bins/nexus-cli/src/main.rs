@@ -1,6 +1,6 @@
 //! `nexus-cli`: the Nexus operator tool over the ingress, admin and WebSocket APIs.
 //!
-//! Every command talks to one server (`--url`, `NEXUS_URL`) with the admin token (`--token`,
+//! Every command talks to one server (`--server`, `NEXUS_URL`) with the admin token (`--token`,
 //! `NEXUS_ADMIN_TOKEN`); `publish` signs as a node (`--node`/`NEXUS_NODE`,
 //! `--secret`/`NEXUS_SECRET`). Output is a human table by default and JSON with `--json`;
 //! progress of long operations goes to standard error when it is a terminal. Exit codes are in
@@ -35,12 +35,14 @@ Exit codes:
 struct Cli {
     /// The server's base URL.
     #[arg(
-        long,
+        long = "server",
+        short = 's',
         env = "NEXUS_URL",
+        value_name = "URL",
         default_value = "http://127.0.0.1:3000",
         global = true
     )]
-    url: String,
+    server: String,
     /// The admin token (also a WebSocket subscriber token for `tail`).
     #[arg(long, env = "NEXUS_ADMIN_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
@@ -111,7 +113,12 @@ struct PublishArgs {
 #[derive(Debug, Args)]
 struct TailArgs {
     /// Type globs to follow.
-    #[arg(long = "events", short = 'e', default_value = "*", value_delimiter = ',')]
+    #[arg(
+        long = "events",
+        short = 'e',
+        default_value = "*",
+        value_delimiter = ','
+    )]
     events: Vec<String>,
     /// Start after this sequence (stored events first, then live ones).
     #[arg(long)]
@@ -330,25 +337,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(cli.timeout);
     let mut out = Out::new(cli.json);
     let admin = || -> anyhow::Result<Admin> {
-        let token = cli.token.as_deref().ok_or_else(|| {
-            usage("no admin token: give --token or set NEXUS_ADMIN_TOKEN")
-        })?;
-        Ok(Admin::with_timeout(&cli.url, token, timeout)?)
+        let token = cli
+            .token
+            .as_deref()
+            .ok_or_else(|| usage("no admin token: give --token or set NEXUS_ADMIN_TOKEN"))?;
+        Ok(Admin::with_timeout(&cli.server, token, timeout)?)
     };
     match cli.command {
-        Command::Publish(args) => publish(&cli.url, timeout, args, &mut out),
+        Command::Publish(args) => publish(&cli.server, timeout, args, &mut out),
         Command::Tail(args) => {
             let token = cli.token.as_deref().ok_or_else(|| {
                 usage("no token: give --token or set NEXUS_ADMIN_TOKEN (admin or subscriber token)")
             })?;
-            tail(&cli.url, token, args, &mut out)
+            tail(&cli.server, token, args, &mut out)
         }
         Command::Events(c) => events(&admin()?, c, &mut out),
         Command::Dlq(c) => dlq(&admin()?, c, &mut out),
         Command::Breakers(c) => breakers(&admin()?, c, &mut out),
         Command::Subs(c) => subs(&admin()?, c, &mut out),
         Command::Replay(args) => replay(&admin()?, args, &mut out),
-        Command::Health => health(&cli.url, cli.token.as_deref(), timeout, &mut out),
+        Command::Health => health(&cli.server, cli.token.as_deref(), timeout, &mut out),
     }
 }
 
@@ -428,8 +436,7 @@ fn publish_lines(publisher: &Publisher, batch_size: usize, out: &mut Out) -> any
             continue;
         }
         let value = parse_json(&format!("line {}", n + 1), &line)?;
-        let draft = Draft::from_json(&value)
-            .map_err(|e| usage(format!("line {}: {e}", n + 1)))?;
+        let draft = Draft::from_json(&value).map_err(|e| usage(format!("line {}: {e}", n + 1)))?;
         batch.push(draft);
         if batch.len() == batch_size {
             acks.extend(publisher.publish_batch(std::mem::take(&mut batch))?);
@@ -662,7 +669,13 @@ fn dlq(admin: &Admin, c: DlqCommand, out: &mut Out) -> anyhow::Result<()> {
                 &items,
                 next,
                 &[
-                    "ID", "EVENT TYPE", "EVENT ID", "TARGET", "ATTEMPTS", "STATUS", "FAILED AT",
+                    "ID",
+                    "EVENT TYPE",
+                    "EVENT ID",
+                    "TARGET",
+                    "ATTEMPTS",
+                    "STATUS",
+                    "FAILED AT",
                     "ERROR",
                 ],
                 |d| {
@@ -692,7 +705,14 @@ fn breakers(admin: &Admin, c: BreakersCommand, out: &mut Out) -> anyhow::Result<
                 out,
                 &items,
                 next,
-                &["TARGET", "STATE", "FAILURES", "TRIPS", "OPENED AT", "NEXT TRIAL"],
+                &[
+                    "TARGET",
+                    "STATE",
+                    "FAILURES",
+                    "TRIPS",
+                    "OPENED AT",
+                    "NEXT TRIAL",
+                ],
                 |b| {
                     vec![
                         b.target.clone(),
@@ -843,8 +863,9 @@ fn health(url: &str, token: Option<&str>, timeout: Duration, out: &mut Out) -> a
         out.json_value(&h)?;
     } else {
         let get = |path: &str| {
-            h.pointer(path)
-                .map_or("-".to_owned(), |v| v.to_string().trim_matches('"').to_owned())
+            h.pointer(path).map_or("-".to_owned(), |v| {
+                v.to_string().trim_matches('"').to_owned()
+            })
         };
         let rows = [
             ("status", "/status"),
@@ -881,6 +902,30 @@ mod tests {
     }
 
     #[test]
+    fn a_subscriptions_url_is_not_the_servers_url() {
+        let cli = Cli::try_parse_from([
+            "nexus-cli",
+            "--server",
+            "http://nexus:3000",
+            "subs",
+            "create",
+            "--url",
+            "http://hooks/in",
+            "--events",
+            "A_*,B",
+        ])
+        .expect("parses");
+        assert_eq!(cli.server, "http://nexus:3000");
+        match cli.command {
+            Command::Subs(SubsCommand::Create { url, events, .. }) => {
+                assert_eq!(url, "http://hooks/in");
+                assert_eq!(events, ["A_*", "B"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn failures_map_to_the_documented_exit_codes() {
         // An API error is exit code 1; the integration tests get one from a real server.
         assert_eq!(exit_code(&usage("x")), 2);
@@ -901,6 +946,9 @@ mod tests {
         };
         assert_eq!(exit_code(&anyhow::Error::new(timeout)), 3);
         assert_eq!(exit_code(&anyhow::Error::new(Error::Closed)), 1);
-        assert_eq!(exit_code(&anyhow::Error::new(Unhealthy("degraded".into()))), 1);
+        assert_eq!(
+            exit_code(&anyhow::Error::new(Unhealthy("degraded".into()))),
+            1
+        );
     }
 }

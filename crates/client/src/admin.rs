@@ -340,7 +340,7 @@ impl Admin {
         match answer.status {
             200 => Ok(true),
             503 => Ok(false),
-            _ => Err(Error::Api(answer.api_error())),
+            _ => Err(Error::Api(Box::new(answer.api_error()))),
         }
     }
 

@@ -73,7 +73,7 @@ pub enum Error {
     },
     /// The server answered with an error status.
     #[error("{0}")]
-    Api(ApiError),
+    Api(Box<ApiError>),
     /// The server answered with a success status but a body this client does not understand.
     #[error("unexpected answer from {url}: {reason}")]
     Protocol {
@@ -106,11 +106,13 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether the same request may succeed later: network failures, timeouts, 429 and 5xx.
+    /// Whether the same request may succeed later: network failures, timeouts, 429 and 5xx
+    /// (for [`Error::GaveUp`], whether its last failure was one of those).
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Network { .. } | Error::Timeout { .. } => true,
             Error::Api(api) => api.is_retryable(),
+            Error::GaveUp { last, .. } => last.is_retryable(),
             _ => false,
         }
     }
@@ -126,7 +128,7 @@ impl Error {
     /// The server's error answer, if this is one (also behind [`Error::GaveUp`]).
     pub fn api(&self) -> Option<&ApiError> {
         match self.last() {
-            Error::Api(api) => Some(api),
+            Error::Api(api) => Some(api.as_ref()),
             _ => None,
         }
     }

@@ -57,7 +57,7 @@ impl Answer {
     /// A 2xx answer's body as JSON; anything else as the typed error.
     pub(crate) fn value(self) -> Result<Value, Error> {
         if !(200..300).contains(&self.status) {
-            return Err(Error::Api(self.api_error()));
+            return Err(Error::Api(Box::new(self.api_error())));
         }
         self.json().ok_or_else(|| Error::Protocol {
             url: self.url.clone(),

@@ -473,10 +473,13 @@ mod tests {
         }
     }
 
+    /// A canned answer: status, extra headers, body.
+    type Canned = (u16, Vec<(&'static str, String)>, String);
+
     /// A loopback HTTP server that answers each request with the next canned answer (status,
     /// extra headers, body) and reports what it got; one request per connection.
     fn fake(
-        answers: Vec<(u16, Vec<(&'static str, String)>, String)>,
+        answers: Vec<Canned>,
     ) -> (String, mpsc::Receiver<Seen>) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
