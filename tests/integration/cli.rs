@@ -403,6 +403,8 @@ fn exit_codes_tell_server_errors_usage_errors_and_unreachable_servers_apart() {
         unreachable.stderr
     );
     assert_eq!(cli(&["--server", &nowhere, "health"]).code, 3);
+    let tail = cli(&["--server", &nowhere, "--token", ADMIN, "tail"]);
+    assert_eq!(tail.code, 3, "{}", tail.stderr);
 
     let help = cli(&["--help"]).ok();
     assert!(help.stdout.contains("Exit codes:"), "{}", help.stdout);

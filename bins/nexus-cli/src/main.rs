@@ -60,7 +60,8 @@ struct Cli {
 enum Command {
     /// Publish events, signed as a node: one from arguments, or many as JSON lines on stdin.
     Publish(PublishArgs),
-    /// Follow events live over the WebSocket (reconnects by itself, resuming where it was).
+    /// Follow events live over the WebSocket (once connected, reconnects by itself, resuming
+    /// where it was; exits 3 when the first connection fails).
     Tail(TailArgs),
     /// Read the event log.
     #[command(subcommand)]
@@ -491,6 +492,13 @@ fn tail(url: &str, token: &str, a: TailArgs, out: &mut Out) -> anyhow::Result<()
                         continue;
                     }
                     let state = *states.borrow_and_update();
+                    if state == State::Reconnecting && sub.counters().connects == 0 {
+                        // Never connected: the server is not there (exit 3), not a lost connection.
+                        break Err(anyhow::Error::new(Error::Network {
+                            url: url.to_owned(),
+                            reason: "cannot open the WebSocket".into(),
+                        }));
+                    }
                     if interactive {
                         let note = match state {
                             State::Connected => "connected",

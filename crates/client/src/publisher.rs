@@ -478,9 +478,7 @@ mod tests {
 
     /// A loopback HTTP server that answers each request with the next canned answer (status,
     /// extra headers, body) and reports what it got; one request per connection.
-    fn fake(
-        answers: Vec<Canned>,
-    ) -> (String, mpsc::Receiver<Seen>) {
+    fn fake(answers: Vec<Canned>) -> (String, mpsc::Receiver<Seen>) {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         let (tx, rx) = mpsc::channel();

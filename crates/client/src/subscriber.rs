@@ -489,13 +489,15 @@ impl Task {
     }
 
     async fn run(mut self) {
+        // Retries since the last stable connection: the backoff window grows with it.
         let mut retry = 0u32;
         let mut connected_before = false;
+        let mut must_wait = false;
         loop {
             if self.closing() {
                 break;
             }
-            if connected_before || retry > 0 {
+            if must_wait {
                 self.set(State::Reconnecting);
                 let delay = self.backoff.delay(retry, self.rng.f64());
                 retry = retry.saturating_add(1);
@@ -512,16 +514,11 @@ impl Task {
             } else {
                 self.set(State::Connecting);
             }
+            must_wait = true;
             let ws = match self.open().await {
                 Ok(Some(ws)) => ws,
-                Ok(None) => break,
-                Err(End::Fatal) => break,
-                Err(_) => {
-                    if retry == 0 {
-                        retry = 1;
-                    }
-                    continue;
-                }
+                Ok(None) | Err(End::Fatal) => break,
+                Err(_) => continue,
             };
             Shared::bump(&self.shared.connects);
             if connected_before {
@@ -842,6 +839,48 @@ mod tests {
         assert!(accepted.load(Ordering::Relaxed) >= 3);
         sub.close().await;
         assert_eq!(sub.state(), State::Closed);
+        server.abort();
+    }
+
+    /// A server that accepts and hangs up at once; counts the connections.
+    async fn flaky_server() -> (String, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("ws://{}", listener.local_addr().expect("addr"));
+        let task = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                drop(tokio_tungstenite::accept_async(tcp).await);
+            }
+        });
+        (url, task)
+    }
+
+    /// With every connection counted as stable the window stays at its base (10 ms), so 12
+    /// reconnects come fast; without, the same seeded delays double up to 20 s.
+    #[tokio::test]
+    async fn a_stable_connection_resets_the_backoff_and_an_unstable_one_does_not() {
+        let (url, server) = flaky_server().await;
+        let build = |stable_after: Duration| {
+            Subscriber::builder(&url, "t")
+                .backoff(Duration::from_millis(10), Duration::from_secs(60))
+                .stable_after(stable_after)
+                .jitter_seed(42)
+                .connect()
+                .expect("valid")
+        };
+        let mut stable = build(Duration::ZERO);
+        let started = Instant::now();
+        wait_for(&stable, "12 reconnects", |s| s.counters().reconnects >= 12).await;
+        let fast = started.elapsed();
+        stable.close().await;
+
+        let mut unstable = build(Duration::from_secs(3600));
+        tokio::time::sleep(fast.max(Duration::from_millis(500))).await;
+        let c = unstable.counters();
+        assert!(
+            c.reconnects < 12,
+            "the window grew: {c:?} in {fast:?}, the time the stable one needed for 12"
+        );
+        unstable.close().await;
         server.abort();
     }
 
