@@ -1,6 +1,8 @@
 //! Cross-crate integration tests: one binary, one module per area, shared helpers in `support`.
 
 mod bus;
+mod cli;
+mod client;
 mod http;
 mod payment_flow;
 mod reactors;

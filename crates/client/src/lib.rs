@@ -1,0 +1,65 @@
+//! The Nexus client SDK.
+//!
+//! What a node or an operator tool needs to talk to a Nexus server over its wire contract
+//! (`../shared/spec/API.md`), with the right behaviour by default:
+//!
+//! - [`Publisher`]: a blocking publisher (on `ureq`, for nodes that are not async) that signs
+//!   with either [`Scheme`], sends single events and batches, and retries network failures,
+//!   timeouts, 429 and 5xx with full-jitter exponential backoff honouring `Retry-After`. It gives
+//!   every event an id before the first attempt and sends the same id on every retry, so the
+//!   server deduplicates a retry of a request that did commit. Client errors (400, 401, 403,
+//!   409, 413, 415) come back at once as [`Error::Api`] with the server's code, message and
+//!   request id.
+//! - [`Subscriber`]: an async WebSocket subscriber (tokio) that reconnects by itself, resumes
+//!   with `since` so nothing is lost or repeated, resubscribes, pings, and counts.
+//! - [`Admin`]: a blocking client of the admin API and the health endpoints.
+//!
+//! It is not the server: it depends on `nexus-event` for the event model and on no server
+//! crate, so a node pulls in an HTTP client, a WebSocket client and `ring`, nothing more.
+//! `https`/`wss` URLs need the `tls` feature.
+//!
+//! Publishing from a node:
+//!
+//! ```no_run
+//! use nexus_client::{Draft, Publisher};
+//! use nexus_event::WellKnown;
+//!
+//! let publisher = Publisher::builder("http://127.0.0.1:3000", "flowpay", "the-node-secret").build()?;
+//! let draft = Draft::new(WellKnown::PaymentReceived).id("pay-1")?.payload(serde_json::json!({"amount": 5}));
+//! let ack = publisher.publish(draft)?;           // retried with the same id until stored
+//! assert!(ack.sequence > 0);
+//! # Ok::<(), nexus_client::Error>(())
+//! ```
+//!
+//! Errors are classified, so a caller can tell what to do:
+//!
+//! ```
+//! use nexus_client::{Draft, Error, Publisher, RetryPolicy};
+//! // Nothing listens on port 9 of loopback: a network error, retryable, after one attempt.
+//! let publisher = Publisher::builder("http://127.0.0.1:9", "flowpay", "secret")
+//!     .retry(RetryPolicy::no_retries())
+//!     .build()?;
+//! let err = publisher.publish(Draft::of_type("PAYMENT_RECEIVED")?).unwrap_err();
+//! assert!(matches!(err, Error::Network { .. }) && err.is_retryable());
+//! # Ok::<(), nexus_client::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod admin;
+mod backoff;
+mod error;
+mod http;
+mod publisher;
+mod sign;
+mod subscriber;
+
+pub use admin::{
+    Admin, Breaker, DeadLetter, EventQuery, NewSubscription, Page, PageRequest, Replay, RetryStats,
+    Selection, Subscription, SubscriptionUpdate,
+};
+pub use backoff::{Backoff, RetryPolicy, parse_retry_after};
+pub use error::{ApiError, Error};
+pub use publisher::{Ack, Draft, MAX_BATCH, Publisher, PublisherBuilder};
+pub use sign::{Scheme, SigningKey};
+pub use subscriber::{Counters, Incoming, State, Subscriber, SubscriberBuilder, WsEvent};
