@@ -514,7 +514,7 @@ impl Nexus {
         let breakers = Arc::new(Breakers::new(BreakerConfig {
             failure_threshold: 5,
             success_threshold: 2,
-            reset_timeout: Duration::from_secs(1),
+            reset_timeout: Duration::from_secs(2),
         }));
         let http = Arc::new(HttpClient::new(OutboundConfig::default()));
         let target = Arc::new(DeliveryTarget::new(

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     println!(
-        "Nexus payment -> mint -> notify flow (retry schedule 300 ms, 600 ms; breaker opens after 5 failures, trial after 1 s)\n"
+        "Nexus payment -> mint -> notify flow (retry schedule 300 ms, 600 ms; breaker opens after 5 failures, trial after 2 s)\n"
     );
     let flow = flow::Flow::start(true).await;
     let result = flow.run().await;

@@ -274,3 +274,72 @@ async fn a_reactor_that_matches_what_it_emits_stops_at_the_depth_limit() {
     assert_eq!(rig.log().await.len(), 4);
     rig.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_root_event_that_names_itself_is_no_cycle() {
+    let reactor = Scripted::new(0, false);
+    let r =
+        rule("mint", "PAYMENT_RECEIVED", Arc::clone(&reactor)).emit_on_success(t("MINT_REQUESTED"));
+    let rig = Rig::start(Reactors::new(vec![r]).expect("set"));
+    // A common convention: a root event's correlation id is its own id.
+    let root = NewEvent::new(t("PAYMENT_RECEIVED"), "flowpay")
+        .id(nexus_event::EventId::new("pay-7").expect("id"))
+        .correlation_id(nexus_event::CorrelationId::new("pay-7").expect("id"));
+    rig.store.append(vec![root]).await.expect("append");
+    rig.settled().await;
+    assert_eq!(reactor.calls(), 1);
+    assert!(
+        rig.store
+            .dead_letters(10, None)
+            .await
+            .expect("dead letters")
+            .items
+            .is_empty()
+    );
+    assert_eq!(rig.log().await.len(), 2);
+    rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_event_that_cannot_be_emitted_still_ends_in_one_dead_letter() {
+    let reactor = Scripted::new(0, true);
+    let r = rule("r", "A", Arc::clone(&reactor)).emit_on_failure(t("A_FAILED"));
+    let rig = Rig::start(Reactors::new(vec![r]).expect("set"));
+    // Someone else already holds the id the failure event would get: its emit conflicts.
+    let trigger_id = nexus_event::EventId::new("a-1").expect("id");
+    let squatter = NewEvent::new(t("OTHER"), "mallory").id(nexus_reactors::emitted_id(
+        "r",
+        &trigger_id,
+        "failure",
+    ));
+    rig.store.append(vec![squatter]).await.expect("append");
+    rig.store
+        .append(vec![NewEvent::new(t("A"), "test").id(trigger_id.clone())])
+        .await
+        .expect("append");
+    rig.settled().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        reactor.calls(),
+        1,
+        "the target is not called again and again"
+    );
+    let letters = rig
+        .store
+        .dead_letters(10, None)
+        .await
+        .expect("dead letters")
+        .items;
+    assert_eq!(letters.len(), 1);
+    assert!(
+        letters[0]
+            .last_error
+            .contains("this payment can never be minted")
+            && letters[0]
+                .last_error
+                .contains("at dead-lettering: cannot emit"),
+        "{}",
+        letters[0].last_error
+    );
+    rig.stop().await;
+}

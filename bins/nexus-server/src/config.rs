@@ -360,6 +360,8 @@ pub(crate) struct ReactorSpec {
     pub(crate) config: nexus_reactors::ReactorConfig,
     /// `None`: signed with `NEXUS_SECRET`.
     pub(crate) secret: Option<String>,
+    /// Where the secret came from, for errors: its variable, or its key in the file.
+    pub(crate) secret_name: Option<String>,
 }
 
 impl ReactorSpec {
@@ -371,6 +373,13 @@ impl ReactorSpec {
     ) -> Result<nexus_reactors::Rule, ConfigError> {
         let secret = self.secret.as_deref().or(shared).unwrap_or_default();
         self.config.build(secret).map_err(|e| match e {
+            nexus_reactors::ReactorError::Invalid { field, message } if field == "http.secret" => {
+                let name = self
+                    .secret_name
+                    .clone()
+                    .unwrap_or_else(|| "NEXUS_SECRET".into());
+                err(name, message)
+            }
             nexus_reactors::ReactorError::Invalid { field, message } => {
                 err(format!("reactors[{i}].{field}"), message)
             }
@@ -412,6 +421,12 @@ impl FileConfig {
         let mut names = HashSet::new();
         for (i, n) in self.nodes.into_iter().enumerate() {
             let key = |field: &str| format!("nodes[{i}].{field}");
+            if n.name == nexus_event::NEXUS_SOURCE {
+                return Err(err(
+                    key("name"),
+                    "\"nexus\" is reserved: it is the source of the events reactors emit",
+                ));
+            }
             if !nexus_transport::auth::valid_node_name(&n.name) {
                 return Err(err(
                     key("name"),
@@ -549,6 +564,11 @@ impl FileConfig {
                     format!("reactor {:?} is named twice", r.name),
                 ));
             }
+            let secret_name = match (&r.http.secret_env, &r.http.secret) {
+                (Some(var), _) => Some(var.clone()),
+                (None, Some(_)) => Some(key("http.secret")),
+                (None, None) => None,
+            };
             let secret = match (&r.http.secret_env, &r.http.secret) {
                 (Some(_), Some(_)) => {
                     return Err(err(
@@ -577,7 +597,11 @@ impl FileConfig {
                 (None, Some(s)) => Some(s.clone()),
                 (None, None) => None,
             };
-            let spec = ReactorSpec { config: r, secret };
+            let spec = ReactorSpec {
+                config: r,
+                secret,
+                secret_name,
+            };
             // Every field is checked now; the shared secret is only known later.
             spec.rule(i, Some("unused-for-the-check"))?;
             checked.reactors.push(spec);
@@ -808,9 +832,18 @@ mod tests {
             bad("FACTORY_HOOK_SECRET\"", "UNSET_VAR\"").name,
             "reactors[0].http.secret_env"
         );
+        let bad_b64 = env(&[("FACTORY_HOOK_SECRET", "whsec_not base64!")]);
+        let e = FileConfig::parse(text)
+            .and_then(|f| f.check(Mode::Development, &bad_b64))
+            .expect_err("bad secret");
+        assert_eq!(e.name, "FACTORY_HOOK_SECRET", "{e}");
         let unknown = bad("emit_on_failure", "emit_on_error");
         assert_eq!(unknown.name, "NEXUS_CONFIG");
         assert!(unknown.message.contains("emit_on_error"), "{unknown}");
+        let nexus = FileConfig::parse("[[nodes]]\nname = \"nexus\"\npublish = [\"*\"]\n")
+            .and_then(|f| f.check(Mode::Development, &get))
+            .expect_err("reserved");
+        assert_eq!(nexus.name, "nodes[0].name");
         let twice = format!("{text}\n{text}");
         let e = FileConfig::parse(&twice)
             .and_then(|f| f.check(Mode::Development, &get))

@@ -175,10 +175,11 @@ async fn run(
             }
         };
         if let Some(draft) = out {
-            let sent = bus.emit(draft);
+            // Remembered before it is on the bus, where another rule's task may take it at once.
             if let Ok(mut d) = depths.lock() {
-                d.remember(sent.id.clone(), depth + 1);
+                d.remember(draft.id.clone(), depth + 1);
             }
+            bus.emit(draft);
         }
     }
 }

@@ -144,10 +144,13 @@ impl DeliveryTarget {
         }
     }
 
-    /// How many events up the correlation chain of `event` are in the log, counting up to the
-    /// limit (a chain that loops back on itself stops there too).
+    /// How many distinct events up the correlation chain of `event` are in the log, counting up
+    /// to the limit. Publishers choose correlation ids freely: an event naming itself (a common
+    /// way to mark a root) or two naming each other end the walk where an id comes again, so
+    /// only chains of distinct events, which reactors make, count.
     async fn depth(&self, event: &Event) -> Result<usize, AttemptError> {
         let mut depth = 0;
+        let mut seen = std::collections::HashSet::from([event.id.clone()]);
         let mut next = event.correlation_id.clone();
         while let Some(cause) = next {
             if depth >= self.reactors.max_depth {
@@ -156,6 +159,9 @@ impl DeliveryTarget {
             let Ok(id) = EventId::new(cause.as_str()) else {
                 break;
             };
+            if !seen.insert(id.clone()) {
+                break;
+            }
             match self.store.get(&id).await {
                 Ok(Some(parent)) => {
                     depth += 1;
@@ -217,6 +223,21 @@ impl DeliveryTarget {
                 };
                 match self.http.send(call).await {
                     Ok(answer) => match classify(&answer) {
+                        Outcome::Delivered
+                            if !answer.complete && rule.emit_on_success.is_some() =>
+                        {
+                            Err(Outcome::Failed(AttemptError {
+                                status: Some(answer.status),
+                                ..AttemptError::new(
+                                    "answer",
+                                    format!(
+                                        "HTTP {}, but the answer was larger than {} bytes or cut off, so it cannot be emitted",
+                                        answer.status,
+                                        self.http.config().max_response_bytes
+                                    ),
+                                )
+                            }))
+                        }
                         Outcome::Delivered => Ok(answer_payload(&answer.body)),
                         other => Err(other),
                     },

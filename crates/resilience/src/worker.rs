@@ -68,9 +68,10 @@ pub trait Target: Send + Sync + 'static {
     /// Makes one attempt at a leased delivery.
     async fn attempt(&self, lease: &Lease) -> Outcome;
 
-    /// Called before a delivery becomes a dead letter, its retries spent or its attempt
-    /// refused (a reactor emits its `emit_on_failure` event here). An error keeps the delivery in the queue: it is
-    /// given back, no attempt counted, and tried again a second later. The default does nothing.
+    /// Called before a delivery becomes a dead letter, its retries spent or its attempt refused
+    /// (a reactor emits its `emit_on_failure` event here). An error does not keep the delivery
+    /// alive (that would call the target again and again): it is logged and added to the dead
+    /// letter's error, and a redrive runs the delivery again. The default does nothing.
     async fn dead_lettering(
         &self,
         lease: &Lease,
@@ -472,9 +473,13 @@ impl RetryWorker {
                 self.failed(&lease, err, now).await
             }
             Outcome::Refused(err) => {
-                // No call was made: the target's health is unknown, so a trial is given back.
+                // The target's health is not in question: a trial is given back, and what is
+                // parked behind it may go again (one of them becomes the next trial).
                 self.breakers
                     .record(&lease.target, trial, CallResult::Abandoned, now);
+                if trial && let Err(e) = self.queue.unpark(&lease.target, now).await {
+                    tracing::warn!(error = %e, target = %lease.target, "cannot release parked deliveries");
+                }
                 self.dead_letter(&lease, err, now).await
             }
         };
@@ -538,20 +543,16 @@ impl RetryWorker {
         }
     }
 
-    /// Moves a delivery to the dead letters, first telling the target; if the target cannot
-    /// take note, the delivery is given back for later.
+    /// Moves a delivery to the dead letters, first telling the target.
     async fn dead_letter(
         &self,
         lease: &Lease,
-        err: AttemptError,
+        mut err: AttemptError,
         now: Timestamp,
     ) -> nexus_store::Result<()> {
         if let Err(e) = self.target.dead_lettering(lease, &err).await {
-            tracing::error!(delivery = lease.token.delivery, error = %e.message, "cannot dead-letter yet; retrying in 1 s");
-            return self
-                .queue
-                .release(&lease.token, later(now, Duration::from_secs(1)))
-                .await;
+            tracing::error!(delivery = lease.token.delivery, error = %e.message, "the target could not take note of a dead letter");
+            err.message = format!("{} (then, at dead-lettering: {})", err.message, e.message);
         }
         let kind = consumer_type(&lease.consumer);
         metrics::counter!(metric_names::DEAD_LETTER_QUEUE_ADDITIONS_TOTAL, "type" => kind)

@@ -100,11 +100,13 @@ impl Nodes {
     pub fn get(&self, name: &str) -> Option<Node> {
         match self {
             Nodes::Configured(map) => map.get(name).cloned(),
-            Nodes::Open(secret) => valid_node_name(name).then(|| Node {
-                name: name.to_owned(),
-                secret: secret.clone(),
-                publish: TypeFilter::all(),
-            }),
+            // `nexus` is the source of reactor output: no node may publish as it.
+            Nodes::Open(secret) => (valid_node_name(name) && name != nexus_event::NEXUS_SOURCE)
+                .then(|| Node {
+                    name: name.to_owned(),
+                    secret: secret.clone(),
+                    publish: TypeFilter::all(),
+                }),
         }
     }
 
@@ -404,5 +406,15 @@ mod tests {
             ("x-nexus-signature", format!("sha256={hex}")),
         ]);
         assert!(verify(&nodes, &padded, body, None, now).is_ok());
+    }
+
+    #[test]
+    fn no_node_may_publish_as_nexus() {
+        let open = Nodes::Open(Secret::token("s"));
+        assert!(open.get("flowpay").is_some());
+        assert!(
+            open.get("nexus").is_none(),
+            "reactor output's source is reserved"
+        );
     }
 }

@@ -111,8 +111,10 @@ pub struct Answer {
     pub status: u16,
     /// `Retry-After`, as a wait from now.
     pub retry_after: Option<Duration>,
-    /// The body, cut at the configured size.
+    /// The body, empty when it was larger than the configured size or could not be read.
     pub body: Bytes,
+    /// Whether `body` is the whole body as sent.
+    pub complete: bool,
 }
 
 /// One outbound call.
@@ -247,15 +249,17 @@ impl HttpClient {
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_retry_after);
-            // The body is read up to the cap; a larger one is cut, not an error.
-            let body = match Limited::new(response.into_body(), max).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(_) => Bytes::new(),
+            // The status decides a delivery; a body over the cap or cut off is not an error
+            // here, it is marked incomplete (a reactor that emits it needs all of it).
+            let (body, complete) = match Limited::new(response.into_body(), max).collect().await {
+                Ok(collected) => (collected.to_bytes(), true),
+                Err(_) => (Bytes::new(), false),
             };
             Ok::<_, hyper_util::client::legacy::Error>(Answer {
                 status,
                 retry_after,
                 body,
+                complete,
             })
         })
         .await;
@@ -264,9 +268,18 @@ impl HttpClient {
         let (label, outcome) = match result {
             Ok(Ok(answer)) => (answer.status.to_string(), Ok(answer)),
             Ok(Err(e)) => {
-                let private = std::error::Error::source(&e)
-                    .and_then(|s| s.downcast_ref::<std::io::Error>())
-                    .filter(|io| io.kind() == std::io::ErrorKind::PermissionDenied);
+                // The guard's refusal sits a few sources down (client, connect, DNS, I/O).
+                let mut source = std::error::Error::source(&e);
+                let mut private = None;
+                while let Some(cause) = source {
+                    if let Some(io) = cause.downcast_ref::<std::io::Error>()
+                        && io.kind() == std::io::ErrorKind::PermissionDenied
+                    {
+                        private = Some(io);
+                        break;
+                    }
+                    source = cause.source();
+                }
                 let error = match private {
                     Some(io) => AttemptError::new("private", io.to_string()),
                     None => AttemptError::new("connect", format!("cannot reach {target}: {e:?}")),
@@ -400,6 +413,7 @@ mod tests {
             status,
             retry_after,
             body: Bytes::from_static(b"nope"),
+            complete: true,
         };
         assert_eq!(classify(&answer(204, None)), Outcome::Delivered);
         assert!(matches!(classify(&answer(410, None)), Outcome::Gone(_)));
@@ -416,6 +430,46 @@ mod tests {
         assert_eq!(
             e.retry_after, None,
             "Retry-After counts for 429 and 503 only"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_guard_refuses_private_addresses_by_name_and_by_literal() {
+        let guarded = HttpClient::new(OutboundConfig {
+            refuse_private: true,
+            timeout: Duration::from_secs(5),
+            ..OutboundConfig::default()
+        });
+        for url in [
+            "http://localhost:9/hook",
+            "http://127.0.0.1:9/hook",
+            "http://[::1]:9/hook",
+        ] {
+            let call = Call {
+                method: Method::POST,
+                url,
+                target: "t",
+                headers: Vec::new(),
+                body: Bytes::new(),
+                timeout: None,
+            };
+            let err = guarded.send(call).await.expect_err("refused");
+            assert_eq!(err.reason, "private", "{url}: {}", err.message);
+            assert!(err.message.contains("private address"), "{}", err.message);
+        }
+        // Without the guard the same call is made (and finds nothing listening).
+        let open = HttpClient::new(OutboundConfig::default());
+        let call = Call {
+            method: Method::POST,
+            url: "http://127.0.0.1:9/hook",
+            target: "t",
+            headers: Vec::new(),
+            body: Bytes::new(),
+            timeout: None,
+        };
+        assert_eq!(
+            open.send(call).await.expect_err("nothing there").reason,
+            "connect"
         );
     }
 }
