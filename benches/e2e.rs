@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use nexus_event::{NewEvent, Pattern, WellKnown};
+use nexus_event::{NewEvent, WellKnown};
 use nexus_reactors::{DeliveryTarget, Reactors};
 use nexus_resilience::{RetryWorker, SystemClock, WorkerConfig};
-use nexus_store::{EventLog, NewSubscription, SqliteStore, Subscriptions};
+use nexus_store::{EventLog, SqliteStore};
 use nexus_transport::outbound::{Call, HttpClient, OutboundConfig};
 use tokio::task::JoinSet;
 
@@ -76,15 +76,7 @@ async fn rig(subscriptions: usize) -> Rig {
     let reactors = Arc::new(Reactors::new(Vec::new()).expect("no reactors"));
     let store = Arc::new(SqliteStore::open(dir.path()).expect("open"));
     for _ in 0..subscriptions {
-        store
-            .create_subscription(NewSubscription {
-                url: url.clone(),
-                events: vec![Pattern::new("*").expect("glob")],
-                secret: "whsec_YmVuY2gtc2VjcmV0LTAxMjM0NTY3ODk=".into(),
-                ordered: false,
-            })
-            .await
-            .expect("subscribe");
+        nexus_store::conformance::subscribe_everything(&*store, &url).await;
     }
     let target = DeliveryTarget::new(
         Arc::clone(&store) as _,

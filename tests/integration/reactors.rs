@@ -114,6 +114,14 @@ impl Rig {
             .expect("stored")
     }
 
+    async fn dead_letters(&self) -> Vec<nexus_store::DeadLetter> {
+        self.store
+            .dead_letters(100, None)
+            .await
+            .expect("dead letters")
+            .items
+    }
+
     async fn log(&self) -> Vec<Event> {
         self.store
             .read(0, 1000, &TypeFilter::all())
@@ -213,12 +221,7 @@ async fn failures_dead_letter_and_emit_the_failure_event() {
     rig.settled().await;
     assert_eq!(retried.calls(), 3, "1 + the 2 steps of the schedule");
     assert_eq!(permanent.calls(), 1, "a permanent failure is not retried");
-    let letters = rig
-        .store
-        .dead_letters(10, None)
-        .await
-        .expect("dead letters")
-        .items;
+    let letters = rig.dead_letters().await;
     assert_eq!(letters.len(), 2);
     for (trigger, kind, attempts) in [(&a, "A_FAILED", 3), (&b, "B_FAILED", 1)] {
         let dl = letters
@@ -253,12 +256,7 @@ async fn a_reactor_that_matches_what_it_emits_stops_at_the_depth_limit() {
     // The first PING and three rounds; the fourth emitted PING's chain is 3 deep: refused.
     assert_eq!(pings.len(), 4, "{pings:?}");
     assert_eq!(reactor.calls(), 3);
-    let letters = rig
-        .store
-        .dead_letters(10, None)
-        .await
-        .expect("dead letters")
-        .items;
+    let letters = rig.dead_letters().await;
     assert_eq!(letters.len(), 1);
     let dl = &letters[0];
     assert_eq!(dl.event_id, pings[3].id);
@@ -288,14 +286,7 @@ async fn a_root_event_that_names_itself_is_no_cycle() {
     rig.store.append(vec![root]).await.expect("append");
     rig.settled().await;
     assert_eq!(reactor.calls(), 1);
-    assert!(
-        rig.store
-            .dead_letters(10, None)
-            .await
-            .expect("dead letters")
-            .items
-            .is_empty()
-    );
+    assert!(rig.dead_letters().await.is_empty());
     assert_eq!(rig.log().await.len(), 2);
     rig.stop().await;
 }
@@ -324,12 +315,7 @@ async fn a_failure_event_that_cannot_be_emitted_still_ends_in_one_dead_letter() 
         1,
         "the target is not called again and again"
     );
-    let letters = rig
-        .store
-        .dead_letters(10, None)
-        .await
-        .expect("dead letters")
-        .items;
+    let letters = rig.dead_letters().await;
     assert_eq!(letters.len(), 1);
     assert!(
         letters[0]

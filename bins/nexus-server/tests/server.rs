@@ -418,13 +418,7 @@ fn delivers_signed_webhooks_to_configured_subscriptions() {
     let (headers, body) = received
         .recv_timeout(Duration::from_secs(20))
         .expect("a delivery");
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let header = |name: &str| header_of(&headers, name);
     assert_eq!(header("webhook-id"), "pay-9");
     assert_eq!(header("x-nexus-event"), "PAYMENT_RECEIVED");
     assert_eq!(header("x-nexus-sequence"), "1");
@@ -441,16 +435,7 @@ fn delivers_signed_webhooks_to_configured_subscriptions() {
             serde_json::json!({"amount": 5})
         )
     );
-    // Verified independently of the server's code: base64-decode the whsec_ key, HMAC-SHA256
-    // over "<id>.<timestamp>.<body>", compare with one of the v1 signatures.
-    let key = b64_decode(sub_secret.trim_start_matches("whsec_"));
-    let signed = format!(
-        "{}.{}.{}",
-        header("webhook-id"),
-        header("webhook-timestamp"),
-        body
-    );
-    let expected = format!("v1,{}", b64(&sign(&key, signed.as_bytes())));
+    let expected = standard_signature(sub_secret, &headers, &body);
     assert!(
         header("webhook-signature")
             .split(' ')
@@ -459,14 +444,7 @@ fn delivers_signed_webhooks_to_configured_subscriptions() {
         header("webhook-signature")
     );
     // The delivery was acknowledged: nothing pending.
-    let stats = agent()
-        .get(&format!("{}/api/retry/stats", s.base))
-        .header("authorization", &format!("Bearer {ADMIN}"))
-        .call()
-        .expect("stats")
-        .body_mut()
-        .read_json::<serde_json::Value>()
-        .expect("json");
+    let stats = admin_get(&format!("{}/api/retry/stats", s.base));
     assert_eq!(stats["data"]["deadLetters"], 0);
     assert_eq!(terminate(&mut s.child).code(), Some(0));
 }
@@ -492,33 +470,20 @@ fn runs_configured_reactors_and_emits_their_events() {
     let (headers, body) = received
         .recv_timeout(Duration::from_secs(20))
         .expect("the reactor's call");
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default()
-    };
+    let header = |name: &str| header_of(&headers, name);
     assert_eq!(
         header("webhook-id"),
         "pay-10",
         "amount 0 does not pass `when`"
     );
-    let key = b64_decode(hook_secret.trim_start_matches("whsec_"));
-    let signed = format!("pay-10.{}.{body}", header("webhook-timestamp"));
-    let expected = format!("v1,{}", b64(&sign(&key, signed.as_bytes())));
-    assert_eq!(header("webhook-signature"), expected);
+    assert_eq!(
+        header("webhook-signature"),
+        standard_signature(hook_secret, &headers, &body)
+    );
     // The receiver answered 204 with no body: MINT_REQUESTED carries `{}`, caused by pay-10.
     let deadline = Instant::now() + Duration::from_secs(20);
     let emitted = loop {
-        let page = agent()
-            .get(&format!("{}/api/events?type=MINT_REQUESTED", s.base))
-            .header("authorization", &format!("Bearer {ADMIN}"))
-            .call()
-            .expect("events")
-            .body_mut()
-            .read_json::<serde_json::Value>()
-            .expect("json");
+        let page = admin_get(&format!("{}/api/events?type=MINT_REQUESTED", s.base));
         if let Some(e) = page["data"].as_array().and_then(|l| l.first()).cloned() {
             break e;
         }
@@ -549,6 +514,39 @@ fn runs_configured_reactors_and_emits_their_events() {
         "one call only"
     );
     assert_eq!(terminate(&mut s.child).code(), Some(0));
+}
+
+/// A received request's header (lowercase name), or "".
+fn header_of(headers: &[(String, String)], name: &str) -> String {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
+}
+
+/// The Standard Webhooks signature a request should carry, computed independently of the
+/// server's code: base64-decode the `whsec_` key, HMAC-SHA256 over `<id>.<timestamp>.<body>`.
+fn standard_signature(secret: &str, headers: &[(String, String)], body: &str) -> String {
+    let key = b64_decode(secret.trim_start_matches("whsec_"));
+    let signed = format!(
+        "{}.{}.{body}",
+        header_of(headers, "webhook-id"),
+        header_of(headers, "webhook-timestamp")
+    );
+    format!("v1,{}", b64(&sign(&key, signed.as_bytes())))
+}
+
+/// A GET of the admin API, as JSON.
+fn admin_get(url: &str) -> serde_json::Value {
+    agent()
+        .get(url)
+        .header("authorization", &format!("Bearer {ADMIN}"))
+        .call()
+        .expect("the admin API answers")
+        .body_mut()
+        .read_json::<serde_json::Value>()
+        .expect("json")
 }
 
 fn b64_decode(s: &str) -> Vec<u8> {
