@@ -256,25 +256,31 @@ impl DeliveryTarget {
                 }
             },
         };
+        let outcome = match result {
+            Ok(payload) => match &rule.emit_on_success {
+                // If the emit fails, the call is made again on the retry; the emitted id stays
+                // the same, so the event is still emitted once.
+                Some(t) => match self
+                    .emit(emitted(name, "success", t, trigger, payload))
+                    .await
+                {
+                    Ok(()) => Outcome::Delivered,
+                    Err(e) => Outcome::Failed(e),
+                },
+                None => Outcome::Delivered,
+            },
+            Err(outcome) => outcome,
+        };
         metrics::histogram!(metric_names::REACTOR_DURATION_SECONDS, "reactor" => name.to_owned())
             .record(started.elapsed().as_secs_f64());
-        let status = if result.is_ok() { "success" } else { "failure" };
+        let status = if outcome == Outcome::Delivered {
+            "success"
+        } else {
+            "failure"
+        };
         metrics::counter!(metric_names::REACTOR_EXECUTIONS_TOTAL, "reactor" => name.to_owned(), "status" => status)
             .increment(1);
-        match result {
-            Ok(payload) => {
-                if let Some(t) = &rule.emit_on_success
-                    && let Err(e) = self
-                        .emit(emitted(name, "success", t, trigger, payload))
-                        .await
-                {
-                    // The call is made again on the retry; the emitted id stays the same.
-                    return Outcome::Failed(e);
-                }
-                Outcome::Delivered
-            }
-            Err(outcome) => outcome,
-        }
+        outcome
     }
 }
 
