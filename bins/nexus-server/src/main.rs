@@ -1,8 +1,8 @@
 //! `nexus-server`: the Nexus event gateway.
 //!
 //! Reads its configuration from the environment, `.env` and the file named by `NEXUS_CONFIG`;
-//! opens the durable store; runs the retry worker that delivers webhooks and runs reactors; serves the HTTP and
-//! WebSocket API of API.md; and drains on SIGTERM or SIGINT. The only place that reads the
+//! opens the durable store; runs the retry worker that delivers webhooks and runs reactors;
+//! serves the HTTP and WebSocket API of API.md; and drains on SIGTERM or SIGINT. The only place that reads the
 //! environment and installs the log subscriber and the Prometheus recorder.
 #![forbid(unsafe_code)]
 
