@@ -7,12 +7,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use nexus_core::{Bus, RecvError, metric_names};
+use nexus_core::{Bus, RecvError};
 use nexus_event::{Event, EventId, TypeFilter};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::engine::{Reactors, emitted};
+use crate::engine::{CYCLE, Reactors, emitted, failure_payload, record_execution};
 use crate::error::ReactorError;
 use crate::rule::{Action, Reactor, Rule};
 
@@ -144,18 +144,14 @@ async fn run(
         }
         let depth = depths.lock().map_or(0, |d| d.of(&event));
         if depth >= max_depth {
-            metrics::counter!(metric_names::REACTOR_EXECUTIONS_TOTAL, "reactor" => name.clone(), "status" => "cycle")
-                .increment(1);
+            record_execution(&name, CYCLE, None);
             tracing::error!(reactor = %name, event_id = %event.id, depth, "reactor cycle refused: its correlation chain is too deep");
             continue;
         }
         let started = Instant::now();
         let result = reactor.react(&event).await;
-        metrics::histogram!(metric_names::REACTOR_DURATION_SECONDS, "reactor" => name.clone())
-            .record(started.elapsed().as_secs_f64());
         let status = if result.is_ok() { "success" } else { "failure" };
-        metrics::counter!(metric_names::REACTOR_EXECUTIONS_TOTAL, "reactor" => name.clone(), "status" => status)
-            .increment(1);
+        record_execution(&name, status, Some(started.elapsed()));
         let out = match result {
             Ok(payload) => rule.emit_on_success.as_ref().map(|t| {
                 emitted(
@@ -169,7 +165,7 @@ async fn run(
             Err(failure) => {
                 tracing::warn!(reactor = %name, event_id = %event.id, error = %failure, "in-process reactor failed");
                 rule.emit_on_failure.as_ref().map(|t| {
-                    let payload = json!({"reactor": name, "error": failure.message, "attempts": 1, "event": &*event});
+                    let payload = failure_payload(&name, &failure.message, None, 1, &event);
                     emitted(&name, "failure", t, &event, payload)
                 })
             }

@@ -3,7 +3,7 @@
 //! webhook deliveries.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use axum::body::Bytes;
@@ -18,7 +18,7 @@ use crate::error::ReactorError;
 use crate::rule::{Action, Rule};
 
 /// The reason of a refused cycle.
-const CYCLE: &str = "cycle";
+pub(crate) const CYCLE: &str = "cycle";
 /// The reason of a delivery for a reactor that is no longer configured.
 const UNKNOWN_REACTOR: &str = "unknown_reactor";
 
@@ -124,6 +124,35 @@ pub fn emitted(
         .payload(payload)
 }
 
+/// The payload of a reactor's `emit_on_failure` event: `{reactor, error, status, attempts, event}`
+/// (`event`: the trigger).
+pub(crate) fn failure_payload(
+    reactor: &str,
+    error: &str,
+    status: Option<u16>,
+    attempts: u32,
+    trigger: &Event,
+) -> Value {
+    json!({
+        "reactor": reactor,
+        "error": error,
+        "status": status,
+        "attempts": attempts,
+        "event": trigger,
+    })
+}
+
+/// Counts one execution of `reactor` (`success`, `failure` or `cycle`) and, when it ran, how
+/// long it took.
+pub(crate) fn record_execution(reactor: &str, status: &'static str, took: Option<Duration>) {
+    if let Some(took) = took {
+        metrics::histogram!(metric_names::REACTOR_DURATION_SECONDS, "reactor" => reactor.to_owned())
+            .record(took.as_secs_f64());
+    }
+    metrics::counter!(metric_names::REACTOR_EXECUTIONS_TOTAL, "reactor" => reactor.to_owned(), "status" => status)
+        .increment(1);
+}
+
 /// The [`Target`] of a server's retry worker: webhook subscriptions go to the
 /// [`WebhookTarget`], reactors to their action; emitted events are appended to the store.
 pub struct DeliveryTarget {
@@ -195,8 +224,7 @@ impl DeliveryTarget {
             Err(e) => return Outcome::Failed(e),
         };
         if depth >= self.reactors.max_depth {
-            metrics::counter!(metric_names::REACTOR_EXECUTIONS_TOTAL, "reactor" => name.to_owned(), "status" => CYCLE)
-                .increment(1);
+            record_execution(name, CYCLE, None);
             tracing::error!(reactor = name, event_id = %trigger.id, depth, "reactor cycle refused");
             return Outcome::Refused(AttemptError::new(
                 CYCLE,
@@ -271,15 +299,12 @@ impl DeliveryTarget {
             },
             Err(outcome) => outcome,
         };
-        metrics::histogram!(metric_names::REACTOR_DURATION_SECONDS, "reactor" => name.to_owned())
-            .record(started.elapsed().as_secs_f64());
         let status = if outcome == Outcome::Delivered {
             "success"
         } else {
             "failure"
         };
-        metrics::counter!(metric_names::REACTOR_EXECUTIONS_TOTAL, "reactor" => name.to_owned(), "status" => status)
-            .increment(1);
+        record_execution(name, status, Some(started.elapsed()));
         outcome
     }
 }
@@ -323,13 +348,7 @@ impl Target for DeliveryTarget {
             return Ok(());
         };
         let trigger = &lease.event;
-        let payload = json!({
-            "reactor": name,
-            "error": error.message,
-            "status": error.status,
-            "attempts": lease.attempt,
-            "event": &**trigger,
-        });
+        let payload = failure_payload(name, &error.message, error.status, lease.attempt, trigger);
         self.emit(emitted(name, "failure", t, trigger, payload))
             .await
     }
