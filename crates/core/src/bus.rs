@@ -69,6 +69,21 @@ impl BusBuilder {
 /// same bus.
 ///
 /// See the [crate documentation](crate) for the delivery guarantees.
+///
+/// # Who numbers events: one bus, one numbering, never both
+///
+/// A bus is fed in exactly one of two ways, chosen by its owner for its whole life:
+///
+/// - **Behind a durable log** (what `nexus-server` does): the log gives each event its `sequence`
+///   at commit and the owner hands the committed event to [`Bus::publish`], which keeps that
+///   sequence as it is.
+/// - **Without a log** (an embedding service): [`Bus::emit`] numbers drafts with the bus's own
+///   counter, starting at [`BusBuilder::first_sequence`].
+///
+/// Mixing the two on one bus is not allowed: the bus's counter knows nothing of the log's
+/// numbers, so subscribers would see repeated or decreasing sequences, and `since`-style resume
+/// on top of the bus would skip or repeat events. The bus does not check this at run time (the
+/// check would cost every publish); keep one bus per numbering.
 #[derive(Clone)]
 pub struct Bus {
     tx: broadcast::Sender<Arc<Event>>,
@@ -110,6 +125,22 @@ impl Bus {
     /// are none, in which case the event is dropped. Events reach each subscription in the order
     /// they were published. Accepts an `Event` or an `Arc<Event>`; passing the `Arc` avoids the
     /// one allocation.
+    ///
+    /// The event keeps the `sequence` the caller gave it. Do not call `publish` on a bus that
+    /// [`Bus::emit`] numbers (see [Who numbers events](Bus#who-numbers-events-one-bus-one-numbering-never-both)).
+    ///
+    /// ```
+    /// use nexus_core::{Bus, TypeFilter};
+    /// use nexus_event::{NewEvent, WellKnown};
+    ///
+    /// let bus = Bus::new();
+    /// let mut all = bus.subscribe(TypeFilter::all());
+    /// // The sequence comes from the caller's durable log, here 41.
+    /// let committed = NewEvent::new(WellKnown::PaymentReceived, "flowpay").into_event(41);
+    /// assert_eq!(bus.publish(committed), 1);
+    /// assert_eq!(all.try_recv()?.sequence, 41);
+    /// # Ok::<(), nexus_core::RecvError>(())
+    /// ```
     #[inline]
     pub fn publish(&self, event: impl Into<Arc<Event>>) -> usize {
         self.tx.send(event.into()).unwrap_or(0)
@@ -118,7 +149,19 @@ impl Bus {
     /// Numbers a draft with the bus's own counter, publishes it, and returns the event.
     ///
     /// For embedding without a durable log. Concurrent `emit` calls are serialised, so every
-    /// subscription sees emitted events in strictly increasing sequence order.
+    /// subscription sees emitted events in strictly increasing sequence order. Do not call
+    /// [`Bus::publish`] on a bus that `emit` numbers (see
+    /// [Who numbers events](Bus#who-numbers-events-one-bus-one-numbering-never-both)).
+    ///
+    /// ```
+    /// use nexus_core::Bus;
+    /// use nexus_event::{NewEvent, WellKnown};
+    ///
+    /// let bus = Bus::builder().first_sequence(100).build();
+    /// let first = bus.emit(NewEvent::new(WellKnown::MintRequested, "orders"));
+    /// let second = bus.emit(NewEvent::new(WellKnown::MintConfirmed, "factory"));
+    /// assert_eq!((first.sequence, second.sequence), (100, 101));
+    /// ```
     pub fn emit(&self, draft: NewEvent) -> Arc<Event> {
         // A panic while the lock was held cannot leave the counter half-written; carry on.
         let mut next = self
@@ -132,6 +175,19 @@ impl Bus {
     }
 
     /// A new subscription that sees every event published from now on whose type passes `filter`.
+    ///
+    /// ```
+    /// use nexus_core::{Bus, RecvError, TypeFilter};
+    /// use nexus_event::{NewEvent, WellKnown};
+    ///
+    /// let bus = Bus::new();
+    /// let mut payments = bus.subscribe(TypeFilter::parse(["PAYMENT_*"])?);
+    /// bus.emit(NewEvent::new(WellKnown::MintConfirmed, "factory"));
+    /// bus.emit(NewEvent::new(WellKnown::PaymentReceived, "flowpay"));
+    /// assert_eq!(payments.try_recv()?.event_type, WellKnown::PaymentReceived);
+    /// assert_eq!(payments.try_recv(), Err(RecvError::Empty));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn subscribe(&self, filter: impl Into<TypeFilter>) -> Subscription {
         Subscription {
             rx: self.tx.subscribe(),
@@ -151,6 +207,26 @@ impl Bus {
 }
 
 /// Why no event was received.
+///
+/// Loss is reported, never silent: a subscription that falls more than the ring's capacity
+/// behind learns how many events it missed, then goes on with the oldest one still held.
+///
+/// ```
+/// use nexus_core::{Bus, RecvError, TypeFilter};
+/// use nexus_event::{NewEvent, WellKnown};
+///
+/// let bus = Bus::builder().capacity(2).build();
+/// let mut slow = bus.subscribe(TypeFilter::all());
+/// for _ in 0..5 {
+///     bus.emit(NewEvent::new(WellKnown::PaymentReceived, "flowpay"));
+/// }
+/// assert_eq!(slow.try_recv(), Err(RecvError::Lagged { missed: 3 }));
+/// assert_eq!(slow.try_recv()?.sequence, 4);
+/// drop(bus);
+/// assert_eq!(slow.try_recv()?.sequence, 5);
+/// assert_eq!(slow.try_recv(), Err(RecvError::Closed));
+/// # Ok::<(), RecvError>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RecvError {
@@ -213,12 +289,45 @@ impl Subscription {
 
     /// Events published but not yet received by this subscription (before filtering), including
     /// those it has already fallen too far behind for, which the next receive reports as missed.
+    ///
+    /// ```
+    /// use nexus_core::{Bus, TypeFilter};
+    /// use nexus_event::{NewEvent, WellKnown};
+    ///
+    /// let bus = Bus::new();
+    /// let mut mints = bus.subscribe(TypeFilter::parse(["MINT_*"])?);
+    /// bus.emit(NewEvent::new(WellKnown::PaymentReceived, "flowpay"));
+    /// bus.emit(NewEvent::new(WellKnown::MintConfirmed, "factory"));
+    /// assert_eq!(mints.backlog(), 2); // counted before the filter
+    /// mints.try_recv()?;
+    /// assert_eq!(mints.backlog(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn backlog(&self) -> usize {
         self.rx.len()
     }
 
     /// Turns the subscription into a [`futures_core::Stream`] of the same events and errors. The
     /// stream ends after [`RecvError::Closed`].
+    ///
+    /// ```
+    /// use std::future::poll_fn;
+    /// use std::pin::Pin;
+    /// use futures_core::Stream;
+    /// use nexus_core::{Bus, TypeFilter};
+    /// use nexus_event::{NewEvent, WellKnown};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let bus = Bus::new();
+    /// let mut stream = bus.subscribe(TypeFilter::all()).into_stream();
+    /// bus.emit(NewEvent::new(WellKnown::PaymentReceived, "flowpay"));
+    /// drop(bus);
+    /// let first = poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await;
+    /// assert_eq!(first.map(|r| r.map(|e| e.sequence)), Some(Ok(1)));
+    /// // Closed and drained: the stream ends.
+    /// assert!(poll_fn(|cx| Pin::new(&mut stream).poll_next(cx)).await.is_none());
+    /// # });
+    /// ```
     pub fn into_stream(self) -> EventStream {
         EventStream::new(self.rx, self.filter)
     }

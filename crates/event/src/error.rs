@@ -47,6 +47,13 @@ pub enum Error {
 
 impl Error {
     /// The field the error is about, as named in the wire contract.
+    ///
+    /// ```
+    /// use nexus_event::{EventId, EventType};
+    /// let e = EventType::new("has space").unwrap_err();
+    /// assert_eq!(e.field(), "type");
+    /// assert_eq!(EventId::new("").unwrap_err().field(), "id");
+    /// ```
     pub fn field(&self) -> &'static str {
         match self {
             Error::Length { field, .. } | Error::Charset { field, .. } => field,

@@ -86,7 +86,22 @@ impl NewEvent {
         }
     }
 
-    /// Uses the publisher's own id instead of a new one.
+    /// Uses the publisher's own id instead of a new one (the log deduplicates by it).
+    ///
+    /// ```
+    /// use nexus_event::{CorrelationId, EventId, NewEvent, Timestamp, WellKnown};
+    /// let draft = NewEvent::new(WellKnown::MintRequested, "orders")
+    ///     .id(EventId::new("mint-o-1")?)
+    ///     .correlation_id(CorrelationId::new("pay-o-1")?)
+    ///     .time(Timestamp::from_unix_millis(1_770_669_000_123)?)
+    ///     .payload(serde_json::Value::Null);
+    /// let event = draft.into_event(7);
+    /// assert_eq!(event.id.as_str(), "mint-o-1");
+    /// assert_eq!(event.correlation_id.map(|c| c.to_string()).as_deref(), Some("pay-o-1"));
+    /// assert_eq!(event.time.to_string(), "2026-02-09T20:30:00.123Z");
+    /// assert!(event.payload.is_null()); // a null payload stays null
+    /// # Ok::<(), nexus_event::Error>(())
+    /// ```
     pub fn id(mut self, id: EventId) -> Self {
         self.id = id;
         self

@@ -285,6 +285,18 @@ impl TypeFilter {
     }
 
     /// Whether a string (a type, or another pattern read as a plain string) passes.
+    ///
+    /// This is how a WebSocket token's scope is checked (API.md section 7): `PAYMENT_*` is
+    /// inside a scope of `PAYMENT_*` or `*`, but `*` is not inside `PAYMENT_*`.
+    ///
+    /// ```
+    /// use nexus_event::TypeFilter;
+    /// let scope = TypeFilter::parse(["PAYMENT_*"])?;
+    /// assert!(scope.matches_str("PAYMENT_*"));
+    /// assert!(!scope.matches_str("*"));
+    /// assert!(TypeFilter::parse(["*"])?.is_all());
+    /// # Ok::<(), nexus_event::Error>(())
+    /// ```
     pub fn matches_str(&self, subject: &str) -> bool {
         self.patterns.is_empty() || self.patterns.iter().any(|p| p.matches(subject))
     }

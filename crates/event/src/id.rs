@@ -109,6 +109,14 @@ visible_ascii_id!(
     /// The id that ties an event to the one that caused it (1 to 128 visible ASCII characters).
     ///
     /// Reactors set it to the id of the triggering event.
+    ///
+    /// ```
+    /// use nexus_event::{CorrelationId, EventId};
+    /// let trigger = EventId::new("pay-o-1")?;
+    /// assert_eq!(CorrelationId::from(&trigger).as_str(), "pay-o-1");
+    /// assert!(CorrelationId::new(&"x".repeat(129)).is_err());
+    /// # Ok::<(), nexus_event::Error>(())
+    /// ```
     CorrelationId,
     "correlation_id"
 );

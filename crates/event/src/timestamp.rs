@@ -40,6 +40,14 @@ impl Timestamp {
     }
 
     /// A timestamp from milliseconds since the Unix epoch; refused outside the years 0000 to 9999.
+    ///
+    /// ```
+    /// use nexus_event::Timestamp;
+    /// let t = Timestamp::from_unix_millis(1_700_000_000_999)?;
+    /// assert_eq!(t.as_unix_secs(), 1_700_000_000); // signature timestamps are whole seconds
+    /// assert!(Timestamp::from_unix_millis(i64::MAX).is_err());
+    /// # Ok::<(), nexus_event::Error>(())
+    /// ```
     pub fn from_unix_millis(millis: i64) -> Result<Self, Error> {
         if (MIN_MILLIS..=MAX_MILLIS).contains(&millis) {
             Ok(Timestamp(millis))
