@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use nexus_event::{Event, EventType, NewEvent, Pattern, Timestamp, TypeFilter};
+use nexus_outbound::{HttpClient, OutboundConfig};
 use nexus_reactors::{Action, DeliveryTarget, ReactFailure, Reactor, Reactors, Rule, When};
 use nexus_resilience::{RetryWorker, Schedule, SystemClock, WorkerConfig, WorkerHandle};
 use nexus_store::{DeliveryQueue, EventLog, ReplayTo, SqliteStore};
-use nexus_transport::outbound::{HttpClient, OutboundConfig};
 use serde_json::{Value, json};
 
 /// Fails its first `fail_first` calls (retryable), or every call permanently, else answers the

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use nexus_core::{Bus, metric_names};
+use nexus_outbound::{HttpClient, OutboundConfig};
 use nexus_reactors::{DeliveryTarget, Reactors};
 use nexus_resilience::{Breakers, MetricsInstrument, RetryWorker, SystemClock, WorkerConfig};
 use nexus_store::{NewSubscription, SqliteStore, Store, SubscriptionPatch, Subscriptions};
 use nexus_transport::auth::{Node, Nodes, Secret};
-use nexus_transport::outbound::{HttpClient, OutboundConfig};
 use nexus_transport::{App, AppConfig, RateLimit, WsConfig, WsToken};
 
 use config::{Checked, ConfigError, FileConfig, Mode, Settings, strong};
@@ -199,12 +199,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     );
     if settings.mode == Mode::Production && !settings.allow_private_targets {
         for (i, s) in checked.subscriptions.iter().enumerate() {
-            nexus_transport::refuse_private(&s.url)
+            nexus_outbound::refuse_private(&s.url)
                 .await
                 .map_err(|e| config_error(&format!("subscriptions[{i}].url"), e))?;
         }
         for (i, r) in checked.reactors.iter().enumerate() {
-            nexus_transport::refuse_private(&r.config.http.url)
+            nexus_outbound::refuse_private(&r.config.http.url)
                 .await
                 .map_err(|e| config_error(&format!("reactors[{i}].http.url"), e))?;
         }

@@ -281,7 +281,7 @@ pub(crate) mod tests {
         let _guard = rt.enter();
         let http = crate::rule::HttpAction::post(
             "http://127.0.0.1:9/x",
-            nexus_transport::auth::Secret::token("s"),
+            nexus_api::signature::Secret::token("s"),
         )
         .expect("action");
         let rule =

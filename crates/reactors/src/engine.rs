@@ -6,12 +6,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use axum::body::Bytes;
 use nexus_core::metric_names;
 use nexus_event::{CorrelationId, Event, EventId, EventType, NEXUS_SOURCE, NewEvent};
+use nexus_outbound::{Bytes, Call, HttpClient, WebhookTarget, classify, delivery_headers};
 use nexus_resilience::{AttemptError, Outcome, Target};
 use nexus_store::{Consumer, Lease, Router, Store};
-use nexus_transport::outbound::{Call, HttpClient, WebhookTarget, classify, delivery_headers};
 use serde_json::{Value, json};
 
 use crate::error::ReactorError;

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::http::Method;
-use nexus_event::{Event, EventType, Pattern};
-use nexus_transport::auth::{Secret, valid_node_name};
+use nexus_api::signature::Secret;
+use nexus_event::{Event, EventType, Pattern, valid_node_name};
+use nexus_outbound::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -246,7 +246,8 @@ impl ReactorConfig {
                 ));
             }
         };
-        let secret = Secret::parse(secret).map_err(|e| ReactorError::invalid("http.secret", e))?;
+        let secret = Secret::parse(secret)
+            .map_err(|e| ReactorError::invalid("http.secret", e.to_string()))?;
         let mut http = HttpAction::post(&self.http.url, secret)?;
         http.method = method;
         http.timeout = match self.http.timeout_ms {

@@ -7,6 +7,7 @@ use axum::http::HeaderMap;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use nexus_event::TypeFilter;
+pub use nexus_event::valid_node_name;
 use ring::hmac;
 use subtle::ConstantTimeEq;
 
@@ -121,15 +122,6 @@ impl Nodes {
             Nodes::Open(_) => Vec::new(),
         }
     }
-}
-
-/// Node names: 1 to 64 characters of `A-Z a-z 0-9 _ . -`.
-pub fn valid_node_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// A request whose signature checked out.
