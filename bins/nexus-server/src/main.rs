@@ -103,7 +103,12 @@ fn resolve_secrets(settings: &Settings, checked: &Checked) -> Result<Secrets, Co
                 message: "is required in production".into(),
             }),
             None => {
-                let (_, written) = Secret::generate();
+                let (_, written) = Secret::generate().map_err(|_| {
+                    config_error(
+                        name,
+                        "cannot be generated: the system random generator failed",
+                    )
+                })?;
                 eprintln!("nexus-server: {name} was not set; generated for this run: {written}");
                 Ok(Some(written))
             }
@@ -391,7 +396,19 @@ async fn apply_subscriptions(store: &SqliteStore, checked: &Checked) -> anyhow::
                     .map_err(|e| config_error(&format!("subscriptions[{i}]"), e))?;
             }
             None => {
-                let secret = s.secret.clone().unwrap_or_else(|| Secret::generate().1);
+                let secret = match s.secret.clone() {
+                    Some(written) => written,
+                    None => {
+                        Secret::generate()
+                            .map_err(|_| {
+                                config_error(
+                                    &format!("subscriptions[{i}].secret"),
+                                    "cannot be generated: the system random generator failed",
+                                )
+                            })?
+                            .1
+                    }
+                };
                 store
                     .create_subscription(NewSubscription {
                         url: s.url.clone(),

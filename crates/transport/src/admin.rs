@@ -380,7 +380,7 @@ fn check_secret(written: &str) -> Result<(), ApiError> {
     }
     Secret::parse(written)
         .map(|_| ())
-        .map_err(|e| ApiError::validation("secret", e))
+        .map_err(|e| ApiError::validation("secret", e.to_string()))
 }
 
 /// Refuses, in production, a URL whose host resolves to a private address (unless allowed).
@@ -411,7 +411,13 @@ async fn create_subscription(
             check_secret(&s)?;
             s
         }
-        None => Secret::generate().1,
+        None => {
+            let (_, written) = Secret::generate().map_err(|_| {
+                tracing::error!("the system random generator failed; no secret generated");
+                ApiError::internal()
+            })?;
+            written
+        }
     };
     let ordered = boolean(&map, "ordered")?.unwrap_or(false);
     let sub = state
