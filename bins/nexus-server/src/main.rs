@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use nexus_core::{Bus, metric_names};
+use metrics_util::MetricKind;
+use nexus_core::Bus;
 use nexus_outbound::{HttpClient, OutboundConfig};
 use nexus_reactors::{DeliveryTarget, Reactors};
 use nexus_resilience::{Breakers, MetricsInstrument, RetryWorker, SystemClock, WorkerConfig};
@@ -185,11 +186,18 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .context("cannot configure the histogram buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    for (name, kind, description) in metric_names::ALL.iter().chain(metric_names::PROCESS) {
+    // Each crate names the metrics it records; API.md section 8 is all of them together.
+    let described = nexus_transport::metric_names::ALL
+        .iter()
+        .chain(nexus_outbound::metric_names::ALL)
+        .chain(nexus_resilience::metric_names::ALL)
+        .chain(nexus_reactors::metric_names::ALL)
+        .chain(nexus_transport::metric_names::PROCESS);
+    for (name, kind, description) in described {
         match kind {
-            metric_names::Kind::Counter => metrics::describe_counter!(*name, *description),
-            metric_names::Kind::Gauge => metrics::describe_gauge!(*name, *description),
-            metric_names::Kind::Histogram => metrics::describe_histogram!(*name, *description),
+            MetricKind::Counter => metrics::describe_counter!(*name, *description),
+            MetricKind::Gauge => metrics::describe_gauge!(*name, *description),
+            MetricKind::Histogram => metrics::describe_histogram!(*name, *description),
         }
     }
 
@@ -281,7 +289,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .metrics(Arc::new(move || {
             // Read at scrape time, like the other gauges that are read rather than counted.
             if let Some(rss) = nexus_transport::rss_bytes() {
-                metrics::gauge!(metric_names::PROCESS_RESIDENT_MEMORY_BYTES).set(rss as f64);
+                metrics::gauge!(nexus_transport::metric_names::PROCESS_RESIDENT_MEMORY_BYTES)
+                    .set(rss as f64);
             }
             recorder.render()
         }))

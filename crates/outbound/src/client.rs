@@ -17,10 +17,10 @@ use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use nexus_core::metric_names;
 use nexus_resilience::AttemptError;
 
 use crate::guard::{GuardedResolver, PrivateAddress, find_private, is_private};
+use crate::metric_names;
 
 /// Outbound settings.
 #[derive(Debug, Clone)]

@@ -38,6 +38,7 @@
 
 mod client;
 mod guard;
+pub mod metric_names;
 mod webhook;
 
 pub use client::{Answer, Call, HttpClient, OutboundConfig, parse_retry_after};

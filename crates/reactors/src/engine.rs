@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use nexus_core::metric_names;
 use nexus_event::{CorrelationId, Event, EventId, EventType, NEXUS_SOURCE, NewEvent};
 use nexus_outbound::{Bytes, Call, HttpClient, WebhookTarget, classify, delivery_headers};
 use nexus_resilience::{AttemptError, Outcome, Target};
@@ -14,6 +13,7 @@ use nexus_store::{Consumer, Lease, Router, Store};
 use serde_json::{Value, json};
 
 use crate::error::ReactorError;
+use crate::metric_names;
 use crate::rule::{Action, Rule};
 
 /// The reason of a refused cycle.

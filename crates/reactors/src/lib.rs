@@ -44,6 +44,7 @@
 mod bus;
 mod engine;
 mod error;
+pub mod metric_names;
 mod rule;
 mod when;
 

@@ -28,6 +28,7 @@ mod breaker;
 mod clock;
 mod error;
 mod instrument;
+pub mod metric_names;
 mod worker;
 
 pub use backoff::{Backoff, DEFAULT_JITTER, DEFAULT_STEPS_MS, Schedule};

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use nexus_core::metric_names;
 use nexus_event::Timestamp;
 use nexus_store::{
     BreakerLog, Consumer, DeliveryQueue, Failure, Lease, QueueStats, SubscriptionPatch,
@@ -20,6 +19,7 @@ use crate::backoff::Schedule;
 use crate::breaker::{Admission, Breakers, CallResult};
 use crate::clock::{Clock, later};
 use crate::error::ConfigError;
+use crate::metric_names;
 
 /// Why an attempt failed, as the target saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]

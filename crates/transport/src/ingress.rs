@@ -6,7 +6,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use nexus_core::metric_names;
 use nexus_event::{CorrelationId, EventId, EventType, NewEvent, Timestamp};
 use nexus_store::Appended;
 use serde::Serialize;
@@ -15,6 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::app::AppState;
 use crate::auth::{self, Verified};
 use crate::envelope::{ApiError, ok};
+use crate::metric_names;
 
 /// Most events in one batch.
 pub const MAX_BATCH: usize = 1000;

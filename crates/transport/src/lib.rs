@@ -17,6 +17,7 @@ pub mod auth;
 pub mod envelope;
 mod health;
 mod ingress;
+pub mod metric_names;
 pub mod openapi;
 mod rate_limit;
 pub mod request_id;
