@@ -17,7 +17,7 @@ use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use nexus_resilience::AttemptError;
+use nexus_resilience::{AttemptError, Reason};
 
 use crate::guard::{GuardedResolver, PrivateAddress, find_private, is_private};
 use crate::metric_names;
@@ -138,7 +138,7 @@ impl HttpClient {
             // IP literals never reach the resolver.
             let uri: hyper::Uri = url
                 .parse()
-                .map_err(|e| AttemptError::new("request", format!("bad URL {url:?}: {e}")))?;
+                .map_err(|e| AttemptError::new(Reason::Request, format!("bad URL {url:?}: {e}")))?;
             let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
             if let Ok(ip) = host.parse::<IpAddr>()
                 && is_private(ip)
@@ -149,7 +149,7 @@ impl HttpClient {
                     host: host.to_owned(),
                     ip,
                 };
-                return Err(AttemptError::new("private", refusal.to_string()));
+                return Err(AttemptError::new(Reason::Private, refusal.to_string()));
             }
         }
         let method_label = method.to_string();
@@ -161,9 +161,9 @@ impl HttpClient {
         for (k, v) in headers {
             request = request.header(k, v);
         }
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| AttemptError::new("request", format!("cannot build the request: {e}")))?;
+        let request = request.body(Full::new(body)).map_err(|e| {
+            AttemptError::new(Reason::Request, format!("cannot build the request: {e}"))
+        })?;
         let started = Instant::now();
         let max = self.config.max_response_bytes;
         let result = tokio::time::timeout(timeout, async {
@@ -195,15 +195,17 @@ impl HttpClient {
             Ok(Err(e)) => {
                 // The guard's refusal sits a few sources down (client, connect, DNS, I/O).
                 let error = match find_private(&e) {
-                    Some(refusal) => AttemptError::new("private", refusal.to_string()),
-                    None => AttemptError::new("connect", format!("cannot reach {target}: {e:?}")),
+                    Some(refusal) => AttemptError::new(Reason::Private, refusal.to_string()),
+                    None => {
+                        AttemptError::new(Reason::Connect, format!("cannot reach {target}: {e:?}"))
+                    }
                 };
                 ("error".to_owned(), Err(error))
             }
             Err(_) => (
                 "timeout".to_owned(),
                 Err(AttemptError::new(
-                    "timeout",
+                    Reason::Timeout,
                     format!("no answer from {target} within {} ms", timeout.as_millis()),
                 )),
             ),
@@ -255,7 +257,7 @@ mod tests {
                 timeout: None,
             };
             let err = guarded.send(call).await.expect_err("refused");
-            assert_eq!(err.reason, "private", "{url}: {}", err.message);
+            assert_eq!(err.reason, Reason::Private, "{url}: {}", err.message);
             assert!(err.message.contains("private address"), "{}", err.message);
         }
         // Without the guard the same call is made (and finds nothing listening).
@@ -270,7 +272,7 @@ mod tests {
         };
         assert_eq!(
             open.send(call).await.expect_err("nothing there").reason,
-            "connect"
+            Reason::Connect
         );
     }
 }

@@ -11,7 +11,7 @@ use hyper::Method;
 use hyper::body::Bytes;
 use nexus_api::signature::Secret;
 use nexus_event::{Event, Timestamp};
-use nexus_resilience::{AttemptError, Outcome, Target};
+use nexus_resilience::{AttemptError, Outcome, Reason, Target};
 use nexus_store::{Consumer, Lease, Store};
 
 use crate::client::{Answer, Call, HttpClient};
@@ -68,7 +68,11 @@ pub fn classify(answer: &Answer) -> Outcome {
         format!("HTTP {status}: {}", excerpt.trim())
     };
     let error = AttemptError {
-        reason: if status == 410 { "gone" } else { "status" },
+        reason: if status == 410 {
+            Reason::Gone
+        } else {
+            Reason::Status
+        },
         message,
         status: Some(status),
         retry_after: if status == 429 || status == 503 {
@@ -89,7 +93,7 @@ impl Target for WebhookTarget {
     async fn attempt(&self, lease: &Lease) -> Outcome {
         let Consumer::Subscription(id) = &lease.consumer else {
             return Outcome::Failed(AttemptError::new(
-                "no_reactor",
+                Reason::NoRunner,
                 format!("{} has no runner in this server", lease.consumer),
             ));
         };
@@ -100,15 +104,15 @@ impl Target for WebhookTarget {
                 tracing::info!(subscription = %id, "subscription deleted; delivery dropped");
                 return Outcome::Delivered;
             }
-            Err(e) => return Outcome::Failed(AttemptError::new("store", e.to_string())),
+            Err(e) => return Outcome::Failed(AttemptError::new(Reason::Store, e.to_string())),
         };
         let secret = match Secret::parse(&sub.secret) {
             Ok(s) => s,
-            Err(e) => return Outcome::Failed(AttemptError::new("secret", e.to_string())),
+            Err(e) => return Outcome::Failed(AttemptError::new(Reason::Secret, e.to_string())),
         };
         let body = match serde_json::to_vec(&*lease.event) {
             Ok(b) => Bytes::from(b),
-            Err(e) => return Outcome::Failed(AttemptError::new("encode", e.to_string())),
+            Err(e) => return Outcome::Failed(AttemptError::new(Reason::Encode, e.to_string())),
         };
         let call = Call {
             method: Method::POST,
@@ -140,13 +144,24 @@ mod tests {
             complete: true,
         };
         assert_eq!(classify(&answer(204, None)), Outcome::Delivered);
-        assert!(matches!(classify(&answer(410, None)), Outcome::Gone(_)));
+        assert!(matches!(
+            classify(&answer(410, None)),
+            Outcome::Gone(AttemptError {
+                reason: Reason::Gone,
+                ..
+            })
+        ));
         let Outcome::Failed(e) = classify(&answer(503, Some(Duration::from_secs(7)))) else {
             panic!("a failure");
         };
         assert_eq!(
-            (e.status, e.retry_after, e.message.as_str()),
-            (Some(503), Some(Duration::from_secs(7)), "HTTP 503: nope")
+            (e.reason, e.status, e.retry_after, e.message.as_str()),
+            (
+                Reason::Status,
+                Some(503),
+                Some(Duration::from_secs(7)),
+                "HTTP 503: nope"
+            )
         );
         let Outcome::Failed(e) = classify(&answer(500, Some(Duration::from_secs(7)))) else {
             panic!("a failure");

@@ -12,7 +12,7 @@ use nexus_event::{Event, EventId, TypeFilter};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::engine::{CYCLE, Reactors, emitted, failure_payload, record_execution};
+use crate::engine::{Execution, Reactors, emitted, failure_payload, record_execution};
 use crate::error::ReactorError;
 use crate::rule::{Action, Reactor, Rule};
 
@@ -144,13 +144,17 @@ async fn run(
         }
         let depth = depths.lock().map_or(0, |d| d.of(&event));
         if depth >= max_depth {
-            record_execution(&name, CYCLE, None);
+            record_execution(&name, Execution::Cycle, None);
             tracing::error!(reactor = %name, event_id = %event.id, depth, "reactor cycle refused: its correlation chain is too deep");
             continue;
         }
         let started = Instant::now();
         let result = reactor.react(&event).await;
-        let status = if result.is_ok() { "success" } else { "failure" };
+        let status = if result.is_ok() {
+            Execution::Success
+        } else {
+            Execution::Failure
+        };
         record_execution(&name, status, Some(started.elapsed()));
         let out = match result {
             Ok(payload) => rule.emit_on_success.as_ref().map(|t| {

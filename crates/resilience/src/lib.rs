@@ -29,6 +29,7 @@ mod clock;
 mod error;
 mod instrument;
 pub mod metric_names;
+mod reason;
 mod worker;
 
 pub use backoff::{Backoff, DEFAULT_JITTER, DEFAULT_STEPS_MS, Schedule};
@@ -39,6 +40,7 @@ pub use breaker::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ConfigError;
 pub use instrument::MetricsInstrument;
+pub use reason::Reason;
 pub use worker::{
     AttemptError, Outcome, RetryWorker, StopReport, Target, WorkQueue, WorkerConfig, WorkerHandle,
     WorkerStats, record_queue_gauges,
