@@ -208,7 +208,9 @@ pub(crate) mod tests {
         EventType::new(s).expect("type")
     }
 
-    #[tokio::test]
+    // Paused time: the runtime moves the clock only when every task is idle, so a timeout
+    // below fires exactly when the reactor has nothing left to do, not after a guessed wait.
+    #[tokio::test(start_paused = true)]
     async fn a_reactor_that_matches_its_own_output_stops_at_the_depth_limit() {
         let bus = Bus::new();
         let rule = Rule::new(
@@ -223,14 +225,14 @@ pub(crate) mod tests {
         let mut all = bus.subscribe(TypeFilter::all());
         bus.emit(NewEvent::new(t("PING"), "test"));
         let mut seen = 0;
-        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), all.recv()).await {
+        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(60), all.recv()).await {
             seen += 1;
         }
         // The first PING and three rounds of the reactor, then the chain is 3 deep and refused.
         assert_eq!(seen, 4);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn failures_emit_the_failure_event_and_when_filters() {
         let bus = Bus::new();
         let rule = Rule::new(
@@ -257,6 +259,8 @@ pub(crate) mod tests {
         let trigger = bus.emit(
             NewEvent::new(t("IN"), "test").payload(serde_json::json!({"n": 3, "fail": true})),
         );
+        // One task runs the rule over the events in order: the first output being n = 2's
+        // proves n = 0 emitted nothing before it.
         let ok = out.recv().await.expect("ok");
         assert_eq!(
             (ok.event_type.as_str(), &ok.payload),
@@ -270,10 +274,10 @@ pub(crate) mod tests {
             Some(trigger.id.as_str())
         );
         assert!(
-            tokio::time::timeout(Duration::from_millis(200), out.recv())
+            tokio::time::timeout(Duration::from_secs(60), out.recv())
                 .await
                 .is_err(),
-            "n = 0 does not pass `when`"
+            "nothing more once the reactor is idle: n = 0 does not pass `when`"
         );
     }
 
