@@ -114,6 +114,14 @@ fn the_crates_declare_every_metric_of_section_8_once() {
     let all: Vec<_> = lists.iter().flat_map(|l| l.iter()).collect();
     let declared = declared();
     assert_eq!(all.len(), declared.len(), "a metric is declared twice");
+    for (name, kind, description) in all {
+        assert!(!description.is_empty(), "{name}");
+        match kind {
+            Kind::Counter => assert!(name.ends_with("_total"), "{name}"),
+            Kind::Histogram => assert!(name.ends_with("_seconds"), "{name}"),
+            Kind::Gauge => {}
+        }
+    }
     for (name, kind) in SECTION_8 {
         assert_eq!(declared.get(name), Some(kind), "{name}");
     }
