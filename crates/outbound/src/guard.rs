@@ -15,13 +15,24 @@ use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 /// A host that is or resolves to an address the guard refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "{host} resolves to {ip}, a private address; set NEXUS_ALLOW_PRIVATE_TARGETS=true to allow"
+    "{}; set NEXUS_ALLOW_PRIVATE_TARGETS=true to allow",
+    where_it_points(host, *ip)
 )]
 pub struct PrivateAddress {
     /// The host as the URL names it.
     pub host: String,
     /// The refused address.
     pub ip: IpAddr,
+}
+
+/// `10.0.0.1 is a private address` for an IP literal, `inside.example resolves to 10.0.0.1, a
+/// private address` for a name.
+fn where_it_points(host: &str, ip: IpAddr) -> String {
+    if host.parse::<IpAddr>().is_ok_and(|literal| literal == ip) {
+        format!("{ip} is a private address")
+    } else {
+        format!("{host} resolves to {ip}, a private address")
+    }
 }
 
 /// Why [`refuse_private`] refused a URL.
@@ -197,6 +208,10 @@ mod tests {
             Err(GuardError::Private(p)) => {
                 assert_eq!(p.ip, IpAddr::from([127, 0, 0, 1]));
                 assert_eq!(p.host, "127.0.0.1");
+                assert!(
+                    p.to_string().starts_with("127.0.0.1 is a private address;"),
+                    "{p}"
+                );
             }
             other => panic!("a private address: {other:?}"),
         }

@@ -9,7 +9,8 @@
 //!   of open breakers, and stops gracefully. It sleeps until the next due time or new work.
 //! - [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests.
 //!
-//! It is not the HTTP client: [`Target`] is implemented in `nexus-transport`, and by fakes in
+//! It is not the HTTP client: [`Target`] is implemented in `nexus-outbound` (webhooks),
+//! `nexus-reactors` (reactor calls), and by fakes in
 //! tests.
 //!
 //! ```
