@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use nexus_event::{NewEvent, WellKnown};
+use nexus_outbound::{Call, HttpClient, OutboundConfig};
 use nexus_reactors::{DeliveryTarget, Reactors};
 use nexus_resilience::{RetryWorker, SystemClock, WorkerConfig};
 use nexus_store::{EventLog, SqliteStore};
-use nexus_transport::outbound::{Call, HttpClient, OutboundConfig};
 use tokio::task::JoinSet;
 
 fn epoch() -> Instant {

@@ -21,13 +21,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use nexus_core::Bus;
 use nexus_event::{Event, Timestamp, TypeFilter};
+use nexus_outbound::{HttpClient, OutboundConfig};
 use nexus_reactors::{DeliveryTarget, ReactorConfig, Reactors};
 use nexus_resilience::{
     BreakerConfig, Breakers, RetryWorker, Schedule, SystemClock, WorkerConfig, WorkerHandle,
 };
 use nexus_store::{NewSubscription, SqliteStore, Subscriptions};
 use nexus_transport::auth::{Node, Nodes, Secret, sign_nexus};
-use nexus_transport::outbound::{HttpClient, OutboundConfig};
 use nexus_transport::{App, AppConfig, WebhookMapping};
 use serde_json::{Value, json};
 

@@ -938,7 +938,7 @@ fn production_refuses_private_targets_unless_allowed() {
         "2002:a00:1::1",
     ] {
         let ip = private.parse().expect("ip");
-        assert!(nexus_transport::is_private(ip), "{private} is private");
+        assert!(nexus_outbound::is_private(ip), "{private} is private");
     }
     for public in [
         "93.184.216.34",
@@ -947,7 +947,7 @@ fn production_refuses_private_targets_unless_allowed() {
         "2002:5db8:d822::1",
     ] {
         let ip = public.parse().expect("ip");
-        assert!(!nexus_transport::is_private(ip), "{public} is public");
+        assert!(!nexus_outbound::is_private(ip), "{public} is public");
     }
 }
 

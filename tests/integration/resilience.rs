@@ -9,8 +9,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nexus_event::{NewEvent, Timestamp, WellKnown};
 use nexus_resilience::{
-    AttemptError, BreakerState, Breakers, Clock, ManualClock, Outcome, RetryWorker, Schedule,
-    Target, WorkerConfig,
+    AttemptError, BreakerState, Breakers, Clock, ManualClock, Outcome, Reason, RetryWorker,
+    Schedule, Target, WorkerConfig,
 };
 use nexus_store::conformance::t0;
 use nexus_store::{
@@ -94,7 +94,7 @@ impl Target for Fake {
 
 fn fail(status: u16) -> Outcome {
     Outcome::Failed(AttemptError {
-        reason: "status",
+        reason: Reason::Status,
         message: format!("HTTP {status}"),
         status: Some(status),
         retry_after: None,
@@ -237,7 +237,7 @@ async fn retry_after_raises_the_next_delay_up_to_the_longest_step() {
         Arc::clone(&f.clock),
         Box::new(|_| {
             Outcome::Failed(AttemptError {
-                reason: "rate_limited",
+                reason: Reason::Status,
                 message: "HTTP 429".into(),
                 status: Some(429),
                 retry_after: Some(Duration::from_secs(3600)),
@@ -442,7 +442,7 @@ async fn gone_disables_the_subscription_and_holds_its_deliveries() {
         Arc::clone(&f.clock),
         Box::new(|_| {
             Outcome::Gone(AttemptError {
-                reason: "gone",
+                reason: Reason::Gone,
                 message: "HTTP 410".into(),
                 status: Some(410),
                 retry_after: None,

@@ -515,7 +515,8 @@ impl FileConfig {
                     let value = get(&var).filter(|v| !v.is_empty()).ok_or_else(|| {
                         err(key("secret_env"), format!("the variable {var} is not set"))
                     })?;
-                    nexus_transport::auth::Secret::parse(&value).map_err(|e| err(&var, e))?;
+                    nexus_transport::auth::Secret::parse(&value)
+                        .map_err(|e| err(&var, e.to_string()))?;
                     if mode == Mode::Production {
                         strong(&var, &value)?;
                     }
@@ -633,7 +634,8 @@ pub(crate) fn strong(name: &str, secret: &str) -> Result<(), ConfigError> {
             "is the placeholder from .env.example; set a real secret",
         ));
     }
-    let bytes = nexus_transport::auth::Secret::parse(secret).map_err(|e| err(name, e))?;
+    let bytes =
+        nexus_transport::auth::Secret::parse(secret).map_err(|e| err(name, e.to_string()))?;
     if bytes.bytes().len() < 32 {
         return Err(err(
             name,

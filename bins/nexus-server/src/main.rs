@@ -15,12 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use nexus_core::{Bus, metric_names};
+use metrics_util::MetricKind;
+use nexus_core::Bus;
+use nexus_outbound::{HttpClient, OutboundConfig};
 use nexus_reactors::{DeliveryTarget, Reactors};
 use nexus_resilience::{Breakers, MetricsInstrument, RetryWorker, SystemClock, WorkerConfig};
 use nexus_store::{NewSubscription, SqliteStore, Store, SubscriptionPatch, Subscriptions};
 use nexus_transport::auth::{Node, Nodes, Secret};
-use nexus_transport::outbound::{HttpClient, OutboundConfig};
 use nexus_transport::{App, AppConfig, RateLimit, WsConfig, WsToken};
 
 use config::{Checked, ConfigError, FileConfig, Mode, Settings, strong};
@@ -103,7 +104,12 @@ fn resolve_secrets(settings: &Settings, checked: &Checked) -> Result<Secrets, Co
                 message: "is required in production".into(),
             }),
             None => {
-                let (_, written) = Secret::generate();
+                let (_, written) = Secret::generate().map_err(|_| {
+                    config_error(
+                        name,
+                        "cannot be generated: the system random generator failed",
+                    )
+                })?;
                 eprintln!("nexus-server: {name} was not set; generated for this run: {written}");
                 Ok(Some(written))
             }
@@ -180,11 +186,18 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .context("cannot configure the histogram buckets")?
         .install_recorder()
         .context("cannot install the metrics recorder")?;
-    for (name, kind, description) in metric_names::ALL.iter().chain(metric_names::PROCESS) {
+    // Each crate names the metrics it records; API.md section 8 is all of them together.
+    let described = nexus_transport::metric_names::ALL
+        .iter()
+        .chain(nexus_outbound::metric_names::ALL)
+        .chain(nexus_resilience::metric_names::ALL)
+        .chain(nexus_reactors::metric_names::ALL)
+        .chain(nexus_transport::metric_names::PROCESS);
+    for (name, kind, description) in described {
         match kind {
-            metric_names::Kind::Counter => metrics::describe_counter!(*name, *description),
-            metric_names::Kind::Gauge => metrics::describe_gauge!(*name, *description),
-            metric_names::Kind::Histogram => metrics::describe_histogram!(*name, *description),
+            MetricKind::Counter => metrics::describe_counter!(*name, *description),
+            MetricKind::Gauge => metrics::describe_gauge!(*name, *description),
+            MetricKind::Histogram => metrics::describe_histogram!(*name, *description),
         }
     }
 
@@ -199,12 +212,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     );
     if settings.mode == Mode::Production && !settings.allow_private_targets {
         for (i, s) in checked.subscriptions.iter().enumerate() {
-            nexus_transport::refuse_private(&s.url)
+            nexus_outbound::refuse_private(&s.url)
                 .await
                 .map_err(|e| config_error(&format!("subscriptions[{i}].url"), e))?;
         }
         for (i, r) in checked.reactors.iter().enumerate() {
-            nexus_transport::refuse_private(&r.config.http.url)
+            nexus_outbound::refuse_private(&r.config.http.url)
                 .await
                 .map_err(|e| config_error(&format!("reactors[{i}].http.url"), e))?;
         }
@@ -276,7 +289,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .metrics(Arc::new(move || {
             // Read at scrape time, like the other gauges that are read rather than counted.
             if let Some(rss) = nexus_transport::rss_bytes() {
-                metrics::gauge!(metric_names::PROCESS_RESIDENT_MEMORY_BYTES).set(rss as f64);
+                metrics::gauge!(nexus_transport::metric_names::PROCESS_RESIDENT_MEMORY_BYTES)
+                    .set(rss as f64);
             }
             recorder.render()
         }))
@@ -391,7 +405,19 @@ async fn apply_subscriptions(store: &SqliteStore, checked: &Checked) -> anyhow::
                     .map_err(|e| config_error(&format!("subscriptions[{i}]"), e))?;
             }
             None => {
-                let secret = s.secret.clone().unwrap_or_else(|| Secret::generate().1);
+                let secret = match s.secret.clone() {
+                    Some(written) => written,
+                    None => {
+                        Secret::generate()
+                            .map_err(|_| {
+                                config_error(
+                                    &format!("subscriptions[{i}].secret"),
+                                    "cannot be generated: the system random generator failed",
+                                )
+                            })?
+                            .1
+                    }
+                };
                 store
                     .create_subscription(NewSubscription {
                         url: s.url.clone(),

@@ -3,6 +3,8 @@
 //! `<id>.<timestamp>.<body>`). One implementation for the server's verification, the outbound
 //! deliveries and the client's publisher.
 
+use std::sync::Arc;
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use ring::hmac;
@@ -28,7 +30,8 @@ pub enum SecretError {
 #[derive(Clone)]
 pub struct Secret {
     bytes: Vec<u8>,
-    key: hmac::Key,
+    // Prepared once (the padded key states are about 300 bytes), shared by clones.
+    key: Arc<hmac::Key>,
 }
 
 impl std::fmt::Debug for Secret {
@@ -68,7 +71,7 @@ impl Secret {
 
     /// A secret of these exact bytes.
     pub fn from_bytes(bytes: Vec<u8>) -> Secret {
-        let key = hmac::Key::new(hmac::HMAC_SHA256, &bytes);
+        let key = Arc::new(hmac::Key::new(hmac::HMAC_SHA256, &bytes));
         Secret { bytes, key }
     }
 

@@ -37,7 +37,6 @@
 #![warn(missing_docs)]
 
 mod bus;
-pub mod metric_names;
 mod stream;
 
 pub use bus::{Bus, BusBuilder, DEFAULT_CAPACITY, MAX_CAPACITY, RecvError, Subscription};

@@ -8,6 +8,23 @@ use crate::{CorrelationId, EventId, EventType, Timestamp};
 /// The `source` of events that Nexus emits itself (reactors).
 pub const NEXUS_SOURCE: &str = "nexus";
 
+/// Whether `name` is a valid node name (an event's `source`), also the rule for reactor names:
+/// 1 to 64 characters of `A-Z a-z 0-9 _ . -`.
+///
+/// ```
+/// use nexus_event::valid_node_name;
+/// assert!(valid_node_name("flowpay-eu.1"));
+/// assert!(!valid_node_name("two words"));
+/// assert!(!valid_node_name(""));
+/// ```
+pub fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 /// An event as stored and delivered (API.md section 1).
 ///
 /// The JSON form is exactly the wire form:

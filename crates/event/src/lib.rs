@@ -25,7 +25,7 @@ mod id;
 mod timestamp;
 
 pub use error::Error;
-pub use event::{Event, NEXUS_SOURCE, NewEvent};
+pub use event::{Event, NEXUS_SOURCE, NewEvent, valid_node_name};
 pub use event_type::{EventType, MAX_TYPE_LEN, WellKnown};
 pub use glob::{Pattern, TypeFilter};
 pub use id::{CorrelationId, EventId, MAX_ID_LEN};

@@ -12,7 +12,7 @@ use nexus_event::{Event, EventId, TypeFilter};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use crate::engine::{CYCLE, Reactors, emitted, failure_payload, record_execution};
+use crate::engine::{Execution, Reactors, emitted, failure_payload, record_execution};
 use crate::error::ReactorError;
 use crate::rule::{Action, Reactor, Rule};
 
@@ -144,13 +144,17 @@ async fn run(
         }
         let depth = depths.lock().map_or(0, |d| d.of(&event));
         if depth >= max_depth {
-            record_execution(&name, CYCLE, None);
+            record_execution(&name, Execution::Cycle, None);
             tracing::error!(reactor = %name, event_id = %event.id, depth, "reactor cycle refused: its correlation chain is too deep");
             continue;
         }
         let started = Instant::now();
         let result = reactor.react(&event).await;
-        let status = if result.is_ok() { "success" } else { "failure" };
+        let status = if result.is_ok() {
+            Execution::Success
+        } else {
+            Execution::Failure
+        };
         record_execution(&name, status, Some(started.elapsed()));
         let out = match result {
             Ok(payload) => rule.emit_on_success.as_ref().map(|t| {
@@ -204,7 +208,9 @@ pub(crate) mod tests {
         EventType::new(s).expect("type")
     }
 
-    #[tokio::test]
+    // Paused time: the runtime moves the clock only when every task is idle, so a timeout
+    // below fires exactly when the reactor has nothing left to do, not after a guessed wait.
+    #[tokio::test(start_paused = true)]
     async fn a_reactor_that_matches_its_own_output_stops_at_the_depth_limit() {
         let bus = Bus::new();
         let rule = Rule::new(
@@ -219,14 +225,14 @@ pub(crate) mod tests {
         let mut all = bus.subscribe(TypeFilter::all());
         bus.emit(NewEvent::new(t("PING"), "test"));
         let mut seen = 0;
-        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_millis(300), all.recv()).await {
+        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(60), all.recv()).await {
             seen += 1;
         }
         // The first PING and three rounds of the reactor, then the chain is 3 deep and refused.
         assert_eq!(seen, 4);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn failures_emit_the_failure_event_and_when_filters() {
         let bus = Bus::new();
         let rule = Rule::new(
@@ -253,6 +259,8 @@ pub(crate) mod tests {
         let trigger = bus.emit(
             NewEvent::new(t("IN"), "test").payload(serde_json::json!({"n": 3, "fail": true})),
         );
+        // One task runs the rule over the events in order: the first output being n = 2's
+        // proves n = 0 emitted nothing before it.
         let ok = out.recv().await.expect("ok");
         assert_eq!(
             (ok.event_type.as_str(), &ok.payload),
@@ -266,10 +274,10 @@ pub(crate) mod tests {
             Some(trigger.id.as_str())
         );
         assert!(
-            tokio::time::timeout(Duration::from_millis(200), out.recv())
+            tokio::time::timeout(Duration::from_secs(60), out.recv())
                 .await
                 .is_err(),
-            "n = 0 does not pass `when`"
+            "nothing more once the reactor is idle: n = 0 does not pass `when`"
         );
     }
 
@@ -281,7 +289,7 @@ pub(crate) mod tests {
         let _guard = rt.enter();
         let http = crate::rule::HttpAction::post(
             "http://127.0.0.1:9/x",
-            nexus_transport::auth::Secret::token("s"),
+            nexus_api::signature::Secret::token("s"),
         )
         .expect("action");
         let rule =

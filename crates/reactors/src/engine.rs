@@ -6,21 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use axum::body::Bytes;
-use nexus_core::metric_names;
 use nexus_event::{CorrelationId, Event, EventId, EventType, NEXUS_SOURCE, NewEvent};
-use nexus_resilience::{AttemptError, Outcome, Target};
+use nexus_outbound::{Bytes, Call, HttpClient, WebhookTarget, classify, delivery_headers};
+use nexus_resilience::{AttemptError, Outcome, Reason, Target};
 use nexus_store::{Consumer, Lease, Router, Store};
-use nexus_transport::outbound::{Call, HttpClient, WebhookTarget, classify, delivery_headers};
 use serde_json::{Value, json};
 
 use crate::error::ReactorError;
+use crate::metric_names;
 use crate::rule::{Action, Rule};
-
-/// The reason of a refused cycle.
-pub(crate) const CYCLE: &str = "cycle";
-/// The reason of a delivery for a reactor that is no longer configured.
-const UNKNOWN_REACTOR: &str = "unknown_reactor";
 
 /// How deep a correlation chain may grow before a reactor refuses to fire: a reactor that emits
 /// an event it also matches stops after this many rounds.
@@ -142,14 +136,35 @@ pub(crate) fn failure_payload(
     })
 }
 
-/// Counts one execution of `reactor` (`success`, `failure` or `cycle`) and, when it ran, how
-/// long it took.
-pub(crate) fn record_execution(reactor: &str, status: &'static str, took: Option<Duration>) {
+/// How one execution of a reactor ended: the `status` of `nexus_reactor_executions_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Execution {
+    /// The action succeeded (and its emit, if any, was stored).
+    Success,
+    /// The action or its emit failed.
+    Failure,
+    /// Refused: the correlation chain is too deep.
+    Cycle,
+}
+
+impl Execution {
+    /// The metric label.
+    pub(crate) const fn as_str(self) -> &'static str {
+        match self {
+            Execution::Success => "success",
+            Execution::Failure => "failure",
+            Execution::Cycle => "cycle",
+        }
+    }
+}
+
+/// Counts one execution of `reactor` and, when it ran, how long it took.
+pub(crate) fn record_execution(reactor: &str, status: Execution, took: Option<Duration>) {
     if let Some(took) = took {
         metrics::histogram!(metric_names::REACTOR_DURATION_SECONDS, "reactor" => reactor.to_owned())
             .record(took.as_secs_f64());
     }
-    metrics::counter!(metric_names::REACTOR_EXECUTIONS_TOTAL, "reactor" => reactor.to_owned(), "status" => status)
+    metrics::counter!(metric_names::REACTOR_EXECUTIONS_TOTAL, "reactor" => reactor.to_owned(), "status" => status.as_str())
         .increment(1);
 }
 
@@ -197,7 +212,7 @@ impl DeliveryTarget {
                     next = parent.correlation_id;
                 }
                 Ok(None) => break,
-                Err(e) => return Err(AttemptError::new("store", e.to_string())),
+                Err(e) => return Err(AttemptError::new(Reason::Store, e.to_string())),
             }
         }
         Ok(depth)
@@ -208,13 +223,13 @@ impl DeliveryTarget {
             .append(vec![event])
             .await
             .map(|_| ())
-            .map_err(|e| AttemptError::new("emit", format!("cannot emit: {e}")))
+            .map_err(|e| AttemptError::new(Reason::Emit, format!("cannot emit: {e}")))
     }
 
     async fn react(&self, name: &str, lease: &Lease) -> Outcome {
         let Some(rule) = self.reactors.get(name) else {
             return Outcome::Refused(AttemptError::new(
-                UNKNOWN_REACTOR,
+                Reason::UnknownReactor,
                 format!("reactor {name:?} is not configured on this server"),
             ));
         };
@@ -224,10 +239,10 @@ impl DeliveryTarget {
             Err(e) => return Outcome::Failed(e),
         };
         if depth >= self.reactors.max_depth {
-            record_execution(name, CYCLE, None);
+            record_execution(name, Execution::Cycle, None);
             tracing::error!(reactor = name, event_id = %trigger.id, depth, "reactor cycle refused");
             return Outcome::Refused(AttemptError::new(
-                CYCLE,
+                Reason::Cycle,
                 format!(
                     "reactor {name:?} refused event {} of type {}: its correlation chain is {depth} events deep (limit {}); a reactor probably emits an event it also matches",
                     trigger.id, trigger.event_type, self.reactors.max_depth
@@ -239,7 +254,9 @@ impl DeliveryTarget {
             Action::Http(h) => {
                 let body = match serde_json::to_vec(&**trigger) {
                     Ok(b) => Bytes::from(b),
-                    Err(e) => return Outcome::Failed(AttemptError::new("encode", e.to_string())),
+                    Err(e) => {
+                        return Outcome::Failed(AttemptError::new(Reason::Encode, e.to_string()));
+                    }
                 };
                 let call = Call {
                     method: h.method.clone(),
@@ -257,7 +274,7 @@ impl DeliveryTarget {
                             Err(Outcome::Failed(AttemptError {
                                 status: Some(answer.status),
                                 ..AttemptError::new(
-                                    "answer",
+                                    Reason::Answer,
                                     format!(
                                         "HTTP {}, but the answer was larger than {} bytes or cut off, so it cannot be emitted",
                                         answer.status,
@@ -275,7 +292,7 @@ impl DeliveryTarget {
             Action::InProcess(reactor) => match reactor.react(trigger).await {
                 Ok(payload) => Ok(payload.unwrap_or_else(|| json!({}))),
                 Err(f) => {
-                    let err = AttemptError::new("reactor", f.message);
+                    let err = AttemptError::new(Reason::Reactor, f.message);
                     Err(if f.permanent {
                         Outcome::Refused(err)
                     } else {
@@ -300,9 +317,9 @@ impl DeliveryTarget {
             Err(outcome) => outcome,
         };
         let status = if outcome == Outcome::Delivered {
-            "success"
+            Execution::Success
         } else {
-            "failure"
+            Execution::Failure
         };
         record_execution(name, status, Some(started.elapsed()));
         outcome
@@ -337,7 +354,7 @@ impl Target for DeliveryTarget {
             return Ok(());
         };
         // A refused cycle emits nothing: the failure event would only lengthen the chain.
-        if error.reason == CYCLE || error.reason == UNKNOWN_REACTOR {
+        if matches!(error.reason, Reason::Cycle | Reason::UnknownReactor) {
             return Ok(());
         }
         let Some(t) = self

@@ -14,9 +14,9 @@
 //! - [`BusReactors`]: in-process reactors straight on a [`nexus_core::Bus`], for a service that
 //!   embeds the bus without a store (no retries there).
 //!
-//! It is not the HTTP client (that is `nexus-transport`'s) and not the queue (`nexus-store`).
-//! Unlike the rest of the layering, it sits above `nexus-transport`: a reactor's HTTP call is
-//! the same signed outbound call as a webhook delivery, on the same connection pool.
+//! It is not the HTTP client (that is `nexus-outbound`'s) and not the queue (`nexus-store`). A
+//! reactor's HTTP call is the same signed outbound call as a webhook delivery, on the same
+//! connection pool; it does not depend on the inbound server (`nexus-transport`) or axum.
 //!
 //! ```
 //! use nexus_event::Event;
@@ -44,6 +44,7 @@
 mod bus;
 mod engine;
 mod error;
+pub mod metric_names;
 mod rule;
 mod when;
 

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use axum::http::Method;
-use nexus_event::{Event, EventType, Pattern};
-use nexus_transport::auth::{Secret, valid_node_name};
+use nexus_api::signature::Secret;
+use nexus_event::{Event, EventType, Pattern, valid_node_name};
+use nexus_outbound::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
@@ -209,8 +209,8 @@ pub struct ReactorConfig {
     pub emit_on_failure: Option<String>,
 }
 
-/// The `http` table of a `[[reactors]]` entry.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The `http` table of a `[[reactors]]` entry. Its `Debug` hides `secret`.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// `POST` (default), `PUT` or `PATCH`.
@@ -227,6 +227,18 @@ pub struct HttpConfig {
     /// The call's timeout in milliseconds, 1 to [`MAX_TIMEOUT_MS`]; default 10000.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("secret_env", &self.secret_env)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 impl ReactorConfig {
@@ -246,7 +258,8 @@ impl ReactorConfig {
                 ));
             }
         };
-        let secret = Secret::parse(secret).map_err(|e| ReactorError::invalid("http.secret", e))?;
+        let secret = Secret::parse(secret)
+            .map_err(|e| ReactorError::invalid("http.secret", e.to_string()))?;
         let mut http = HttpAction::post(&self.http.url, secret)?;
         http.method = method;
         http.timeout = match self.http.timeout_ms {
@@ -318,6 +331,26 @@ mod tests {
         assert!(fires("PAYMENT_RECEIVED", 5));
         assert!(!fires("PAYMENT_RECEIVED", 0));
         assert!(!fires("PAYMENT_FAILED", 5));
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let cfg: ReactorConfig = serde_json::from_value(serde_json::json!({
+            "name": "r",
+            "on": "PAYMENT_*",
+            "http": {"url": "http://127.0.0.1:4000/mint", "secret": "hunter2-inline", "secret_env": "MINT_SECRET"}
+        }))
+        .expect("parses");
+        let printed = format!("{cfg:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(
+            printed.contains("MINT_SECRET") && printed.contains("***"),
+            "{printed}"
+        );
+        let rule = cfg.build("hunter2-resolved").expect("builds");
+        let printed = format!("{rule:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("Secret(***)"), "{printed}");
     }
 
     #[test]

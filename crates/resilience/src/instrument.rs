@@ -1,6 +1,6 @@
 //! Breaker metrics through the `metrics` facade.
 
-use nexus_core::metric_names;
+use crate::metric_names;
 
 use crate::breaker::{BreakerInstrument, BreakerState};
 

@@ -9,7 +9,8 @@
 //!   of open breakers, and stops gracefully. It sleeps until the next due time or new work.
 //! - [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests.
 //!
-//! It is not the HTTP client: [`Target`] is implemented in `nexus-transport`, and by fakes in
+//! It is not the HTTP client: [`Target`] is implemented in `nexus-outbound` (webhooks),
+//! `nexus-reactors` (reactor calls), and by fakes in
 //! tests.
 //!
 //! ```
@@ -28,6 +29,8 @@ mod breaker;
 mod clock;
 mod error;
 mod instrument;
+pub mod metric_names;
+mod reason;
 mod worker;
 
 pub use backoff::{Backoff, DEFAULT_JITTER, DEFAULT_STEPS_MS, Schedule};
@@ -38,6 +41,7 @@ pub use breaker::{
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ConfigError;
 pub use instrument::MetricsInstrument;
+pub use reason::Reason;
 pub use worker::{
     AttemptError, Outcome, RetryWorker, StopReport, Target, WorkQueue, WorkerConfig, WorkerHandle,
     WorkerStats, record_queue_gauges,

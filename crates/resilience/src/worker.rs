@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use nexus_core::metric_names;
 use nexus_event::Timestamp;
 use nexus_store::{
     BreakerLog, Consumer, DeliveryQueue, Failure, Lease, QueueStats, SubscriptionPatch,
@@ -20,12 +19,14 @@ use crate::backoff::Schedule;
 use crate::breaker::{Admission, Breakers, CallResult};
 use crate::clock::{Clock, later};
 use crate::error::ConfigError;
+use crate::metric_names;
+use crate::reason::Reason;
 
 /// Why an attempt failed, as the target saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttemptError {
-    /// A short machine label for metrics (`connect`, `timeout`, `status`, ...).
-    pub reason: &'static str,
+    /// The class of failure; its label is the metrics' `reason`.
+    pub reason: Reason,
     /// What went wrong, for operators.
     pub message: String,
     /// The HTTP status, when the target answered.
@@ -36,7 +37,7 @@ pub struct AttemptError {
 
 impl AttemptError {
     /// An error with a reason and a message, no status, no `Retry-After`.
-    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
         AttemptError {
             reason,
             message: message.into(),
@@ -358,7 +359,7 @@ impl RetryWorker {
         let now = self.clock.now();
         self.breaker_result(&lease.target, trial, CallResult::Failure, now)
             .await;
-        let err = AttemptError::new("panic", "the delivery attempt panicked");
+        let err = AttemptError::new(Reason::Panic, "the delivery attempt panicked");
         if let Err(e) = self.failed(&lease, err, now).await {
             tracing::warn!(error = %e, delivery = lease.token.delivery, "cannot settle a delivery");
         }
@@ -531,7 +532,7 @@ impl RetryWorker {
                     .config
                     .schedule
                     .with_retry_after(delay, err.retry_after);
-                metrics::counter!(metric_names::RETRY_QUEUE_ADDITIONS_TOTAL, "type" => kind, "reason" => err.reason)
+                metrics::counter!(metric_names::RETRY_QUEUE_ADDITIONS_TOTAL, "type" => kind, "reason" => err.reason.as_str())
                     .increment(1);
                 self.stats.retried.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(delivery = lease.token.delivery, attempt = lease.attempt, error = %err.message, "attempt failed; retrying");
@@ -592,7 +593,7 @@ impl RetryWorker {
             tracing::error!(error = %e, subscription = %id, "cannot disable the subscription");
         }
         // Counted as an attempt; held (never dead-lettered) until the subscription is enabled.
-        metrics::counter!(metric_names::RETRY_QUEUE_ADDITIONS_TOTAL, "type" => "webhook", "reason" => "gone")
+        metrics::counter!(metric_names::RETRY_QUEUE_ADDITIONS_TOTAL, "type" => "webhook", "reason" => Reason::Gone.as_str())
             .increment(1);
         self.queue
             .retry_at(

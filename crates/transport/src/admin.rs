@@ -1,7 +1,6 @@
 //! The admin API (API.md section 6), behind `Authorization: Bearer <NEXUS_ADMIN_TOKEN>`.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
 use axum::Router;
 use axum::body::Body;
@@ -11,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use nexus_event::{EventId, Pattern, Timestamp, TypeFilter};
+use nexus_outbound::refuse_private;
 use nexus_resilience::BreakerSnapshot;
 use nexus_store::{
     Consumer, DeadLetter, MAX_PAGE, NewSubscription, ReplayTo, Selection, Subscription,
@@ -380,48 +380,7 @@ fn check_secret(written: &str) -> Result<(), ApiError> {
     }
     Secret::parse(written)
         .map(|_| ())
-        .map_err(|e| ApiError::validation("secret", e))
-}
-
-/// Whether an address is loopback, private, link-local or otherwise not on the internet:
-/// unspecified and "this network" (`0.0.0.0/8`), carrier-grade NAT (`100.64.0.0/10`), multicast,
-/// reserved (`240.0.0.0/4`), broadcast, IPv6 unique-local and link-local, and IPv4 addresses
-/// embedded in IPv6 (mapped `::ffff:0:0/96`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`).
-pub fn is_private(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || a == 0
-                || a >= 240
-                || a == 100 && (b & 0xc0) == 64
-        }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            let embedded = |hi: u16, lo: u16| {
-                IpAddr::V4(std::net::Ipv4Addr::new(
-                    (hi >> 8) as u8,
-                    hi as u8,
-                    (lo >> 8) as u8,
-                    lo as u8,
-                ))
-            };
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| is_private(IpAddr::V4(v4)))
-                || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] && is_private(embedded(s[6], s[7])))
-                || (s[0] == 0x2002 && is_private(embedded(s[1], s[2])))
-        }
-    }
+        .map_err(|e| ApiError::validation("secret", e.to_string()))
 }
 
 /// Refuses, in production, a URL whose host resolves to a private address (unless allowed).
@@ -432,27 +391,7 @@ pub(crate) async fn check_target(state: &AppState, url: &str) -> Result<(), ApiE
     }
     refuse_private(url)
         .await
-        .map_err(|message| ApiError::validation("url", message))
-}
-
-/// Resolves a URL's host and refuses it when any of its addresses is loopback, private or
-/// link-local (or the URL is not an `http`/`https` one).
-pub async fn refuse_private(url: &str) -> Result<(), String> {
-    let origin = nexus_store::target_origin(url).map_err(|e| e.to_string())?;
-    let host_port = origin
-        .split_once("://")
-        .map_or(origin.as_str(), |(_, rest)| rest);
-    let host = host_port.rsplit_once(':').map_or(host_port, |(h, _)| h);
-    let addrs: Vec<IpAddr> = match tokio::net::lookup_host(host_port).await {
-        Ok(addrs) => addrs.map(|a| a.ip()).collect(),
-        Err(e) => return Err(format!("cannot resolve {host}: {e}")),
-    };
-    if let Some(ip) = addrs.iter().find(|ip| is_private(**ip)) {
-        return Err(format!(
-            "{host} resolves to {ip}, a private address; set NEXUS_ALLOW_PRIVATE_TARGETS=true to allow"
-        ));
-    }
-    Ok(())
+        .map_err(|e| ApiError::validation("url", e.to_string()))
 }
 
 async fn create_subscription(
@@ -472,7 +411,13 @@ async fn create_subscription(
             check_secret(&s)?;
             s
         }
-        None => Secret::generate().1,
+        None => {
+            let (_, written) = Secret::generate().map_err(|_| {
+                tracing::error!("the system random generator failed; no secret generated");
+                ApiError::internal()
+            })?;
+            written
+        }
     };
     let ordered = boolean(&map, "ordered")?.unwrap_or(false);
     let sub = state

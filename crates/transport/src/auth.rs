@@ -4,71 +4,11 @@
 use std::collections::HashMap;
 
 use axum::http::HeaderMap;
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as B64;
+pub use nexus_api::signature::{MAX_SKEW_SECS, Secret};
 use nexus_event::TypeFilter;
-use ring::hmac;
-use subtle::ConstantTimeEq;
+pub use nexus_event::valid_node_name;
 
 use crate::envelope::ApiError;
-
-/// Seconds a signed request's timestamp may be away from the server's clock.
-pub const MAX_SKEW_SECS: i64 = 300;
-
-/// A shared secret: `whsec_<base64>` is used as its decoded bytes, anything else as its UTF-8
-/// bytes. Never printed.
-#[derive(Clone)]
-pub struct Secret(Vec<u8>);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl Secret {
-    /// Reads a secret as written in configuration.
-    pub fn parse(written: &str) -> Result<Secret, String> {
-        match written.strip_prefix("whsec_") {
-            Some(b64) => B64
-                .decode(b64)
-                .map(Secret)
-                .map_err(|e| format!("a whsec_ secret must be base64 after the prefix: {e}")),
-            None => Ok(Secret(written.as_bytes().to_vec())),
-        }
-    }
-
-    /// A bearer token: compared as written, `whsec_` prefix and all (the decoding rule is for
-    /// HMAC keys only).
-    pub fn token(written: &str) -> Secret {
-        Secret(written.as_bytes().to_vec())
-    }
-
-    /// The key bytes.
-    pub fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-
-    /// Compares with a presented token in constant time.
-    pub fn matches(&self, presented: &[u8]) -> bool {
-        self.0.ct_eq(presented).into()
-    }
-
-    /// A new random secret in `whsec_` form (24 random bytes).
-    pub fn generate() -> (Secret, String) {
-        use ring::rand::SecureRandom;
-        let mut bytes = [0u8; 24];
-        // The system RNG does not fail on Linux; fall back to time-based bytes if it ever did.
-        if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
-            let seed = nexus_event::EventId::new_v7().to_string();
-            for (b, s) in bytes.iter_mut().zip(seed.bytes().cycle()) {
-                *b = s;
-            }
-        }
-        let written = format!("whsec_{}", B64.encode(bytes));
-        (Secret(bytes.to_vec()), written)
-    }
-}
 
 /// A publishing node.
 #[derive(Debug, Clone)]
@@ -123,15 +63,6 @@ impl Nodes {
     }
 }
 
-/// Node names: 1 to 64 characters of `A-Z a-z 0-9 _ . -`.
-pub fn valid_node_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-}
-
 /// A request whose signature checked out.
 #[derive(Debug, Clone)]
 pub struct Verified {
@@ -161,16 +92,6 @@ fn timestamp<'a>(headers: &'a HeaderMap, name: &str, now_secs: i64) -> Result<&'
     Ok(raw)
 }
 
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// Checks a publishing request: which node, which scheme, the timestamp window and the
 /// signature over the raw body. `path_node` is the node named by `/webhook/{node}`.
 pub fn verify(
@@ -194,19 +115,16 @@ pub fn verify(
     let node = nodes
         .get(name)
         .ok_or_else(|| ApiError::unauthorized(format!("unknown node {name:?}")))?;
-    let key = hmac::Key::new(hmac::HMAC_SHA256, node.secret.bytes());
     if let Some(signature) = header(headers, "x-nexus-signature") {
         let ts = timestamp(headers, "x-nexus-timestamp", now_secs)?;
-        let tag = signature
-            .strip_prefix("sha256=")
-            .and_then(decode_hex)
-            .ok_or_else(|| ApiError::unauthorized("X-Nexus-Signature must be sha256=<hex>"))?;
-        let mut signed = Vec::with_capacity(body.len() + 21);
-        signed.extend_from_slice(ts.as_bytes());
-        signed.push(b'.');
-        signed.extend_from_slice(body);
-        hmac::verify(&key, &signed, &tag)
-            .map_err(|_| ApiError::unauthorized("signature does not match"))?;
+        if !signature.starts_with("sha256=") {
+            return Err(ApiError::unauthorized(
+                "X-Nexus-Signature must be sha256=<hex>",
+            ));
+        }
+        if !node.secret.verify_nexus(signature, ts, body) {
+            return Err(ApiError::unauthorized("signature does not match"));
+        }
         return Ok(Verified {
             node,
             webhook_id: None,
@@ -217,18 +135,7 @@ pub fn verify(
             .filter(|id| !id.is_empty())
             .ok_or_else(|| ApiError::unauthorized("webhook-id header is missing"))?;
         let ts = timestamp(headers, "webhook-timestamp", now_secs)?;
-        let mut signed = Vec::with_capacity(id.len() + body.len() + 22);
-        signed.extend_from_slice(id.as_bytes());
-        signed.push(b'.');
-        signed.extend_from_slice(ts.as_bytes());
-        signed.push(b'.');
-        signed.extend_from_slice(body);
-        let good = signatures
-            .split(' ')
-            .filter_map(|s| s.strip_prefix("v1,"))
-            .filter_map(|b64| B64.decode(b64).ok())
-            .any(|tag| hmac::verify(&key, &signed, &tag).is_ok());
-        if !good {
+        if !node.secret.verify_standard(signatures, id, ts, body) {
             return Err(ApiError::unauthorized("no webhook-signature matches"));
         }
         return Ok(Verified {
@@ -241,32 +148,15 @@ pub fn verify(
     ))
 }
 
-/// Signs `<id>.<timestamp>.<body>` the Standard Webhooks way: `v1,<base64>`.
+/// Signs `<id>.<timestamp>.<body>` the Standard Webhooks way: `v1,<base64>`
+/// ([`Secret::sign_standard`]).
 pub fn sign_standard(secret: &Secret, id: &str, timestamp: i64, body: &[u8]) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.bytes());
-    let mut ctx = hmac::Context::with_key(&key);
-    ctx.update(id.as_bytes());
-    ctx.update(b".");
-    ctx.update(timestamp.to_string().as_bytes());
-    ctx.update(b".");
-    ctx.update(body);
-    format!("v1,{}", B64.encode(ctx.sign().as_ref()))
+    secret.sign_standard(id, timestamp, body)
 }
 
-/// Signs `<timestamp>.<body>` the Nexus way: `sha256=<lowercase hex>`.
+/// Signs `<timestamp>.<body>` the Nexus way: `sha256=<lowercase hex>` ([`Secret::sign_nexus`]).
 pub fn sign_nexus(secret: &Secret, timestamp: i64, body: &[u8]) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.bytes());
-    let mut ctx = hmac::Context::with_key(&key);
-    ctx.update(timestamp.to_string().as_bytes());
-    ctx.update(b".");
-    ctx.update(body);
-    let tag = ctx.sign();
-    let mut hex = String::with_capacity(64 + 7);
-    hex.push_str("sha256=");
-    for b in tag.as_ref() {
-        hex.push_str(&format!("{b:02x}"));
-    }
-    hex
+    secret.sign_nexus(timestamp, body)
 }
 
 /// Checks `Authorization: Bearer <token>` against the accepted tokens in constant time; returns
@@ -353,13 +243,10 @@ mod tests {
     #[test]
     fn secrets_and_tokens() {
         assert_eq!(
-            Secret::parse("whsec_AAEC").map(|s| s.0).ok(),
+            Secret::parse("whsec_AAEC").map(|s| s.bytes().to_vec()).ok(),
             Some(vec![0, 1, 2])
         );
         assert!(Secret::parse("whsec_!!").is_err());
-        let (s, written) = Secret::generate();
-        assert!(written.starts_with("whsec_"));
-        assert_eq!(Secret::parse(&written).map(|p| p.0).ok(), Some(s.0));
         let token = Secret::parse("admin-token").expect("valid");
         let h = headers(&[("authorization", "Bearer admin-token".into())]);
         assert_eq!(bearer(&h, &[&token]), Some(0));
@@ -367,7 +254,7 @@ mod tests {
         assert_eq!(bearer(&bad, &[&token]), None);
         // Bearer tokens are compared as written, whsec_ prefix and all; the scheme name is
         // case-insensitive.
-        let (_, written) = Secret::generate();
+        let (_, written) = Secret::generate().expect("the system RNG");
         let generated = Secret::token(&written);
         let h = headers(&[("authorization", format!("bearer {written}"))]);
         assert_eq!(bearer(&h, &[&token, &generated]), Some(1));
@@ -390,6 +277,7 @@ mod tests {
         );
         // The signature covers the header as sent, leading zero included.
         let raw = format!("0{now}");
+        use ring::hmac;
         let mut ctx = hmac::Context::with_key(&hmac::Key::new(hmac::HMAC_SHA256, secret.bytes()));
         ctx.update(raw.as_bytes());
         ctx.update(b".");

@@ -1,10 +1,10 @@
 //! Health endpoints and `/metrics` (API.md section 8). Plain JSON, no envelope, no token.
 
+use crate::metric_names;
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use nexus_core::metric_names;
 use nexus_resilience::BreakerState;
 use serde_json::json;
 use std::sync::atomic::Ordering;

@@ -6,7 +6,6 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use nexus_core::metric_names;
 use nexus_event::{CorrelationId, EventId, EventType, NewEvent, Timestamp};
 use nexus_store::Appended;
 use serde::Serialize;
@@ -15,6 +14,7 @@ use serde_json::{Map, Value, json};
 use crate::app::AppState;
 use crate::auth::{self, Verified};
 use crate::envelope::{ApiError, ok};
+use crate::metric_names;
 
 /// Most events in one batch.
 pub const MAX_BATCH: usize = 1000;
@@ -24,13 +24,24 @@ pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiErro
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         // `to_bytes` fails for an over-long body or a broken connection; only the first is
         // the caller's business as 413.
-        let msg = e.to_string();
-        if msg.contains("length limit") {
+        if over_limit(&e) {
             ApiError::too_large(format!("the body is larger than {limit} bytes"))
         } else {
-            ApiError::bad_request(format!("cannot read the body: {msg}"))
+            ApiError::bad_request(format!("cannot read the body: {e}"))
         }
     })
+}
+
+/// Whether a body error is the size limit's, found by type anywhere in the chain.
+fn over_limit(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(error);
+    while let Some(cause) = next {
+        if cause.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        next = cause.source();
+    }
+    false
 }
 
 fn content_type(headers: &HeaderMap) -> Option<String> {
@@ -415,4 +426,28 @@ pub(crate) async fn webhook(
     Ok(ok(AppendedJson::from(&appended[0]))
         .status(status_of(&appended))
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_over_long_body_is_413_by_type_and_a_broken_one_is_400() {
+        let too_long = read_body(Body::from(vec![b'x'; 11]), 10)
+            .await
+            .expect_err("over the limit");
+        assert_eq!(too_long.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            read_body(Body::from(vec![b'x'; 10]), 10).await.ok(),
+            Some(Bytes::from(vec![b'x'; 10]))
+        );
+        // A broken stream whose message happens to read like the limit's is still no 413.
+        let broken = Body::from_stream(futures_util::stream::iter([
+            Ok(Bytes::from_static(b"{")),
+            Err(std::io::Error::other("length limit exceeded upstream")),
+        ]));
+        let e = read_body(broken, 1024).await.expect_err("broken");
+        assert_eq!(e.status, StatusCode::BAD_REQUEST, "{}", e.message);
+    }
 }

@@ -17,13 +17,12 @@ pub mod auth;
 pub mod envelope;
 mod health;
 mod ingress;
+pub mod metric_names;
 pub mod openapi;
-pub mod outbound;
 mod rate_limit;
 pub mod request_id;
 mod ws;
 
-pub use admin::{is_private, refuse_private};
 pub use app::{App, AppConfig, AppState, Lifecycle, MetricsRenderer, SizeProbe, serve};
 pub use health::rss_bytes;
 pub use ingress::{MAX_BATCH, WebhookMapping};

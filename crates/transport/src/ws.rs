@@ -10,7 +10,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use nexus_core::{RecvError, metric_names};
+use nexus_core::RecvError;
 use nexus_event::{Event, Pattern, Timestamp, TypeFilter};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use crate::app::AppState;
 use crate::auth::{self, Secret};
 use crate::envelope::ApiError;
+use crate::metric_names;
 
 /// A token that may open WebSocket connections, and the types it may subscribe to.
 #[derive(Debug, Clone)]

@@ -1,6 +1,6 @@
 //! The operations kit against the real server: every metric name used by the alert rules
 //! (`ops/prometheus/alerts.yml`) and the dashboard (`ops/grafana/nexus.json`) must be declared in
-//! `nexus_core::metric_names` and exported by a live `nexus-server` under the same type, so a
+//! one of the crates' `metric_names` modules and exported by a live `nexus-server` under the same type, so a
 //! renamed metric breaks this test instead of silently emptying a panel or an alert. Every alert
 //! has a summary, a description and a section in `ops/RUNBOOK.md`. The node file the
 //! docker-compose stack ships (`ops/nexus.toml`) starts a production server.
@@ -13,7 +13,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use nexus_core::metric_names::{self, Kind};
+use metrics_util::MetricKind as Kind;
 
 use super::{agent, publish, receiver, start, terminate};
 
@@ -72,12 +72,68 @@ fn parse_scrape(text: &str) -> Scrape {
     Scrape { types, samples }
 }
 
+/// Every metric the crates declare, as the server describes them (`bins/nexus-server/src/main.rs`).
 fn declared() -> BTreeMap<&'static str, Kind> {
-    metric_names::ALL
+    nexus_transport::metric_names::ALL
         .iter()
-        .chain(metric_names::PROCESS)
+        .chain(nexus_outbound::metric_names::ALL)
+        .chain(nexus_resilience::metric_names::ALL)
+        .chain(nexus_reactors::metric_names::ALL)
+        .chain(nexus_transport::metric_names::PROCESS)
         .map(|(name, kind, _)| (*name, *kind))
         .collect()
+}
+
+/// The metrics API.md section 8 requires, by name and kind.
+const SECTION_8: &[(&str, Kind)] = &[
+    ("nexus_events_total", Kind::Counter),
+    ("nexus_reactor_executions_total", Kind::Counter),
+    ("nexus_http_calls_total", Kind::Counter),
+    ("nexus_retry_queue_additions_total", Kind::Counter),
+    ("nexus_dead_letter_queue_additions_total", Kind::Counter),
+    ("nexus_reactor_duration_seconds", Kind::Histogram),
+    ("nexus_http_call_duration_seconds", Kind::Histogram),
+    ("nexus_event_persist_duration_seconds", Kind::Histogram),
+    ("nexus_retry_queue_size", Kind::Gauge),
+    ("nexus_dead_letter_queue_size", Kind::Gauge),
+    ("nexus_websocket_connections", Kind::Gauge),
+    ("nexus_database_size_bytes", Kind::Gauge),
+    ("nexus_circuit_breaker_state", Kind::Gauge),
+    ("nexus_circuit_breaker_trips_total", Kind::Counter),
+];
+
+#[test]
+fn the_crates_declare_every_metric_of_section_8_once() {
+    let lists = [
+        nexus_transport::metric_names::ALL,
+        nexus_outbound::metric_names::ALL,
+        nexus_resilience::metric_names::ALL,
+        nexus_reactors::metric_names::ALL,
+        nexus_transport::metric_names::PROCESS,
+    ];
+    let all: Vec<_> = lists.iter().flat_map(|l| l.iter()).collect();
+    let declared = declared();
+    assert_eq!(all.len(), declared.len(), "a metric is declared twice");
+    for (name, kind, description) in all {
+        assert!(!description.is_empty(), "{name}");
+        match kind {
+            Kind::Counter => assert!(name.ends_with("_total"), "{name}"),
+            Kind::Histogram => assert!(name.ends_with("_seconds"), "{name}"),
+            Kind::Gauge => {}
+        }
+    }
+    for (name, kind) in SECTION_8 {
+        assert_eq!(declared.get(name), Some(kind), "{name}");
+    }
+    let extra: Vec<_> = declared
+        .keys()
+        .filter(|n| !SECTION_8.iter().any(|(s, _)| s == *n))
+        .collect();
+    assert_eq!(
+        extra,
+        [&"process_resident_memory_bytes"],
+        "only the process metric is beyond section 8"
+    );
 }
 
 /// The declared metric a referenced name belongs to: itself, or a histogram's series.
@@ -114,7 +170,7 @@ fn check_names(
     for name in &names {
         let Some((family, kind)) = family_of(name, declared) else {
             problems.push(format!(
-                "{name} is not declared in nexus_core::metric_names"
+                "{name} is not declared in any crate's metric_names"
             ));
             continue;
         };
@@ -251,7 +307,7 @@ fn the_name_check_catches_a_renamed_metric() {
     assert_eq!(
         family_of("nexus_event_persist_duration_seconds_count", &declared),
         Some((
-            metric_names::EVENT_PERSIST_DURATION_SECONDS,
+            nexus_transport::metric_names::EVENT_PERSIST_DURATION_SECONDS,
             Kind::Histogram
         ))
     );

@@ -1,40 +1,26 @@
-//! Outbound HTTP (API.md sections 4 and 10): webhook deliveries and reactor calls.
+//! The pooled outbound HTTP client (API.md sections 4 and 10) shared by webhook deliveries and
+//! reactor calls.
 //!
-//! [`HttpClient`] is one pooled hyper client per process (keep-alive per origin, rustls with the
-//! ring provider for `https://`), with a timeout per call, response bodies read up to a cap, and
-//! the error kinds the retry worker needs. With the private-target guard on, it also refuses at
-//! connect time a host that resolves to a loopback, private or link-local address, so a DNS name
-//! that changes after the subscription was checked cannot reach the inside network.
-//!
-//! [`WebhookTarget`] is the [`Target`] for webhook subscriptions: a `POST` of the event JSON with
-//! Standard Webhooks headers (`webhook-id`, `webhook-timestamp`, `webhook-signature`),
-//! `X-Nexus-Event` and `X-Nexus-Sequence` ([`delivery_headers`]). Any 2xx is success; a timeout,
-//! a refused connection or any other status is a failure; `410` is reported as gone; `429`/`503`
-//! carry their `Retry-After`.
+//! [`HttpClient`] is one hyper client per process (keep-alive per origin, rustls with the ring
+//! provider for `https://`), with a timeout per call, response bodies read up to a cap, and the
+//! error reasons the retry worker needs. With the private-target guard on, it refuses an IP
+//! literal before connecting and, through [`crate::guard`]'s resolver, a host that resolves to a
+//! private address at connect time.
 
-use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use async_trait::async_trait;
-use axum::body::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
 use hyper::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioExecutor;
-use nexus_core::metric_names;
-use nexus_event::{Event, Timestamp};
-use nexus_resilience::{AttemptError, Outcome, Target};
-use nexus_store::{Consumer, Lease, Store};
+use nexus_resilience::{AttemptError, Reason};
 
-use crate::admin::is_private;
-use crate::auth::{Secret, sign_standard};
+use crate::guard::{GuardedResolver, PrivateAddress, find_private, is_private};
+use crate::metric_names;
 
 /// Outbound settings.
 #[derive(Debug, Clone)]
@@ -57,42 +43,6 @@ impl Default for OutboundConfig {
             max_response_bytes: 64 * 1024,
             refuse_private: false,
         }
-    }
-}
-
-/// A DNS resolver that refuses private addresses when the guard is on.
-#[derive(Clone)]
-struct GuardedResolver {
-    inner: GaiResolver,
-    refuse_private: bool,
-}
-
-impl tower::Service<Name> for GuardedResolver {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = std::io::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, name: Name) -> Self::Future {
-        let mut inner = self.inner.clone();
-        let refuse = self.refuse_private;
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = inner.call(name).await?.collect();
-            if refuse && let Some(addr) = addrs.iter().find(|a| is_private(a.ip())) {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::PermissionDenied,
-                    format!(
-                        "{host} resolves to {}, a private address; set NEXUS_ALLOW_PRIVATE_TARGETS=true to allow",
-                        addr.ip()
-                    ),
-                ));
-            }
-            Ok(addrs.into_iter())
-        })
     }
 }
 
@@ -147,35 +97,11 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     )
 }
 
-/// The headers of a signed delivery of `event` whose body is `body` (API.md section 4):
-/// Standard Webhooks `webhook-id`, `webhook-timestamp` and `webhook-signature`, plus
-/// `x-nexus-event` and `x-nexus-sequence`.
-pub fn delivery_headers(
-    secret: &Secret,
-    event: &Event,
-    body: &[u8],
-) -> Vec<(&'static str, String)> {
-    let ts = Timestamp::now().as_unix_secs();
-    let event_id = event.id.to_string();
-    vec![
-        (
-            "webhook-signature",
-            sign_standard(secret, &event_id, ts, body),
-        ),
-        ("webhook-id", event_id),
-        ("webhook-timestamp", ts.to_string()),
-        ("x-nexus-event", event.event_type.to_string()),
-        ("x-nexus-sequence", event.sequence.to_string()),
-    ]
-}
-
 impl HttpClient {
     /// A client with its own connection pool.
     pub fn new(config: OutboundConfig) -> Self {
-        let mut http = HttpConnector::new_with_resolver(GuardedResolver {
-            inner: GaiResolver::new(),
-            refuse_private: config.refuse_private,
-        });
+        let mut http =
+            HttpConnector::new_with_resolver(GuardedResolver::new(config.refuse_private));
         http.enforce_http(false);
         http.set_nodelay(true);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
@@ -212,19 +138,18 @@ impl HttpClient {
             // IP literals never reach the resolver.
             let uri: hyper::Uri = url
                 .parse()
-                .map_err(|e| AttemptError::new("request", format!("bad URL {url:?}: {e}")))?;
+                .map_err(|e| AttemptError::new(Reason::Request, format!("bad URL {url:?}: {e}")))?;
             let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
             if let Ok(ip) = host.parse::<IpAddr>()
                 && is_private(ip)
             {
                 metrics::counter!(metric_names::HTTP_CALLS_TOTAL, "target" => target.to_owned(), "method" => method.to_string(), "status_code" => "error")
                     .increment(1);
-                return Err(AttemptError::new(
-                    "private",
-                    format!(
-                        "{ip} is a private address; set NEXUS_ALLOW_PRIVATE_TARGETS=true to allow"
-                    ),
-                ));
+                let refusal = PrivateAddress {
+                    host: host.to_owned(),
+                    ip,
+                };
+                return Err(AttemptError::new(Reason::Private, refusal.to_string()));
             }
         }
         let method_label = method.to_string();
@@ -236,9 +161,9 @@ impl HttpClient {
         for (k, v) in headers {
             request = request.header(k, v);
         }
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| AttemptError::new("request", format!("cannot build the request: {e}")))?;
+        let request = request.body(Full::new(body)).map_err(|e| {
+            AttemptError::new(Reason::Request, format!("cannot build the request: {e}"))
+        })?;
         let started = Instant::now();
         let max = self.config.max_response_bytes;
         let result = tokio::time::timeout(timeout, async {
@@ -269,27 +194,18 @@ impl HttpClient {
             Ok(Ok(answer)) => (answer.status.to_string(), Ok(answer)),
             Ok(Err(e)) => {
                 // The guard's refusal sits a few sources down (client, connect, DNS, I/O).
-                let mut source = std::error::Error::source(&e);
-                let mut private = None;
-                while let Some(cause) = source {
-                    if let Some(io) = cause.downcast_ref::<std::io::Error>()
-                        && io.kind() == std::io::ErrorKind::PermissionDenied
-                    {
-                        private = Some(io);
-                        break;
+                let error = match find_private(&e) {
+                    Some(refusal) => AttemptError::new(Reason::Private, refusal.to_string()),
+                    None => {
+                        AttemptError::new(Reason::Connect, format!("cannot reach {target}: {e:?}"))
                     }
-                    source = cause.source();
-                }
-                let error = match private {
-                    Some(io) => AttemptError::new("private", io.to_string()),
-                    None => AttemptError::new("connect", format!("cannot reach {target}: {e:?}")),
                 };
                 ("error".to_owned(), Err(error))
             }
             Err(_) => (
                 "timeout".to_owned(),
                 Err(AttemptError::new(
-                    "timeout",
+                    Reason::Timeout,
                     format!("no answer from {target} within {} ms", timeout.as_millis()),
                 )),
             ),
@@ -297,93 +213,6 @@ impl HttpClient {
         metrics::counter!(metric_names::HTTP_CALLS_TOTAL, "target" => target.to_owned(), "method" => method_label, "status_code" => label)
             .increment(1);
         outcome
-    }
-}
-
-/// Delivers to webhook subscriptions.
-pub struct WebhookTarget {
-    http: Arc<HttpClient>,
-    store: Arc<dyn Store>,
-}
-
-impl WebhookTarget {
-    /// A target reading subscriptions (URL, secret) from `store`, calling through `http`.
-    pub fn new(store: Arc<dyn Store>, http: Arc<HttpClient>) -> Self {
-        WebhookTarget { http, store }
-    }
-}
-
-/// Classifies an answer: 2xx delivered, 410 gone, anything else failed (with `Retry-After`
-/// for 429 and 503).
-pub fn classify(answer: &Answer) -> Outcome {
-    let status = answer.status;
-    if (200..300).contains(&status) {
-        return Outcome::Delivered;
-    }
-    let excerpt: String = String::from_utf8_lossy(&answer.body)
-        .chars()
-        .take(200)
-        .collect();
-    let message = if excerpt.trim().is_empty() {
-        format!("HTTP {status}")
-    } else {
-        format!("HTTP {status}: {}", excerpt.trim())
-    };
-    let error = AttemptError {
-        reason: if status == 410 { "gone" } else { "status" },
-        message,
-        status: Some(status),
-        retry_after: if status == 429 || status == 503 {
-            answer.retry_after
-        } else {
-            None
-        },
-    };
-    if status == 410 {
-        Outcome::Gone(error)
-    } else {
-        Outcome::Failed(error)
-    }
-}
-
-#[async_trait]
-impl Target for WebhookTarget {
-    async fn attempt(&self, lease: &Lease) -> Outcome {
-        let Consumer::Subscription(id) = &lease.consumer else {
-            return Outcome::Failed(AttemptError::new(
-                "no_reactor",
-                format!("{} has no runner in this server", lease.consumer),
-            ));
-        };
-        let sub = match self.store.subscription(id).await {
-            Ok(Some(sub)) => sub,
-            Ok(None) => {
-                // Deleted while this delivery was in flight: nothing is left to deliver to.
-                tracing::info!(subscription = %id, "subscription deleted; delivery dropped");
-                return Outcome::Delivered;
-            }
-            Err(e) => return Outcome::Failed(AttemptError::new("store", e.to_string())),
-        };
-        let secret = match Secret::parse(&sub.secret) {
-            Ok(s) => s,
-            Err(e) => return Outcome::Failed(AttemptError::new("secret", e)),
-        };
-        let body = match serde_json::to_vec(&*lease.event) {
-            Ok(b) => Bytes::from(b),
-            Err(e) => return Outcome::Failed(AttemptError::new("encode", e.to_string())),
-        };
-        let call = Call {
-            method: Method::POST,
-            url: &sub.url,
-            target: &sub.target,
-            headers: delivery_headers(&secret, &lease.event, &body),
-            body,
-            timeout: None,
-        };
-        match self.http.send(call).await {
-            Ok(answer) => classify(&answer),
-            Err(e) => Outcome::Failed(e),
-        }
     }
 }
 
@@ -407,32 +236,6 @@ mod tests {
         assert_eq!(parse_retry_after("soon"), None);
     }
 
-    #[test]
-    fn answers_are_classified() {
-        let answer = |status, retry_after| Answer {
-            status,
-            retry_after,
-            body: Bytes::from_static(b"nope"),
-            complete: true,
-        };
-        assert_eq!(classify(&answer(204, None)), Outcome::Delivered);
-        assert!(matches!(classify(&answer(410, None)), Outcome::Gone(_)));
-        let Outcome::Failed(e) = classify(&answer(503, Some(Duration::from_secs(7)))) else {
-            panic!("a failure");
-        };
-        assert_eq!(
-            (e.status, e.retry_after, e.message.as_str()),
-            (Some(503), Some(Duration::from_secs(7)), "HTTP 503: nope")
-        );
-        let Outcome::Failed(e) = classify(&answer(500, Some(Duration::from_secs(7)))) else {
-            panic!("a failure");
-        };
-        assert_eq!(
-            e.retry_after, None,
-            "Retry-After counts for 429 and 503 only"
-        );
-    }
-
     #[tokio::test]
     async fn the_guard_refuses_private_addresses_by_name_and_by_literal() {
         let guarded = HttpClient::new(OutboundConfig {
@@ -454,7 +257,7 @@ mod tests {
                 timeout: None,
             };
             let err = guarded.send(call).await.expect_err("refused");
-            assert_eq!(err.reason, "private", "{url}: {}", err.message);
+            assert_eq!(err.reason, Reason::Private, "{url}: {}", err.message);
             assert!(err.message.contains("private address"), "{}", err.message);
         }
         // Without the guard the same call is made (and finds nothing listening).
@@ -469,7 +272,7 @@ mod tests {
         };
         assert_eq!(
             open.send(call).await.expect_err("nothing there").reason,
-            "connect"
+            Reason::Connect
         );
     }
 }
