@@ -23,7 +23,7 @@ use nexus_transport::auth::{Node, Nodes, Secret};
 use nexus_transport::outbound::{HttpClient, OutboundConfig};
 use nexus_transport::{App, AppConfig, RateLimit, WsConfig, WsToken};
 
-use config::{Checked, ConfigError, FileConfig, Mode, Settings, strong};
+use config::{Checked, ConfigError, FileConfig, Mode, Secrets, Settings};
 
 /// Bucket bounds of every histogram (all in seconds): from a fsync'd commit (sub-millisecond)
 /// to an outbound call that runs into its timeout.
@@ -74,53 +74,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// Secrets the server needs, resolved: generated in development when missing.
-struct Secrets {
-    admin: String,
-    nodes: Option<String>,
-}
-
-#[allow(clippy::print_stderr)]
-fn resolve_secrets(settings: &Settings, checked: &Checked) -> Result<Secrets, ConfigError> {
-    let needs_shared = settings.config_path.is_none()
-        || checked.nodes.iter().any(|n| n.secret.is_none())
-        || checked.reactors.iter().any(|r| r.secret.is_none());
-    let production = settings.mode == Mode::Production;
-    let generate = |name: &str,
-                    value: &Option<String>,
-                    needed: bool|
-     -> Result<Option<String>, ConfigError> {
-        match value {
-            Some(v) => {
-                if production && needed {
-                    strong(name, v)?;
-                }
-                Ok(Some(v.clone()))
-            }
-            None if !needed => Ok(None),
-            None if production => Err(ConfigError {
-                name: name.into(),
-                message: "is required in production".into(),
-            }),
-            None => {
-                let (_, written) = Secret::generate();
-                eprintln!("nexus-server: {name} was not set; generated for this run: {written}");
-                Ok(Some(written))
-            }
-        }
-    };
-    let admin = generate("NEXUS_ADMIN_TOKEN", &settings.admin_token, true)?.unwrap_or_default();
-    let nodes = generate("NEXUS_SECRET", &settings.secret, needs_shared)?;
-    if production {
-        for n in &checked.nodes {
-            if let Some(s) = &n.secret {
-                strong(&format!("secret of node {}", n.name), s)?;
-            }
-        }
-    }
-    Ok(Secrets { admin, nodes })
-}
-
 fn config_error(name: &str, e: impl std::fmt::Display) -> ConfigError {
     ConfigError {
         name: name.into(),
@@ -151,7 +104,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         )
         .into());
     }
-    let secrets = resolve_secrets(&settings, &checked)?;
+    #[allow(clippy::print_stderr)]
+    let secrets = Secrets::resolve(&settings, &checked, |name, written| {
+        eprintln!("nexus-server: {name} was not set; generated for this run: {written}");
+    })?;
     let nodes = if settings.config_path.is_none() {
         let shared = secrets.nodes.as_deref().unwrap_or_default();
         Nodes::Open(Secret::parse(shared).map_err(|e| config_error("NEXUS_SECRET", e))?)

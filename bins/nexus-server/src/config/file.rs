@@ -1,260 +1,15 @@
-//! Configuration: the environment (and `.env`), validated at start, and the TOML file named by
-//! `NEXUS_CONFIG` (API.md sections 9 and 10). Every error names the variable or key.
+//! The config file named by `NEXUS_CONFIG` (API.md section 10): parsed, then checked key by key
+//! with its secrets resolved; an error names the key.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use nexus_event::{EventType, Pattern, TypeFilter};
 use nexus_resilience::{BreakerConfig, Schedule};
 use serde::Deserialize;
 
-/// A setting that stops the start, with the variable or key it is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct ConfigError {
-    /// The variable (`PORT`) or key (`nodes[0].publish`).
-    pub(crate) name: String,
-    /// What is wrong.
-    pub(crate) message: String,
-}
-
-impl std::fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.name, self.message)
-    }
-}
-
-impl std::error::Error for ConfigError {}
-
-fn err(name: impl Into<String>, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        name: name.into(),
-        message: message.into(),
-    }
-}
-
-/// `NEXUS_ENV`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Mode {
-    /// Generated secrets, pretty logs.
-    Development,
-    /// Strict secrets, JSON logs, no private targets.
-    Production,
-    /// As development, for test runs.
-    Test,
-}
-
-/// `LOG_FORMAT`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LogFormat {
-    /// One JSON object per line.
-    Json,
-    /// Human-readable.
-    Pretty,
-}
-
-/// Everything read from the environment.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) host: IpAddr,
-    pub(crate) port: u16,
-    pub(crate) data_dir: PathBuf,
-    pub(crate) mode: Mode,
-    pub(crate) config_path: Option<PathBuf>,
-    pub(crate) secret: Option<String>,
-    pub(crate) admin_token: Option<String>,
-    pub(crate) allowed_origins: Vec<String>,
-    pub(crate) rate_window: Duration,
-    pub(crate) rate_max: u32,
-    pub(crate) max_body_bytes: usize,
-    pub(crate) ws_buffer: usize,
-    pub(crate) reactor_max_depth: usize,
-    pub(crate) allow_private_targets: bool,
-    pub(crate) log_level: tracing::Level,
-    pub(crate) log_format: LogFormat,
-}
-
-/// Placeholders shipped in `.env.example`; in production a secret equal to one is refused.
-pub(crate) const PLACEHOLDERS: &[&str] = &[
-    "change-me-to-a-random-secret-of-32-bytes-or-more",
-    "change-me-to-a-random-admin-token-of-32-bytes-or-more",
-    "change-me-to-a-random-dashboard-token-of-32-bytes",
-];
-
-fn number<T: std::str::FromStr>(
-    name: &str,
-    value: Option<String>,
-    default: T,
-    what: &str,
-) -> Result<T, ConfigError> {
-    match value {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| err(name, format!("must be {what}, got {v:?}"))),
-    }
-}
-
-fn boolean(name: &str, value: Option<String>) -> Result<bool, ConfigError> {
-    match value.as_deref().map(str::trim) {
-        None | Some("") => Ok(false),
-        Some("true" | "1" | "yes") => Ok(true),
-        Some("false" | "0" | "no") => Ok(false),
-        Some(other) => Err(err(name, format!("must be true or false, got {other:?}"))),
-    }
-}
-
-/// `ALLOWED_ORIGINS`: `*` for any origin, or `scheme://host[:port]` entries, comma separated.
-fn origins(value: Option<String>) -> Result<Vec<String>, ConfigError> {
-    let Some(value) = value else {
-        return Ok(Vec::new());
-    };
-    let list: Vec<String> = value
-        .split(',')
-        .map(|o| o.trim().to_owned())
-        .filter(|o| !o.is_empty())
-        .collect();
-    for o in &list {
-        if o == "*" {
-            if list.len() > 1 {
-                return Err(err(
-                    "ALLOWED_ORIGINS",
-                    "* allows every origin and cannot be mixed with others",
-                ));
-            }
-            continue;
-        }
-        let ok = (o.starts_with("http://") || o.starts_with("https://"))
-            && !o.ends_with('/')
-            && o.bytes().all(|b| b.is_ascii_graphic());
-        if !ok {
-            return Err(err(
-                "ALLOWED_ORIGINS",
-                format!("{o:?} is not an origin (scheme://host[:port], no path)"),
-            ));
-        }
-    }
-    Ok(list)
-}
-
-impl Settings {
-    /// Reads and checks every variable; `get` is the environment (a map in tests).
-    pub(crate) fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
-        let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let mode = match non_empty("NEXUS_ENV").as_deref() {
-            None | Some("development") => Mode::Development,
-            Some("production") => Mode::Production,
-            Some("test") => Mode::Test,
-            Some(other) => {
-                return Err(err(
-                    "NEXUS_ENV",
-                    format!("must be development, production or test, got {other:?}"),
-                ));
-            }
-        };
-        let host: IpAddr = number(
-            "HOST",
-            non_empty("HOST"),
-            IpAddr::from([127, 0, 0, 1]),
-            "an IP address",
-        )?;
-        let port: u16 = number(
-            "PORT",
-            non_empty("PORT"),
-            3000,
-            "a port number (0 to 65535)",
-        )?;
-        let rate_window_ms: u64 = number(
-            "RATE_LIMIT_WINDOW_MS",
-            non_empty("RATE_LIMIT_WINDOW_MS"),
-            1000,
-            "milliseconds",
-        )?;
-        if rate_window_ms == 0 {
-            return Err(err("RATE_LIMIT_WINDOW_MS", "must be more than 0"));
-        }
-        let max_body_bytes: usize = number(
-            "NEXUS_MAX_BODY_BYTES",
-            non_empty("NEXUS_MAX_BODY_BYTES"),
-            262_144,
-            "a number of bytes",
-        )?;
-        if max_body_bytes < 1024 {
-            return Err(err("NEXUS_MAX_BODY_BYTES", "must be at least 1024"));
-        }
-        let ws_buffer: usize = number(
-            "NEXUS_WS_BUFFER",
-            non_empty("NEXUS_WS_BUFFER"),
-            1024,
-            "a number of frames",
-        )?;
-        if ws_buffer == 0 {
-            return Err(err("NEXUS_WS_BUFFER", "must be at least 1"));
-        }
-        let reactor_max_depth: usize = number(
-            "NEXUS_REACTOR_MAX_DEPTH",
-            non_empty("NEXUS_REACTOR_MAX_DEPTH"),
-            nexus_reactors::DEFAULT_MAX_DEPTH,
-            "a number of events",
-        )?;
-        if reactor_max_depth == 0 {
-            return Err(err("NEXUS_REACTOR_MAX_DEPTH", "must be at least 1"));
-        }
-        let log_level = match non_empty("LOG_LEVEL").as_deref() {
-            None | Some("info") => tracing::Level::INFO,
-            Some("error") => tracing::Level::ERROR,
-            Some("warn") => tracing::Level::WARN,
-            Some("debug") => tracing::Level::DEBUG,
-            Some("trace") => tracing::Level::TRACE,
-            Some(other) => {
-                return Err(err(
-                    "LOG_LEVEL",
-                    format!("must be error, warn, info, debug or trace, got {other:?}"),
-                ));
-            }
-        };
-        let log_format = match non_empty("LOG_FORMAT").as_deref() {
-            None if mode == Mode::Development => LogFormat::Pretty,
-            None => LogFormat::Json,
-            Some("json") => LogFormat::Json,
-            Some("pretty") => LogFormat::Pretty,
-            Some(other) => {
-                return Err(err(
-                    "LOG_FORMAT",
-                    format!("must be json or pretty, got {other:?}"),
-                ));
-            }
-        };
-        Ok(Settings {
-            host,
-            port,
-            data_dir: non_empty("DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from),
-            mode,
-            config_path: non_empty("NEXUS_CONFIG").map(PathBuf::from),
-            secret: non_empty("NEXUS_SECRET"),
-            admin_token: non_empty("NEXUS_ADMIN_TOKEN"),
-            allowed_origins: origins(non_empty("ALLOWED_ORIGINS"))?,
-            rate_window: Duration::from_millis(rate_window_ms),
-            rate_max: number(
-                "RATE_LIMIT_MAX_REQUESTS",
-                non_empty("RATE_LIMIT_MAX_REQUESTS"),
-                1000,
-                "a number of requests",
-            )?,
-            max_body_bytes,
-            ws_buffer,
-            reactor_max_depth,
-            allow_private_targets: boolean(
-                "NEXUS_ALLOW_PRIVATE_TARGETS",
-                get("NEXUS_ALLOW_PRIVATE_TARGETS"),
-            )?,
-            log_level,
-            log_format,
-        })
-    }
-}
+use super::secrets::{FileSecret, Resolved, Use};
+use super::{ConfigError, Mode, err};
 
 /// The config file, as written.
 #[derive(Debug, Default, Deserialize)]
@@ -359,9 +114,7 @@ pub(crate) struct Checked {
 pub(crate) struct ReactorSpec {
     pub(crate) config: nexus_reactors::ReactorConfig,
     /// `None`: signed with `NEXUS_SECRET`.
-    pub(crate) secret: Option<String>,
-    /// Where the secret came from, for errors: its variable, or its key in the file.
-    pub(crate) secret_name: Option<String>,
+    pub(crate) secret: Option<Resolved>,
 }
 
 impl ReactorSpec {
@@ -371,13 +124,18 @@ impl ReactorSpec {
         i: usize,
         shared: Option<&str>,
     ) -> Result<nexus_reactors::Rule, ConfigError> {
-        let secret = self.secret.as_deref().or(shared).unwrap_or_default();
+        let secret = self
+            .secret
+            .as_ref()
+            .map(|r| r.value.as_str())
+            .or(shared)
+            .unwrap_or_default();
         self.config.build(secret).map_err(|e| match e {
             nexus_reactors::ReactorError::Invalid { field, message } if field == "http.secret" => {
                 let name = self
-                    .secret_name
-                    .clone()
-                    .unwrap_or_else(|| "NEXUS_SECRET".into());
+                    .secret
+                    .as_ref()
+                    .map_or_else(|| "NEXUS_SECRET".into(), |r| r.name.clone());
                 err(name, message)
             }
             nexus_reactors::ReactorError::Invalid { field, message } => {
@@ -442,27 +200,17 @@ impl FileConfig {
                     format!("node {:?} is named twice", n.name),
                 ));
             }
-            let secret = match (n.secret_env, n.secret) {
-                (Some(_), Some(_)) => {
-                    return Err(err(key("secret"), "give secret_env or secret, not both"));
-                }
-                (Some(var), None) => {
-                    Some(get(&var).filter(|v| !v.is_empty()).ok_or_else(|| {
-                        err(key("secret_env"), format!("the variable {var} is not set"))
-                    })?)
-                }
-                (None, Some(_)) if mode == Mode::Production => {
-                    return Err(err(
-                        key("secret"),
-                        "a secret in the file is refused in production; use secret_env",
-                    ));
-                }
-                (None, Some(s)) => Some(s),
-                (None, None) => None,
-            };
+            let secret = FileSecret {
+                at: format!("nodes[{i}]"),
+                env_field: "secret_env",
+                env: n.secret_env.as_deref(),
+                inline: n.secret.as_deref(),
+                usage: Use::Signing,
+            }
+            .resolve(mode, &get)?;
             checked.nodes.push(NodeSpec {
                 name: n.name,
-                secret,
+                secret: secret.map(|r| r.value),
                 publish: globs(&key("publish"), &n.publish)?,
             });
         }
@@ -510,19 +258,15 @@ impl FileConfig {
             } else {
                 events
             };
-            let secret = match s.secret_env {
-                Some(var) => {
-                    let value = get(&var).filter(|v| !v.is_empty()).ok_or_else(|| {
-                        err(key("secret_env"), format!("the variable {var} is not set"))
-                    })?;
-                    nexus_transport::auth::Secret::parse(&value).map_err(|e| err(&var, e))?;
-                    if mode == Mode::Production {
-                        strong(&var, &value)?;
-                    }
-                    Some(value)
-                }
-                None => None,
-            };
+            let secret = FileSecret {
+                at: format!("subscriptions[{i}]"),
+                env_field: "secret_env",
+                env: s.secret_env.as_deref(),
+                inline: None,
+                usage: Use::Signing,
+            }
+            .resolve(mode, &get)?
+            .map(|r| r.value);
             checked.subscriptions.push(SubscriptionSpec {
                 url: s.url,
                 events,
@@ -564,59 +308,31 @@ impl FileConfig {
                     format!("reactor {:?} is named twice", r.name),
                 ));
             }
-            let secret_name = match (&r.http.secret_env, &r.http.secret) {
-                (Some(var), _) => Some(var.clone()),
-                (None, Some(_)) => Some(key("http.secret")),
-                (None, None) => None,
-            };
-            let secret = match (&r.http.secret_env, &r.http.secret) {
-                (Some(_), Some(_)) => {
-                    return Err(err(
-                        key("http.secret"),
-                        "give secret_env or secret, not both",
-                    ));
-                }
-                (Some(var), None) => {
-                    let value = get(var).filter(|v| !v.is_empty()).ok_or_else(|| {
-                        err(
-                            key("http.secret_env"),
-                            format!("the variable {var} is not set"),
-                        )
-                    })?;
-                    if mode == Mode::Production {
-                        strong(var, &value)?;
-                    }
-                    Some(value)
-                }
-                (None, Some(_)) if mode == Mode::Production => {
-                    return Err(err(
-                        key("http.secret"),
-                        "a secret in the file is refused in production; use secret_env",
-                    ));
-                }
-                (None, Some(s)) => Some(s.clone()),
-                (None, None) => None,
-            };
-            let spec = ReactorSpec {
-                config: r,
-                secret,
-                secret_name,
-            };
+            let secret = FileSecret {
+                at: format!("reactors[{i}].http"),
+                env_field: "secret_env",
+                env: r.http.secret_env.as_deref(),
+                inline: r.http.secret.as_deref(),
+                usage: Use::Signing,
+            }
+            .resolve(mode, &get)?;
+            let spec = ReactorSpec { config: r, secret };
             // Every field is checked now; the shared secret is only known later.
             spec.rule(i, Some("unused-for-the-check"))?;
             checked.reactors.push(spec);
         }
         for (i, t) in self.ws_tokens.into_iter().enumerate() {
             let key = |field: &str| format!("ws_tokens[{i}].{field}");
-            let token = get(&t.token_env).filter(|v| !v.is_empty()).ok_or_else(|| {
-                err(
-                    key("token_env"),
-                    format!("the variable {} is not set", t.token_env),
-                )
-            })?;
-            if mode == Mode::Production {
-                strong(&t.token_env, &token)?;
+            let token = FileSecret {
+                at: format!("ws_tokens[{i}]"),
+                env_field: "token_env",
+                env: Some(&t.token_env),
+                inline: None,
+                usage: Use::Token,
             }
+            .resolve(mode, &get)?
+            .map(|r| r.value)
+            .unwrap_or_default();
             checked
                 .ws_tokens
                 .push((token, globs(&key("events"), &t.events)?));
@@ -625,66 +341,10 @@ impl FileConfig {
     }
 }
 
-/// Production rule for secrets: at least 32 bytes (decoded for `whsec_`), not a placeholder.
-pub(crate) fn strong(name: &str, secret: &str) -> Result<(), ConfigError> {
-    if PLACEHOLDERS.contains(&secret) {
-        return Err(err(
-            name,
-            "is the placeholder from .env.example; set a real secret",
-        ));
-    }
-    let bytes = nexus_transport::auth::Secret::parse(secret).map_err(|e| err(name, e))?;
-    if bytes.bytes().len() < 32 {
-        return Err(err(
-            name,
-            format!(
-                "must be at least 32 bytes in production, got {}",
-                bytes.bytes().len()
-            ),
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
-
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| ((*k).into(), (*v).into()))
-            .collect();
-        move |k| map.get(k).cloned()
-    }
-
-    #[test]
-    fn defaults_and_bad_values() {
-        let s = Settings::from_env(env(&[])).expect("defaults");
-        assert_eq!(
-            (s.port, s.mode, s.log_format),
-            (3000, Mode::Development, LogFormat::Pretty)
-        );
-        assert_eq!(s.data_dir, PathBuf::from("./data"));
-        for (var, value) in [
-            ("PORT", "http"),
-            ("PORT", "70000"),
-            ("HOST", "localhost:3"),
-            ("NEXUS_ENV", "prod"),
-            ("LOG_LEVEL", "loud"),
-            ("LOG_FORMAT", "xml"),
-            ("RATE_LIMIT_WINDOW_MS", "0"),
-            ("NEXUS_MAX_BODY_BYTES", "-1"),
-            ("NEXUS_ALLOW_PRIVATE_TARGETS", "maybe"),
-            ("NEXUS_REACTOR_MAX_DEPTH", "0"),
-        ] {
-            let e = Settings::from_env(env(&[(var, value)])).expect_err(var);
-            assert_eq!(e.name, var, "{e}");
-        }
-        let p = Settings::from_env(env(&[("NEXUS_ENV", "production")])).expect("production");
-        assert_eq!(p.log_format, LogFormat::Json);
-    }
+    use crate::config::test_env as env;
 
     #[test]
     fn the_file_is_checked_key_by_key() {
@@ -750,24 +410,7 @@ mod tests {
     }
 
     #[test]
-    fn origins_and_mappings_are_checked() {
-        assert_eq!(
-            Settings::from_env(env(&[(
-                "ALLOWED_ORIGINS",
-                "https://a.example, http://b:8080"
-            )]))
-            .map(|s| s.allowed_origins)
-            .ok(),
-            Some(vec![
-                "https://a.example".to_owned(),
-                "http://b:8080".to_owned()
-            ])
-        );
-        assert!(Settings::from_env(env(&[("ALLOWED_ORIGINS", "*")])).is_ok());
-        for bad in ["*,https://a", "a.example", "https://a.example/"] {
-            let e = Settings::from_env(env(&[("ALLOWED_ORIGINS", bad)])).expect_err(bad);
-            assert_eq!(e.name, "ALLOWED_ORIGINS");
-        }
+    fn mappings_and_subscription_secrets_are_checked() {
         let text = "[[nodes]]\nname = \"flowpay\"\nsecret = \"s\"\npublish = [\"PAYMENT_*\"]\n\n[[webhooks]]\nnode = \"flowpay\"\nevent_type = \"MINT_CONFIRMED\"\n";
         let e = FileConfig::parse(text)
             .expect("parses")
@@ -780,14 +423,6 @@ mod tests {
             .check(Mode::Development, env(&[("S", "whsec_!!")]))
             .expect_err("bad secret");
         assert_eq!(e.name, "S");
-    }
-
-    #[test]
-    fn production_secrets_must_be_strong() {
-        assert!(strong("NEXUS_ADMIN_TOKEN", "short").is_err());
-        assert!(strong("NEXUS_ADMIN_TOKEN", PLACEHOLDERS[1]).is_err());
-        assert!(strong("NEXUS_ADMIN_TOKEN", &"k".repeat(32)).is_ok());
-        assert!(strong("X", "whsec_AAAA").is_err(), "3 decoded bytes");
     }
 
     #[test]
