@@ -154,18 +154,27 @@ fn globs(name: &str, globs: &[String]) -> Result<TypeFilter, ConfigError> {
 }
 
 impl FileConfig {
-    /// Parses the file; a syntax error, an unknown key or a wrong type names it.
+    /// Parses the file. A syntax error, an unknown key or a bad value names the key by its path
+    /// (`breaker.failure_threshold`, `reactors[0].http.timeout_ms`; `NEXUS_CONFIG` for a syntax
+    /// error), beside the file's line.
     pub(crate) fn parse(text: &str) -> Result<FileConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| {
-            let message = e.message().to_owned();
-            let span = e.span().map(|s| {
-                let line = text[..s.start.min(text.len())].lines().count().max(1);
+        let at_line = |e: &toml::de::Error| {
+            let line = e.span().map(|s| {
+                let line = text.get(..s.start).unwrap_or(text).matches('\n').count() + 1;
                 format!(" (line {line})")
             });
-            err(
-                "NEXUS_CONFIG",
-                format!("{message}{}", span.unwrap_or_default()),
-            )
+            format!("{}{}", e.message(), line.unwrap_or_default())
+        };
+        let deserializer =
+            toml::Deserializer::parse(text).map_err(|e| err("NEXUS_CONFIG", at_line(&e)))?;
+        serde_path_to_error::deserialize(deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let name = if path.is_empty() || path == "." {
+                "NEXUS_CONFIG".to_owned()
+            } else {
+                path
+            };
+            err(name, at_line(e.inner()))
         })
     }
 
@@ -473,7 +482,7 @@ mod tests {
             .expect_err("bad secret");
         assert_eq!(e.name, "FACTORY_HOOK_SECRET", "{e}");
         let unknown = bad("emit_on_failure", "emit_on_error");
-        assert_eq!(unknown.name, "NEXUS_CONFIG");
+        assert_eq!(unknown.name, "reactors[0].emit_on_error");
         assert!(unknown.message.contains("emit_on_error"), "{unknown}");
         let nexus = FileConfig::parse("[[nodes]]\nname = \"nexus\"\npublish = [\"*\"]\n")
             .and_then(|f| f.check(Mode::Development, &get))
@@ -489,5 +498,51 @@ mod tests {
             .and_then(|f| f.check(Mode::Production, &get))
             .expect_err("file secret in production");
         assert_eq!(e.name, "reactors[0].http.secret");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key_by_path_and_line() {
+        let name_and_message = |text: &str| match FileConfig::parse(text) {
+            Ok(_) => panic!("{text:?} should be refused"),
+            Err(e) => (e.name, e.message),
+        };
+        let cases = [
+            (
+                "# comment\n[breaker]\nfailure_threshold = \"five\"\n",
+                "breaker.failure_threshold",
+                "invalid type: string \"five\", expected u32 (line 3)",
+            ),
+            (
+                "[retry]\nschedule_ms = [1, 2, \"x\"]\n",
+                "retry.schedule_ms[2]",
+                "invalid type: string \"x\", expected u64 (line 2)",
+            ),
+            (
+                "[[reactors]]\nname = \"a\"\non = \"*\"\nhttp = { url = \"http://x\", timeout_ms = \"slow\" }\n",
+                "reactors[0].http.timeout_ms",
+                "invalid type: string \"slow\", expected u64 (line 4)",
+            ),
+            (
+                "[[nodes]]\nname = \"a\"\npublish = [\"*\"]\n\n[[nodes]]\nname = 5\n",
+                "nodes[1].name",
+                "invalid type: integer `5`, expected a string (line 6)",
+            ),
+        ];
+        for (text, name, message) in cases {
+            assert_eq!(
+                name_and_message(text),
+                (name.to_owned(), message.to_owned())
+            );
+        }
+        let (name, message) =
+            name_and_message("[[nodes]]\nname = \"a\"\npublish = [\"*\"]\ncolour = \"red\"\n");
+        assert_eq!(name, "nodes[0].colour");
+        assert!(
+            message.starts_with("unknown field `colour`") && message.ends_with("(line 4)"),
+            "{message}"
+        );
+        let (name, message) = name_and_message("[retry\n");
+        assert_eq!(name, "NEXUS_CONFIG", "a syntax error has no key: {message}");
+        assert!(message.ends_with("(line 1)"), "{message}");
     }
 }
