@@ -197,6 +197,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         Arc::new(SystemClock),
         WorkerConfig {
             schedule: checked.schedule.clone(),
+            lease_for: checked.lease,
             ..WorkerConfig::default()
         },
     )?

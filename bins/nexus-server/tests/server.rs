@@ -311,7 +311,7 @@ fn starts_without_configuration_serves_and_drains_on_sigterm() {
 #[test]
 fn bad_configuration_stops_the_start_with_one_line_naming_it() {
     type Pairs<'a> = &'a [(&'a str, &'a str)];
-    let cases: [(Pairs<'_>, Pairs<'_>, &str); 6] = [
+    let cases: [(Pairs<'_>, Pairs<'_>, &str); 7] = [
         (&[("PORT", "eighty")], &[], "PORT:"),
         (&[("NEXUS_ENV", "production")], &[], "NEXUS_CONFIG:"),
         (
@@ -347,6 +347,11 @@ fn bad_configuration_stops_the_start_with_one_line_naming_it() {
             &[("NEXUS_CONFIG", "nexus.toml")],
             &[("nexus.toml", "[breaker]\nfailure_threshold = \"five\"\n")],
             "breaker.failure_threshold: invalid type: string \"five\", expected u32 (line 2)",
+        ),
+        (
+            &[("NEXUS_CONFIG", "nexus.toml")],
+            &[("nexus.toml", "[retry]\nlease_ms = 5000\n")],
+            "retry.lease_ms: must be more than the webhook timeout",
         ),
     ];
     for (env, files, expected) in cases {

@@ -61,6 +61,7 @@ pub(crate) struct SubscriptionEntry {
 pub(crate) struct RetryEntry {
     pub(crate) schedule_ms: Option<Vec<u64>>,
     pub(crate) jitter: Option<f64>,
+    pub(crate) lease_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,16 +98,38 @@ pub(crate) struct SubscriptionSpec {
 }
 
 /// The checked file.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Checked {
     pub(crate) nodes: Vec<NodeSpec>,
     pub(crate) webhooks: Vec<nexus_transport::WebhookMapping>,
     pub(crate) subscriptions: Vec<SubscriptionSpec>,
     pub(crate) schedule: Schedule,
+    /// `[retry] lease_ms`: how long one attempt may hold a delivery. Default 60 s.
+    pub(crate) lease: Duration,
     pub(crate) breaker: BreakerConfig,
     /// (token, scope)
     pub(crate) ws_tokens: Vec<(String, TypeFilter)>,
     pub(crate) reactors: Vec<ReactorSpec>,
+}
+
+impl Default for Checked {
+    fn default() -> Checked {
+        Checked {
+            nodes: Vec::new(),
+            webhooks: Vec::new(),
+            subscriptions: Vec::new(),
+            schedule: Schedule::default(),
+            lease: nexus_resilience::WorkerConfig::default().lease_for,
+            breaker: BreakerConfig::default(),
+            ws_tokens: Vec::new(),
+            reactors: Vec::new(),
+        }
+    }
+}
+
+/// The timeout of a webhook delivery, which must end within a lease.
+fn webhook_timeout() -> Duration {
+    nexus_transport::outbound::OutboundConfig::default().timeout
 }
 
 /// A reactor of the file, checked, its secret resolved.
@@ -293,6 +316,18 @@ impl FileConfig {
             checked.schedule =
                 Schedule::new(steps, r.jitter.unwrap_or(nexus_resilience::DEFAULT_JITTER))
                     .map_err(|e| err("retry", e.to_string()))?;
+            if let Some(ms) = r.lease_ms {
+                let webhook = webhook_timeout().as_millis();
+                if u128::from(ms) <= webhook {
+                    return Err(err(
+                        "retry.lease_ms",
+                        format!(
+                            "must be more than the webhook timeout ({webhook} ms): an attempt must end within its lease, got {ms}"
+                        ),
+                    ));
+                }
+                checked.lease = Duration::from_millis(ms);
+            }
         }
         if let Some(b) = self.breaker {
             let d = BreakerConfig::default();
@@ -325,6 +360,17 @@ impl FileConfig {
                 usage: Use::Signing,
             }
             .resolve(mode, &get)?;
+            if let Some(ms) = r.http.timeout_ms
+                && Duration::from_millis(ms) >= checked.lease
+            {
+                return Err(err(
+                    key("http.timeout_ms"),
+                    format!(
+                        "must be less than retry.lease_ms ({} ms): a call must end within its lease, or another worker could run it again while it is still going; got {ms}",
+                        checked.lease.as_millis()
+                    ),
+                ));
+            }
             let spec = ReactorSpec { config: r, secret };
             // Every field is checked now; the shared secret is only known later.
             spec.rule(i, Some("unused-for-the-check"))?;
@@ -544,5 +590,39 @@ mod tests {
         let (name, message) = name_and_message("[retry\n");
         assert_eq!(name, "NEXUS_CONFIG", "a syntax error has no key: {message}");
         assert!(message.ends_with("(line 1)"), "{message}");
+    }
+
+    #[test]
+    fn the_lease_is_set_and_bounds_the_timeouts() {
+        let check =
+            |text: &str| FileConfig::parse(text).and_then(|f| f.check(Mode::Development, env(&[])));
+        let lease = |text: &str| check(text).map(|c| c.lease);
+        assert_eq!(lease(""), Ok(Duration::from_secs(60)), "the default");
+        assert_eq!(
+            lease("[retry]\nlease_ms = 90000\n"),
+            Ok(Duration::from_secs(90))
+        );
+        for bad in ["0", "10000"] {
+            let e = lease(&format!("[retry]\nlease_ms = {bad}\n")).expect_err(bad);
+            assert_eq!(e.name, "retry.lease_ms", "{e}");
+        }
+        let e = lease("[retry]\nlease_ms = -1\n").expect_err("negative");
+        assert_eq!(e.name, "retry.lease_ms", "{e}");
+        let reactor = |timeout: u64, lease: u64| {
+            check(&format!(
+                "[retry]\nlease_ms = {lease}\n\n[[reactors]]\nname = \"r\"\non = \"*\"\nhttp = {{ url = \"http://127.0.0.1:9/\", secret = \"s\", timeout_ms = {timeout} }}\n"
+            ))
+            .map(|c| c.reactors.len())
+        };
+        assert_eq!(reactor(59_999, 60_000), Ok(1));
+        assert_eq!(reactor(90_000, 120_000), Ok(1), "beyond the old fixed cap");
+        for (timeout, lease) in [(60_000, 60_000), (70_000, 60_000), (30_000, 20_000)] {
+            let e = reactor(timeout, lease).expect_err("not within the lease");
+            assert_eq!(e.name, "reactors[0].http.timeout_ms", "{e}");
+        }
+        assert_eq!(
+            reactor(0, 60_000).map_err(|e| e.name),
+            Err("reactors[0].http.timeout_ms".to_owned())
+        );
     }
 }
