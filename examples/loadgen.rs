@@ -246,11 +246,11 @@ fn spawn_server(o: &Options) -> Result<Spawned, String> {
     std::io::BufReader::new(stdout)
         .read_line(&mut line)
         .map_err(|e| e.to_string())?;
-    let url = line
-        .trim()
-        .strip_prefix("nexus-server listening on ")
-        .ok_or_else(|| format!("unexpected first line {line:?}"))?
-        .to_owned();
+    // With LOG_FORMAT=json the listening line is a JSON object whose `url` is the address.
+    let url = serde_json::from_str::<serde_json::Value>(&line)
+        .ok()
+        .and_then(|line| line["url"].as_str().map(str::to_owned))
+        .ok_or_else(|| format!("unexpected first line {line:?}"))?;
     Ok(Spawned {
         child,
         url,

@@ -23,7 +23,8 @@ use nexus_transport::auth::{Node, Nodes, Secret};
 use nexus_transport::outbound::{HttpClient, OutboundConfig};
 use nexus_transport::{App, AppConfig, RateLimit, WsConfig, WsToken};
 
-use config::{Checked, ConfigError, FileConfig, Mode, Secrets, Settings};
+use config::{Checked, ConfigError, FileConfig, LogFormat, Mode, Secrets, Settings};
+use logging::Console;
 
 /// Bucket bounds of every histogram (all in seconds): from a fsync'd commit (sub-millisecond)
 /// to an outbound call that runs into its timeout.
@@ -34,23 +35,23 @@ const SECONDS_BUCKETS: &[f64] = &[
 /// How long a drain may take before the process exits anyway.
 const FORCED_EXIT: Duration = Duration::from_secs(30);
 
-#[allow(clippy::print_stderr)]
 fn main() -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
     // `.env` of the working directory only (dotenvy's `dotenv()` would also search the parents).
     if let Err(e) = dotenvy::from_filename(".env")
         && !e.not_found()
     {
-        eprintln!("nexus-server: .env: {e}");
+        Console::new(LogFormat::hint(env)).fatal(None, &format!(".env: {e}"));
         return ExitCode::from(2);
     }
-    let env = |name: &str| std::env::var(name).ok();
     let settings = match Settings::from_env(env) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("nexus-server: {e}");
+            Console::new(LogFormat::hint(env)).fatal(Some(&e.name), &e.to_string());
             return ExitCode::from(2);
         }
     };
+    let console = Console::new(settings.log_format);
     logging::install(settings.log_level, settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -58,16 +59,16 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("nexus-server: cannot start the runtime: {e}");
+            console.fatal(None, &format!("cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings)) {
+    match runtime.block_on(run(settings, console)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             match e.downcast_ref::<ConfigError>() {
-                Some(config) => eprintln!("nexus-server: {config}"),
-                None => eprintln!("nexus-server: {e:#}"),
+                Some(config) => console.fatal(Some(&config.name), &config.to_string()),
+                None => console.fatal(None, &format!("{e:#}")),
             }
             ExitCode::from(2)
         }
@@ -81,9 +82,7 @@ fn config_error(name: &str, e: impl std::fmt::Display) -> ConfigError {
     }
 }
 
-// The listening line goes to standard output so scripts and tests can read the bound port.
-#[allow(clippy::print_stdout)]
-async fn run(settings: Settings) -> anyhow::Result<()> {
+async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
     let env = |name: &str| std::env::var(name).ok();
     let checked = match &settings.config_path {
         Some(path) => {
@@ -104,9 +103,8 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         )
         .into());
     }
-    #[allow(clippy::print_stderr)]
     let secrets = Secrets::resolve(&settings, &checked, |name, written| {
-        eprintln!("nexus-server: {name} was not set; generated for this run: {written}");
+        console.generated(name, written);
     })?;
     let nodes = if settings.config_path.is_none() {
         let shared = secrets.nodes.as_deref().unwrap_or_default();
@@ -245,8 +243,11 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .map_err(|e| config_error("PORT", format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
     app.lifecycle().set_ready();
-    tracing::info!(address = %local, data_dir = %settings.data_dir.display(), "nexus-server listening");
-    println!("nexus-server listening on http://{local}");
+    if settings.log_format == LogFormat::Pretty {
+        tracing::info!(address = %local, data_dir = %settings.data_dir.display(), "nexus-server listening");
+    }
+    // With JSON logs the banner is that log line, written whatever the level.
+    console.banner(local, &settings.data_dir);
 
     let lifecycle = Arc::clone(app.lifecycle());
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();

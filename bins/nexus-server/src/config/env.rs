@@ -85,21 +85,49 @@ fn origins(value: Option<String>) -> Result<Vec<String>, ConfigError> {
     Ok(list)
 }
 
+fn non_empty(get: impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    get(name).filter(|v| !v.trim().is_empty())
+}
+
+/// `NEXUS_ENV`.
+fn mode(get: impl Fn(&str) -> Option<String>) -> Result<Mode, ConfigError> {
+    match non_empty(get, "NEXUS_ENV").as_deref() {
+        None | Some("development") => Ok(Mode::Development),
+        Some("production") => Ok(Mode::Production),
+        Some("test") => Ok(Mode::Test),
+        Some(other) => Err(err(
+            "NEXUS_ENV",
+            format!("must be development, production or test, got {other:?}"),
+        )),
+    }
+}
+
+/// `LOG_FORMAT`: JSON by default outside development.
+fn log_format(get: impl Fn(&str) -> Option<String>, mode: Mode) -> Result<LogFormat, ConfigError> {
+    match non_empty(get, "LOG_FORMAT").as_deref() {
+        None if mode == Mode::Development => Ok(LogFormat::Pretty),
+        None | Some("json") => Ok(LogFormat::Json),
+        Some("pretty") => Ok(LogFormat::Pretty),
+        Some(other) => Err(err(
+            "LOG_FORMAT",
+            format!("must be json or pretty, got {other:?}"),
+        )),
+    }
+}
+
+impl LogFormat {
+    /// The format to report an error in before the settings are known (or when they are
+    /// refused): as [`Settings::from_env`] would choose, pretty when `LOG_FORMAT` itself is bad.
+    pub(crate) fn hint(get: impl Fn(&str) -> Option<String>) -> LogFormat {
+        log_format(&get, mode(&get).unwrap_or(Mode::Development)).unwrap_or(LogFormat::Pretty)
+    }
+}
+
 impl Settings {
     /// Reads and checks every variable; `get` is the environment (a map in tests).
     pub(crate) fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
         let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
-        let mode = match non_empty("NEXUS_ENV").as_deref() {
-            None | Some("development") => Mode::Development,
-            Some("production") => Mode::Production,
-            Some("test") => Mode::Test,
-            Some(other) => {
-                return Err(err(
-                    "NEXUS_ENV",
-                    format!("must be development, production or test, got {other:?}"),
-                ));
-            }
-        };
+        let mode = mode(&get)?;
         let host: IpAddr = number(
             "HOST",
             non_empty("HOST"),
@@ -161,18 +189,7 @@ impl Settings {
                 ));
             }
         };
-        let log_format = match non_empty("LOG_FORMAT").as_deref() {
-            None if mode == Mode::Development => LogFormat::Pretty,
-            None => LogFormat::Json,
-            Some("json") => LogFormat::Json,
-            Some("pretty") => LogFormat::Pretty,
-            Some(other) => {
-                return Err(err(
-                    "LOG_FORMAT",
-                    format!("must be json or pretty, got {other:?}"),
-                ));
-            }
-        };
+        let log_format = log_format(&get, mode)?;
         Ok(Settings {
             host,
             port,
@@ -232,6 +249,24 @@ mod tests {
         }
         let p = Settings::from_env(env(&[("NEXUS_ENV", "production")])).expect("production");
         assert_eq!(p.log_format, LogFormat::Json);
+        for (pairs, hint) in [
+            (&[][..], LogFormat::Pretty),
+            (
+                &[("LOG_FORMAT", "json"), ("PORT", "x")][..],
+                LogFormat::Json,
+            ),
+            (
+                &[("NEXUS_ENV", "production"), ("PORT", "x")][..],
+                LogFormat::Json,
+            ),
+            (
+                &[("NEXUS_ENV", "prod"), ("LOG_FORMAT", "json")][..],
+                LogFormat::Json,
+            ),
+            (&[("LOG_FORMAT", "xml")][..], LogFormat::Pretty),
+        ] {
+            assert_eq!(LogFormat::hint(env(pairs)), hint, "{pairs:?}");
+        }
     }
 
     #[test]
