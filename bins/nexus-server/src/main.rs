@@ -23,7 +23,7 @@ use nexus_transport::auth::{Node, Nodes, Secret};
 use nexus_transport::outbound::{HttpClient, OutboundConfig};
 use nexus_transport::{App, AppConfig, RateLimit, WsConfig, WsToken};
 
-use config::{Checked, ConfigError, FileConfig, LogFormat, Mode, Secrets, Settings};
+use config::{Checked, ConfigError, FileConfig, LogFormat, Mode, SecretText, Secrets, Settings};
 use logging::Console;
 
 /// Bucket bounds of every histogram (all in seconds): from a fsync'd commit (sub-millisecond)
@@ -107,15 +107,20 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
         console.generated(name, written);
     })?;
     let nodes = if settings.config_path.is_none() {
-        let shared = secrets.nodes.as_deref().unwrap_or_default();
+        let shared = secrets
+            .nodes
+            .as_ref()
+            .map(SecretText::expose)
+            .unwrap_or_default();
         Nodes::Open(Secret::parse(shared).map_err(|e| config_error("NEXUS_SECRET", e))?)
     } else {
         let mut list = Vec::new();
         for n in &checked.nodes {
             let written = n
                 .secret
-                .as_deref()
-                .or(secrets.nodes.as_deref())
+                .as_ref()
+                .or(secrets.nodes.as_ref())
+                .map(SecretText::expose)
                 .unwrap_or_default();
             list.push(Node {
                 name: n.name.clone(),
@@ -144,7 +149,7 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
 
     let mut rules = Vec::new();
     for (i, r) in checked.reactors.iter().enumerate() {
-        rules.push(r.rule(i, secrets.nodes.as_deref())?);
+        rules.push(r.rule(i, secrets.nodes.as_ref().map(SecretText::expose))?);
     }
     let reactors = Arc::new(
         Reactors::new(rules)
@@ -202,7 +207,7 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
     .breakers(Arc::clone(&breakers))
     .spawn();
 
-    let mut config = AppConfig::new(nodes, Secret::token(&secrets.admin));
+    let mut config = AppConfig::new(nodes, Secret::token(secrets.admin.expose()));
     config.webhooks = checked.webhooks.clone();
     config.max_body_bytes = settings.max_body_bytes;
     config.production = settings.mode == Mode::Production;
@@ -218,7 +223,7 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
             .iter()
             .map(|(token, scope)| {
                 Ok(WsToken {
-                    token: Secret::token(token),
+                    token: Secret::token(token.expose()),
                     events: scope.clone(),
                 })
             })
@@ -341,7 +346,7 @@ async fn apply_subscriptions(store: &SqliteStore, checked: &Checked) -> anyhow::
                         SubscriptionPatch {
                             events: Some(s.events.clone()),
                             ordered: Some(s.ordered),
-                            secret: s.secret.clone(),
+                            secret: s.secret.as_ref().map(|s| s.expose().to_owned()),
                             ..Default::default()
                         },
                     )
@@ -349,7 +354,10 @@ async fn apply_subscriptions(store: &SqliteStore, checked: &Checked) -> anyhow::
                     .map_err(|e| config_error(&format!("subscriptions[{i}]"), e))?;
             }
             None => {
-                let secret = s.secret.clone().unwrap_or_else(|| Secret::generate().1);
+                let secret = s
+                    .secret
+                    .as_ref()
+                    .map_or_else(|| Secret::generate().1, |s| s.expose().to_owned());
                 store
                     .create_subscription(NewSubscription {
                         url: s.url.clone(),

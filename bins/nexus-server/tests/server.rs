@@ -377,7 +377,10 @@ fn bad_configuration_stops_the_start_with_one_line_naming_it() {
                 assert_eq!(json["level"], "ERROR", "{line}");
                 json["message"].as_str().unwrap_or_default().to_owned()
             }
-            Err(_) => line.strip_prefix("nexus-server: ").unwrap_or_default().to_owned(),
+            Err(_) => line
+                .strip_prefix("nexus-server: ")
+                .unwrap_or_default()
+                .to_owned(),
         };
         assert!(said.contains(expected), "{expected}: {stderr}");
     }
@@ -617,10 +620,16 @@ fn with_json_logs_every_line_written_is_one_json_object() {
             .collect::<Vec<_>>()
     });
     assert_eq!(get(&format!("{base}/health/ready")).0, 200);
-    assert_eq!(get(&format!("{base}/api/retry/stats")).0, 401, "a request that logs");
+    assert_eq!(
+        get(&format!("{base}/api/retry/stats")).0,
+        401,
+        "a request that logs"
+    );
     assert_eq!(terminate(&mut child).code(), Some(0));
     let mut rest = String::new();
-    stdout.read_to_string(&mut rest).expect("the rest of stdout");
+    stdout
+        .read_to_string(&mut rest)
+        .expect("the rest of stdout");
     let out: Vec<String> = std::iter::once(banner.trim_end().to_owned())
         .chain(rest.lines().map(str::to_owned))
         .collect();
@@ -637,10 +646,7 @@ fn with_json_logs_every_line_written_is_one_json_object() {
     let err: Vec<_> = err.iter().map(parse).collect();
     assert_eq!(out.len(), 1, "stdout holds the banner only: {out:?}");
     assert_eq!(out[0]["message"], "nexus-server listening");
-    let generated: Vec<_> = err
-        .iter()
-        .filter_map(|l| l["variable"].as_str())
-        .collect();
+    let generated: Vec<_> = err.iter().filter_map(|l| l["variable"].as_str()).collect();
     assert_eq!(generated, ["NEXUS_ADMIN_TOKEN", "NEXUS_SECRET"], "{err:?}");
     assert!(
         err.iter().any(|l| l["message"]

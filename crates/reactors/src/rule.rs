@@ -205,8 +205,8 @@ pub struct ReactorConfig {
     pub emit_on_failure: Option<String>,
 }
 
-/// The `http` table of a `[[reactors]]` entry.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// The `http` table of a `[[reactors]]` entry. Its `Debug` does not show `secret`.
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// `POST` (default), `PUT` or `PATCH`.
@@ -225,6 +225,18 @@ pub struct HttpConfig {
     /// call again while it is still going: the server checks it against `[retry] lease_ms`.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpConfig")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("secret_env", &self.secret_env)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("timeout_ms", &self.timeout_ms)
+            .finish()
+    }
 }
 
 impl ReactorConfig {

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{ConfigError, LogFormat, Mode, err};
+use super::{ConfigError, LogFormat, Mode, SecretText, err};
 
 /// Everything read from the environment.
 #[derive(Debug, Clone)]
@@ -15,8 +15,8 @@ pub(crate) struct Settings {
     pub(crate) data_dir: PathBuf,
     pub(crate) mode: Mode,
     pub(crate) config_path: Option<PathBuf>,
-    pub(crate) secret: Option<String>,
-    pub(crate) admin_token: Option<String>,
+    pub(crate) secret: Option<SecretText>,
+    pub(crate) admin_token: Option<SecretText>,
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) rate_window: Duration,
     pub(crate) rate_max: u32,
@@ -196,8 +196,8 @@ impl Settings {
             data_dir: non_empty("DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from),
             mode,
             config_path: non_empty("NEXUS_CONFIG").map(PathBuf::from),
-            secret: non_empty("NEXUS_SECRET"),
-            admin_token: non_empty("NEXUS_ADMIN_TOKEN"),
+            secret: non_empty("NEXUS_SECRET").map(SecretText::new),
+            admin_token: non_empty("NEXUS_ADMIN_TOKEN").map(SecretText::new),
             allowed_origins: origins(non_empty("ALLOWED_ORIGINS"))?,
             rate_window: Duration::from_millis(rate_window_ms),
             rate_max: number(

@@ -8,7 +8,7 @@ use nexus_event::{EventType, Pattern, TypeFilter};
 use nexus_resilience::{BreakerConfig, Schedule};
 use serde::Deserialize;
 
-use super::secrets::{FileSecret, Resolved, Use};
+use super::secrets::{FileSecret, Resolved, SecretText, Use};
 use super::{ConfigError, Mode, err};
 
 /// The config file, as written.
@@ -34,7 +34,7 @@ pub(crate) struct FileConfig {
 pub(crate) struct NodeEntry {
     pub(crate) name: String,
     pub(crate) secret_env: Option<String>,
-    pub(crate) secret: Option<String>,
+    pub(crate) secret: Option<SecretText>,
     pub(crate) publish: Vec<String>,
 }
 
@@ -84,7 +84,7 @@ pub(crate) struct WsTokenEntry {
 pub(crate) struct NodeSpec {
     pub(crate) name: String,
     /// `None`: signed with `NEXUS_SECRET`.
-    pub(crate) secret: Option<String>,
+    pub(crate) secret: Option<SecretText>,
     pub(crate) publish: TypeFilter,
 }
 
@@ -93,7 +93,7 @@ pub(crate) struct NodeSpec {
 pub(crate) struct SubscriptionSpec {
     pub(crate) url: String,
     pub(crate) events: Vec<Pattern>,
-    pub(crate) secret: Option<String>,
+    pub(crate) secret: Option<SecretText>,
     pub(crate) ordered: bool,
 }
 
@@ -108,7 +108,7 @@ pub(crate) struct Checked {
     pub(crate) lease: Duration,
     pub(crate) breaker: BreakerConfig,
     /// (token, scope)
-    pub(crate) ws_tokens: Vec<(String, TypeFilter)>,
+    pub(crate) ws_tokens: Vec<(SecretText, TypeFilter)>,
     pub(crate) reactors: Vec<ReactorSpec>,
 }
 
@@ -150,7 +150,7 @@ impl ReactorSpec {
         let secret = self
             .secret
             .as_ref()
-            .map(|r| r.value.as_str())
+            .map(|r| r.value.expose())
             .or(shared)
             .unwrap_or_default();
         self.config.build(secret).map_err(|e| match e {
@@ -236,7 +236,7 @@ impl FileConfig {
                 at: format!("nodes[{i}]"),
                 env_field: "secret_env",
                 env: n.secret_env.as_deref(),
-                inline: n.secret.as_deref(),
+                inline: n.secret.as_ref().map(SecretText::expose),
                 usage: Use::Signing,
             }
             .resolve(mode, &get)?;
@@ -430,7 +430,10 @@ mod tests {
             .expect("parses")
             .check(Mode::Development, env(&[("FLOWPAY_SECRET", "s")]))
             .expect("valid");
-        assert_eq!(c.nodes[0].secret.as_deref(), Some("s"));
+        assert_eq!(
+            c.nodes[0].secret.as_ref().map(SecretText::expose),
+            Some("s")
+        );
         assert_eq!(c.schedule.max_attempts(), 3);
         assert_eq!(c.breaker.failure_threshold, 3);
         assert!(c.subscriptions[0].ordered);
@@ -624,5 +627,68 @@ mod tests {
             reactor(0, 60_000).map_err(|e| e.name),
             Err("reactors[0].http.timeout_ms".to_owned())
         );
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let secrets = [
+            "inline-node-secret-0123456789abcdef",
+            "env-node-secret-0123456789abcdef",
+            "subscription-secret-0123456789abcdef",
+            "inline-reactor-secret-0123456789abcdef",
+            "ws-token-0123456789abcdef",
+            "shared-secret-0123456789abcdef",
+            "admin-token-0123456789abcdef",
+        ];
+        let text = format!(
+            r#"
+            [[nodes]]
+            name = "a"
+            secret = "{}"
+            publish = ["*"]
+
+            [[nodes]]
+            name = "b"
+            secret_env = "B_SECRET"
+            publish = ["*"]
+
+            [[subscriptions]]
+            url = "https://crm.example/hooks"
+            events = ["*"]
+            secret_env = "SUB_SECRET"
+
+            [[reactors]]
+            name = "r"
+            on = "*"
+            http = {{ url = "http://127.0.0.1:9/", secret = "{}" }}
+
+            [[ws_tokens]]
+            token_env = "WS_TOKEN"
+            events = ["*"]
+            "#,
+            secrets[0], secrets[3]
+        );
+        let get = env(&[
+            ("B_SECRET", secrets[1]),
+            ("SUB_SECRET", secrets[2]),
+            ("WS_TOKEN", secrets[4]),
+            ("NEXUS_SECRET", secrets[5]),
+            ("NEXUS_ADMIN_TOKEN", secrets[6]),
+        ]);
+        let file = FileConfig::parse(&text).expect("parses");
+        let file_debug = format!("{file:?}");
+        let checked = file.check(Mode::Development, &get).expect("valid");
+        let settings = crate::config::Settings::from_env(&get).expect("settings");
+        for debug in [
+            file_debug,
+            format!("{checked:?}"),
+            format!("{settings:?}"),
+            format!("{:#?}", (&checked, &settings)),
+        ] {
+            assert!(debug.contains("<redacted>"), "{debug}");
+            for secret in secrets {
+                assert!(!debug.contains(secret), "{secret} in {debug}");
+            }
+        }
     }
 }

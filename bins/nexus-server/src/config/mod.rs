@@ -8,7 +8,7 @@ mod secrets;
 
 pub(crate) use env::Settings;
 pub(crate) use file::{Checked, FileConfig};
-pub(crate) use secrets::Secrets;
+pub(crate) use secrets::{SecretText, Secrets};
 
 /// A setting that stops the start, with the variable or key it is about.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 //! (`NEXUS_SECRET`, `NEXUS_ADMIN_TOKEN`), generated in development when missing.
 
 use nexus_transport::auth::Secret;
+use serde::Deserialize;
 
 use super::{Checked, ConfigError, Mode, Settings, err};
 
@@ -34,6 +35,29 @@ pub(crate) fn strong(name: &str, secret: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// A secret's text (an HMAC key as written, a token), whose `Debug` never shows it.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct SecretText(String);
+
+impl SecretText {
+    /// Holds `text`.
+    pub(crate) fn new(text: impl Into<String>) -> SecretText {
+        SecretText(text.into())
+    }
+
+    /// The secret itself, for the one place that uses it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(<redacted>)")
+    }
+}
+
 /// What a secret is used for, which decides how it is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Use {
@@ -61,7 +85,7 @@ pub(crate) struct FileSecret<'a> {
 #[derive(Debug, Clone)]
 pub(crate) struct Resolved {
     /// The secret as written.
-    pub(crate) value: String,
+    pub(crate) value: SecretText,
     /// Its variable (`FLOWPAY_SECRET`) or key (`nodes[0].secret`).
     pub(crate) name: String,
 }
@@ -93,7 +117,7 @@ impl FileSecret<'_> {
                     )
                 })?;
                 Resolved {
-                    value,
+                    value: SecretText(value),
                     name: var.to_owned(),
                 }
             }
@@ -104,16 +128,16 @@ impl FileSecret<'_> {
                 ));
             }
             (None, Some(value)) => Resolved {
-                value: value.to_owned(),
+                value: SecretText::new(value),
                 name: self.key("secret"),
             },
             (None, None) => return Ok(None),
         };
         if self.usage == Use::Signing {
-            Secret::parse(&resolved.value).map_err(|e| err(&resolved.name, e))?;
+            Secret::parse(resolved.value.expose()).map_err(|e| err(&resolved.name, e))?;
         }
         if mode == Mode::Production {
-            strong(&resolved.name, &resolved.value)?;
+            strong(&resolved.name, resolved.value.expose())?;
         }
         Ok(Some(resolved))
     }
@@ -122,9 +146,9 @@ impl FileSecret<'_> {
 /// The process's secrets, resolved: generated in development when missing.
 pub(crate) struct Secrets {
     /// `NEXUS_ADMIN_TOKEN`.
-    pub(crate) admin: String,
+    pub(crate) admin: SecretText,
     /// `NEXUS_SECRET`: `None` when nothing signs with it.
-    pub(crate) nodes: Option<String>,
+    pub(crate) nodes: Option<SecretText>,
 }
 
 impl Secrets {
@@ -141,13 +165,13 @@ impl Secrets {
             || checked.reactors.iter().any(|r| r.secret.is_none());
         let production = settings.mode == Mode::Production;
         let mut one = |name: &str,
-                       value: &Option<String>,
+                       value: &Option<SecretText>,
                        needed: bool|
-         -> Result<Option<String>, ConfigError> {
+         -> Result<Option<SecretText>, ConfigError> {
             match value {
                 Some(v) => {
                     if production && needed {
-                        strong(name, v)?;
+                        strong(name, v.expose())?;
                     }
                     Ok(Some(v.clone()))
                 }
@@ -156,7 +180,7 @@ impl Secrets {
                 None => {
                     let (_, written) = Secret::generate();
                     generated(name, &written);
-                    Ok(Some(written))
+                    Ok(Some(SecretText(written)))
                 }
             }
         };
