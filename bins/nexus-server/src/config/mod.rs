@@ -1,6 +1,6 @@
-//! Configuration: the environment (and `.env`, [`env`]), validated at start, the TOML file named
-//! by `NEXUS_CONFIG` ([`file`], API.md sections 9 and 10) and the secrets both name ([`secrets`]).
-//! Every error names the variable or key.
+//! Configuration: the environment (and `.env`, [`env`](mod@env)), validated at start, the TOML
+//! file named by `NEXUS_CONFIG` ([`file`](mod@file), API.md sections 9 and 10) and the secrets
+//! both name ([`secrets`]). Every error names the variable or key.
 
 mod env;
 mod file;
