@@ -198,11 +198,7 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
         Arc::clone(&store) as _,
         target,
         Arc::new(SystemClock),
-        WorkerConfig {
-            schedule: checked.schedule.clone(),
-            lease_for: checked.lease,
-            ..WorkerConfig::default()
-        },
+        worker_config(&checked),
     )?
     .breakers(Arc::clone(&breakers))
     .spawn();
@@ -371,4 +367,30 @@ async fn apply_subscriptions(store: &SqliteStore, checked: &Checked) -> anyhow::
         }
     }
     Ok(())
+}
+
+/// The retry worker's settings from the file: `[retry]`'s schedule and lease.
+fn worker_config(checked: &Checked) -> WorkerConfig {
+    WorkerConfig {
+        schedule: checked.schedule.clone(),
+        lease_for: checked.lease,
+        ..WorkerConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_section_reaches_the_worker() {
+        let checked = FileConfig::parse("[retry]\nschedule_ms = [1000]\nlease_ms = 90000\n")
+            .and_then(|f| f.check(Mode::Development, |_: &str| None))
+            .expect("valid");
+        let config = worker_config(&checked);
+        assert_eq!(config.lease_for, Duration::from_secs(90));
+        assert_eq!(config.schedule.max_attempts(), 2);
+        let default = worker_config(&Checked::default());
+        assert_eq!(default.lease_for, WorkerConfig::default().lease_for);
+    }
 }
