@@ -1,8 +1,12 @@
 //! Logs: `LOG_FORMAT=json` writes one JSON object per line with `timestamp`, `level`,
 //! `message`, the event's fields, and `request_id` on every line about a request; `pretty` is for
-//! people.
+//! people. [`Console`] writes the few lines that bypass the level filter (the listening banner,
+//! generated secrets, the error that stops the start) in the same format, so that with JSON logs
+//! every line the process writes is one JSON object.
 
 use std::fmt;
+use std::io::Write;
+use std::net::SocketAddr;
 
 use nexus_event::Timestamp;
 use serde_json::{Map, Value};
@@ -54,28 +58,119 @@ where
     ) -> fmt::Result {
         let mut fields = Fields(Map::new());
         event.record(&mut fields);
-        let mut line = Map::new();
-        line.insert(
-            "timestamp".into(),
-            Value::from(Timestamp::now().to_string()),
-        );
-        line.insert(
-            "level".into(),
-            Value::from(event.metadata().level().as_str()),
-        );
-        line.insert(
-            "message".into(),
-            fields.0.remove("message").unwrap_or(Value::from("")),
-        );
-        line.insert("target".into(), Value::from(event.metadata().target()));
+        let message = fields.0.remove("message").unwrap_or(Value::from(""));
         let request_id = nexus_transport::request_id::RequestId::current_or_empty();
         if !request_id.is_empty() {
-            line.insert("request_id".into(), Value::from(request_id));
+            fields
+                .0
+                .insert("request_id".into(), Value::from(request_id));
         }
-        for (k, v) in fields.0 {
-            line.entry(k).or_insert(v);
-        }
-        writeln!(writer, "{}", Value::Object(line))
+        let line = json_line(
+            event.metadata().level().as_str(),
+            message,
+            event.metadata().target(),
+            fields.0,
+        );
+        writeln!(writer, "{line}")
+    }
+}
+
+/// One log line as JSON: `timestamp`, `level`, `message`, `target`, then the fields (a field
+/// never replaces one of those four).
+fn json_line(level: &str, message: Value, target: &str, fields: Map<String, Value>) -> String {
+    let mut line = Map::new();
+    line.insert(
+        "timestamp".into(),
+        Value::from(Timestamp::now().to_string()),
+    );
+    line.insert("level".into(), Value::from(level));
+    line.insert("message".into(), message);
+    line.insert("target".into(), Value::from(target));
+    for (k, v) in fields {
+        line.entry(k).or_insert(v);
+    }
+    Value::Object(line).to_string()
+}
+
+/// The lines written whatever `LOG_LEVEL` says, in the format of the logs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Console {
+    format: LogFormat,
+}
+
+impl Console {
+    /// Lines in `format`.
+    pub(crate) fn new(format: LogFormat) -> Console {
+        Console { format }
+    }
+
+    fn json(level: &str, message: &str, fields: Map<String, Value>) -> String {
+        json_line(
+            level,
+            Value::from(message),
+            env!("CARGO_CRATE_NAME"),
+            fields,
+        )
+    }
+
+    /// The listening line, on standard output so scripts and tests can read the bound port:
+    /// `nexus-server listening on http://ADDR`, or with JSON logs an object whose `url` is that
+    /// address.
+    #[allow(clippy::print_stdout)]
+    pub(crate) fn banner(&self, address: SocketAddr, data_dir: &std::path::Path) {
+        let url = format!("http://{address}");
+        let line = match self.format {
+            LogFormat::Pretty => format!("nexus-server listening on {url}"),
+            LogFormat::Json => {
+                let mut fields = Map::new();
+                fields.insert("address".into(), Value::from(address.to_string()));
+                fields.insert("url".into(), Value::from(url));
+                fields.insert(
+                    "data_dir".into(),
+                    Value::from(data_dir.display().to_string()),
+                );
+                Console::json("INFO", "nexus-server listening", fields)
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        // A closed standard output must not stop the server.
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    }
+
+    /// A secret generated for this run (development), shown once on standard error.
+    pub(crate) fn generated(&self, variable: &str, value: &str) {
+        let line = match self.format {
+            LogFormat::Pretty => {
+                format!("nexus-server: {variable} was not set; generated for this run: {value}")
+            }
+            LogFormat::Json => {
+                let mut fields = Map::new();
+                fields.insert("variable".into(), Value::from(variable));
+                fields.insert("value".into(), Value::from(value));
+                Console::json(
+                    "WARN",
+                    &format!("{variable} was not set; generated for this run"),
+                    fields,
+                )
+            }
+        };
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
+    }
+
+    /// The error that stops the start, on standard error: `nexus-server: <message>`, or with
+    /// JSON logs an `ERROR` object with the message and, for a setting, its variable or `key`.
+    pub(crate) fn fatal(&self, key: Option<&str>, message: &str) {
+        let line = match self.format {
+            LogFormat::Pretty => format!("nexus-server: {message}"),
+            LogFormat::Json => {
+                let mut fields = Map::new();
+                if let Some(key) = key {
+                    fields.insert("key".into(), Value::from(key));
+                }
+                Console::json("ERROR", message, fields)
+            }
+        };
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
 }
 
@@ -89,4 +184,24 @@ pub(crate) fn install(level: tracing::Level, format: LogFormat) {
         LogFormat::Json => builder.event_format(JsonLines).try_init(),
         LogFormat::Pretty => builder.with_target(false).try_init(),
     };
+    if format == LogFormat::Json {
+        // The default hook writes plain lines; with JSON logs a panic is one JSON line too.
+        std::panic::set_hook(Box::new(|info| {
+            let message = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            let location = info
+                .location()
+                .map(|l| format!("{}:{}", l.file(), l.line()))
+                .unwrap_or_default();
+            let thread = std::thread::current()
+                .name()
+                .unwrap_or("unnamed")
+                .to_owned();
+            tracing::error!(panic = %message, location = %location, thread = %thread, "a thread panicked");
+        }));
+    }
 }

@@ -24,7 +24,8 @@ use nexus_store::{NewSubscription, SqliteStore, Store, SubscriptionPatch, Subscr
 use nexus_transport::auth::{Node, Nodes, Secret};
 use nexus_transport::{App, AppConfig, RateLimit, WsConfig, WsToken};
 
-use config::{Checked, ConfigError, FileConfig, Mode, Settings, strong};
+use config::{Checked, ConfigError, FileConfig, LogFormat, Mode, SecretText, Secrets, Settings};
+use logging::Console;
 
 /// Bucket bounds of every histogram (all in seconds): from a fsync'd commit (sub-millisecond)
 /// to an outbound call that runs into its timeout.
@@ -35,23 +36,23 @@ const SECONDS_BUCKETS: &[f64] = &[
 /// How long a drain may take before the process exits anyway.
 const FORCED_EXIT: Duration = Duration::from_secs(30);
 
-#[allow(clippy::print_stderr)]
 fn main() -> ExitCode {
+    let env = |name: &str| std::env::var(name).ok();
     // `.env` of the working directory only (dotenvy's `dotenv()` would also search the parents).
     if let Err(e) = dotenvy::from_filename(".env")
         && !e.not_found()
     {
-        eprintln!("nexus-server: .env: {e}");
+        Console::new(LogFormat::hint(env)).fatal(None, &format!(".env: {e}"));
         return ExitCode::from(2);
     }
-    let env = |name: &str| std::env::var(name).ok();
     let settings = match Settings::from_env(env) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("nexus-server: {e}");
+            Console::new(LogFormat::hint(env)).fatal(Some(&e.name), &e.to_string());
             return ExitCode::from(2);
         }
     };
+    let console = Console::new(settings.log_format);
     logging::install(settings.log_level, settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -59,72 +60,20 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("nexus-server: cannot start the runtime: {e}");
+            console.fatal(None, &format!("cannot start the runtime: {e}"));
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings)) {
+    match runtime.block_on(run(settings, console)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             match e.downcast_ref::<ConfigError>() {
-                Some(config) => eprintln!("nexus-server: {config}"),
-                None => eprintln!("nexus-server: {e:#}"),
+                Some(config) => console.fatal(Some(&config.name), &config.to_string()),
+                None => console.fatal(None, &format!("{e:#}")),
             }
             ExitCode::from(2)
         }
     }
-}
-
-/// Secrets the server needs, resolved: generated in development when missing.
-struct Secrets {
-    admin: String,
-    nodes: Option<String>,
-}
-
-#[allow(clippy::print_stderr)]
-fn resolve_secrets(settings: &Settings, checked: &Checked) -> Result<Secrets, ConfigError> {
-    let needs_shared = settings.config_path.is_none()
-        || checked.nodes.iter().any(|n| n.secret.is_none())
-        || checked.reactors.iter().any(|r| r.secret.is_none());
-    let production = settings.mode == Mode::Production;
-    let generate = |name: &str,
-                    value: &Option<String>,
-                    needed: bool|
-     -> Result<Option<String>, ConfigError> {
-        match value {
-            Some(v) => {
-                if production && needed {
-                    strong(name, v)?;
-                }
-                Ok(Some(v.clone()))
-            }
-            None if !needed => Ok(None),
-            None if production => Err(ConfigError {
-                name: name.into(),
-                message: "is required in production".into(),
-            }),
-            None => {
-                let (_, written) = Secret::generate().map_err(|_| {
-                    config_error(
-                        name,
-                        "cannot be generated: the system random generator failed",
-                    )
-                })?;
-                eprintln!("nexus-server: {name} was not set; generated for this run: {written}");
-                Ok(Some(written))
-            }
-        }
-    };
-    let admin = generate("NEXUS_ADMIN_TOKEN", &settings.admin_token, true)?.unwrap_or_default();
-    let nodes = generate("NEXUS_SECRET", &settings.secret, needs_shared)?;
-    if production {
-        for n in &checked.nodes {
-            if let Some(s) = &n.secret {
-                strong(&format!("secret of node {}", n.name), s)?;
-            }
-        }
-    }
-    Ok(Secrets { admin, nodes })
 }
 
 fn config_error(name: &str, e: impl std::fmt::Display) -> ConfigError {
@@ -134,9 +83,7 @@ fn config_error(name: &str, e: impl std::fmt::Display) -> ConfigError {
     }
 }
 
-// The listening line goes to standard output so scripts and tests can read the bound port.
-#[allow(clippy::print_stdout)]
-async fn run(settings: Settings) -> anyhow::Result<()> {
+async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
     let env = |name: &str| std::env::var(name).ok();
     let checked = match &settings.config_path {
         Some(path) => {
@@ -157,17 +104,24 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         )
         .into());
     }
-    let secrets = resolve_secrets(&settings, &checked)?;
+    let secrets = Secrets::resolve(&settings, &checked, |name, written| {
+        console.generated(name, written);
+    })?;
     let nodes = if settings.config_path.is_none() {
-        let shared = secrets.nodes.as_deref().unwrap_or_default();
+        let shared = secrets
+            .nodes
+            .as_ref()
+            .map(SecretText::expose)
+            .unwrap_or_default();
         Nodes::Open(Secret::parse(shared).map_err(|e| config_error("NEXUS_SECRET", e))?)
     } else {
         let mut list = Vec::new();
         for n in &checked.nodes {
             let written = n
                 .secret
-                .as_deref()
-                .or(secrets.nodes.as_deref())
+                .as_ref()
+                .or(secrets.nodes.as_ref())
+                .map(SecretText::expose)
                 .unwrap_or_default();
             list.push(Node {
                 name: n.name.clone(),
@@ -203,7 +157,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 
     let mut rules = Vec::new();
     for (i, r) in checked.reactors.iter().enumerate() {
-        rules.push(r.rule(i, secrets.nodes.as_deref())?);
+        rules.push(r.rule(i, secrets.nodes.as_ref().map(SecretText::expose))?);
     }
     let reactors = Arc::new(
         Reactors::new(rules)
@@ -252,15 +206,12 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         Arc::clone(&store) as _,
         target,
         Arc::new(SystemClock),
-        WorkerConfig {
-            schedule: checked.schedule.clone(),
-            ..WorkerConfig::default()
-        },
+        worker_config(&checked),
     )?
     .breakers(Arc::clone(&breakers))
     .spawn();
 
-    let mut config = AppConfig::new(nodes, Secret::token(&secrets.admin));
+    let mut config = AppConfig::new(nodes, Secret::token(secrets.admin.expose()));
     config.webhooks = checked.webhooks.clone();
     config.max_body_bytes = settings.max_body_bytes;
     config.production = settings.mode == Mode::Production;
@@ -276,7 +227,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             .iter()
             .map(|(token, scope)| {
                 Ok(WsToken {
-                    token: Secret::token(token),
+                    token: Secret::token(token.expose()),
                     events: scope.clone(),
                 })
             })
@@ -302,8 +253,11 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .map_err(|e| config_error("PORT", format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
     app.lifecycle().set_ready();
-    tracing::info!(address = %local, data_dir = %settings.data_dir.display(), "nexus-server listening");
-    println!("nexus-server listening on http://{local}");
+    if settings.log_format == LogFormat::Pretty {
+        tracing::info!(address = %local, data_dir = %settings.data_dir.display(), "nexus-server listening");
+    }
+    // With JSON logs the banner is that log line, written whatever the level.
+    console.banner(local, &settings.data_dir);
 
     let lifecycle = Arc::clone(app.lifecycle());
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -397,7 +351,7 @@ async fn apply_subscriptions(store: &SqliteStore, checked: &Checked) -> anyhow::
                         SubscriptionPatch {
                             events: Some(s.events.clone()),
                             ordered: Some(s.ordered),
-                            secret: s.secret.clone(),
+                            secret: s.secret.as_ref().map(|s| s.expose().to_owned()),
                             ..Default::default()
                         },
                     )
@@ -405,8 +359,8 @@ async fn apply_subscriptions(store: &SqliteStore, checked: &Checked) -> anyhow::
                     .map_err(|e| config_error(&format!("subscriptions[{i}]"), e))?;
             }
             None => {
-                let secret = match s.secret.clone() {
-                    Some(written) => written,
+                let secret = match &s.secret {
+                    Some(written) => written.expose().to_owned(),
                     None => {
                         Secret::generate()
                             .map_err(|_| {
@@ -431,4 +385,30 @@ async fn apply_subscriptions(store: &SqliteStore, checked: &Checked) -> anyhow::
         }
     }
     Ok(())
+}
+
+/// The retry worker's settings from the file: `[retry]`'s schedule and lease.
+fn worker_config(checked: &Checked) -> WorkerConfig {
+    WorkerConfig {
+        schedule: checked.schedule.clone(),
+        lease_for: checked.lease,
+        ..WorkerConfig::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_section_reaches_the_worker() {
+        let checked = FileConfig::parse("[retry]\nschedule_ms = [1000]\nlease_ms = 90000\n")
+            .and_then(|f| f.check(Mode::Development, |_: &str| None))
+            .expect("valid");
+        let config = worker_config(&checked);
+        assert_eq!(config.lease_for, Duration::from_secs(90));
+        assert_eq!(config.schedule.max_attempts(), 2);
+        let default = worker_config(&Checked::default());
+        assert_eq!(default.lease_for, WorkerConfig::default().lease_for);
+    }
 }

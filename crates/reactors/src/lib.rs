@@ -51,7 +51,5 @@ mod when;
 pub use bus::BusReactors;
 pub use engine::{DEFAULT_MAX_DEPTH, DeliveryTarget, Reactors, emitted, emitted_id};
 pub use error::ReactorError;
-pub use rule::{
-    Action, HttpAction, HttpConfig, MAX_TIMEOUT_MS, ReactFailure, Reactor, ReactorConfig, Rule,
-};
+pub use rule::{Action, HttpAction, HttpConfig, ReactFailure, Reactor, ReactorConfig, Rule};
 pub use when::{Condition, Test, When};

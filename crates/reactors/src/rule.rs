@@ -184,10 +184,6 @@ impl Rule {
     }
 }
 
-/// The longest `http.timeout_ms`: a call must end well within the retry worker's lease (60 s by
-/// default), or another lease could run it again while it is still going.
-pub const MAX_TIMEOUT_MS: u64 = 50_000;
-
 /// A `[[reactors]]` entry of the config file (API.md section 10), before secrets are resolved.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -224,7 +220,9 @@ pub struct HttpConfig {
     /// The signing secret itself (refused in production by the server).
     #[serde(default)]
     pub secret: Option<String>,
-    /// The call's timeout in milliseconds, 1 to [`MAX_TIMEOUT_MS`]; default 10000.
+    /// The call's timeout in milliseconds, at least 1; default the client's (10000). It must end
+    /// within the retry worker's lease (`WorkerConfig::lease_for`), or another lease could run the
+    /// call again while it is still going: the server checks it against `[retry] lease_ms`.
     #[serde(default)]
     pub timeout_ms: Option<u64>,
 }
@@ -264,12 +262,10 @@ impl ReactorConfig {
         http.method = method;
         http.timeout = match self.http.timeout_ms {
             None => None,
-            Some(ms) if ms == 0 || ms > MAX_TIMEOUT_MS => {
+            Some(0) => {
                 return Err(ReactorError::invalid(
                     "http.timeout_ms",
-                    format!(
-                        "must be 1 to {MAX_TIMEOUT_MS} (a call must end well within the retry worker's 60 s lease), got {ms}"
-                    ),
+                    "must be at least 1, got 0",
                 ));
             }
             Some(ms) => Some(Duration::from_millis(ms)),

@@ -141,7 +141,11 @@ fn spawn(dir: &Path, port: u16, log: &Arc<Mutex<Vec<String>>>) -> Result<(Child,
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let mut line = String::new();
     let _ = stdout.read_line(&mut line);
-    let Some(base) = line.trim().strip_prefix("nexus-server listening on ") else {
+    // With LOG_FORMAT=json the listening line is a JSON object whose `url` is the address.
+    let base = serde_json::from_str::<serde_json::Value>(&line)
+        .ok()
+        .and_then(|line| line["url"].as_str().map(str::to_owned));
+    let Some(base) = base else {
         let status = child.wait().expect("exited");
         // Give the stderr thread a moment to collect the last line it printed.
         let deadline = Instant::now() + Duration::from_secs(2);

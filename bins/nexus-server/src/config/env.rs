@@ -1,0 +1,292 @@
+//! The environment (API.md section 9): every variable read once at start, checked, with its
+//! default; an error names the variable.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{ConfigError, LogFormat, Mode, SecretText, err};
+
+/// Everything read from the environment.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) host: IpAddr,
+    pub(crate) port: u16,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) mode: Mode,
+    pub(crate) config_path: Option<PathBuf>,
+    pub(crate) secret: Option<SecretText>,
+    pub(crate) admin_token: Option<SecretText>,
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) rate_window: Duration,
+    pub(crate) rate_max: u32,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) ws_buffer: usize,
+    pub(crate) reactor_max_depth: usize,
+    pub(crate) allow_private_targets: bool,
+    pub(crate) log_level: tracing::Level,
+    pub(crate) log_format: LogFormat,
+}
+
+fn number<T: std::str::FromStr>(
+    name: &str,
+    value: Option<String>,
+    default: T,
+    what: &str,
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| err(name, format!("must be {what}, got {v:?}"))),
+    }
+}
+
+fn boolean(name: &str, value: Option<String>) -> Result<bool, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(other) => Err(err(name, format!("must be true or false, got {other:?}"))),
+    }
+}
+
+/// `ALLOWED_ORIGINS`: `*` for any origin, or `scheme://host[:port]` entries, comma separated.
+fn origins(value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let Some(value) = value else {
+        return Ok(Vec::new());
+    };
+    let list: Vec<String> = value
+        .split(',')
+        .map(|o| o.trim().to_owned())
+        .filter(|o| !o.is_empty())
+        .collect();
+    for o in &list {
+        if o == "*" {
+            if list.len() > 1 {
+                return Err(err(
+                    "ALLOWED_ORIGINS",
+                    "* allows every origin and cannot be mixed with others",
+                ));
+            }
+            continue;
+        }
+        let ok = (o.starts_with("http://") || o.starts_with("https://"))
+            && !o.ends_with('/')
+            && o.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            return Err(err(
+                "ALLOWED_ORIGINS",
+                format!("{o:?} is not an origin (scheme://host[:port], no path)"),
+            ));
+        }
+    }
+    Ok(list)
+}
+
+fn non_empty(get: impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
+    get(name).filter(|v| !v.trim().is_empty())
+}
+
+/// `NEXUS_ENV`.
+fn mode(get: impl Fn(&str) -> Option<String>) -> Result<Mode, ConfigError> {
+    match non_empty(get, "NEXUS_ENV").as_deref() {
+        None | Some("development") => Ok(Mode::Development),
+        Some("production") => Ok(Mode::Production),
+        Some("test") => Ok(Mode::Test),
+        Some(other) => Err(err(
+            "NEXUS_ENV",
+            format!("must be development, production or test, got {other:?}"),
+        )),
+    }
+}
+
+/// `LOG_FORMAT`: JSON by default outside development.
+fn log_format(get: impl Fn(&str) -> Option<String>, mode: Mode) -> Result<LogFormat, ConfigError> {
+    match non_empty(get, "LOG_FORMAT").as_deref() {
+        None if mode == Mode::Development => Ok(LogFormat::Pretty),
+        None | Some("json") => Ok(LogFormat::Json),
+        Some("pretty") => Ok(LogFormat::Pretty),
+        Some(other) => Err(err(
+            "LOG_FORMAT",
+            format!("must be json or pretty, got {other:?}"),
+        )),
+    }
+}
+
+impl LogFormat {
+    /// The format to report an error in before the settings are known (or when they are
+    /// refused): as [`Settings::from_env`] would choose, pretty when `LOG_FORMAT` itself is bad.
+    pub(crate) fn hint(get: impl Fn(&str) -> Option<String>) -> LogFormat {
+        log_format(&get, mode(&get).unwrap_or(Mode::Development)).unwrap_or(LogFormat::Pretty)
+    }
+}
+
+impl Settings {
+    /// Reads and checks every variable; `get` is the environment (a map in tests).
+    pub(crate) fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Settings, ConfigError> {
+        let non_empty = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        let mode = mode(&get)?;
+        let host: IpAddr = number(
+            "HOST",
+            non_empty("HOST"),
+            IpAddr::from([127, 0, 0, 1]),
+            "an IP address",
+        )?;
+        let port: u16 = number(
+            "PORT",
+            non_empty("PORT"),
+            3000,
+            "a port number (0 to 65535)",
+        )?;
+        let rate_window_ms: u64 = number(
+            "RATE_LIMIT_WINDOW_MS",
+            non_empty("RATE_LIMIT_WINDOW_MS"),
+            1000,
+            "milliseconds",
+        )?;
+        if rate_window_ms == 0 {
+            return Err(err("RATE_LIMIT_WINDOW_MS", "must be more than 0"));
+        }
+        let max_body_bytes: usize = number(
+            "NEXUS_MAX_BODY_BYTES",
+            non_empty("NEXUS_MAX_BODY_BYTES"),
+            262_144,
+            "a number of bytes",
+        )?;
+        if max_body_bytes < 1024 {
+            return Err(err("NEXUS_MAX_BODY_BYTES", "must be at least 1024"));
+        }
+        let ws_buffer: usize = number(
+            "NEXUS_WS_BUFFER",
+            non_empty("NEXUS_WS_BUFFER"),
+            1024,
+            "a number of frames",
+        )?;
+        if ws_buffer == 0 {
+            return Err(err("NEXUS_WS_BUFFER", "must be at least 1"));
+        }
+        let reactor_max_depth: usize = number(
+            "NEXUS_REACTOR_MAX_DEPTH",
+            non_empty("NEXUS_REACTOR_MAX_DEPTH"),
+            nexus_reactors::DEFAULT_MAX_DEPTH,
+            "a number of events",
+        )?;
+        if reactor_max_depth == 0 {
+            return Err(err("NEXUS_REACTOR_MAX_DEPTH", "must be at least 1"));
+        }
+        let log_level = match non_empty("LOG_LEVEL").as_deref() {
+            None | Some("info") => tracing::Level::INFO,
+            Some("error") => tracing::Level::ERROR,
+            Some("warn") => tracing::Level::WARN,
+            Some("debug") => tracing::Level::DEBUG,
+            Some("trace") => tracing::Level::TRACE,
+            Some(other) => {
+                return Err(err(
+                    "LOG_LEVEL",
+                    format!("must be error, warn, info, debug or trace, got {other:?}"),
+                ));
+            }
+        };
+        let log_format = log_format(&get, mode)?;
+        Ok(Settings {
+            host,
+            port,
+            data_dir: non_empty("DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from),
+            mode,
+            config_path: non_empty("NEXUS_CONFIG").map(PathBuf::from),
+            secret: non_empty("NEXUS_SECRET").map(SecretText::new),
+            admin_token: non_empty("NEXUS_ADMIN_TOKEN").map(SecretText::new),
+            allowed_origins: origins(non_empty("ALLOWED_ORIGINS"))?,
+            rate_window: Duration::from_millis(rate_window_ms),
+            rate_max: number(
+                "RATE_LIMIT_MAX_REQUESTS",
+                non_empty("RATE_LIMIT_MAX_REQUESTS"),
+                1000,
+                "a number of requests",
+            )?,
+            max_body_bytes,
+            ws_buffer,
+            reactor_max_depth,
+            allow_private_targets: boolean(
+                "NEXUS_ALLOW_PRIVATE_TARGETS",
+                get("NEXUS_ALLOW_PRIVATE_TARGETS"),
+            )?,
+            log_level,
+            log_format,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::test_env as env;
+
+    #[test]
+    fn defaults_and_bad_values() {
+        let s = Settings::from_env(env(&[])).expect("defaults");
+        assert_eq!(
+            (s.port, s.mode, s.log_format),
+            (3000, Mode::Development, LogFormat::Pretty)
+        );
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        for (var, value) in [
+            ("PORT", "http"),
+            ("PORT", "70000"),
+            ("HOST", "localhost:3"),
+            ("NEXUS_ENV", "prod"),
+            ("LOG_LEVEL", "loud"),
+            ("LOG_FORMAT", "xml"),
+            ("RATE_LIMIT_WINDOW_MS", "0"),
+            ("NEXUS_MAX_BODY_BYTES", "-1"),
+            ("NEXUS_ALLOW_PRIVATE_TARGETS", "maybe"),
+            ("NEXUS_REACTOR_MAX_DEPTH", "0"),
+        ] {
+            let e = Settings::from_env(env(&[(var, value)])).expect_err(var);
+            assert_eq!(e.name, var, "{e}");
+        }
+        let p = Settings::from_env(env(&[("NEXUS_ENV", "production")])).expect("production");
+        assert_eq!(p.log_format, LogFormat::Json);
+        for (pairs, hint) in [
+            (&[][..], LogFormat::Pretty),
+            (
+                &[("LOG_FORMAT", "json"), ("PORT", "x")][..],
+                LogFormat::Json,
+            ),
+            (
+                &[("NEXUS_ENV", "production"), ("PORT", "x")][..],
+                LogFormat::Json,
+            ),
+            (
+                &[("NEXUS_ENV", "prod"), ("LOG_FORMAT", "json")][..],
+                LogFormat::Json,
+            ),
+            (&[("LOG_FORMAT", "xml")][..], LogFormat::Pretty),
+        ] {
+            assert_eq!(LogFormat::hint(env(pairs)), hint, "{pairs:?}");
+        }
+    }
+
+    #[test]
+    fn origins_are_checked() {
+        assert_eq!(
+            Settings::from_env(env(&[(
+                "ALLOWED_ORIGINS",
+                "https://a.example, http://b:8080"
+            )]))
+            .map(|s| s.allowed_origins)
+            .ok(),
+            Some(vec![
+                "https://a.example".to_owned(),
+                "http://b:8080".to_owned()
+            ])
+        );
+        assert!(Settings::from_env(env(&[("ALLOWED_ORIGINS", "*")])).is_ok());
+        for bad in ["*,https://a", "a.example", "https://a.example/"] {
+            let e = Settings::from_env(env(&[("ALLOWED_ORIGINS", bad)])).expect_err(bad);
+            assert_eq!(e.name, "ALLOWED_ORIGINS");
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Signed publishes over one keep-alive HTTP/1.1 connection.
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use nexus_transport::auth::{Secret, sign_nexus};
+
+/// One keep-alive connection.
+pub(crate) type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Opens a connection; the suite has no answer to a server that is not there but to stop.
+pub(crate) async fn connection(addr: &str) -> Sender {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.set_nodelay(true).expect("nodelay");
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+/// Posts `body` to `path`, signed as node `loadgen`; the status.
+pub(crate) async fn post(
+    sender: &mut Sender,
+    host: &str,
+    path: &str,
+    secret: &Secret,
+    body: Vec<u8>,
+) -> u16 {
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let sig = sign_nexus(secret, ts, &body);
+    let request = hyper::Request::post(path)
+        .header("host", host)
+        .header("content-type", "application/json")
+        .header("x-nexus-node", "loadgen")
+        .header("x-nexus-timestamp", ts.to_string())
+        .header("x-nexus-signature", sig)
+        .body(Full::new(Bytes::from(body)))
+        .expect("request");
+    sender.ready().await.expect("connection ready");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let _ = response.into_body().collect().await;
+    status
+}

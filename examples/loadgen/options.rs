@@ -1,0 +1,214 @@
+//! The flags (clap), their defaults for each mode, and the checks that keep the flags of one mode
+//! out of the other.
+
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
+
+/// Load generator for nexus-server: a steady signed load against a live server, or the
+/// measurement suite.
+///
+/// Steady load: --url URL --rate N --duration S [--secret S | NEXUS_SECRET=S] [--node NAME]
+/// [--type EVENT_TYPE] [--connections N]; exits 1 when any publish failed.
+///
+/// Suite: no --url (it starts --server-bin on a fresh data directory), or --suite --url URL
+/// --secret S --admin-token T; [--duration S] [--rate N] [--connections N] [--subscribers N].
+#[derive(Debug, Parser)]
+#[command(name = "loadgen")]
+pub(crate) struct Args {
+    /// The server, http://HOST:PORT (plain HTTP); without it the suite starts its own server.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// Run the measurement suite against --url instead of a steady load.
+    #[arg(long)]
+    suite: bool,
+    /// The node's signing secret (needed for a steady load; the suite's own server has one).
+    #[arg(long, env = "NEXUS_SECRET", hide_env_values = true, value_name = "S")]
+    secret: Option<String>,
+    /// The server's admin token (suite only; the suite's own server has one).
+    #[arg(long, value_name = "T")]
+    admin_token: Option<String>,
+    /// Seconds to run, fractions allowed (needed for a steady load; each suite phase, default 5).
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    duration: Option<Duration>,
+    /// Events per second (needed for a steady load; the suite's latency phase, default 10000).
+    #[arg(long, value_name = "EVENTS_PER_S", value_parser = positive::<u64>)]
+    rate: Option<u64>,
+    /// Keep-alive connections (default 16 for a steady load, 64 in the suite).
+    #[arg(long, value_name = "N", value_parser = positive::<usize>)]
+    connections: Option<usize>,
+    /// WebSocket subscribers of the fan-out (suite only, default 1000).
+    #[arg(long, value_name = "N", value_parser = positive::<usize>)]
+    subscribers: Option<usize>,
+    /// The server binary the suite starts (suite only, default target/release/nexus-server).
+    #[arg(long, value_name = "PATH")]
+    server_bin: Option<String>,
+    /// The node to sign as (steady load only, default loadgen).
+    #[arg(long, value_name = "NAME")]
+    node: Option<String>,
+    /// The event type to publish (steady load only, default LOADGEN_TEST).
+    #[arg(long = "type", value_name = "EVENT_TYPE", value_parser = event_type)]
+    event_type: Option<String>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// The settings of a run, defaults applied.
+pub(crate) struct Options {
+    /// `--url`: `None` starts a server for the suite.
+    pub(crate) url: Option<String>,
+    /// Run the measurement suite against `--url` instead of a steady load.
+    pub(crate) suite: bool,
+    pub(crate) secret: String,
+    pub(crate) admin: String,
+    pub(crate) duration: Duration,
+    pub(crate) rate: u64,
+    pub(crate) connections: usize,
+    pub(crate) subscribers: usize,
+    pub(crate) server_bin: String,
+    pub(crate) node: String,
+    pub(crate) event_type: String,
+}
+
+impl Options {
+    /// A steady load against `--url`, rather than the suite.
+    pub(crate) fn steady(&self) -> bool {
+        self.url.is_some() && !self.suite
+    }
+}
+
+/// Parses `value` as a number greater than zero.
+fn positive<T: std::str::FromStr + PartialOrd + Default>(value: &str) -> Result<T, String> {
+    match value.parse::<T>() {
+        Ok(v) if v > T::default() => Ok(v),
+        _ => Err("must be a number greater than 0".into()),
+    }
+}
+
+/// Parses `value` as a finite number of seconds greater than zero.
+fn seconds(value: &str) -> Result<Duration, String> {
+    let secs: f64 = positive(value).map_err(|_| "must be a number of seconds greater than 0")?;
+    Duration::try_from_secs_f64(secs).map_err(|_| "must be a finite number of seconds".into())
+}
+
+fn event_type(value: &str) -> Result<String, String> {
+    nexus_event::EventType::new(value)
+        .map(|_| value.to_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// The flags of the command line, checked; a usage error exits 2 with clap's message.
+pub(crate) fn options() -> Options {
+    Args::parse()
+        .check()
+        .unwrap_or_else(|(kind, message)| Args::command().error(kind, message).exit())
+}
+
+impl Args {
+    /// Applies the defaults of the mode the flags select, refusing flags of the other mode.
+    fn check(self) -> Result<Options, (ErrorKind, String)> {
+        let steady = self.url.is_some() && !self.suite;
+        let only = |flags: &[(&str, bool)], mode: &str| match flags.iter().find(|(_, given)| *given)
+        {
+            Some((flag, _)) => Err((
+                ErrorKind::ArgumentConflict,
+                format!("{flag} only applies {mode}"),
+            )),
+            None => Ok(()),
+        };
+        if steady {
+            only(
+                &[
+                    ("--admin-token", self.admin_token.is_some()),
+                    ("--subscribers", self.subscribers.is_some()),
+                    ("--server-bin", self.server_bin.is_some()),
+                ],
+                "to the suite (--suite or no --url)",
+            )?;
+            for (needed, given) in [
+                ("--rate", self.rate.is_some()),
+                ("--duration", self.duration.is_some()),
+            ] {
+                if !given {
+                    return Err((
+                        ErrorKind::MissingRequiredArgument,
+                        format!("a steady load against --url needs {needed}"),
+                    ));
+                }
+            }
+            if self.secret.is_none() {
+                return Err((
+                    ErrorKind::MissingRequiredArgument,
+                    "a steady load against --url needs the node's secret: --secret S or NEXUS_SECRET".into(),
+                ));
+            }
+        } else {
+            only(
+                &[
+                    ("--node", self.node.is_some()),
+                    ("--type", self.event_type.is_some()),
+                ],
+                "to a steady load (--url without --suite)",
+            )?;
+            if self.suite && self.url.is_none() {
+                return Err((
+                    ErrorKind::MissingRequiredArgument,
+                    "--suite needs --url (without --url the suite starts its own server)".into(),
+                ));
+            }
+        }
+        if let Some(url) = &self.url {
+            host_of(url).map_err(|e| (ErrorKind::ValueValidation, e))?;
+        }
+        Ok(Options {
+            url: self.url,
+            suite: self.suite,
+            secret: self
+                .secret
+                .unwrap_or_else(|| "loadgen-node-secret-0123456789abcdef".into()),
+            admin: self
+                .admin_token
+                .unwrap_or_else(|| "loadgen-admin-token-0123456789abcdef".into()),
+            duration: self.duration.unwrap_or(Duration::from_secs(5)),
+            rate: self.rate.unwrap_or(10_000),
+            connections: self.connections.unwrap_or(if steady { 16 } else { 64 }),
+            subscribers: self.subscribers.unwrap_or(1000),
+            server_bin: self
+                .server_bin
+                .unwrap_or_else(|| "target/release/nexus-server".into()),
+            node: self.node.unwrap_or_else(|| "loadgen".into()),
+            event_type: self.event_type.unwrap_or_else(|| "LOADGEN_TEST".into()),
+        })
+    }
+}
+
+/// `host:port` of a plain-HTTP base URL such as `http://127.0.0.1:3000`.
+pub(crate) fn host_of(url: &str) -> Result<String, String> {
+    let rest = if let Some(rest) = url.strip_prefix("http://") {
+        rest
+    } else if url.starts_with("https://") {
+        return Err(format!(
+            "--url {url:?}: loadgen speaks plain HTTP only; point it at the server's own listener (or a plain-HTTP port of the proxy)"
+        ));
+    } else {
+        return Err(format!("--url {url:?}: expected http://HOST:PORT"));
+    };
+    let host = rest.trim_end_matches('/');
+    if host.is_empty() || host.contains('/') || host.contains('@') {
+        return Err(format!(
+            "--url {url:?}: expected http://HOST:PORT with no path or credentials"
+        ));
+    }
+    Ok(
+        if host
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
+            host.to_owned()
+        } else {
+            format!("{host}:80")
+        },
+    )
+}
