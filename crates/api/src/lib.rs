@@ -4,13 +4,13 @@
 //! on, so the two cannot drift: the request and response bodies of API.md as serde types, and
 //! the HMAC signatures of section 2 (publishing nodes) and section 4 (webhook deliveries).
 //!
-//! - [`envelope`]: the success and error envelopes, error codes, list meta and list query;
-//! - [`publish`]: the bodies of `POST /events` and `/events/batch` and their acks;
+//! - [`envelope`], the success and error envelopes, error codes, list meta and list query;
+//! - [`publish`], the bodies of `POST /events` and `/events/batch` and their acks;
 //! - [`subscriptions`], [`dead_letters`] (with the retry stats and the counts), [`breakers`],
-//!   [`log`] (event listing and replay), [`nodes`]: the admin API;
-//! - [`health`]: `/health/detailed`;
-//! - [`ws`]: the WebSocket frames;
-//! - [`signature`]: both signature schemes.
+//!   [`log`] (event listing and replay) and [`nodes`], the admin API;
+//! - [`health`], the body of `/health/detailed`;
+//! - [`ws`], the WebSocket frames;
+//! - [`signature`], both signature schemes.
 //!
 //! The event itself is [`nexus_event::Event`]. Request bodies that the contract closes carry
 //! `#[serde(deny_unknown_fields)]` and a `REQUIRED` list of their mandatory keys, so a server
