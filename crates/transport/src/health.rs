@@ -113,6 +113,6 @@ pub(crate) async fn not_found(uri: Uri) -> ApiError {
 pub(crate) async fn method_not_allowed(uri: Uri) -> ApiError {
     let mut e = ApiError::bad_request(format!("{} does not take this method", uri.path()));
     e.status = StatusCode::METHOD_NOT_ALLOWED;
-    e.code = "METHOD_NOT_ALLOWED";
+    e.code = nexus_api::envelope::ErrorCode::MethodNotAllowed;
     e
 }

@@ -60,11 +60,14 @@ const GOING_AWAY: u16 = 1001;
 /// Close code for a peer that stopped answering pings.
 const POLICY: u16 = 1008;
 
+/// The query of the upgrade: `?token=` (other parameters are ignored).
+#[derive(serde::Deserialize)]
+struct UpgradeQuery {
+    token: Option<String>,
+}
+
 fn query_token(raw: Option<&str>) -> Option<String> {
-    raw?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == "token").then(|| crate::admin::percent_decode(v))
-    })
+    serde_urlencoded::from_str::<UpgradeQuery>(raw?).ok()?.token
 }
 
 /// The upgrade: refused with 401 for a missing or wrong token.
