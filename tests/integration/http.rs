@@ -641,16 +641,38 @@ fn dead_letters_stats_redrive_and_delete() {
         ),
         (json!(1), json!(2))
     );
+    // Ids that name no dead letter (unknown, or not even numbers) are no error: they are not
+    // counted (API.md section 6).
+    let other = items[1]["id"].as_i64().expect("id");
+    let nothing = Call::new("POST", s.url("/api/retry/dead-letters/redrive"))
+        .admin()
+        .json(&json!({"ids": ["nope", 999_998, id]}))
+        .send();
+    assert_eq!(nothing.status, 200, "{}", nothing.text);
+    assert_eq!(nothing.body["data"], json!({"redriven": 0}), "already redriven");
+    let one = Call::new("DELETE", s.url("/api/retry/dead-letters"))
+        .admin()
+        .json(&json!({"ids": ["x", other.to_string(), 999_997]}))
+        .send();
+    assert_eq!(one.status, 200, "{}", one.text);
+    assert_eq!(one.body["data"], json!({"deleted": 1}), "an id may be written as a string");
     let deleted = Call::new("DELETE", s.url("/api/retry/dead-letters"))
         .admin()
         .json(&json!({}))
         .send();
-    assert_eq!(deleted.body["data"], json!({"deleted": 2}));
+    assert_eq!(deleted.body["data"], json!({"deleted": 1}));
     let bad = Call::new("DELETE", s.url("/api/retry/dead-letters"))
         .admin()
         .json(&json!({"ids": "all"}))
         .send();
     assert_error(&bad, 400, "VALIDATION_ERROR");
+    assert_eq!(bad.body["error"]["details"]["field"], "ids");
+    let unknown_key = Call::new("DELETE", s.url("/api/retry/dead-letters"))
+        .admin()
+        .json(&json!({"idz": [1]}))
+        .send();
+    assert_error(&unknown_key, 400, "VALIDATION_ERROR");
+    assert_eq!(unknown_key.body["error"]["details"]["field"], "idz");
     let empty = Call::new("POST", s.url("/api/retry/dead-letters/redrive"))
         .admin()
         .send();
