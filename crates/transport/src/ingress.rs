@@ -6,15 +6,16 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use nexus_api::publish::{Ack, BatchAck, PublishBatch, PublishEvent};
 use nexus_core::metric_names;
 use nexus_event::{CorrelationId, EventId, EventType, NewEvent, Timestamp};
 use nexus_store::Appended;
-use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::app::AppState;
 use crate::auth::{self, Verified};
 use crate::envelope::{ApiError, ok};
+use crate::extract::typed;
 
 /// Most events in one batch.
 pub const MAX_BATCH: usize = 1000;
@@ -78,30 +79,15 @@ fn string_field<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&
     }
 }
 
-/// `{type, payload?, id?, correlation_id?}`; other keys (such as `source`) are ignored.
+/// `{type, payload?, id?, correlation_id?}`; other keys (such as `source`) are ignored. An
+/// explicit `"payload": null` is kept as `null`; `{}` only stands in for a payload left out.
 fn plain_event(value: Value) -> Result<Incoming, ApiError> {
-    let Value::Object(mut obj) = value else {
-        return Err(ApiError::validation(
-            "body",
-            "an event must be a JSON object",
-        ));
-    };
-    let event_type = string_field(&obj, "type")?
-        .ok_or_else(|| ApiError::validation("type", "type is required"))
-        .and_then(|t| EventType::new(t).map_err(ApiError::from))?;
-    let id = string_field(&obj, "id")?.map(EventId::new).transpose()?;
-    let correlation_id = string_field(&obj, "correlation_id")?
-        .map(CorrelationId::new)
-        .transpose()?;
-    let payload = match obj.remove("payload") {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(p) => p,
-    };
+    let event: PublishEvent = typed(value, PublishEvent::REQUIRED, "an event")?;
     Ok(Incoming {
-        id,
-        event_type,
-        payload,
-        correlation_id,
+        id: event.id,
+        event_type: event.event_type,
+        payload: event.payload.unwrap_or_else(|| Value::Object(Map::new())),
+        correlation_id: event.correlation_id,
     })
 }
 
@@ -215,20 +201,11 @@ fn draft(
     Ok(draft)
 }
 
-#[derive(Serialize)]
-struct AppendedJson {
-    id: String,
-    sequence: u64,
-    duplicate: bool,
-}
-
-impl From<&Appended> for AppendedJson {
-    fn from(a: &Appended) -> Self {
-        AppendedJson {
-            id: a.id.to_string(),
-            sequence: a.sequence,
-            duplicate: a.duplicate,
-        }
+fn ack(a: &Appended) -> Ack {
+    Ack {
+        id: a.id.to_string(),
+        sequence: a.sequence,
+        duplicate: a.duplicate,
     }
 }
 
@@ -291,9 +268,7 @@ pub(crate) async fn publish(
     let draft = draft(&verified, incoming, verified.webhook_id.as_deref())?;
     let appended = commit(&state, vec![draft]).await?;
     let a = &appended[0];
-    Ok(ok(AppendedJson::from(a))
-        .status(status_of(&appended))
-        .into_response())
+    Ok(ok(ack(a)).status(status_of(&appended)).into_response())
 }
 
 /// `POST /events/batch`.
@@ -309,15 +284,9 @@ pub(crate) async fn publish_batch(
             "Content-Type must be application/json",
         ));
     }
-    let Value::Object(mut obj) = parse_json(&body)? else {
-        return Err(ApiError::validation(
-            "events",
-            "the body must be {\"events\": [...]}",
-        ));
-    };
-    let Some(Value::Array(events)) = obj.remove("events") else {
-        return Err(ApiError::validation("events", "events must be an array"));
-    };
+    // Each event is read on its own, so a refusal carries its index.
+    let PublishBatch { events } =
+        typed::<PublishBatch<Value>>(parse_json(&body)?, PublishBatch::REQUIRED, "the body")?;
     if events.is_empty() {
         return Err(ApiError::validation(
             "events",
@@ -336,10 +305,11 @@ pub(crate) async fn publish_batch(
         drafts.push(draft(&verified, incoming, None).map_err(|e| e.at_index(index))?);
     }
     let appended = commit(&state, drafts).await?;
-    let list: Vec<AppendedJson> = appended.iter().map(AppendedJson::from).collect();
-    Ok(ok(json!({ "events": list }))
-        .status(status_of(&appended))
-        .into_response())
+    Ok(ok(BatchAck {
+        events: appended.iter().map(ack).collect(),
+    })
+    .status(status_of(&appended))
+    .into_response())
 }
 
 /// How a node's own webhook payload becomes an event.
@@ -412,7 +382,7 @@ pub(crate) async fn webhook(
     };
     let draft = draft(&verified, incoming, verified.webhook_id.as_deref())?;
     let appended = commit(&state, vec![draft]).await?;
-    Ok(ok(AppendedJson::from(&appended[0]))
+    Ok(ok(ack(&appended[0]))
         .status(status_of(&appended))
         .into_response())
 }
