@@ -4,6 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use nexus_api::health::{
+    BreakersHealth, DatabaseHealth, HealthDetailed, MemoryHealth, RetryHealth, WebSocketHealth,
+};
 use nexus_core::metric_names;
 use nexus_resilience::BreakerState;
 use serde_json::json;
@@ -53,25 +56,40 @@ pub(crate) async fn detailed(State(state): State<AppState>) -> Response {
     let stats = state.store.stats().await;
     let breakers = state.breakers.snapshot();
     let count = |s: BreakerState| breakers.iter().filter(|b| b.state == s).count();
-    let (status, pending, dead) = match &stats {
-        Ok(s) => ("ok", json!(s.pending + s.in_flight), json!(s.dead_letters)),
-        Err(_) => ("degraded", json!(null), json!(null)),
+    let (status, pending, dead_letters) = match &stats {
+        Ok(s) => ("ok", Some(s.pending + s.in_flight), Some(s.dead_letters)),
+        Err(_) => ("degraded", None, None),
     };
     let status = if state.lifecycle.is_draining() {
         "draining"
     } else {
         status
     };
-    Json(json!({
-        "status": status,
-        "version": state.config.version,
-        "uptimeSeconds": state.lifecycle.uptime_seconds(),
-        "database": { "sizeBytes": state.database_size.as_ref().map(|f| f()) },
-        "retry": { "pending": pending, "deadLetters": dead },
-        "breakers": { "open": count(BreakerState::Open), "halfOpen": count(BreakerState::HalfOpen) },
-        "websocket": { "connections": state.lifecycle.websocket_connections.load(Ordering::Relaxed) },
-        "memory": { "rssBytes": rss_bytes() },
-    }))
+    Json(HealthDetailed {
+        status: status.to_owned(),
+        version: state.config.version.clone(),
+        uptime_seconds: state.lifecycle.uptime_seconds(),
+        database: DatabaseHealth {
+            size_bytes: state.database_size.as_ref().map(|f| f()),
+        },
+        retry: RetryHealth {
+            pending,
+            dead_letters,
+        },
+        breakers: BreakersHealth {
+            open: count(BreakerState::Open) as u64,
+            half_open: count(BreakerState::HalfOpen) as u64,
+        },
+        websocket: WebSocketHealth {
+            connections: state
+                .lifecycle
+                .websocket_connections
+                .load(Ordering::Relaxed),
+        },
+        memory: MemoryHealth {
+            rss_bytes: rss_bytes(),
+        },
+    })
     .into_response()
 }
 
