@@ -694,7 +694,7 @@ fn dlq(admin: &Admin, c: DlqCommand, out: &mut Out) -> anyhow::Result<()> {
                         d.target.clone(),
                         d.attempts.to_string(),
                         d.last_status.map_or("-".into(), |s| s.to_string()),
-                        d.failed_at.clone(),
+                        d.failed_at.to_string(),
                         d.last_error.clone(),
                     ]
                 },
@@ -724,11 +724,12 @@ fn breakers(admin: &Admin, c: BreakersCommand, out: &mut Out) -> anyhow::Result<
                 |b| {
                     vec![
                         b.target.clone(),
-                        b.state.clone(),
+                        b.state.to_string(),
                         b.consecutive_failures.to_string(),
                         b.trips.to_string(),
-                        b.opened_at.clone().unwrap_or_else(|| "-".into()),
-                        b.next_trial_at.clone().unwrap_or_else(|| "-".into()),
+                        b.opened_at.map_or_else(|| "-".into(), |t| t.to_string()),
+                        b.next_trial_at
+                            .map_or_else(|| "-".into(), |t| t.to_string()),
                     ]
                 },
             )
@@ -751,7 +752,7 @@ fn sub_rows(s: &nexus_client::Subscription) -> Vec<String> {
         s.events.join(","),
         s.ordered.to_string(),
         s.enabled.to_string(),
-        s.created_at.clone(),
+        s.created_at.to_string(),
     ]
 }
 
