@@ -48,6 +48,40 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, 
     Value::deserialize(deserializer).map(Some)
 }
 
+/// The CloudEvents version Nexus takes.
+pub const CLOUDEVENTS_SPEC_VERSION: &str = "1.0";
+
+/// A structured-mode CloudEvent (`Content-Type: application/cloudevents+json`) on `POST
+/// /events`: `id` -> id, `type` -> type, `data` -> payload; other attributes are not kept.
+///
+/// Like [`PublishEvent::payload`], `data` keeps an explicit `null` apart from a key left out.
+/// `data_base64` (binary data) becomes the payload as its base64 string.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudEvent {
+    /// Must be [`CLOUDEVENTS_SPEC_VERSION`].
+    pub specversion: String,
+    /// The event id.
+    pub id: EventId,
+    /// The event type.
+    #[serde(rename = "type")]
+    pub event_type: EventType,
+    /// The payload; `None` when the key is left out.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub data: Option<Value>,
+    /// Binary data, base64.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_base64: Option<String>,
+}
+
+impl CloudEvent {
+    /// Keys a body must have; a `VALIDATION_ERROR` for a missing one names it.
+    pub const REQUIRED: &'static [&'static str] = &["specversion", "id", "type"];
+}
+
 /// The body of `POST /events/batch`: `{"events": [ ... 1 to 1000 ... ]}`.
 ///
 /// `E` is [`PublishEvent`] for a publisher; a server may read `E = serde_json::Value` first to
@@ -110,6 +144,25 @@ mod tests {
         let batch = json!({"events": [{"type": "A"}, {"type": "B", "payload": [1]}]});
         let parsed: PublishBatch = serde_json::from_value(batch.clone()).expect("batch");
         assert_eq!(serde_json::to_value(&parsed).expect("ser"), batch);
+    }
+
+    #[test]
+    fn cloud_events_round_trip() {
+        let body = json!({"specversion": "1.0", "id": "ce-1", "type": "PAYMENT_RECEIVED",
+            "data": {"amount": 9}});
+        let ce: CloudEvent = serde_json::from_value(body.clone()).expect("cloud event");
+        assert_eq!(ce.specversion, CLOUDEVENTS_SPEC_VERSION);
+        assert_eq!(serde_json::to_value(&ce).expect("ser"), body);
+        let null: CloudEvent = serde_json::from_value(
+            json!({"specversion": "1.0", "id": "n", "type": "T", "data": null, "source": "/x"}),
+        )
+        .expect("data null, other attributes ignored");
+        assert_eq!(null.data, Some(Value::Null));
+        for key in CloudEvent::REQUIRED {
+            let mut v = body.clone();
+            v.as_object_mut().map(|m| m.remove(*key));
+            assert!(serde_json::from_value::<CloudEvent>(v).is_err(), "{key}");
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use nexus_api::publish::{Ack, BatchAck, PublishBatch, PublishEvent};
+use nexus_api::publish::{
+    Ack, BatchAck, CLOUDEVENTS_SPEC_VERSION, CloudEvent, PublishBatch, PublishEvent,
+};
 use nexus_core::metric_names;
 use nexus_event::{CorrelationId, EventId, EventType, NewEvent, Timestamp};
 use nexus_store::Appended;
@@ -68,17 +70,6 @@ struct Incoming {
     correlation_id: Option<CorrelationId>,
 }
 
-fn string_field<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ApiError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::validation(
-            field,
-            format!("{field} must be a string"),
-        )),
-    }
-}
-
 /// `{type, payload?, id?, correlation_id?}`; other keys (such as `source`) are ignored. An
 /// explicit `"payload": null` is kept as `null`; `{}` only stands in for a payload left out.
 fn plain_event(value: Value) -> Result<Incoming, ApiError> {
@@ -91,43 +82,27 @@ fn plain_event(value: Value) -> Result<Incoming, ApiError> {
     })
 }
 
-/// A structured-mode CloudEvent: `id` -> id, `type` -> type, `data` -> payload.
+/// A structured-mode CloudEvent: `id` -> id, `type` -> type, `data` -> payload (an explicit
+/// `null` kept), `data_base64` as its string when there is no `data`.
 fn cloud_event(value: Value) -> Result<Incoming, ApiError> {
-    let Value::Object(mut obj) = value else {
+    let ce: CloudEvent = typed(value, CloudEvent::REQUIRED, "a CloudEvent")?;
+    if ce.specversion != CLOUDEVENTS_SPEC_VERSION {
         return Err(ApiError::validation(
-            "body",
-            "a CloudEvent must be a JSON object",
+            "specversion",
+            format!(
+                "specversion {:?} is not {CLOUDEVENTS_SPEC_VERSION}",
+                ce.specversion
+            ),
         ));
-    };
-    match string_field(&obj, "specversion")? {
-        Some("1.0") => {}
-        Some(other) => {
-            return Err(ApiError::validation(
-                "specversion",
-                format!("specversion {other:?} is not 1.0"),
-            ));
-        }
-        None => {
-            return Err(ApiError::validation(
-                "specversion",
-                "specversion is required",
-            ));
-        }
     }
-    let id = string_field(&obj, "id")?
-        .ok_or_else(|| ApiError::validation("id", "a CloudEvent needs an id"))
-        .and_then(|id| EventId::new(id).map_err(ApiError::from))?;
-    let event_type = string_field(&obj, "type")?
-        .ok_or_else(|| ApiError::validation("type", "type is required"))
-        .and_then(|t| EventType::new(t).map_err(ApiError::from))?;
-    let payload = match (obj.remove("data"), obj.remove("data_base64")) {
+    let payload = match (ce.data, ce.data_base64) {
         (Some(data), _) => data,
-        (None, Some(b64)) => b64,
+        (None, Some(b64)) => Value::String(b64),
         (None, None) => Value::Object(Map::new()),
     };
     Ok(Incoming {
-        id: Some(id),
-        event_type,
+        id: Some(ce.id),
+        event_type: ce.event_type,
         payload,
         correlation_id: None,
     })
@@ -136,7 +111,7 @@ fn cloud_event(value: Value) -> Result<Incoming, ApiError> {
 /// A binary-mode CloudEvent: attributes in `ce-*` headers, the body is the data.
 fn binary_cloud_event(headers: &HeaderMap, body: &[u8]) -> Result<Incoming, ApiError> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if get("ce-specversion") != Some("1.0") {
+    if get("ce-specversion") != Some(CLOUDEVENTS_SPEC_VERSION) {
         return Err(ApiError::validation(
             "specversion",
             "ce-specversion must be 1.0",

@@ -339,6 +339,10 @@ pub fn document(version: &str) -> Value {
         if let Some(request) = ep.request {
             op["requestBody"] = json!({ "required": true,
                 "content": { "application/json": { "schema": reference(request) } } });
+            if ep.path == "/events" {
+                op["requestBody"]["content"]["application/cloudevents+json"] =
+                    json!({ "schema": reference("CloudEvent") });
+            }
         } else if ep.path == "/webhook/{node}" {
             op["requestBody"] = json!({ "required": true,
                 "content": { "application/json": { "schema": { "description": "the node's own payload, any JSON value" } } } });
@@ -383,6 +387,10 @@ pub fn document(version: &str) -> Value {
                 "PublishEvent": object(&[
                     ("type", string()), ("id", string()), ("payload", any()), ("correlation_id", string()),
                 ], &["type"], true),
+                "CloudEvent": object(&[
+                    ("specversion", json!({ "type": "string", "enum": ["1.0"] })), ("id", string()),
+                    ("type", string()), ("data", any()), ("data_base64", string()),
+                ], &["specversion", "id", "type"], true),
                 "PublishBatch": object(&[("events", json!({ "type": "array", "minItems": 1, "maxItems": 1000,
                     "items": reference("PublishEvent") }))], &["events"], true),
                 "Ack": object(&[("id", string()), ("sequence", integer()), ("duplicate", boolean())],
@@ -536,7 +544,7 @@ mod tests {
     };
     use nexus_api::log::Replay;
     use nexus_api::nodes::{Node, NodeWebhook};
-    use nexus_api::publish::{Ack, BatchAck, PublishBatch, PublishEvent};
+    use nexus_api::publish::{Ack, BatchAck, CloudEvent, PublishBatch, PublishEvent};
     use nexus_api::subscriptions::{NewSubscription, Subscription, SubscriptionPatch};
     use nexus_event::{CorrelationId, Event, EventId, EventType, Timestamp};
 
@@ -591,6 +599,16 @@ mod tests {
                 "PublishBatch",
                 value(PublishBatch {
                     events: vec![publish.clone()],
+                }),
+            ),
+            (
+                "CloudEvent",
+                value(CloudEvent {
+                    specversion: "1.0".into(),
+                    id: EventId::new("ce-1").expect("valid"),
+                    event_type: event_type.clone(),
+                    data: Some(Value::Null),
+                    data_base64: Some("AA==".into()),
                 }),
             ),
             ("Ack", value(&ack)),
