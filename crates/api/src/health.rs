@@ -1,13 +1,37 @@
-//! `GET /health/detailed` (API.md section 8): a plain JSON body, without the envelope.
+//! The health bodies (API.md section 8): plain JSON, without the envelope. `/health`,
+//! `/health/live` and `/health/ready` answer [`Health`]; `/health/detailed` [`HealthDetailed`].
 
 use serde::{Deserialize, Serialize};
+
+/// What a health body says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Serving (`/health`, `/health/live`, `/health/detailed`).
+    Ok,
+    /// Ready for traffic (`/health/ready`, 200).
+    Ready,
+    /// Not ready yet: the store is opening or the workers are starting (`/health/ready`, 503).
+    Starting,
+    /// Shutting down (`/health/ready` 503, `/health/detailed`).
+    Draining,
+    /// Serving, but the store cannot be read (`/health/detailed`).
+    Degraded,
+}
+
+/// `{"status": ...}`: the body of `/health`, `/health/live` and `/health/ready`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// What it says.
+    pub status: HealthStatus,
+}
 
 /// `{status, version, uptimeSeconds, database, retry, breakers, websocket, memory}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthDetailed {
     /// `ok`, `degraded` (the store cannot be read) or `draining`.
-    pub status: String,
+    pub status: HealthStatus,
     /// The server's version.
     pub version: String,
     /// Seconds since the start.
@@ -71,6 +95,16 @@ pub struct MemoryHealth {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_short_bodies_round_trip() {
+        for status in ["ok", "ready", "starting", "draining", "degraded"] {
+            let body = json!({ "status": status });
+            let h: Health = serde_json::from_value(body.clone()).expect("health");
+            assert_eq!(serde_json::to_value(h).expect("ser"), body);
+        }
+        assert!(serde_json::from_value::<Health>(json!({"status": "fine"})).is_err());
+    }
 
     #[test]
     fn the_detailed_body_round_trips() {

@@ -5,42 +5,45 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use nexus_api::health::{
-    BreakersHealth, DatabaseHealth, HealthDetailed, MemoryHealth, RetryHealth, WebSocketHealth,
+    BreakersHealth, DatabaseHealth, Health, HealthDetailed, HealthStatus, MemoryHealth,
+    RetryHealth, WebSocketHealth,
 };
 use nexus_core::metric_names;
 use nexus_resilience::BreakerState;
-use serde_json::json;
 use std::sync::atomic::Ordering;
 
 use crate::app::AppState;
 use crate::envelope::ApiError;
 
 /// `GET /health`: answers at once, touches nothing.
-pub(crate) async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+pub(crate) async fn health() -> Json<Health> {
+    Json(Health {
+        status: HealthStatus::Ok,
+    })
 }
 
 /// `GET /health/live`: the process serves requests.
-pub(crate) async fn live() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+pub(crate) async fn live() -> Json<Health> {
+    Json(Health {
+        status: HealthStatus::Ok,
+    })
 }
 
 /// `GET /health/ready`: 503 until the store is open and the workers run, and while draining.
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     let lc = &state.lifecycle;
     if lc.is_ready() {
-        Json(json!({ "status": "ready" })).into_response()
+        Json(Health {
+            status: HealthStatus::Ready,
+        })
+        .into_response()
     } else {
         let status = if lc.is_draining() {
-            "draining"
+            HealthStatus::Draining
         } else {
-            "starting"
+            HealthStatus::Starting
         };
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": status })),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status })).into_response()
     }
 }
 
@@ -57,16 +60,20 @@ pub(crate) async fn detailed(State(state): State<AppState>) -> Response {
     let breakers = state.breakers.snapshot();
     let count = |s: BreakerState| breakers.iter().filter(|b| b.state == s).count();
     let (status, pending, dead_letters) = match &stats {
-        Ok(s) => ("ok", Some(s.pending + s.in_flight), Some(s.dead_letters)),
-        Err(_) => ("degraded", None, None),
+        Ok(s) => (
+            HealthStatus::Ok,
+            Some(s.pending + s.in_flight),
+            Some(s.dead_letters),
+        ),
+        Err(_) => (HealthStatus::Degraded, None, None),
     };
     let status = if state.lifecycle.is_draining() {
-        "draining"
+        HealthStatus::Draining
     } else {
         status
     };
     Json(HealthDetailed {
-        status: status.to_owned(),
+        status,
         version: state.config.version.clone(),
         uptime_seconds: state.lifecycle.uptime_seconds(),
         database: DatabaseHealth {

@@ -254,15 +254,17 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Fast liveness, no I/O",
         Auth::None,
         &[200],
-    ),
-    e("get", "/health/live", "Liveness", Auth::None, &[200]),
+    )
+    .answers("Health"),
+    e("get", "/health/live", "Liveness", Auth::None, &[200]).answers("Health"),
     e(
         "get",
         "/health/ready",
         "Readiness: 503 until ready and while draining",
         Auth::None,
         &[200, 503],
-    ),
+    )
+    .answers("Health"),
     e(
         "get",
         "/health/detailed",
@@ -300,7 +302,10 @@ pub fn document(version: &str) -> Value {
     for ep in ENDPOINTS {
         let mut responses = Map::new();
         for &status in ep.statuses {
-            let schema = if status >= 400 {
+            // Health bodies are plain JSON whatever the status (`/health/ready` answers 503 with
+            // one); everything else answers errors with the envelope.
+            let plain = ep.auth == Auth::None && ep.data.is_some();
+            let schema = if status >= 400 && !plain {
                 reference("Error")
             } else {
                 success_schema(ep, status)
@@ -436,7 +441,8 @@ pub fn document(version: &str) -> Value {
                 "Redriven": count("redriven"),
                 "Reset": count("reset"),
                 "Enqueued": count("enqueued"),
-                "HealthDetailed": object(&[("status", string()), ("version", string()), ("uptimeSeconds", integer()),
+                "Health": object(&[("status", health_status())], &["status"], true),
+                "HealthDetailed": object(&[("status", health_status()), ("version", string()), ("uptimeSeconds", integer()),
                     ("database", object(&[("sizeBytes", nullable("integer"))], &["sizeBytes"], true)),
                     ("retry", object(&[("pending", nullable("integer")), ("deadLetters", nullable("integer"))],
                         &["pending", "deadLetters"], true)),
@@ -468,6 +474,10 @@ fn integer() -> Value {
 
 fn boolean() -> Value {
     json!({ "type": "boolean" })
+}
+
+fn health_status() -> Value {
+    json!({ "type": "string", "enum": ["ok", "ready", "starting", "draining", "degraded"] })
 }
 
 fn time() -> Value {
@@ -540,7 +550,8 @@ mod tests {
     };
     use nexus_api::envelope::ListMeta;
     use nexus_api::health::{
-        BreakersHealth, DatabaseHealth, HealthDetailed, MemoryHealth, RetryHealth, WebSocketHealth,
+        BreakersHealth, DatabaseHealth, Health, HealthDetailed, HealthStatus, MemoryHealth,
+        RetryHealth, WebSocketHealth,
     };
     use nexus_api::log::Replay;
     use nexus_api::nodes::{Node, NodeWebhook};
@@ -715,6 +726,12 @@ mod tests {
                     }),
                 }),
             ),
+            (
+                "Health",
+                value(Health {
+                    status: HealthStatus::Ready,
+                }),
+            ),
             ("Deleted", value(Deleted { deleted: 1 })),
             ("Redriven", value(Redriven { redriven: 1 })),
             ("Reset", value(Reset { reset: 1 })),
@@ -722,7 +739,7 @@ mod tests {
             (
                 "HealthDetailed",
                 value(HealthDetailed {
-                    status: "ok".into(),
+                    status: HealthStatus::Ok,
                     version: "0.1.0".into(),
                     uptime_seconds: 1,
                     database: DatabaseHealth {
