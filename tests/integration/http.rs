@@ -619,12 +619,31 @@ fn the_log_is_readable_in_pages() {
         400,
         "VALIDATION_ERROR",
     );
-    assert_error(
-        &Call::new("GET", s.url("/api/events?bogus=1"))
+    for (query, field) in [
+        ("bogus=1", "bogus"),
+        ("after=x", "after"),
+        ("limit=0", "limit"),
+        ("limit=lots", "limit"),
+        ("cursor=abc", "cursor"),
+        ("type=bad%20glob", "type"),
+    ] {
+        let a = Call::new("GET", s.url(&format!("/api/events?{query}")))
             .admin()
-            .send(),
-        400,
-        "VALIDATION_ERROR",
+            .send();
+        assert_error(&a, 400, "VALIDATION_ERROR");
+        assert_eq!(
+            a.body["error"]["details"]["field"], field,
+            "{query}: {}",
+            a.text
+        );
+    }
+    let decoded = Call::new("GET", s.url("/api/events?type=PAYMENT_%2A&limit=%31"))
+        .admin()
+        .send();
+    assert_eq!(
+        seqs(&decoded).len(),
+        1,
+        "percent-encoded values are decoded"
     );
 }
 
