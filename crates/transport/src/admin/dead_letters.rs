@@ -9,9 +9,9 @@ use nexus_api::envelope::ListQuery;
 use nexus_event::Timestamp;
 use nexus_store::{Consumer, DeadLetter, Selection};
 
-use super::{body, limit};
+use super::{body, limit, store_page};
 use crate::app::AppState;
-use crate::envelope::{ApiError, ok, page};
+use crate::envelope::{ApiError, ok};
 use crate::extract::Query;
 
 fn wire(d: DeadLetter) -> api::DeadLetter {
@@ -41,11 +41,9 @@ pub(super) async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let p = state
-        .store
-        .dead_letters(limit(q.limit)?, q.cursor.as_deref())
-        .await?;
-    Ok(page(p.items.into_iter().map(wire).collect(), p.next_cursor).into_response())
+    let limit = limit(q.limit)?;
+    let p = state.store.dead_letters(limit, q.cursor.as_deref()).await?;
+    Ok(store_page(p, wire))
 }
 
 /// `{"ids": [...]}` or `{}` for all. An id that names no dead letter (one that does not

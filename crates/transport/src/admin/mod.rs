@@ -10,11 +10,12 @@ use axum::routing::{get, post};
 use nexus_api::envelope::DEFAULT_LIMIT;
 use nexus_event::Pattern;
 use nexus_store::MAX_PAGE;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::app::AppState;
 use crate::auth;
-use crate::envelope::ApiError;
+use crate::envelope::{ApiError, page};
 use crate::extract::json_body;
 use crate::ingress::read_body;
 
@@ -87,6 +88,11 @@ async fn body<T: DeserializeOwned>(
 ) -> Result<T, ApiError> {
     let bytes = read_body(body, state.config.max_body_bytes).await?;
     json_body(&bytes, required)
+}
+
+/// One page of a store list as the answer, each item written with `wire`.
+fn store_page<T, U: Serialize>(p: nexus_store::Page<T>, wire: impl FnMut(T) -> U) -> Response {
+    page(p.items.into_iter().map(wire).collect(), p.next_cursor).into_response()
 }
 
 /// Type globs, at least one, each valid; a refusal names `field`.

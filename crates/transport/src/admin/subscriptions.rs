@@ -11,10 +11,10 @@ use nexus_event::Pattern;
 use nexus_store::Subscription;
 
 use super::private::refuse_private;
-use super::{body, limit, patterns};
+use super::{body, limit, patterns, store_page};
 use crate::app::AppState;
 use crate::auth::Secret;
-use crate::envelope::{ApiError, ok, page};
+use crate::envelope::{ApiError, ok};
 use crate::extract::Query;
 
 fn wire(s: Subscription, secret: Option<String>) -> api::Subscription {
@@ -78,15 +78,12 @@ pub(super) async fn list(
     State(state): State<AppState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
+    let limit = limit(q.limit)?;
     let p = state
         .store
-        .subscriptions(limit(q.limit)?, q.cursor.as_deref())
+        .subscriptions(limit, q.cursor.as_deref())
         .await?;
-    Ok(page(
-        p.items.into_iter().map(|s| wire(s, None)).collect(),
-        p.next_cursor,
-    )
-    .into_response())
+    Ok(store_page(p, |s| wire(s, None)))
 }
 
 pub(super) async fn get(
