@@ -284,6 +284,67 @@ fn batches_are_all_or_nothing() {
     );
 }
 
+/// A payload is any JSON value: an explicit `null` is stored and returned as `null` on every
+/// ingress route, and `{}` stands in only for a payload left out (API.md section 1).
+#[test]
+fn an_explicit_null_payload_stays_null() {
+    let s = TestServer::start();
+    let read = |id: &str| {
+        let a = Call::new("GET", s.url(&format!("/api/events/{id}")))
+            .admin()
+            .send();
+        assert_eq!(a.status, 200, "{}", a.text);
+        let data = a.body["data"].as_object().expect("an event").clone();
+        data.get("payload")
+            .cloned()
+            .expect("the payload key is there")
+    };
+    let single = publish(
+        &s,
+        &json!({"type": "PAYMENT_RECEIVED", "id": "null-1", "payload": null}),
+    );
+    assert_eq!(single.status, 202, "{}", single.text);
+    assert_eq!(read("null-1"), Value::Null);
+    publish(&s, &json!({"type": "PAYMENT_RECEIVED", "id": "absent-1"}));
+    assert_eq!(
+        read("absent-1"),
+        json!({}),
+        "{{}} only when the key is absent"
+    );
+
+    let batch = Call::new("POST", s.url("/events/batch"))
+        .json(&json!({"events": [
+            {"type": "PAYMENT_RECEIVED", "id": "null-2", "payload": null},
+            {"type": "PAYMENT_RECEIVED", "id": "absent-2"},
+        ]}))
+        .nexus_signed("flowpay", SECRET)
+        .send();
+    assert_eq!(batch.status, 202, "{}", batch.text);
+    assert_eq!((read("null-2"), read("absent-2")), (Value::Null, json!({})));
+
+    let ce = json!({"specversion": "1.0", "id": "null-3", "type": "PAYMENT_RECEIVED", "source": "/flowpay", "data": null});
+    let structured = Call::new("POST", s.url("/events"))
+        .raw(
+            "application/cloudevents+json",
+            serde_json::to_vec(&ce).expect("json"),
+        )
+        .nexus_signed("flowpay", SECRET)
+        .send();
+    assert_eq!(structured.status, 202, "{}", structured.text);
+    assert_eq!(read("null-3"), Value::Null, "CloudEvents data: null");
+
+    let webhook = Call::new("POST", s.url("/webhook/flowpay"))
+        .json(&Value::Null)
+        .standard_signed("null-4", SECRET)
+        .send();
+    assert_eq!(webhook.status, 202, "{}", webhook.text);
+    assert_eq!(
+        read("null-4"),
+        Value::Null,
+        "a node's own payload may be null"
+    );
+}
+
 #[test]
 fn node_webhooks_map_to_events() {
     let s = TestServer::start_with(|c| {
@@ -558,12 +619,31 @@ fn the_log_is_readable_in_pages() {
         400,
         "VALIDATION_ERROR",
     );
-    assert_error(
-        &Call::new("GET", s.url("/api/events?bogus=1"))
+    for (query, field) in [
+        ("bogus=1", "bogus"),
+        ("after=x", "after"),
+        ("limit=0", "limit"),
+        ("limit=lots", "limit"),
+        ("cursor=abc", "cursor"),
+        ("type=bad%20glob", "type"),
+    ] {
+        let a = Call::new("GET", s.url(&format!("/api/events?{query}")))
             .admin()
-            .send(),
-        400,
-        "VALIDATION_ERROR",
+            .send();
+        assert_error(&a, 400, "VALIDATION_ERROR");
+        assert_eq!(
+            a.body["error"]["details"]["field"], field,
+            "{query}: {}",
+            a.text
+        );
+    }
+    let decoded = Call::new("GET", s.url("/api/events?type=PAYMENT_%2A&limit=%31"))
+        .admin()
+        .send();
+    assert_eq!(
+        seqs(&decoded).len(),
+        1,
+        "percent-encoded values are decoded"
     );
 }
 
@@ -641,16 +721,46 @@ fn dead_letters_stats_redrive_and_delete() {
         ),
         (json!(1), json!(2))
     );
+    // Ids that name no dead letter (unknown, or not even numbers) are no error: they are not
+    // counted (API.md section 6).
+    let other = items[1]["id"].as_i64().expect("id");
+    let nothing = Call::new("POST", s.url("/api/retry/dead-letters/redrive"))
+        .admin()
+        .json(&json!({"ids": ["nope", 999_998, id]}))
+        .send();
+    assert_eq!(nothing.status, 200, "{}", nothing.text);
+    assert_eq!(
+        nothing.body["data"],
+        json!({"redriven": 0}),
+        "already redriven"
+    );
+    let one = Call::new("DELETE", s.url("/api/retry/dead-letters"))
+        .admin()
+        .json(&json!({"ids": ["x", other.to_string(), 999_997]}))
+        .send();
+    assert_eq!(one.status, 200, "{}", one.text);
+    assert_eq!(
+        one.body["data"],
+        json!({"deleted": 1}),
+        "an id may be written as a string"
+    );
     let deleted = Call::new("DELETE", s.url("/api/retry/dead-letters"))
         .admin()
         .json(&json!({}))
         .send();
-    assert_eq!(deleted.body["data"], json!({"deleted": 2}));
+    assert_eq!(deleted.body["data"], json!({"deleted": 1}));
     let bad = Call::new("DELETE", s.url("/api/retry/dead-letters"))
         .admin()
         .json(&json!({"ids": "all"}))
         .send();
     assert_error(&bad, 400, "VALIDATION_ERROR");
+    assert_eq!(bad.body["error"]["details"]["field"], "ids");
+    let unknown_key = Call::new("DELETE", s.url("/api/retry/dead-letters"))
+        .admin()
+        .json(&json!({"idz": [1]}))
+        .send();
+    assert_error(&unknown_key, 400, "VALIDATION_ERROR");
+    assert_eq!(unknown_key.body["error"]["details"]["field"], "idz");
     let empty = Call::new("POST", s.url("/api/retry/dead-letters/redrive"))
         .admin()
         .send();

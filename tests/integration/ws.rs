@@ -110,6 +110,32 @@ fn a_missing_or_wrong_token_is_refused_at_the_upgrade() {
 }
 
 #[test]
+fn a_null_payload_arrives_as_null() {
+    let s = server();
+    rt().block_on(async {
+        let mut ws = connect(&s, Some(DASH)).await.expect("connect");
+        send(
+            &mut ws,
+            json!({"action": "subscribe", "events": ["PAYMENT_*"]}),
+        )
+        .await;
+        assert_eq!(next(&mut ws).await["ack"], "subscribe");
+        let a = publish(
+            &s,
+            &json!({"type": "PAYMENT_RECEIVED", "id": "n1", "payload": null}),
+        );
+        assert_eq!(a.status, 202, "{}", a.text);
+        let f = next(&mut ws).await;
+        assert_eq!(f["id"], "n1");
+        assert_eq!(
+            f.as_object().and_then(|o| o.get("payload")),
+            Some(&Value::Null),
+            "{f}"
+        );
+    });
+}
+
+#[test]
 fn subscribe_receive_unsubscribe_and_ping() {
     let s = server();
     rt().block_on(async {

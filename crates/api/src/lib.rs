@@ -4,6 +4,18 @@
 //! on, so the two cannot drift: the request and response bodies of API.md as serde types, and
 //! the HMAC signatures of section 2 (publishing nodes) and section 4 (webhook deliveries).
 //!
+//! - [`envelope`], the success and error envelopes, error codes, list meta and list query;
+//! - [`publish`], the bodies of `POST /events` and `/events/batch` and their acks;
+//! - [`subscriptions`], [`dead_letters`] (with the retry stats and the counts), [`breakers`],
+//!   [`log`] (event listing and replay) and [`nodes`], the admin API;
+//! - [`health`], the body of `/health/detailed`;
+//! - [`ws`], the WebSocket frames;
+//! - [`signature`], both signature schemes.
+//!
+//! The event itself is [`nexus_event::Event`]. Request bodies that the contract closes carry
+//! `#[serde(deny_unknown_fields)]` and a `REQUIRED` list of their mandatory keys, so a server
+//! can name a missing one in `details.field`.
+//!
 //! It is not for I/O: no HTTP, no storage, no clock. Callers pass the timestamp they sign.
 //!
 //! ```
@@ -16,4 +28,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod breakers;
+pub mod dead_letters;
+pub mod envelope;
+pub mod health;
+pub mod log;
+pub mod nodes;
+pub mod publish;
 pub mod signature;
+pub mod subscriptions;
+pub mod ws;

@@ -2,10 +2,12 @@
 
 use std::time::{Duration, SystemTime};
 
+use nexus_api::dead_letters::{Deleted, Enqueued, IdsSelection, Redriven, Reset};
+use nexus_api::envelope::ListMeta;
 use nexus_event::Event;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::Error;
 use crate::http::{Http, base_url};
@@ -29,127 +31,24 @@ pub struct PageRequest {
     pub cursor: Option<String>,
 }
 
-/// A dead letter: a delivery that kept failing.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
-pub struct DeadLetter {
-    /// Its id (for redrive and purge).
-    pub id: i64,
-    /// The event's id.
-    pub event_id: String,
-    /// The event's type.
-    pub event_type: String,
-    /// The target's origin.
-    pub target: String,
-    /// The subscription it was for, if any.
-    pub subscription_id: Option<String>,
-    /// The reactor it was for, if any.
-    pub reactor: Option<String>,
-    /// Attempts made.
-    pub attempts: u32,
-    /// The last failure.
-    pub last_error: String,
-    /// The last HTTP status, if the target answered.
-    pub last_status: Option<u16>,
-    /// When the delivery was enqueued (RFC 3339).
-    pub created_at: String,
-    /// When it became a dead letter (RFC 3339).
-    pub failed_at: String,
-    /// The event's payload.
-    #[serde(default)]
-    pub payload: Value,
-}
-
-/// A circuit breaker of one target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
-pub struct Breaker {
-    /// The target's origin, `scheme://host:port`.
-    pub target: String,
-    /// `closed`, `open` or `half_open`.
-    pub state: String,
-    /// Failures in a row.
-    pub consecutive_failures: u32,
-    /// Moves to `open` so far.
-    pub trips: u64,
-    /// When it last opened (RFC 3339).
-    pub opened_at: Option<String>,
-    /// When the next trial may go through (RFC 3339).
-    pub next_trial_at: Option<String>,
-}
-
-/// A webhook subscription.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
-pub struct Subscription {
-    /// Its id.
-    pub id: String,
-    /// Where events go.
-    pub url: String,
-    /// The type globs it takes.
-    pub events: Vec<String>,
-    /// Strict sequence order.
-    pub ordered: bool,
-    /// `false` after a 410 until re-enabled.
-    pub enabled: bool,
-    /// When it was created (RFC 3339).
-    pub created_at: String,
-    /// Its signing secret: only in the answer to its creation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-}
-
-/// A new webhook subscription.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct NewSubscription {
-    /// Where events go.
-    pub url: String,
-    /// The type globs it takes (at least one).
-    pub events: Vec<String>,
-    /// Its signing secret; the server generates a `whsec_` one when `None`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-    /// Strict sequence order. Default `false`.
-    pub ordered: bool,
-}
-
+/// A circuit breaker of one target, and where it is.
+pub use nexus_api::breakers::{Breaker, BreakerState};
+/// A dead letter: a delivery that kept failing (nexus-api's type, so client and server
+/// cannot drift).
+pub use nexus_api::dead_letters::DeadLetter;
+/// The retry queue's figures: `{pending, deadLetters, oldestRetry, inFlight}`.
+pub use nexus_api::dead_letters::RetryStats;
+/// What a replay enqueues again: `after` (exclusive), `until` (inclusive), `types`, and a
+/// subscription id or `reactors` as `target`.
+pub use nexus_api::log::Replay;
+/// A configured publishing node and its webhook mapping (never its secret).
+pub use nexus_api::nodes::{Node, NodeWebhook};
+/// A new webhook subscription (`secret: None` lets the server generate one).
+pub use nexus_api::subscriptions::NewSubscription;
+/// A webhook subscription; `secret` only in the answer to its creation.
+pub use nexus_api::subscriptions::Subscription;
 /// Changes to a subscription; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct SubscriptionUpdate {
-    /// A new URL.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-    /// New type globs.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub events: Option<Vec<String>>,
-    /// A new secret.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-    /// Ordered or not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ordered: Option<bool>,
-    /// Enabled or not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-}
-
-/// The retry queue's figures.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-#[non_exhaustive]
-pub struct RetryStats {
-    /// Deliveries waiting.
-    pub pending: u64,
-    /// Dead letters.
-    pub dead_letters: u64,
-    /// When the oldest delivery that failed at least once was enqueued (RFC 3339).
-    pub oldest_retry: Option<String>,
-    /// Deliveries being attempted.
-    pub in_flight: u64,
-}
+pub use nexus_api::subscriptions::SubscriptionPatch as SubscriptionUpdate;
 
 /// Which dead letters an operation takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,25 +60,12 @@ pub enum Selection {
 }
 
 impl Selection {
-    fn body(&self) -> Value {
+    fn body(&self) -> IdsSelection {
         match self {
-            Selection::All => json!({}),
-            Selection::Ids(ids) => json!({ "ids": ids }),
+            Selection::All => IdsSelection::all(),
+            Selection::Ids(ids) => IdsSelection::ids(ids.iter().copied()),
         }
     }
-}
-
-/// What a replay enqueues again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replay {
-    /// Events after this sequence (exclusive).
-    pub after: u64,
-    /// Up to this sequence (inclusive); `None` for the head.
-    pub until: Option<u64>,
-    /// Only these type globs; `None` for every type.
-    pub types: Option<Vec<String>>,
-    /// A subscription id, or `reactors`.
-    pub target: String,
 }
 
 /// Filters of the event log listing.
@@ -265,13 +151,16 @@ impl Admin {
         self.http.base()
     }
 
-    fn call(
+    fn call<B: Serialize>(
         &self,
         method: &str,
         path: &str,
-        body: Option<&Value>,
-    ) -> Result<(Value, Value), Error> {
-        let bytes = body.map(|b| b.to_string().into_bytes());
+        body: Option<&B>,
+    ) -> Result<(Value, Option<ListMeta>), Error> {
+        let bytes = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| Error::invalid("request body", e.to_string()))?;
         self.http
             .send(
                 method,
@@ -290,31 +179,28 @@ impl Admin {
         })
     }
 
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        let (data, _) = self.call::<()>("GET", path, None)?;
+        self.typed(path, data)
+    }
+
     fn page<T: DeserializeOwned>(&self, path: &str) -> Result<Page<T>, Error> {
-        let (data, meta) = self.call("GET", path, None)?;
+        let (data, meta) = self.call::<()>("GET", path, None)?;
         Ok(Page {
             items: self.typed(path, data)?,
-            next_cursor: meta
-                .get("nextCursor")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            next_cursor: meta.and_then(|m| m.next_cursor),
         })
     }
 
-    fn count(
+    /// A call answered with one of the count bodies (`Deleted`, `Redriven`, ...).
+    fn count<B: Serialize, C: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,
-        body: Option<&Value>,
-        key: &str,
-    ) -> Result<u64, Error> {
+        body: Option<&B>,
+    ) -> Result<C, Error> {
         let (data, _) = self.call(method, path, body)?;
-        data.get(key)
-            .and_then(Value::as_u64)
-            .ok_or_else(|| Error::Protocol {
-                url: format!("{}{path}", self.http.base()),
-                reason: format!("the answer has no {key} count"),
-            })
+        self.typed(path, data)
     }
 
     fn page_query(page: &PageRequest) -> Vec<(&'static str, Option<String>)> {
@@ -326,6 +212,10 @@ impl Admin {
 
     /// `GET /health/detailed`: status, version, uptime, database, retry queue, breakers,
     /// WebSocket connections and memory, as the server gives them (no envelope, no token).
+    ///
+    /// Kept as JSON rather than [`nexus_api::health::HealthDetailed`]: the body grows with the
+    /// server (API.md section 13 adds `store` and `instances`), and an operator tool shows all
+    /// of it; read it into the typed body with `serde_json::from_value` where that suits.
     pub fn health(&self) -> Result<Value, Error> {
         self.http
             .send("GET", "/health/detailed", &[], None, SystemTime::now())?
@@ -356,15 +246,12 @@ impl Admin {
 
     /// `GET /api/events/{id}`.
     pub fn event(&self, id: &str) -> Result<Event, Error> {
-        let path = format!("/api/events/{}", encode(id));
-        let (data, _) = self.call("GET", &path, None)?;
-        self.typed(&path, data)
+        self.get(&format!("/api/events/{}", encode(id)))
     }
 
     /// `GET /api/retry/stats`.
     pub fn retry_stats(&self) -> Result<RetryStats, Error> {
-        let (data, _) = self.call("GET", "/api/retry/stats", None)?;
-        self.typed("/api/retry/stats", data)
+        self.get("/api/retry/stats")
     }
 
     /// `GET /api/retry/dead-letters`, newest first.
@@ -377,22 +264,19 @@ impl Admin {
 
     /// `POST /api/retry/dead-letters/redrive`: back to the queue; the count redriven.
     pub fn redrive(&self, which: &Selection) -> Result<u64, Error> {
-        self.count(
+        let counted: Redriven = self.count(
             "POST",
             "/api/retry/dead-letters/redrive",
             Some(&which.body()),
-            "redriven",
-        )
+        )?;
+        Ok(counted.redriven)
     }
 
     /// `DELETE /api/retry/dead-letters`: the count deleted.
     pub fn purge(&self, which: &Selection) -> Result<u64, Error> {
-        self.count(
-            "DELETE",
-            "/api/retry/dead-letters",
-            Some(&which.body()),
-            "deleted",
-        )
+        let counted: Deleted =
+            self.count("DELETE", "/api/retry/dead-letters", Some(&which.body()))?;
+        Ok(counted.deleted)
     }
 
     /// `GET /api/breakers`.
@@ -402,12 +286,12 @@ impl Admin {
 
     /// `POST /api/breakers/{target}/reset` for an origin such as `http://127.0.0.1:4000`.
     pub fn reset_breaker(&self, target: &str) -> Result<u64, Error> {
-        self.count(
+        let counted: Reset = self.count::<(), _>(
             "POST",
             &format!("/api/breakers/{}/reset", encode(target)),
             None,
-            "reset",
-        )
+        )?;
+        Ok(counted.reset)
     }
 
     /// `GET /api/subscriptions`.
@@ -420,16 +304,12 @@ impl Admin {
 
     /// `GET /api/subscriptions/{id}`.
     pub fn subscription(&self, id: &str) -> Result<Subscription, Error> {
-        let path = format!("/api/subscriptions/{}", encode(id));
-        let (data, _) = self.call("GET", &path, None)?;
-        self.typed(&path, data)
+        self.get(&format!("/api/subscriptions/{}", encode(id)))
     }
 
     /// `POST /api/subscriptions`; the answer holds the secret, shown this once.
     pub fn create_subscription(&self, new: &NewSubscription) -> Result<Subscription, Error> {
-        let body =
-            serde_json::to_value(new).map_err(|e| Error::invalid("subscription", e.to_string()))?;
-        let (data, _) = self.call("POST", "/api/subscriptions", Some(&body))?;
+        let (data, _) = self.call("POST", "/api/subscriptions", Some(new))?;
         self.typed("/api/subscriptions", data)
     }
 
@@ -439,40 +319,32 @@ impl Admin {
         id: &str,
         update: &SubscriptionUpdate,
     ) -> Result<Subscription, Error> {
-        if *update == SubscriptionUpdate::default() {
+        if update.is_empty() {
             return Err(Error::invalid("subscription update", "nothing to change"));
         }
         let path = format!("/api/subscriptions/{}", encode(id));
-        let body = serde_json::to_value(update)
-            .map_err(|e| Error::invalid("subscription", e.to_string()))?;
-        let (data, _) = self.call("PATCH", &path, Some(&body))?;
+        let (data, _) = self.call("PATCH", &path, Some(update))?;
         self.typed(&path, data)
     }
 
     /// `DELETE /api/subscriptions/{id}`.
     pub fn delete_subscription(&self, id: &str) -> Result<u64, Error> {
-        self.count(
+        let counted: Deleted = self.count::<(), _>(
             "DELETE",
             &format!("/api/subscriptions/{}", encode(id)),
             None,
-            "deleted",
-        )
+        )?;
+        Ok(counted.deleted)
     }
 
     /// `POST /api/replay`: the count of deliveries enqueued.
     pub fn replay(&self, replay: &Replay) -> Result<u64, Error> {
-        let mut body = json!({ "after": replay.after, "target": replay.target });
-        if let Some(until) = replay.until {
-            body["until"] = json!(until);
-        }
-        if let Some(types) = &replay.types {
-            body["types"] = json!(types);
-        }
-        self.count("POST", "/api/replay", Some(&body), "enqueued")
+        let counted: Enqueued = self.count("POST", "/api/replay", Some(replay))?;
+        Ok(counted.enqueued)
     }
 
     /// `GET /api/nodes`: the configured nodes and their permissions.
-    pub fn nodes(&self, page: &PageRequest) -> Result<Page<Value>, Error> {
+    pub fn nodes(&self, page: &PageRequest) -> Result<Page<Node>, Error> {
         self.page(&format!("/api/nodes{}", query(&Self::page_query(page))))
     }
 }
@@ -509,7 +381,11 @@ mod tests {
             .update_subscription("s", &SubscriptionUpdate::default())
             .expect_err("nothing");
         assert!(e.to_string().contains("nothing to change"), "{e}");
-        assert_eq!(Selection::All.body(), json!({}));
-        assert_eq!(Selection::Ids(vec![3, 4]).body(), json!({"ids": [3, 4]}));
+        let body = |s: &Selection| serde_json::to_value(s.body()).expect("ser");
+        assert_eq!(body(&Selection::All), serde_json::json!({}));
+        assert_eq!(
+            body(&Selection::Ids(vec![3, 4])),
+            serde_json::json!({"ids": [3, 4]})
+        );
     }
 }

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use nexus_api::envelope::{Failure, ListMeta, Success};
 use serde_json::Value;
 
 use crate::backoff::parse_retry_after;
@@ -65,49 +66,47 @@ impl Answer {
         })
     }
 
-    /// A 2xx envelope's `data` (and `meta`).
-    pub(crate) fn data(self) -> Result<(Value, Value), Error> {
+    /// A 2xx envelope's `data` (and `meta`), read as nexus-api's [`Success`].
+    pub(crate) fn data(self) -> Result<(Value, Option<ListMeta>), Error> {
         let url = self.url.clone();
-        let mut body = self.value()?;
-        if body.get("success") != Some(&Value::Bool(true)) {
-            return Err(Error::Protocol {
+        let body = self.value()?;
+        match serde_json::from_value::<Success<Value>>(body) {
+            Ok(envelope) if envelope.success => Ok((envelope.data, envelope.meta)),
+            Ok(_) => Err(Error::Protocol {
                 url,
                 reason: "the answer is not a success envelope".into(),
-            });
+            }),
+            Err(e) => Err(Error::Protocol {
+                url,
+                reason: format!("the answer is not a success envelope: {e}"),
+            }),
         }
-        let data = body.get_mut("data").map(Value::take).unwrap_or(Value::Null);
-        let meta = body.get_mut("meta").map(Value::take).unwrap_or(Value::Null);
-        Ok((data, meta))
     }
 
     pub(crate) fn api_error(&self) -> ApiError {
-        let body = self.json();
-        let error = body.as_ref().and_then(|b| b.get("error"));
-        let text = |key: &str| {
-            error
-                .and_then(|e| e.get(key))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        let message = text("message").unwrap_or_else(|| {
-            let start: String = self.body.chars().take(200).collect();
-            if start.trim().is_empty() {
+        // An error envelope (nexus-api's `Failure`); anything else (a proxy's error page, say)
+        // is kept as the start of its body under `HTTP_<status>`.
+        if let Ok(failure) = serde_json::from_str::<Failure>(&self.body) {
+            return ApiError {
+                status: self.status,
+                code: failure.error.code.as_str().to_owned(),
+                message: failure.error.message,
+                details: failure.error.details,
+                request_id: Some(failure.request_id).or_else(|| self.request_id.clone()),
+                retry_after: self.retry_after,
+            };
+        }
+        let start: String = self.body.chars().take(200).collect();
+        ApiError {
+            status: self.status,
+            code: format!("HTTP_{}", self.status),
+            message: if start.trim().is_empty() {
                 "(empty body)".to_owned()
             } else {
                 start
-            }
-        });
-        ApiError {
-            status: self.status,
-            code: text("code").unwrap_or_else(|| format!("HTTP_{}", self.status)),
-            message,
-            details: error.and_then(|e| e.get("details")).cloned(),
-            request_id: body
-                .as_ref()
-                .and_then(|b| b.get("requestId"))
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .or_else(|| self.request_id.clone()),
+            },
+            details: None,
+            request_id: self.request_id.clone(),
             retry_after: self.retry_after,
         }
     }
@@ -240,7 +239,7 @@ mod tests {
             status: 400,
             request_id: Some("from-header".into()),
             retry_after: None,
-            body: r#"{"success":false,"error":{"code":"VALIDATION_ERROR","message":"type is invalid","details":{"field":"type"}},"requestId":"req-7"}"#.into(),
+            body: r#"{"success":false,"error":{"code":"VALIDATION_ERROR","message":"type is invalid","details":{"field":"type"}},"timestamp":"2026-02-09T20:30:00.123Z","requestId":"req-7"}"#.into(),
         };
         let e = answer.api_error();
         assert_eq!(e.code, "VALIDATION_ERROR");

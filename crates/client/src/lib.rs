@@ -14,8 +14,9 @@
 //!   with `since` so nothing is lost or repeated, resubscribes, pings, and counts.
 //! - [`Admin`]: a blocking client of the admin API and the health endpoints.
 //!
-//! It is not the server: it depends on `nexus-event` for the event model and on no server
-//! crate, so a node pulls in an HTTP client, a WebSocket client and `ring`, nothing more.
+//! It is not the server: it depends on `nexus-event` for the event model and on `nexus-api`
+//! for every wire body (the same types the server writes, so the two cannot drift), and on no
+//! server crate, so a node pulls in an HTTP client, a WebSocket client and `ring`, nothing more.
 //! `https`/`wss` URLs need the `tls` feature.
 //!
 //! Publishing from a node:
@@ -55,8 +56,8 @@ mod sign;
 mod subscriber;
 
 pub use admin::{
-    Admin, Breaker, DeadLetter, EventQuery, NewSubscription, Page, PageRequest, Replay, RetryStats,
-    Selection, Subscription, SubscriptionUpdate,
+    Admin, Breaker, BreakerState, DeadLetter, EventQuery, NewSubscription, Node, NodeWebhook, Page,
+    PageRequest, Replay, RetryStats, Selection, Subscription, SubscriptionUpdate,
 };
 pub use backoff::{Backoff, RetryPolicy, parse_retry_after};
 pub use error::{ApiError, Error};

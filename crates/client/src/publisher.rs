@@ -4,8 +4,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use nexus_api::publish::{BatchAck, PublishBatch, PublishEvent};
 use nexus_event::{CorrelationId, EventId, EventType};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::http::{Http, base_url};
 use crate::{Error, RetryPolicy, Scheme, SigningKey};
@@ -123,34 +124,23 @@ impl Draft {
         self.id.get_or_insert_with(EventId::new_v7).clone()
     }
 
-    fn to_json(&self) -> Value {
-        let mut map = Map::new();
-        map.insert("type".into(), Value::String(self.event_type.to_string()));
-        if let Some(id) = &self.id {
-            map.insert("id".into(), Value::String(id.to_string()));
+    /// The wire body (nexus-api's [`PublishEvent`]): an explicit `null` payload is sent as
+    /// `null`, a payload never set is left out (the server stores `{}`).
+    fn to_wire(&self) -> PublishEvent {
+        PublishEvent {
+            event_type: self.event_type.clone(),
+            id: self.id.clone(),
+            payload: self.payload.clone(),
+            correlation_id: self.correlation_id.clone(),
         }
-        if let Some(p) = &self.payload {
-            map.insert("payload".into(), p.clone());
-        }
-        if let Some(c) = &self.correlation_id {
-            map.insert("correlation_id".into(), Value::String(c.to_string()));
-        }
-        Value::Object(map)
     }
 }
 
-/// What the server answered for one stored event.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[non_exhaustive]
-pub struct Ack {
-    /// The event's id.
-    pub id: String,
-    /// Its place in the log.
-    pub sequence: u64,
-    /// `true` when the server already had it (a retry, or the same id published again): it
-    /// was not stored or dispatched again, and `sequence` is the first one's.
-    pub duplicate: bool,
-}
+/// What the server answered for one stored event: nexus-api's [`nexus_api::publish::Ack`]
+/// (`{id, sequence, duplicate}`; `duplicate` is `true` when the server already had it, a retry
+/// or the same id published again: it was not stored or dispatched again, and `sequence` is the
+/// first one's).
+pub use nexus_api::publish::Ack;
 
 type Sleep = Arc<dyn Fn(Duration) + Send + Sync>;
 type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -328,7 +318,7 @@ impl Publisher {
     /// Publishes one event; answers once the server has durably stored it (or had it).
     pub fn publish(&self, mut draft: Draft) -> Result<Ack, Error> {
         let id = draft.ensure_id();
-        let body = serde_json::to_vec(&draft.to_json()).map_err(|e| Error::Protocol {
+        let body = serde_json::to_vec(&draft.to_wire()).map_err(|e| Error::Protocol {
             url: self.http.base().to_owned(),
             reason: format!("cannot serialize the event: {e}"),
         })?;
@@ -350,30 +340,27 @@ impl Publisher {
                 ),
             ));
         }
-        let events: Vec<Value> = drafts
+        let events: Vec<PublishEvent> = drafts
             .into_iter()
             .map(|mut d| {
                 d.ensure_id();
-                d.to_json()
+                d.to_wire()
             })
             .collect();
         let count = events.len();
-        let body = serde_json::to_vec(&serde_json::json!({ "events": events })).map_err(|e| {
-            Error::Protocol {
-                url: self.http.base().to_owned(),
-                reason: format!("cannot serialize the batch: {e}"),
-            }
+        let body = serde_json::to_vec(&PublishBatch { events }).map_err(|e| Error::Protocol {
+            url: self.http.base().to_owned(),
+            reason: format!("cannot serialize the batch: {e}"),
         })?;
         // The message id of a Standard Webhooks batch; the events carry their own ids.
         let message_id = EventId::new_v7();
-        let mut data = self.send_retrying("/events/batch", message_id.as_str(), &body)?;
-        let acks: Vec<Ack> = data
-            .get_mut("events")
-            .map(Value::take)
-            .and_then(|e| serde_json::from_value(e).ok())
-            .ok_or_else(|| Error::Protocol {
+        let data = self.send_retrying("/events/batch", message_id.as_str(), &body)?;
+        let BatchAck { events: acks } =
+            serde_json::from_value(data).map_err(|e| Error::Protocol {
                 url: format!("{}/events/batch", self.http.base()),
-                reason: "the answer's data has no events [{id, sequence, duplicate}]".into(),
+                reason: format!(
+                    "the answer's data is not {{events: [{{id, sequence, duplicate}}]}}: {e}"
+                ),
             })?;
         if acks.len() != count {
             return Err(Error::Protocol {
@@ -451,6 +438,23 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_null_payload_is_sent_as_null_and_an_unset_one_is_left_out() {
+        let null = Draft::of_type("T").expect("valid").payload(Value::Null);
+        assert_eq!(
+            serde_json::to_value(null.to_wire()).expect("ser"),
+            serde_json::json!({"type": "T", "payload": null})
+        );
+        let unset = Draft::of_type("T").expect("valid");
+        assert_eq!(
+            serde_json::to_value(unset.to_wire()).expect("ser"),
+            serde_json::json!({"type": "T"})
+        );
+        let read = Draft::from_json(&serde_json::json!({"type": "T", "payload": null}))
+            .expect("null is a payload");
+        assert_eq!(read.to_wire().payload, Some(Value::Null));
+    }
     use crate::Backoff;
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpListener;
@@ -533,13 +537,13 @@ mod tests {
 
     fn error_body(code: &str) -> String {
         format!(
-            r#"{{"success":false,"error":{{"code":"{code}","message":"m of {code}"}},"requestId":"rid-{code}"}}"#
+            r#"{{"success":false,"error":{{"code":"{code}","message":"m of {code}"}},"timestamp":"2026-02-09T20:30:00.123Z","requestId":"rid-{code}"}}"#
         )
     }
 
     fn accepted(id: &str, duplicate: bool) -> String {
         format!(
-            r#"{{"success":true,"data":{{"id":"{id}","sequence":7,"duplicate":{duplicate}}},"requestId":"r"}}"#
+            r#"{{"success":true,"data":{{"id":"{id}","sequence":7,"duplicate":{duplicate}}},"timestamp":"2026-02-09T20:30:00.123Z","requestId":"r"}}"#
         )
     }
 
@@ -724,7 +728,7 @@ mod tests {
 
     #[test]
     fn standard_webhooks_signs_id_timestamp_and_body_and_batches_keep_order() {
-        let body = r#"{"success":true,"data":{"events":[{"id":"a","sequence":1,"duplicate":false},{"id":"b","sequence":2,"duplicate":false}]}}"#;
+        let body = r#"{"success":true,"data":{"events":[{"id":"a","sequence":1,"duplicate":false},{"id":"b","sequence":2,"duplicate":false}]},"timestamp":"2026-02-09T20:30:00.123Z","requestId":"r"}"#;
         let (base, seen) = fake(vec![(202, vec![], body.into())]);
         let p = Publisher::builder(&base, "notifier", "whsec_bm90aWZpZXItc2VjcmV0")
             .scheme(Scheme::StandardWebhooks)

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use nexus_api::envelope::Failure;
+use nexus_api::ws::{ClientFrame, ErrorFrame, ServerFrame};
 use nexus_event::Pattern;
-use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -20,6 +21,13 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::Message;
 
 use crate::{Backoff, Error};
+
+/// A client frame as WebSocket text.
+fn client_frame(frame: &ClientFrame) -> Message {
+    let text =
+        serde_json::to_string(frame).expect("a frame of strings and numbers always serializes");
+    Message::text(text)
+}
 
 /// Where a subscriber is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -38,21 +46,9 @@ pub enum State {
     Closed,
 }
 
-/// An event as the WebSocket carries it.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct WsEvent {
-    /// Its type.
-    pub event_type: String,
-    /// Its id.
-    pub id: String,
-    /// Its place in the log.
-    pub sequence: u64,
-    /// Its payload.
-    pub payload: Value,
-    /// When Nexus accepted it, Unix milliseconds.
-    pub timestamp_ms: i64,
-}
+/// An event as the WebSocket carries it: nexus-api's [`EventFrame`](nexus_api::ws::EventFrame)
+/// (`event_type`, `id`, `sequence`, `payload`, `timestamp_ms`).
+pub use nexus_api::ws::EventFrame as WsEvent;
 
 /// What [`Subscriber::next`] gives.
 #[derive(Debug, Clone, PartialEq)]
@@ -569,8 +565,8 @@ impl Task {
                 let message = response
                     .body()
                     .as_deref()
-                    .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-                    .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+                    .and_then(|b| serde_json::from_slice::<Failure>(b).ok())
+                    .map(|f| f.error.message)
                     .unwrap_or_else(|| format!("the upgrade was refused with {status}"));
                 let code = if status == 401 {
                     "UNAUTHORIZED"
@@ -594,11 +590,10 @@ impl Task {
     }
 
     fn subscribe_frame(&self, events: &[String], since: Option<u64>) -> Message {
-        let mut frame = json!({ "action": "subscribe", "events": events });
-        if let Some(since) = since {
-            frame["since"] = json!(since);
-        }
-        Message::text(frame.to_string())
+        client_frame(&ClientFrame::Subscribe {
+            events: events.to_vec(),
+            since,
+        })
     }
 
     /// One connection, from the subscription to its end.
@@ -660,7 +655,7 @@ impl Task {
                         }
                         Command::Unsubscribe(events) => {
                             self.patterns.retain(|p| !events.contains(p));
-                            Message::text(json!({ "action": "unsubscribe", "events": events }).to_string())
+                            client_frame(&ClientFrame::Unsubscribe { events })
                         }
                     };
                     if let Err(e) = sink.send(frame).await {
@@ -691,48 +686,25 @@ impl Task {
 
     /// Handles a text frame; `false` when the handle is gone.
     async fn frame(&mut self, text: &str) -> bool {
-        let value: Value = match serde_json::from_str(text) {
-            Ok(v) => v,
+        let event = match serde_json::from_str::<ServerFrame>(text) {
+            Ok(ServerFrame::Event(event)) => event,
+            Ok(ServerFrame::Ack(_) | ServerFrame::Pong(_)) => return true,
+            Ok(ServerFrame::Error(ErrorFrame { error })) => {
+                Shared::bump(&self.shared.errors);
+                return self
+                    .events
+                    .send(Incoming::ServerError {
+                        code: error.code.as_str().to_owned(),
+                        message: error.message,
+                    })
+                    .await
+                    .is_ok();
+            }
             Err(e) => {
                 Shared::bump(&self.shared.errors);
-                tracing::warn!(error = %e, "nexus subscriber: a frame that is not JSON");
+                tracing::warn!(frame = %text, error = %e, "nexus subscriber: a frame it does not know");
                 return true;
             }
-        };
-        if let Some(error) = value.get("error") {
-            Shared::bump(&self.shared.errors);
-            let text = |k: &str| {
-                error
-                    .get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned()
-            };
-            return self
-                .events
-                .send(Incoming::ServerError {
-                    code: text("code"),
-                    message: text("message"),
-                })
-                .await
-                .is_ok();
-        }
-        if value.get("ack").is_some() || value.get("pong").is_some() {
-            return true;
-        }
-        let event = (|| {
-            Some(WsEvent {
-                event_type: value.get("event")?.as_str()?.to_owned(),
-                id: value.get("id")?.as_str()?.to_owned(),
-                sequence: value.get("sequence")?.as_u64()?,
-                payload: value.get("payload").cloned().unwrap_or(Value::Null),
-                timestamp_ms: value.get("timestamp")?.as_i64()?,
-            })
-        })();
-        let Some(event) = event else {
-            Shared::bump(&self.shared.errors);
-            tracing::warn!(frame = %text, "nexus subscriber: a frame it does not know");
-            return true;
         };
         if self.resume.is_some_and(|last| event.sequence <= last) {
             // Already delivered (or before the asked `since`): a seam of a replay.

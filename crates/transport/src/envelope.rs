@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use nexus_api::envelope::{ErrorBody, ErrorCode, Failure, ListMeta, Success};
 use nexus_event::Timestamp;
 use nexus_store::StoreError;
 use serde::Serialize;
@@ -19,7 +20,7 @@ pub struct ApiError {
     /// The HTTP status.
     pub status: StatusCode,
     /// The envelope code (`UPPER_SNAKE`).
-    pub code: &'static str,
+    pub code: ErrorCode,
     /// What went wrong, for people. Never a stack trace, a secret or SQL.
     pub message: String,
     /// Machine-readable context (`field`, `index`, ...).
@@ -29,7 +30,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             code,
@@ -41,45 +42,49 @@ impl ApiError {
 
     /// `400 BAD_REQUEST`: the body is not what it must be (not JSON, say).
     pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "BAD_REQUEST", message)
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::BadRequest, message)
     }
 
     /// `400 VALIDATION_ERROR` naming the failing field.
     pub fn validation(field: &str, message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, "VALIDATION_ERROR", message)
+        ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::ValidationError, message)
             .with_details(json!({ "field": field }))
     }
 
     /// `401 UNAUTHORIZED`.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+        ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized, message)
     }
 
     /// `403 FORBIDDEN`.
     pub fn forbidden(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+        ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Forbidden, message)
     }
 
     /// `404 NOT_FOUND`.
     pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, "NOT_FOUND", message)
+        ApiError::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
     /// `409 CONFLICT`.
     pub fn conflict(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::CONFLICT, "CONFLICT", message)
+        ApiError::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
     }
 
     /// `413 PAYLOAD_TOO_LARGE`.
     pub fn too_large(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "PAYLOAD_TOO_LARGE", message)
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::PayloadTooLarge,
+            message,
+        )
     }
 
     /// `415 UNSUPPORTED_MEDIA_TYPE`.
     pub fn unsupported_media_type(message: impl Into<String>) -> Self {
         ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::UnsupportedMediaType,
             message,
         )
     }
@@ -88,7 +93,7 @@ impl ApiError {
     pub fn rate_limited(retry_after: Duration) -> Self {
         let mut e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "RATE_LIMITED",
+            ErrorCode::RateLimited,
             "too many requests from this address; retry later",
         );
         e.retry_after = Some(retry_after);
@@ -97,7 +102,11 @@ impl ApiError {
 
     /// `503 UNAVAILABLE` with `Retry-After`.
     pub fn unavailable(message: impl Into<String>) -> Self {
-        let mut e = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE", message);
+        let mut e = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable,
+            message,
+        );
         e.retry_after = Some(Duration::from_secs(1));
         e
     }
@@ -106,7 +115,7 @@ impl ApiError {
     pub fn internal() -> Self {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
+            ErrorCode::Internal,
             "internal error; see the server log for this request id",
         )
     }
@@ -164,16 +173,16 @@ impl From<nexus_event::Error> for ApiError {
 /// every response; here it is taken from the task-local the layer sets.
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(details) = self.details {
-            error["details"] = details;
-        }
-        let body = json!({
-            "success": false,
-            "error": error,
-            "timestamp": Timestamp::now(),
-            "requestId": RequestId::current_or_empty(),
-        });
+        let body = Failure {
+            success: false,
+            error: ErrorBody {
+                code: self.code,
+                message: self.message,
+                details: self.details,
+            },
+            timestamp: Timestamp::now(),
+            request_id: RequestId::current_or_empty(),
+        };
         let mut response = (self.status, Json(body)).into_response();
         if let Some(after) = self.retry_after {
             // Rounded up: a client that waits exactly this long finds the budget back.
@@ -190,7 +199,7 @@ impl IntoResponse for ApiError {
 pub struct Ok<T: Serialize> {
     status: StatusCode,
     data: T,
-    meta: Option<Value>,
+    meta: Option<ListMeta>,
 }
 
 /// `200` with `data`.
@@ -210,26 +219,15 @@ impl<T: Serialize> Ok<T> {
     }
 
     /// Adds `meta`.
-    pub fn meta(mut self, meta: Value) -> Self {
+    pub fn meta(mut self, meta: ListMeta) -> Self {
         self.meta = Some(meta);
         self
     }
 }
 
-#[derive(Serialize)]
-struct Envelope<'a, T: Serialize> {
-    success: bool,
-    data: &'a T,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    meta: Option<&'a Value>,
-    timestamp: Timestamp,
-    #[serde(rename = "requestId")]
-    request_id: String,
-}
-
 impl<T: Serialize> IntoResponse for Ok<T> {
     fn into_response(self) -> Response {
-        let body = Envelope {
+        let body = Success {
             success: true,
             data: &self.data,
             meta: self.meta.as_ref(),
@@ -242,5 +240,5 @@ impl<T: Serialize> IntoResponse for Ok<T> {
 
 /// The answer of a list: `data` and `meta.nextCursor`.
 pub fn page<T: Serialize>(items: Vec<T>, next_cursor: Option<String>) -> Ok<Vec<T>> {
-    ok(items).meta(json!({ "nextCursor": next_cursor }))
+    ok(items).meta(ListMeta { next_cursor })
 }

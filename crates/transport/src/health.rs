@@ -5,39 +5,45 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use nexus_api::health::{
+    BreakersHealth, DatabaseHealth, Health, HealthDetailed, HealthStatus, MemoryHealth,
+    RetryHealth, WebSocketHealth,
+};
 use nexus_resilience::BreakerState;
-use serde_json::json;
 use std::sync::atomic::Ordering;
 
 use crate::app::AppState;
 use crate::envelope::ApiError;
 
 /// `GET /health`: answers at once, touches nothing.
-pub(crate) async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+pub(crate) async fn health() -> Json<Health> {
+    Json(Health {
+        status: HealthStatus::Ok,
+    })
 }
 
 /// `GET /health/live`: the process serves requests.
-pub(crate) async fn live() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+pub(crate) async fn live() -> Json<Health> {
+    Json(Health {
+        status: HealthStatus::Ok,
+    })
 }
 
 /// `GET /health/ready`: 503 until the store is open and the workers run, and while draining.
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     let lc = &state.lifecycle;
     if lc.is_ready() {
-        Json(json!({ "status": "ready" })).into_response()
+        Json(Health {
+            status: HealthStatus::Ready,
+        })
+        .into_response()
     } else {
         let status = if lc.is_draining() {
-            "draining"
+            HealthStatus::Draining
         } else {
-            "starting"
+            HealthStatus::Starting
         };
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": status })),
-        )
-            .into_response()
+        (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status })).into_response()
     }
 }
 
@@ -53,25 +59,44 @@ pub(crate) async fn detailed(State(state): State<AppState>) -> Response {
     let stats = state.store.stats().await;
     let breakers = state.breakers.snapshot();
     let count = |s: BreakerState| breakers.iter().filter(|b| b.state == s).count();
-    let (status, pending, dead) = match &stats {
-        Ok(s) => ("ok", json!(s.pending + s.in_flight), json!(s.dead_letters)),
-        Err(_) => ("degraded", json!(null), json!(null)),
+    let (status, pending, dead_letters) = match &stats {
+        Ok(s) => (
+            HealthStatus::Ok,
+            Some(s.pending + s.in_flight),
+            Some(s.dead_letters),
+        ),
+        Err(_) => (HealthStatus::Degraded, None, None),
     };
     let status = if state.lifecycle.is_draining() {
-        "draining"
+        HealthStatus::Draining
     } else {
         status
     };
-    Json(json!({
-        "status": status,
-        "version": state.config.version,
-        "uptimeSeconds": state.lifecycle.uptime_seconds(),
-        "database": { "sizeBytes": state.database_size.as_ref().map(|f| f()) },
-        "retry": { "pending": pending, "deadLetters": dead },
-        "breakers": { "open": count(BreakerState::Open), "halfOpen": count(BreakerState::HalfOpen) },
-        "websocket": { "connections": state.lifecycle.websocket_connections.load(Ordering::Relaxed) },
-        "memory": { "rssBytes": rss_bytes() },
-    }))
+    Json(HealthDetailed {
+        status,
+        version: state.config.version.clone(),
+        uptime_seconds: state.lifecycle.uptime_seconds(),
+        database: DatabaseHealth {
+            size_bytes: state.database_size.as_ref().map(|f| f()),
+        },
+        retry: RetryHealth {
+            pending,
+            dead_letters,
+        },
+        breakers: BreakersHealth {
+            open: count(BreakerState::Open) as u64,
+            half_open: count(BreakerState::HalfOpen) as u64,
+        },
+        websocket: WebSocketHealth {
+            connections: state
+                .lifecycle
+                .websocket_connections
+                .load(Ordering::Relaxed),
+        },
+        memory: MemoryHealth {
+            rss_bytes: rss_bytes(),
+        },
+    })
     .into_response()
 }
 
@@ -113,6 +138,6 @@ pub(crate) async fn not_found(uri: Uri) -> ApiError {
 pub(crate) async fn method_not_allowed(uri: Uri) -> ApiError {
     let mut e = ApiError::bad_request(format!("{} does not take this method", uri.path()));
     e.status = StatusCode::METHOD_NOT_ALLOWED;
-    e.code = "METHOD_NOT_ALLOWED";
+    e.code = nexus_api::envelope::ErrorCode::MethodNotAllowed;
     e
 }

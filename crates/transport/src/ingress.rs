@@ -6,14 +6,17 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use nexus_api::publish::{
+    Ack, BatchAck, CLOUDEVENTS_SPEC_VERSION, CloudEvent, PublishBatch, PublishEvent,
+};
 use nexus_event::{CorrelationId, EventId, EventType, NewEvent, Timestamp};
 use nexus_store::Appended;
-use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 use crate::app::AppState;
 use crate::auth::{self, Verified};
 use crate::envelope::{ApiError, ok};
+use crate::extract::typed;
 use crate::metric_names;
 
 /// Most events in one batch.
@@ -78,81 +81,39 @@ struct Incoming {
     correlation_id: Option<CorrelationId>,
 }
 
-fn string_field<'a>(obj: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ApiError> {
-    match obj.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ApiError::validation(
-            field,
-            format!("{field} must be a string"),
-        )),
-    }
-}
-
-/// `{type, payload?, id?, correlation_id?}`; other keys (such as `source`) are ignored.
+/// `{type, payload?, id?, correlation_id?}`; other keys (such as `source`) are ignored. An
+/// explicit `"payload": null` is kept as `null`; `{}` only stands in for a payload left out.
 fn plain_event(value: Value) -> Result<Incoming, ApiError> {
-    let Value::Object(mut obj) = value else {
-        return Err(ApiError::validation(
-            "body",
-            "an event must be a JSON object",
-        ));
-    };
-    let event_type = string_field(&obj, "type")?
-        .ok_or_else(|| ApiError::validation("type", "type is required"))
-        .and_then(|t| EventType::new(t).map_err(ApiError::from))?;
-    let id = string_field(&obj, "id")?.map(EventId::new).transpose()?;
-    let correlation_id = string_field(&obj, "correlation_id")?
-        .map(CorrelationId::new)
-        .transpose()?;
-    let payload = match obj.remove("payload") {
-        None | Some(Value::Null) => Value::Object(Map::new()),
-        Some(p) => p,
-    };
+    let event: PublishEvent = typed(value, PublishEvent::REQUIRED, "an event")?;
     Ok(Incoming {
-        id,
-        event_type,
-        payload,
-        correlation_id,
+        id: event.id,
+        event_type: event.event_type,
+        payload: event.payload.unwrap_or_else(|| Value::Object(Map::new())),
+        correlation_id: event.correlation_id,
     })
 }
 
-/// A structured-mode CloudEvent: `id` -> id, `type` -> type, `data` -> payload.
+/// A structured-mode CloudEvent: `id` -> id, `type` -> type, `data` -> payload (an explicit
+/// `null` kept), `data_base64` as its string when there is no `data`.
 fn cloud_event(value: Value) -> Result<Incoming, ApiError> {
-    let Value::Object(mut obj) = value else {
+    let ce: CloudEvent = typed(value, CloudEvent::REQUIRED, "a CloudEvent")?;
+    if ce.specversion != CLOUDEVENTS_SPEC_VERSION {
         return Err(ApiError::validation(
-            "body",
-            "a CloudEvent must be a JSON object",
+            "specversion",
+            format!(
+                "specversion {:?} is not {CLOUDEVENTS_SPEC_VERSION}",
+                ce.specversion
+            ),
         ));
-    };
-    match string_field(&obj, "specversion")? {
-        Some("1.0") => {}
-        Some(other) => {
-            return Err(ApiError::validation(
-                "specversion",
-                format!("specversion {other:?} is not 1.0"),
-            ));
-        }
-        None => {
-            return Err(ApiError::validation(
-                "specversion",
-                "specversion is required",
-            ));
-        }
     }
-    let id = string_field(&obj, "id")?
-        .ok_or_else(|| ApiError::validation("id", "a CloudEvent needs an id"))
-        .and_then(|id| EventId::new(id).map_err(ApiError::from))?;
-    let event_type = string_field(&obj, "type")?
-        .ok_or_else(|| ApiError::validation("type", "type is required"))
-        .and_then(|t| EventType::new(t).map_err(ApiError::from))?;
-    let payload = match (obj.remove("data"), obj.remove("data_base64")) {
+    let payload = match (ce.data, ce.data_base64) {
         (Some(data), _) => data,
-        (None, Some(b64)) => b64,
+        (None, Some(b64)) => Value::String(b64),
         (None, None) => Value::Object(Map::new()),
     };
     Ok(Incoming {
-        id: Some(id),
-        event_type,
+        id: Some(ce.id),
+        event_type: ce.event_type,
         payload,
         correlation_id: None,
     })
@@ -161,7 +122,7 @@ fn cloud_event(value: Value) -> Result<Incoming, ApiError> {
 /// A binary-mode CloudEvent: attributes in `ce-*` headers, the body is the data.
 fn binary_cloud_event(headers: &HeaderMap, body: &[u8]) -> Result<Incoming, ApiError> {
     let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if get("ce-specversion") != Some("1.0") {
+    if get("ce-specversion") != Some(CLOUDEVENTS_SPEC_VERSION) {
         return Err(ApiError::validation(
             "specversion",
             "ce-specversion must be 1.0",
@@ -226,20 +187,11 @@ fn draft(
     Ok(draft)
 }
 
-#[derive(Serialize)]
-struct AppendedJson {
-    id: String,
-    sequence: u64,
-    duplicate: bool,
-}
-
-impl From<&Appended> for AppendedJson {
-    fn from(a: &Appended) -> Self {
-        AppendedJson {
-            id: a.id.to_string(),
-            sequence: a.sequence,
-            duplicate: a.duplicate,
-        }
+fn ack(a: &Appended) -> Ack {
+    Ack {
+        id: a.id.to_string(),
+        sequence: a.sequence,
+        duplicate: a.duplicate,
     }
 }
 
@@ -302,9 +254,7 @@ pub(crate) async fn publish(
     let draft = draft(&verified, incoming, verified.webhook_id.as_deref())?;
     let appended = commit(&state, vec![draft]).await?;
     let a = &appended[0];
-    Ok(ok(AppendedJson::from(a))
-        .status(status_of(&appended))
-        .into_response())
+    Ok(ok(ack(a)).status(status_of(&appended)).into_response())
 }
 
 /// `POST /events/batch`.
@@ -320,15 +270,9 @@ pub(crate) async fn publish_batch(
             "Content-Type must be application/json",
         ));
     }
-    let Value::Object(mut obj) = parse_json(&body)? else {
-        return Err(ApiError::validation(
-            "events",
-            "the body must be {\"events\": [...]}",
-        ));
-    };
-    let Some(Value::Array(events)) = obj.remove("events") else {
-        return Err(ApiError::validation("events", "events must be an array"));
-    };
+    // Each event is read on its own, so a refusal carries its index.
+    let PublishBatch { events } =
+        typed::<PublishBatch<Value>>(parse_json(&body)?, PublishBatch::REQUIRED, "the body")?;
     if events.is_empty() {
         return Err(ApiError::validation(
             "events",
@@ -347,10 +291,11 @@ pub(crate) async fn publish_batch(
         drafts.push(draft(&verified, incoming, None).map_err(|e| e.at_index(index))?);
     }
     let appended = commit(&state, drafts).await?;
-    let list: Vec<AppendedJson> = appended.iter().map(AppendedJson::from).collect();
-    Ok(ok(json!({ "events": list }))
-        .status(status_of(&appended))
-        .into_response())
+    Ok(ok(BatchAck {
+        events: appended.iter().map(ack).collect(),
+    })
+    .status(status_of(&appended))
+    .into_response())
 }
 
 /// How a node's own webhook payload becomes an event.
@@ -423,7 +368,7 @@ pub(crate) async fn webhook(
     };
     let draft = draft(&verified, incoming, verified.webhook_id.as_deref())?;
     let appended = commit(&state, vec![draft]).await?;
-    Ok(ok(AppendedJson::from(&appended[0]))
+    Ok(ok(ack(&appended[0]))
         .status(status_of(&appended))
         .into_response())
 }

@@ -15,6 +15,7 @@ mod admin;
 mod app;
 pub mod auth;
 pub mod envelope;
+mod extract;
 mod health;
 mod ingress;
 pub mod metric_names;

@@ -1,6 +1,7 @@
 //! `GET /openapi.json`: an OpenAPI 3 description of the HTTP API, built from [`ENDPOINTS`].
 //! A test requests every listed endpoint from the real router, so the list cannot name a route
-//! that does not exist.
+//! that does not exist; the body schemas describe the types of `nexus-api`, and a unit test
+//! holds each against a serialized value of its type, so the two cannot drift.
 
 use axum::Json;
 use serde_json::{Map, Value, json};
@@ -31,6 +32,30 @@ pub struct Endpoint {
     pub auth: Auth,
     /// The success status and the error statuses it documents.
     pub statuses: &'static [u16],
+    /// The schema of the request body (a name under `components/schemas`), if it takes one.
+    pub request: Option<&'static str>,
+    /// The schema of the success answer's `data` (for an envelope), or of the whole body (for
+    /// health); a name, or `[name]` for a list with `meta.nextCursor`.
+    pub data: Option<&'static str>,
+    /// The query parameters it takes.
+    pub query: &'static [&'static str],
+}
+
+impl Endpoint {
+    const fn body(mut self, schema: &'static str) -> Self {
+        self.request = Some(schema);
+        self
+    }
+
+    const fn answers(mut self, schema: &'static str) -> Self {
+        self.data = Some(schema);
+        self
+    }
+
+    const fn query(mut self, names: &'static [&'static str]) -> Self {
+        self.query = names;
+        self
+    }
 }
 
 const fn e(
@@ -46,8 +71,13 @@ const fn e(
         summary,
         auth,
         statuses,
+        request: None,
+        data: None,
+        query: &[],
     }
 }
+
+const PAGE: &[&str] = &["limit", "cursor"];
 
 const INGRESS: &[u16] = &[202, 200, 400, 401, 403, 409, 413, 415, 429, 503];
 const ADMIN_READ: &[u16] = &[200, 400, 401];
@@ -60,155 +90,189 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "Publish one event (plain, or a CloudEvent in structured or binary mode)",
         Auth::Node,
         INGRESS,
-    ),
+    )
+    .body("PublishEvent")
+    .answers("Ack"),
     e(
         "post",
         "/events/batch",
         "Publish 1 to 1000 events, all or nothing",
         Auth::Node,
         INGRESS,
-    ),
+    )
+    .body("PublishBatch")
+    .answers("BatchAck"),
     e(
         "post",
         "/webhook/{node}",
         "A node's own payload, turned into an event by its mapping",
         Auth::Node,
         &[202, 200, 400, 401, 403, 404, 409, 413, 415, 429, 503],
-    ),
+    )
+    .answers("Ack"),
     e(
         "get",
         "/api/retry/stats",
         "Retry queue counts",
         Auth::Admin,
         &[200, 401],
-    ),
+    )
+    .answers("RetryStats"),
     e(
         "get",
         "/api/retry/dead-letters",
         "Dead letters, newest first",
         Auth::Admin,
         ADMIN_READ,
-    ),
+    )
+    .answers("[DeadLetter]")
+    .query(PAGE),
     e(
         "post",
         "/api/retry/dead-letters/redrive",
         "Move dead letters back to the queue",
         Auth::Admin,
         ADMIN_READ,
-    ),
+    )
+    .body("IdsSelection")
+    .answers("Redriven"),
     e(
         "delete",
         "/api/retry/dead-letters",
         "Delete dead letters",
         Auth::Admin,
         ADMIN_READ,
-    ),
+    )
+    .body("IdsSelection")
+    .answers("Deleted"),
     e(
         "get",
         "/api/breakers",
         "Every target's circuit breaker",
         Auth::Admin,
         ADMIN_READ,
-    ),
+    )
+    .answers("[Breaker]")
+    .query(PAGE),
     e(
         "post",
         "/api/breakers/{target}/reset",
         "Close one breaker (target percent-encoded)",
         Auth::Admin,
         &[200, 401, 404],
-    ),
+    )
+    .answers("Reset"),
     e(
         "get",
         "/api/subscriptions",
         "Webhook subscriptions",
         Auth::Admin,
         ADMIN_READ,
-    ),
+    )
+    .answers("[Subscription]")
+    .query(PAGE),
     e(
         "post",
         "/api/subscriptions",
         "Create a subscription (its secret is shown once)",
         Auth::Admin,
         &[201, 400, 401],
-    ),
+    )
+    .body("NewSubscription")
+    .answers("Subscription"),
     e(
         "get",
         "/api/subscriptions/{id}",
         "One subscription",
         Auth::Admin,
         &[200, 401, 404],
-    ),
+    )
+    .answers("Subscription"),
     e(
         "patch",
         "/api/subscriptions/{id}",
         "Change a subscription",
         Auth::Admin,
         &[200, 400, 401, 404],
-    ),
+    )
+    .body("SubscriptionPatch")
+    .answers("Subscription"),
     e(
         "delete",
         "/api/subscriptions/{id}",
         "Delete a subscription",
         Auth::Admin,
         &[200, 401, 404],
-    ),
+    )
+    .answers("Deleted"),
     e(
         "get",
         "/api/events",
         "Read the log in ascending sequence order",
         Auth::Admin,
         ADMIN_READ,
-    ),
+    )
+    .answers("[Event]")
+    .query(&["type", "after", "limit", "cursor"]),
     e(
         "get",
         "/api/events/{id}",
         "One event",
         Auth::Admin,
         &[200, 401, 404],
-    ),
+    )
+    .answers("Event"),
     e(
         "post",
         "/api/replay",
         "Deliver a range of the log again",
         Auth::Admin,
         &[202, 400, 401, 404],
-    ),
+    )
+    .body("Replay")
+    .answers("Enqueued"),
     e(
         "get",
         "/api/nodes",
         "Configured nodes and their permissions",
         Auth::Admin,
         &[200, 401],
-    ),
+    )
+    .answers("[Node]")
+    .query(PAGE),
     e(
         "get",
         "/ws",
         "WebSocket: subscribe to events",
         Auth::Token,
         &[101, 401, 429],
-    ),
+    )
+    .query(&["token"]),
     e(
         "get",
         "/health",
         "Fast liveness, no I/O",
         Auth::None,
         &[200],
-    ),
-    e("get", "/health/live", "Liveness", Auth::None, &[200]),
+    )
+    .answers("Health"),
+    e("get", "/health/live", "Liveness", Auth::None, &[200]).answers("Health"),
     e(
         "get",
         "/health/ready",
         "Readiness: 503 until ready and while draining",
         Auth::None,
         &[200, 503],
-    ),
+    )
+    .answers("Health"),
     e(
         "get",
         "/health/detailed",
         "Uptime, database, retry queue, breakers, connections, memory",
         Auth::None,
         &[200],
-    ),
+    )
+    .answers("HealthDetailed"),
     e("get", "/metrics", "Prometheus metrics", Auth::None, &[200]),
     e("get", "/openapi.json", "This document", Auth::None, &[200]),
 ];
@@ -238,23 +302,36 @@ pub fn document(version: &str) -> Value {
     for ep in ENDPOINTS {
         let mut responses = Map::new();
         for &status in ep.statuses {
-            let schema = if status >= 400 {
-                "#/components/schemas/Error"
+            // Health bodies are plain JSON whatever the status (`/health/ready` answers 503 with
+            // one); everything else answers errors with the envelope.
+            let plain = ep.auth == Auth::None && ep.data.is_some();
+            let schema = if status >= 400 && !plain {
+                reference("Error")
             } else {
-                "#/components/schemas/Success"
+                success_schema(ep, status)
             };
             responses.insert(
                 status.to_string(),
-                json!({ "description": describe(status), "content": { "application/json": { "schema": { "$ref": schema } } } }),
+                json!({ "description": describe(status), "content": { "application/json": { "schema": schema } } }),
             );
         }
         let mut op = json!({ "summary": ep.summary, "responses": responses });
-        let params: Vec<Value> = ep
+        let mut params: Vec<Value> = ep
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
             .collect();
+        params.extend(ep.query.iter().map(|name| {
+            let schema = match *name {
+                "limit" => {
+                    json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 })
+                }
+                "after" => json!({ "type": "integer", "minimum": 0 }),
+                _ => json!({ "type": "string" }),
+            };
+            json!({ "name": name, "in": "query", "required": false, "schema": schema })
+        }));
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }
@@ -264,9 +341,16 @@ pub fn document(version: &str) -> Value {
             Auth::Admin => json!([{ "adminToken": [] }]),
             Auth::Token => json!([{ "adminToken": [] }, { "wsToken": [] }]),
         };
-        if ep.method != "get" && ep.auth != Auth::None {
-            op["requestBody"] =
-                json!({ "content": { "application/json": { "schema": { "type": "object" } } } });
+        if let Some(request) = ep.request {
+            op["requestBody"] = json!({ "required": true,
+                "content": { "application/json": { "schema": reference(request) } } });
+            if ep.path == "/events" {
+                op["requestBody"]["content"]["application/cloudevents+json"] =
+                    json!({ "schema": reference("CloudEvent") });
+            }
+        } else if ep.path == "/webhook/{node}" {
+            op["requestBody"] = json!({ "required": true,
+                "content": { "application/json": { "schema": { "description": "the node's own payload, any JSON value" } } } });
         }
         paths
             .entry(ep.path)
@@ -303,10 +387,151 @@ pub fn document(version: &str) -> Value {
                 "Event": { "type": "object", "required": ["id", "type", "source", "sequence", "time", "payload"], "properties": {
                     "id": { "type": "string" }, "type": { "type": "string" }, "source": { "type": "string" },
                     "sequence": { "type": "integer" }, "time": { "type": "string", "format": "date-time" },
-                    "payload": {}, "correlation_id": { "type": "string", "nullable": true } } }
+                    "payload": any(), "correlation_id": { "type": "string", "nullable": true } } },
+                "ListMeta": object(&[("nextCursor", nullable("string"))], &["nextCursor"], true),
+                "PublishEvent": object(&[
+                    ("type", string()), ("id", string()), ("payload", any()), ("correlation_id", string()),
+                ], &["type"], true),
+                "CloudEvent": object(&[
+                    ("specversion", json!({ "type": "string", "enum": ["1.0"] })), ("id", string()),
+                    ("type", string()), ("data", any()), ("data_base64", string()),
+                ], &["specversion", "id", "type"], true),
+                "PublishBatch": object(&[("events", json!({ "type": "array", "minItems": 1, "maxItems": 1000,
+                    "items": reference("PublishEvent") }))], &["events"], true),
+                "Ack": object(&[("id", string()), ("sequence", integer()), ("duplicate", boolean())],
+                    &["id", "sequence", "duplicate"], true),
+                "BatchAck": object(&[("events", array(reference("Ack")))], &["events"], true),
+                "RetryStats": object(&[("pending", integer()), ("deadLetters", integer()),
+                    ("oldestRetry", nullable_time()), ("inFlight", integer())],
+                    &["pending", "deadLetters", "oldestRetry", "inFlight"], true),
+                "DeadLetter": object(&[("id", integer()), ("eventId", string()), ("eventType", string()),
+                    ("eventSequence", integer()), ("target", string()), ("subscriptionId", nullable("string")),
+                    ("reactor", nullable("string")), ("attempts", integer()), ("lastError", string()),
+                    ("lastStatus", nullable("integer")), ("createdAt", time()), ("firstAttemptAt", nullable_time()),
+                    ("failedAt", time()), ("payload", any())],
+                    &["id", "eventId", "eventType", "target", "subscriptionId", "reactor", "attempts",
+                      "lastError", "lastStatus", "createdAt", "failedAt", "payload"], true),
+                "IdsSelection": object(&[("ids", array(json!({ "oneOf": [integer(), string()],
+                    "description": "an id that names no dead letter is not counted, and is no error" })))], &[], false),
+                "Breaker": object(&[("target", string()),
+                    ("state", json!({ "type": "string", "enum": ["closed", "open", "half_open"] })),
+                    ("consecutiveFailures", integer()), ("trips", integer()), ("openedAt", nullable_time()),
+                    ("nextTrialAt", nullable_time())],
+                    &["target", "state", "consecutiveFailures", "trips", "openedAt", "nextTrialAt"], true),
+                "NewSubscription": object(&[("url", string()),
+                    ("events", json!({ "type": "array", "minItems": 1, "items": string() })),
+                    ("secret", string()), ("ordered", boolean())], &["url", "events"], false),
+                "SubscriptionPatch": {
+                    "minProperties": 1,
+                    "allOf": [object(&[("url", string()), ("events", json!({ "type": "array", "minItems": 1, "items": string() })),
+                        ("secret", string()), ("ordered", boolean()), ("enabled", boolean())], &[], false)]
+                },
+                "Subscription": object(&[("id", string()), ("url", string()), ("events", array(string())),
+                    ("ordered", boolean()), ("enabled", boolean()), ("createdAt", time()),
+                    ("secret", json!({ "type": "string", "description": "in the answer to its creation only" }))],
+                    &["id", "url", "events", "ordered", "enabled", "createdAt"], true),
+                "Replay": object(&[("after", integer()), ("until", integer()), ("types", array(string())),
+                    ("target", json!({ "type": "string", "description": "a subscription id, or \"reactors\"" }))],
+                    &["after", "target"], false),
+                "Node": object(&[("name", string()), ("publish", array(string())),
+                    ("webhook", json!({ "nullable": true, "allOf": [object(&[("eventType", string()),
+                        ("idPointer", nullable("string"))], &["eventType", "idPointer"], true)] }))],
+                    &["name", "publish", "webhook"], true),
+                "Deleted": count("deleted"),
+                "Redriven": count("redriven"),
+                "Reset": count("reset"),
+                "Enqueued": count("enqueued"),
+                "Health": object(&[("status", health_status())], &["status"], true),
+                "HealthDetailed": object(&[("status", health_status()), ("version", string()), ("uptimeSeconds", integer()),
+                    ("database", object(&[("sizeBytes", nullable("integer"))], &["sizeBytes"], true)),
+                    ("retry", object(&[("pending", nullable("integer")), ("deadLetters", nullable("integer"))],
+                        &["pending", "deadLetters"], true)),
+                    ("breakers", object(&[("open", integer()), ("halfOpen", integer())], &["open", "halfOpen"], true)),
+                    ("websocket", object(&[("connections", integer())], &["connections"], true)),
+                    ("memory", object(&[("rssBytes", nullable("integer"))], &["rssBytes"], true))],
+                    &["status", "version", "uptimeSeconds", "database", "retry", "breakers", "websocket", "memory"], true)
             }
         }
     })
+}
+
+/// Any JSON value, `null` included.
+fn any() -> Value {
+    json!({ "nullable": true, "description": "any JSON value; null is kept as null" })
+}
+
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn string() -> Value {
+    json!({ "type": "string" })
+}
+
+fn integer() -> Value {
+    json!({ "type": "integer" })
+}
+
+fn boolean() -> Value {
+    json!({ "type": "boolean" })
+}
+
+fn health_status() -> Value {
+    json!({ "type": "string", "enum": ["ok", "ready", "starting", "draining", "degraded"] })
+}
+
+fn time() -> Value {
+    json!({ "type": "string", "format": "date-time" })
+}
+
+fn nullable(kind: &str) -> Value {
+    json!({ "type": kind, "nullable": true })
+}
+
+fn nullable_time() -> Value {
+    json!({ "type": "string", "format": "date-time", "nullable": true })
+}
+
+fn array(items: Value) -> Value {
+    json!({ "type": "array", "items": items })
+}
+
+/// An object schema; `open` allows keys it does not list (answers may grow), a closed one
+/// refuses them as the server does (`400 VALIDATION_ERROR`).
+fn object(properties: &[(&str, Value)], required: &[&str], open: bool) -> Value {
+    let props: Map<String, Value> = properties
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect();
+    let mut schema = json!({ "type": "object", "properties": props, "additionalProperties": open });
+    if !required.is_empty() {
+        schema["required"] = json!(required);
+    }
+    schema
+}
+
+fn count(key: &str) -> Value {
+    object(&[(key, integer())], &[key], true)
+}
+
+/// The schema of a success answer: the envelope with its `data` (and `meta` for a list), or a
+/// plain body for the health endpoints.
+fn success_schema(ep: &Endpoint, status: u16) -> Value {
+    let Some(data) = ep.data.filter(|_| status != 101) else {
+        return reference("Success");
+    };
+    if ep.auth == Auth::None {
+        return reference(data);
+    }
+    let (data, meta) = match data.strip_prefix('[').and_then(|d| d.strip_suffix(']')) {
+        Some(item) => (array(reference(item)), Some(reference("ListMeta"))),
+        None => (reference(data), None),
+    };
+    let mut properties = json!({ "data": data });
+    if let Some(meta) = meta {
+        properties["meta"] = meta;
+    }
+    json!({ "allOf": [reference("Success"), { "type": "object", "properties": properties }] })
 }
 
 /// `GET /openapi.json`.
@@ -314,4 +539,251 @@ pub(crate) async fn serve(
     axum::extract::State(state): axum::extract::State<crate::app::AppState>,
 ) -> Json<Value> {
     Json(document(&state.config.version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nexus_api::breakers::{Breaker, BreakerState};
+    use nexus_api::dead_letters::{
+        DeadLetter, Deleted, Enqueued, IdsSelection, Redriven, Reset, RetryStats,
+    };
+    use nexus_api::envelope::ListMeta;
+    use nexus_api::health::{
+        BreakersHealth, DatabaseHealth, Health, HealthDetailed, HealthStatus, MemoryHealth,
+        RetryHealth, WebSocketHealth,
+    };
+    use nexus_api::log::Replay;
+    use nexus_api::nodes::{Node, NodeWebhook};
+    use nexus_api::publish::{Ack, BatchAck, CloudEvent, PublishBatch, PublishEvent};
+    use nexus_api::subscriptions::{NewSubscription, Subscription, SubscriptionPatch};
+    use nexus_event::{CorrelationId, Event, EventId, EventType, Timestamp};
+
+    /// Holds a schema against a serialized value of its type: every key the type writes is a
+    /// property, and every required property is written; nested objects likewise.
+    fn matches(name: &str, schema: &Value, sample: &Value) {
+        let schema = schema
+            .get("allOf")
+            .and_then(|all| all.get(0))
+            .unwrap_or(schema);
+        let (Some(props), Some(sample)) = (schema["properties"].as_object(), sample.as_object())
+        else {
+            return;
+        };
+        for (key, value) in sample {
+            let prop = props
+                .get(key)
+                .unwrap_or_else(|| panic!("{name}: the type writes {key:?}, the schema lacks it"));
+            matches(&format!("{name}.{key}"), prop, value);
+        }
+        for key in schema["required"].as_array().into_iter().flatten() {
+            let key = key.as_str().expect("a key");
+            assert!(
+                sample.contains_key(key),
+                "{name}: {key:?} is required but the type does not write it"
+            );
+        }
+    }
+
+    fn value<T: serde::Serialize>(t: T) -> Value {
+        serde_json::to_value(t).expect("serializes")
+    }
+
+    #[test]
+    fn the_schemas_describe_the_nexus_api_types() {
+        let now = Timestamp::now();
+        let event_type = EventType::new("PAYMENT_RECEIVED").expect("valid");
+        let publish = PublishEvent {
+            event_type: event_type.clone(),
+            id: Some(EventId::new("pay-1").expect("valid")),
+            payload: Some(Value::Null),
+            correlation_id: Some(CorrelationId::new("req-1").expect("valid")),
+        };
+        let ack = Ack {
+            id: "pay-1".into(),
+            sequence: 1,
+            duplicate: false,
+        };
+        let samples: Vec<(&str, Value)> = vec![
+            ("PublishEvent", value(&publish)),
+            (
+                "PublishBatch",
+                value(PublishBatch {
+                    events: vec![publish.clone()],
+                }),
+            ),
+            (
+                "CloudEvent",
+                value(CloudEvent {
+                    specversion: "1.0".into(),
+                    id: EventId::new("ce-1").expect("valid"),
+                    event_type: event_type.clone(),
+                    data: Some(Value::Null),
+                    data_base64: Some("AA==".into()),
+                }),
+            ),
+            ("Ack", value(&ack)),
+            (
+                "BatchAck",
+                value(BatchAck {
+                    events: vec![ack.clone()],
+                }),
+            ),
+            (
+                "ListMeta",
+                value(ListMeta {
+                    next_cursor: Some("c".into()),
+                }),
+            ),
+            (
+                "RetryStats",
+                value(RetryStats {
+                    pending: 1,
+                    dead_letters: 2,
+                    oldest_retry: Some(now),
+                    in_flight: 3,
+                }),
+            ),
+            (
+                "DeadLetter",
+                value(DeadLetter {
+                    id: 1,
+                    event_id: "e".into(),
+                    event_type: "T".into(),
+                    event_sequence: 1,
+                    target: "http://h:1".into(),
+                    subscription_id: Some("s".into()),
+                    reactor: None,
+                    attempts: 6,
+                    last_error: "boom".into(),
+                    last_status: Some(500),
+                    created_at: now,
+                    first_attempt_at: Some(now),
+                    failed_at: now,
+                    payload: Value::Null,
+                }),
+            ),
+            ("IdsSelection", value(IdsSelection::ids([1]))),
+            (
+                "Breaker",
+                value(Breaker {
+                    target: "http://h:1".into(),
+                    state: BreakerState::HalfOpen,
+                    consecutive_failures: 0,
+                    trips: 1,
+                    opened_at: Some(now),
+                    next_trial_at: Some(now),
+                }),
+            ),
+            (
+                "NewSubscription",
+                value(NewSubscription {
+                    url: "https://x/".into(),
+                    events: vec!["*".into()],
+                    secret: Some("s".into()),
+                    ordered: true,
+                }),
+            ),
+            (
+                "SubscriptionPatch",
+                value(SubscriptionPatch {
+                    url: Some("https://x/".into()),
+                    events: Some(vec!["*".into()]),
+                    secret: Some("s".into()),
+                    ordered: Some(true),
+                    enabled: Some(true),
+                }),
+            ),
+            (
+                "Subscription",
+                value(Subscription {
+                    id: "s".into(),
+                    url: "https://x/".into(),
+                    events: vec!["*".into()],
+                    ordered: false,
+                    enabled: true,
+                    created_at: now,
+                    secret: Some("whsec_x".into()),
+                }),
+            ),
+            (
+                "Replay",
+                value(Replay {
+                    after: 1,
+                    until: Some(2),
+                    types: Some(vec!["*".into()]),
+                    target: "reactors".into(),
+                }),
+            ),
+            (
+                "Node",
+                value(Node {
+                    name: "flowpay".into(),
+                    publish: vec!["*".into()],
+                    webhook: Some(NodeWebhook {
+                        event_type: "PAYMENT_RECEIVED".into(),
+                        id_pointer: Some("/id".into()),
+                    }),
+                }),
+            ),
+            (
+                "Health",
+                value(Health {
+                    status: HealthStatus::Ready,
+                }),
+            ),
+            ("Deleted", value(Deleted { deleted: 1 })),
+            ("Redriven", value(Redriven { redriven: 1 })),
+            ("Reset", value(Reset { reset: 1 })),
+            ("Enqueued", value(Enqueued { enqueued: 1 })),
+            (
+                "HealthDetailed",
+                value(HealthDetailed {
+                    status: HealthStatus::Ok,
+                    version: "0.1.0".into(),
+                    uptime_seconds: 1,
+                    database: DatabaseHealth {
+                        size_bytes: Some(1),
+                    },
+                    retry: RetryHealth {
+                        pending: Some(0),
+                        dead_letters: Some(0),
+                    },
+                    breakers: BreakersHealth {
+                        open: 0,
+                        half_open: 0,
+                    },
+                    websocket: WebSocketHealth { connections: 0 },
+                    memory: MemoryHealth { rss_bytes: Some(1) },
+                }),
+            ),
+            (
+                "Event",
+                value(Event {
+                    id: EventId::new("e").expect("valid"),
+                    event_type,
+                    source: "flowpay".into(),
+                    sequence: 1,
+                    time: now,
+                    payload: Value::Null,
+                    correlation_id: None,
+                }),
+            ),
+        ];
+        let doc = document("test");
+        let schemas = doc["components"]["schemas"].as_object().expect("schemas");
+        for (name, sample) in &samples {
+            let schema = schemas
+                .get(*name)
+                .unwrap_or_else(|| panic!("no schema {name}"));
+            matches(name, schema, sample);
+        }
+        // Every schema an endpoint names exists.
+        for ep in ENDPOINTS {
+            for name in ep.request.into_iter().chain(ep.data) {
+                let name = name.trim_start_matches('[').trim_end_matches(']');
+                assert!(schemas.contains_key(name), "{} names {name}", ep.path);
+            }
+        }
+    }
 }

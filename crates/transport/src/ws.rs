@@ -10,9 +10,13 @@ use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
+use nexus_api::envelope::{ErrorBody, ErrorCode};
+use nexus_api::ws::{
+    AckFrame, AckKind, ClientFrame, ErrorFrame, EventFrame, PongFrame, ServerFrame,
+};
 use nexus_core::RecvError;
 use nexus_event::{Event, Pattern, Timestamp, TypeFilter};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::app::AppState;
@@ -61,11 +65,14 @@ const GOING_AWAY: u16 = 1001;
 /// Close code for a peer that stopped answering pings.
 const POLICY: u16 = 1008;
 
+/// The query of the upgrade: `?token=` (other parameters are ignored).
+#[derive(serde::Deserialize)]
+struct UpgradeQuery {
+    token: Option<String>,
+}
+
 fn query_token(raw: Option<&str>) -> Option<String> {
-    raw?.split('&').find_map(|pair| {
-        let (k, v) = pair.split_once('=')?;
-        (k == "token").then(|| crate::admin::percent_decode(v))
-    })
+    serde_urlencoded::from_str::<UpgradeQuery>(raw?).ok()?.token
 }
 
 /// The upgrade: refused with 401 for a missing or wrong token.
@@ -105,22 +112,31 @@ pub(crate) async fn upgrade(
         .into_response())
 }
 
-fn frame(value: &Value) -> Message {
-    Message::Text(Utf8Bytes::from(value.to_string()))
+fn frame(frame: &ServerFrame) -> Message {
+    let text = serde_json::to_string(frame)
+        .expect("a frame of strings, numbers and JSON values (string keys) always serializes");
+    Message::Text(Utf8Bytes::from(text))
 }
 
 fn event_frame(e: &Event) -> Message {
-    frame(&json!({
-        "event": e.event_type,
-        "id": e.id,
-        "sequence": e.sequence,
-        "payload": e.payload,
-        "timestamp": e.time.as_unix_millis(),
+    frame(&ServerFrame::Event(EventFrame::from(e)))
+}
+
+fn error_frame(code: ErrorCode, message: impl Into<String>) -> Message {
+    frame(&ServerFrame::Error(ErrorFrame {
+        error: ErrorBody {
+            code,
+            message: message.into(),
+            details: None,
+        },
     }))
 }
 
-fn error_frame(code: &str, message: impl Into<String>) -> Message {
-    frame(&json!({ "error": { "code": code, "message": message.into() } }))
+fn ack_frame(ack: AckKind, patterns: &[Pattern]) -> Message {
+    frame(&ServerFrame::Ack(AckFrame {
+        ack,
+        events: patterns.iter().map(|p| p.as_str().to_owned()).collect(),
+    }))
 }
 
 /// What the writer is told to do.
@@ -208,7 +224,7 @@ async fn connection(state: AppState, socket: WebSocket, scope: TypeFilter) {
                 }
                 Some(Ok(Message::Pong(_))) => awaiting_pong = None,
                 Some(Ok(Message::Binary(_))) => {
-                    if conn.push(error_frame("BAD_REQUEST", "frames are JSON text")).is_err() {
+                    if conn.push(error_frame(ErrorCode::BadRequest, "frames are JSON text")).is_err() {
                         break Some((TRY_AGAIN_LATER, "consumer too slow; resume with since"));
                     }
                 }
@@ -306,56 +322,61 @@ impl Conn<'_> {
     async fn client_frame(&mut self, text: &str) -> Result<(), Close> {
         let value: Value = match serde_json::from_str(text) {
             Ok(v) => v,
-            Err(e) => return self.push(error_frame("BAD_REQUEST", format!("not JSON: {e}"))),
-        };
-        let action = value.get("action").and_then(Value::as_str).unwrap_or("");
-        match action {
-            "ping" => self.push(frame(&json!({ "pong": Timestamp::now().as_unix_millis() }))),
-            "subscribe" | "unsubscribe" => {
-                let globs: Option<Vec<&str>> = value
-                    .get("events")
-                    .and_then(Value::as_array)
-                    .map(|a| a.iter().map(|v| v.as_str().unwrap_or("")).collect());
-                let Some(globs) = globs.filter(|g| !g.is_empty()) else {
-                    return self.push(error_frame(
-                        "VALIDATION_ERROR",
-                        "events must be a non-empty array of type globs",
-                    ));
-                };
-                let mut parsed = Vec::new();
-                for g in &globs {
-                    match Pattern::new(g) {
-                        Ok(p) => parsed.push(p),
-                        Err(e) => {
-                            return self
-                                .push(error_frame("VALIDATION_ERROR", format!("{g:?}: {e}")));
-                        }
-                    }
-                }
-                if action == "unsubscribe" {
-                    self.patterns.retain(|(p, _)| !parsed.contains(p));
-                    let names: Vec<&str> = parsed.iter().map(Pattern::as_str).collect();
-                    return self.push(frame(&json!({ "ack": "unsubscribe", "events": names })));
-                }
-                let since = match value.get("since") {
-                    None | Some(Value::Null) => None,
-                    Some(v) => match v.as_u64() {
-                        Some(s) => Some(s),
-                        None => {
-                            return self.push(error_frame(
-                                "VALIDATION_ERROR",
-                                "since must be a sequence number",
-                            ));
-                        }
-                    },
-                };
-                self.subscribe(parsed, since).await
+            Err(e) => {
+                return self.push(error_frame(ErrorCode::BadRequest, format!("not JSON: {e}")));
             }
-            other => self.push(error_frame(
-                "BAD_REQUEST",
-                format!("unknown action {other:?}"),
-            )),
+        };
+        // An action this server does not know is a bad request; a known one with a bad shape
+        // is a validation error.
+        let action = value
+            .get("action")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        if !ClientFrame::ACTIONS.contains(&action.as_str()) {
+            return self.push(error_frame(
+                ErrorCode::BadRequest,
+                format!("unknown action {action:?}"),
+            ));
         }
+        let (globs, since, subscribe) = match serde_json::from_value::<ClientFrame>(value) {
+            Ok(ClientFrame::Ping) => {
+                return self.push(frame(&ServerFrame::Pong(PongFrame {
+                    pong: Timestamp::now().as_unix_millis(),
+                })));
+            }
+            Ok(ClientFrame::Subscribe { events, since }) => (events, since, true),
+            Ok(ClientFrame::Unsubscribe { events }) => (events, None, false),
+            Err(e) => {
+                return self.push(error_frame(
+                    ErrorCode::ValidationError,
+                    format!("a bad {action} frame (events: type globs, since: a sequence): {e}"),
+                ));
+            }
+        };
+        if globs.is_empty() {
+            return self.push(error_frame(
+                ErrorCode::ValidationError,
+                "events must be a non-empty array of type globs",
+            ));
+        }
+        let mut parsed = Vec::with_capacity(globs.len());
+        for g in &globs {
+            match Pattern::new(g) {
+                Ok(p) => parsed.push(p),
+                Err(e) => {
+                    return self.push(error_frame(
+                        ErrorCode::ValidationError,
+                        format!("{g:?}: {e}"),
+                    ));
+                }
+            }
+        }
+        if subscribe {
+            return self.subscribe(parsed, since).await;
+        }
+        self.patterns.retain(|(p, _)| !parsed.contains(p));
+        self.push(ack_frame(AckKind::Unsubscribe, &parsed))
     }
 
     async fn subscribe(&mut self, asked: Vec<Pattern>, since: Option<u64>) -> Result<(), Close> {
@@ -365,7 +386,7 @@ impl Conn<'_> {
         if !outside.is_empty() {
             let names: Vec<&str> = outside.iter().map(Pattern::as_str).collect();
             self.push(error_frame(
-                "FORBIDDEN",
+                ErrorCode::Forbidden,
                 format!("outside this token's scope: {}", names.join(", ")),
             ))?;
         }
@@ -386,8 +407,7 @@ impl Conn<'_> {
                 None => self.patterns.push((p.clone(), from)),
             }
         }
-        let names: Vec<&str> = inside.iter().map(Pattern::as_str).collect();
-        self.push(frame(&json!({ "ack": "subscribe", "events": names })))?;
+        self.push(ack_frame(AckKind::Subscribe, &inside))?;
         if let Some(since) = since {
             self.replay(since, &old).await?;
         }
@@ -410,7 +430,7 @@ impl Conn<'_> {
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the log for a WebSocket replay");
                     return self.push(error_frame(
-                        "UNAVAILABLE",
+                        ErrorCode::Unavailable,
                         "cannot read the log; resubscribe with since",
                     ));
                 }

@@ -26,11 +26,12 @@ pub(crate) fn breakers(admin: &Admin, c: BreakersCommand, out: &mut Out) -> anyh
                 |b| {
                     vec![
                         b.target.clone(),
-                        b.state.clone(),
+                        b.state.to_string(),
                         b.consecutive_failures.to_string(),
                         b.trips.to_string(),
-                        b.opened_at.clone().unwrap_or_else(|| "-".into()),
-                        b.next_trial_at.clone().unwrap_or_else(|| "-".into()),
+                        b.opened_at.map_or_else(|| "-".into(), |t| t.to_string()),
+                        b.next_trial_at
+                            .map_or_else(|| "-".into(), |t| t.to_string()),
                     ]
                 },
             )

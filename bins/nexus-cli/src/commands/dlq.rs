@@ -67,7 +67,7 @@ pub(crate) fn dlq(admin: &Admin, c: DlqCommand, out: &mut Out) -> anyhow::Result
                         d.target.clone(),
                         d.attempts.to_string(),
                         d.last_status.map_or("-".into(), |s| s.to_string()),
-                        d.failed_at.clone(),
+                        d.failed_at.to_string(),
                         d.last_error.clone(),
                     ]
                 },

@@ -15,7 +15,7 @@ pub(crate) fn sub_rows(s: &nexus_client::Subscription) -> Vec<String> {
         s.events.join(","),
         s.ordered.to_string(),
         s.enabled.to_string(),
-        s.created_at.clone(),
+        s.created_at.to_string(),
     ]
 }
 

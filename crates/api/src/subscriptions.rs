@@ -1,0 +1,137 @@
+//! Webhook subscriptions (API.md sections 4 and 6): the creation and patch bodies, and the
+//! subscription as the admin API shows it.
+
+use nexus_event::Timestamp;
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/subscriptions`: `{"url", "events", "secret"?, "ordered"?}`; unknown keys are
+/// refused.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSubscription {
+    /// Where events go.
+    pub url: String,
+    /// The type globs it takes (at least one).
+    pub events: Vec<String>,
+    /// Its signing secret; the server generates a `whsec_` one when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Strict sequence order. Default `false`.
+    #[serde(default)]
+    pub ordered: bool,
+}
+
+impl NewSubscription {
+    /// Keys a body must have; a `VALIDATION_ERROR` for a missing one names it.
+    pub const REQUIRED: &'static [&'static str] = &["url", "events"];
+}
+
+/// `PATCH /api/subscriptions/{id}`: changes; `None` leaves a field as it is. Unknown keys are
+/// refused, and so is a patch that changes nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubscriptionPatch {
+    /// A new URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// New type globs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<Vec<String>>,
+    /// A new secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    /// Ordered or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordered: Option<bool>,
+    /// Enabled or not (`true` re-enables a subscription a `410 Gone` disabled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+impl SubscriptionPatch {
+    /// Keys a body must have: none.
+    pub const REQUIRED: &'static [&'static str] = &[];
+
+    /// Whether it changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == SubscriptionPatch::default()
+    }
+}
+
+/// A subscription: `{id, url, events, ordered, enabled, createdAt}`, plus `secret` in the answer
+/// to its creation only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Subscription {
+    /// Its id.
+    pub id: String,
+    /// Where events go.
+    pub url: String,
+    /// The type globs it takes.
+    pub events: Vec<String>,
+    /// Strict sequence order.
+    pub ordered: bool,
+    /// `false` after a 410 until re-enabled.
+    pub enabled: bool,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Its signing secret: only in the answer to its creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn creation_round_trips_and_refuses_unknown_keys() {
+        let body = json!({"url": "https://crm.example/hooks", "events": ["MINT_*"],
+            "secret": "whsec_bm90aWZpZXItc2VjcmV0", "ordered": true});
+        let parsed: NewSubscription = serde_json::from_value(body.clone()).expect("new");
+        assert_eq!(serde_json::to_value(&parsed).expect("ser"), body);
+        let minimal: NewSubscription =
+            serde_json::from_value(json!({"url": "https://x/", "events": ["*"]})).expect("min");
+        assert!(!minimal.ordered && minimal.secret.is_none());
+        assert!(
+            serde_json::from_value::<NewSubscription>(
+                json!({"url": "https://x/", "events": ["*"], "colour": "red"})
+            )
+            .is_err()
+        );
+        for key in NewSubscription::REQUIRED {
+            let mut v = json!({"url": "https://x/", "events": ["*"]});
+            v.as_object_mut().map(|m| m.remove(*key));
+            assert!(
+                serde_json::from_value::<NewSubscription>(v).is_err(),
+                "{key}"
+            );
+        }
+    }
+
+    #[test]
+    fn patches_round_trip() {
+        let body = json!({"enabled": true});
+        let parsed: SubscriptionPatch = serde_json::from_value(body.clone()).expect("patch");
+        assert_eq!(parsed.enabled, Some(true));
+        assert!(!parsed.is_empty());
+        assert_eq!(serde_json::to_value(&parsed).expect("ser"), body);
+        let empty: SubscriptionPatch = serde_json::from_value(json!({})).expect("empty");
+        assert!(empty.is_empty());
+        assert!(serde_json::from_value::<SubscriptionPatch>(json!({"id": "other"})).is_err());
+    }
+
+    #[test]
+    fn the_secret_is_shown_only_when_given() {
+        let created = json!({"id": "sub-1", "url": "https://crm.example/hooks",
+            "events": ["MINT_*"], "ordered": false, "enabled": true,
+            "createdAt": "2026-02-09T20:30:00.123Z", "secret": "whsec_bm90aWZpZXItc2VjcmV0"});
+        let mut sub: Subscription = serde_json::from_value(created.clone()).expect("sub");
+        assert_eq!(serde_json::to_value(&sub).expect("ser"), created);
+        sub.secret = None;
+        let shown = serde_json::to_value(&sub).expect("ser");
+        assert!(shown.get("secret").is_none());
+        assert_eq!(shown["createdAt"], "2026-02-09T20:30:00.123Z");
+    }
+}

@@ -1,0 +1,64 @@
+//! `GET /api/breakers` and `POST /api/breakers/{target}/reset`.
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use nexus_api::breakers::{Breaker, BreakerState};
+use nexus_api::dead_letters::Reset;
+use nexus_api::envelope::ListQuery;
+use nexus_resilience::BreakerSnapshot;
+
+use super::{limit, page_of};
+use crate::app::AppState;
+use crate::envelope::{ApiError, ok, page};
+use crate::extract::Query;
+
+fn state_of(s: nexus_resilience::BreakerState) -> BreakerState {
+    match s {
+        nexus_resilience::BreakerState::Closed => BreakerState::Closed,
+        nexus_resilience::BreakerState::Open => BreakerState::Open,
+        nexus_resilience::BreakerState::HalfOpen => BreakerState::HalfOpen,
+    }
+}
+
+fn wire(b: BreakerSnapshot) -> Breaker {
+    Breaker {
+        target: b.target,
+        state: state_of(b.state),
+        consecutive_failures: b.consecutive_failures,
+        trips: b.trips,
+        opened_at: b.opened_at,
+        next_trial_at: b.next_trial_at,
+    }
+}
+
+/// Every target's breaker, by target, paged with the last target as the cursor.
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    // The snapshot comes sorted by target.
+    let all = state.breakers.snapshot();
+    let (items, next) = page_of(
+        all,
+        |b| b.target.as_str(),
+        q.cursor.as_deref(),
+        limit(q.limit)?,
+    );
+    Ok(page(items.into_iter().map(wire).collect(), next).into_response())
+}
+
+/// `{target}` arrives percent-decoded by the router.
+pub(super) async fn reset(
+    State(state): State<AppState>,
+    Path(target): Path<String>,
+) -> Result<Response, ApiError> {
+    if !state.breakers.reset(&target) {
+        return Err(ApiError::not_found(format!(
+            "no circuit breaker for target {target:?}"
+        )));
+    }
+    if let Some(record) = state.breakers.record_of(&target) {
+        state.store.save_breaker(record).await?;
+    }
+    Ok(ok(Reset { reset: 1 }).into_response())
+}

@@ -1,0 +1,152 @@
+//! `GET, POST /api/subscriptions` and `GET, PATCH, DELETE /api/subscriptions/{id}`.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use nexus_api::dead_letters::Deleted;
+use nexus_api::envelope::ListQuery;
+use nexus_api::subscriptions::{self as api, NewSubscription, SubscriptionPatch};
+use nexus_event::Pattern;
+use nexus_store::Subscription;
+
+use super::{body, limit, patterns, store_page};
+use crate::app::AppState;
+use crate::auth::Secret;
+use crate::envelope::{ApiError, ok};
+use crate::extract::Query;
+use nexus_outbound::refuse_private;
+
+fn wire(s: Subscription, secret: Option<String>) -> api::Subscription {
+    api::Subscription {
+        id: s.id,
+        url: s.url,
+        events: s.events.iter().map(|p| p.as_str().to_owned()).collect(),
+        ordered: s.ordered,
+        enabled: s.enabled,
+        created_at: s.created_at,
+        secret,
+    }
+}
+
+fn check_secret(written: &str) -> Result<(), ApiError> {
+    if written.is_empty() {
+        return Err(ApiError::validation("secret", "secret must not be empty"));
+    }
+    Secret::parse(written)
+        .map(|_| ())
+        .map_err(|e| ApiError::validation("secret", e.to_string()))
+}
+
+/// Refuses, in production, a URL whose host resolves to a private address (unless allowed).
+async fn check_target(state: &AppState, url: &str) -> Result<(), ApiError> {
+    if !state.config.production || state.config.allow_private_targets {
+        nexus_store::target_origin(url)?;
+        return Ok(());
+    }
+    refuse_private(url)
+        .await
+        .map_err(|e| ApiError::validation("url", e.to_string()))
+}
+
+pub(super) async fn create(State(state): State<AppState>, raw: Body) -> Result<Response, ApiError> {
+    let new: NewSubscription = body(&state, raw, NewSubscription::REQUIRED).await?;
+    check_target(&state, &new.url).await?;
+    let events = patterns("events", &new.events)?;
+    let secret = match new.secret {
+        Some(s) => {
+            check_secret(&s)?;
+            s
+        }
+        None => {
+            Secret::generate()
+                .map_err(|_| {
+                    tracing::error!("the system random generator failed; no secret generated");
+                    ApiError::internal()
+                })?
+                .1
+        }
+    };
+    let sub = state
+        .store
+        .create_subscription(nexus_store::NewSubscription {
+            url: new.url,
+            events,
+            secret: secret.clone(),
+            ordered: new.ordered,
+        })
+        .await?;
+    Ok(ok(wire(sub, Some(secret)))
+        .status(StatusCode::CREATED)
+        .into_response())
+}
+
+pub(super) async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let limit = limit(q.limit)?;
+    let p = state
+        .store
+        .subscriptions(limit, q.cursor.as_deref())
+        .await?;
+    Ok(store_page(p, |s| wire(s, None)))
+}
+
+pub(super) async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let sub = state
+        .store
+        .subscription(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("subscription {id} not found")))?;
+    Ok(ok(wire(sub, None)).into_response())
+}
+
+pub(super) async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    raw: Body,
+) -> Result<Response, ApiError> {
+    let patch: SubscriptionPatch = body(&state, raw, SubscriptionPatch::REQUIRED).await?;
+    if patch.is_empty() {
+        return Err(ApiError::validation("body", "nothing to change"));
+    }
+    if let Some(url) = &patch.url {
+        check_target(&state, url).await?;
+    }
+    if let Some(s) = &patch.secret {
+        check_secret(s)?;
+    }
+    let events: Option<Vec<Pattern>> = patch
+        .events
+        .as_deref()
+        .map(|globs| patterns("events", globs))
+        .transpose()?;
+    let sub = state
+        .store
+        .update_subscription(
+            &id,
+            nexus_store::SubscriptionPatch {
+                url: patch.url,
+                events,
+                secret: patch.secret,
+                ordered: patch.ordered,
+                enabled: patch.enabled,
+            },
+        )
+        .await?;
+    Ok(ok(wire(sub, None)).into_response())
+}
+
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    if !state.store.delete_subscription(&id).await? {
+        return Err(ApiError::not_found(format!("subscription {id} not found")));
+    }
+    Ok(ok(Deleted { deleted: 1 }).into_response())
+}
