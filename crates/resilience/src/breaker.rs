@@ -55,36 +55,9 @@ impl BreakerConfig {
     }
 }
 
-/// Where a breaker stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum BreakerState {
-    /// Calls go through.
-    Closed,
-    /// Calls wait; a trial is allowed once the reset timeout has passed.
-    Open,
-    /// One trial at a time goes through.
-    HalfOpen,
-}
-
-impl BreakerState {
-    /// The wire name: `closed`, `open`, `half_open`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
-        }
-    }
-
-    /// The gauge value of `nexus_circuit_breaker_state`: 0 closed, 1 half-open, 2 open.
-    pub fn gauge(self) -> f64 {
-        match self {
-            BreakerState::Closed => 0.0,
-            BreakerState::HalfOpen => 1.0,
-            BreakerState::Open => 2.0,
-        }
-    }
-}
+/// Where a breaker stands: the wire type of the admin API (`closed`, `open`, `half_open`), so
+/// the state the breaker keeps and the state the API shows are one type.
+pub use nexus_api::breakers::BreakerState;
 
 /// Whether a call may go ahead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

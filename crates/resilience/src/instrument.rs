@@ -12,11 +12,21 @@ pub struct MetricsInstrument;
 impl BreakerInstrument for MetricsInstrument {
     fn state_changed(&self, target: &str, state: BreakerState) {
         metrics::gauge!(metric_names::CIRCUIT_BREAKER_STATE, "target" => target.to_owned())
-            .set(state.gauge());
+            .set(gauge(state));
     }
 
     fn tripped(&self, target: &str) {
         metrics::counter!(metric_names::CIRCUIT_BREAKER_TRIPS_TOTAL, "target" => target.to_owned())
             .increment(1);
+    }
+}
+
+/// The gauge value of `nexus_circuit_breaker_state` (API.md section 8): 0 closed, 1 half-open,
+/// 2 open.
+fn gauge(state: BreakerState) -> f64 {
+    match state {
+        BreakerState::Closed => 0.0,
+        BreakerState::HalfOpen => 1.0,
+        BreakerState::Open => 2.0,
     }
 }

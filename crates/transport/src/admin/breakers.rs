@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use nexus_api::breakers::{Breaker, BreakerState};
+use nexus_api::breakers::Breaker;
 use nexus_api::dead_letters::Reset;
 use nexus_api::envelope::ListQuery;
 use nexus_resilience::BreakerSnapshot;
@@ -12,18 +12,10 @@ use crate::app::AppState;
 use crate::envelope::{ApiError, ok, page};
 use crate::extract::Query;
 
-fn state_of(s: nexus_resilience::BreakerState) -> BreakerState {
-    match s {
-        nexus_resilience::BreakerState::Closed => BreakerState::Closed,
-        nexus_resilience::BreakerState::Open => BreakerState::Open,
-        nexus_resilience::BreakerState::HalfOpen => BreakerState::HalfOpen,
-    }
-}
-
 fn wire(b: BreakerSnapshot) -> Breaker {
     Breaker {
         target: b.target,
-        state: state_of(b.state),
+        state: b.state,
         consecutive_failures: b.consecutive_failures,
         trips: b.trips,
         opened_at: b.opened_at,
