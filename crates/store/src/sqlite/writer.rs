@@ -232,7 +232,7 @@ impl Writer {
     }
 
     fn reload_subscriptions(&mut self) {
-        match super::load_subscription_routes(&self.conn) {
+        match super::subscriptions::load_subscription_routes(&self.conn) {
             Ok(subs) => self.state.subscriptions = subs,
             Err(e) => tracing::error!(error = %e, "cannot reload subscriptions"),
         }
@@ -287,7 +287,7 @@ fn run_job(ctx: &mut Ctx<'_>, job: Job) -> Option<Completion> {
         ctx.work = work;
         if ctx.subscriptions_changed {
             // The job changed subscriptions and was undone: route by what is in the database.
-            match super::load_subscription_routes(ctx.conn) {
+            match super::subscriptions::load_subscription_routes(ctx.conn) {
                 Ok(routes) => ctx.state.subscriptions = routes,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot reload subscriptions");
