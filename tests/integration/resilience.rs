@@ -12,12 +12,22 @@ use nexus_resilience::{
     AttemptError, BreakerState, Breakers, Clock, ManualClock, Outcome, RetryWorker, Schedule,
     Target, WorkerConfig,
 };
-use nexus_store::conformance::t0;
 use nexus_store::{
     BreakerLog, DeliveryQueue, EventLog, Lease, SqliteStore, SubscriptionPatch, Subscriptions,
 };
 
 const TARGET: &str = "http://127.0.0.1:4000";
+
+/// The manual clocks' start: the wall clock when the first test asked, in whole seconds. Not a
+/// fixed date: the store counts a lease as in flight only until its expiry by the wall clock, so
+/// leases taken on the manual clocks must not look expired to it.
+fn t0() -> Timestamp {
+    static START: std::sync::OnceLock<Timestamp> = std::sync::OnceLock::new();
+    *START.get_or_init(|| {
+        let now = Timestamp::now().as_unix_millis();
+        Timestamp::from_unix_millis(now - now % 1000).expect("in range")
+    })
+}
 
 fn at(ms: i64) -> Timestamp {
     Timestamp::from_unix_millis(t0().as_unix_millis() + ms).expect("in range")

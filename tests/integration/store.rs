@@ -25,8 +25,12 @@ async fn fresh_without_cache() -> (SqliteStore, tempfile::TempDir) {
     (store, dir)
 }
 
+async fn reopen(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(dir.path()).expect("reopen the store")
+}
+
 mod conformance {
-    nexus_store::conformance_tests!(super::fresh);
+    nexus_store::conformance_tests!(super::fresh, reopen = super::reopen);
 }
 
 /// The same suite with the event cache off, so every lease reads its event back from disk.

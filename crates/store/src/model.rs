@@ -109,10 +109,10 @@ pub struct Failure {
 /// Counts of the delivery queue (`GET /api/retry/stats`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueueStats {
-    /// Deliveries waiting (due now or later, parked, or held for a disabled subscription).
+    /// Deliveries waiting (due now or later, parked, held for a disabled subscription, or leased
+    /// once but with the lease expired: nobody is working on them).
     pub pending: u64,
-    /// Deliveries leased by a worker (until settled, or leased again after their lease
-    /// expired).
+    /// Deliveries under a live lease (leased by a worker and not yet expired by the wall clock).
     pub in_flight: u64,
     /// Dead letters.
     pub dead_letters: u64,

@@ -8,9 +8,12 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, mpsc};
 
 use nexus_core::Bus;
+use nexus_event::Timestamp;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::watch;
 
+use super::columns::execute;
+use super::queue::wait_state;
 use super::subscriptions::load_subscription_routes;
 use super::writer::{EventCache, State, Writer};
 use super::{Inner, SqliteStore, schema};
@@ -241,6 +244,13 @@ impl SqliteStore {
                 .map_err(open_err(&path))?;
         }
         conn.set_prepared_statement_cache_capacity(64);
+        let released = release_leases(&conn, Timestamp::now()).map_err(open_err(&path))?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "deliveries leased by the previous process are due again"
+            );
+        }
 
         let head: i64 = conn
             .query_row("SELECT coalesce(max(sequence), 0) FROM events", [], |r| {
@@ -291,6 +301,24 @@ impl SqliteStore {
             }),
         })
     }
+}
+
+/// Gives back every lease, due at `now` at the latest, without counting an attempt.
+///
+/// The store holds the data directory's lock, so at open no other process can hold a lease: each
+/// one belonged to a process that died (or stopped without settling), and waiting out its expiry
+/// would only delay the delivery (API.md section 5).
+fn release_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<usize> {
+    let now = now.as_unix_millis();
+    execute(
+        conn,
+        concat!(
+            "UPDATE deliveries SET state = ",
+            wait_state!(),
+            ", due_ms = min(due_ms, :now), lease_owner = NULL WHERE state = :leased"
+        ),
+        &[(":now", &now)],
+    )
 }
 
 fn check_dir(dir: &Path, create: bool) -> Result<()> {

@@ -48,6 +48,8 @@ macro_rules! wait_state {
     };
 }
 
+pub(super) use wait_state;
+
 /// The row a lease token names, still leased by it.
 macro_rules! leased_by_token {
     () => {
@@ -279,13 +281,15 @@ impl DeliveryQueue for SqliteStore {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT \
-                     (SELECT count(*) FROM deliveries WHERE state <> :leased), \
-                     (SELECT count(*) FROM deliveries WHERE state = :leased), \
+                     (SELECT count(*) FROM deliveries WHERE state <> :leased OR due_ms <= :now), \
+                     (SELECT count(*) FROM deliveries WHERE state = :leased AND due_ms > :now), \
                      (SELECT count(*) FROM dead_letters), \
                      (SELECT min(created_ms) FROM deliveries WHERE attempts > 0)",
                 )
                 .map_err(db_err("stats"))?;
-            bind(&mut stmt, &[]).map_err(db_err("stats"))?;
+            // A lease past its expiry is work waiting to be leased again, not work in flight.
+            let now = Timestamp::now().as_unix_millis();
+            bind(&mut stmt, &[(":now", &now)]).map_err(db_err("stats"))?;
             stmt.raw_query()
                 .mapped(|r| {
                     Ok(QueueStats {
