@@ -287,3 +287,76 @@ async fn a_full_disk_loses_nothing_acknowledged_and_stores_nothing_refused() {
     let next = store.append(small("after".into())).await.expect("append");
     assert_eq!(next[0].sequence, head + 1);
 }
+
+/// Holds the writer inside an append (routing runs in the writer's transaction) until released,
+/// and says when it got there.
+struct GateRouter {
+    entered: std::sync::mpsc::Sender<()>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl nexus_store::Router for GateRouter {
+    fn route(&self, _event: &nexus_event::Event, _out: &mut Vec<(Consumer, String)>) {
+        let _ = self.entered.send(());
+        // Returns once the sender is dropped, and at once from then on.
+        let _ = self.release.lock().map(|r| r.recv());
+    }
+}
+
+/// With the writer's queue full, an append fails at once with `Busy` and writes nothing; what
+/// was queued before is written once the writer moves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_writer_queue_refuses_appends_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let gate = GateRouter {
+        entered: entered_tx,
+        release: std::sync::Mutex::new(release_rx),
+    };
+    let store = SqliteStore::builder(dir.path())
+        .writer_queue(1)
+        .router(Arc::new(gate))
+        .open()
+        .expect("open");
+    let first = tokio::spawn({
+        let store = store.clone();
+        async move { store.append(vec![draft("first")]).await }
+    });
+    // The writer is now inside the first append, its queue empty.
+    tokio::task::spawn_blocking(move || entered_rx.recv_timeout(Duration::from_secs(10)))
+        .await
+        .expect("join")
+        .expect("the writer runs the first append");
+    // The second takes the one place in the queue: polled once, it is queued.
+    let mut second = Box::pin(store.append(vec![draft("second")]));
+    std::future::poll_fn(|cx| {
+        assert!(
+            std::future::Future::poll(second.as_mut(), cx).is_pending(),
+            "the writer is held"
+        );
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let third = store.append(vec![draft("third")]).await;
+    assert!(
+        matches!(third, Err(StoreError::Busy { capacity: 1 })),
+        "{third:?}"
+    );
+    assert!(third.expect_err("busy").is_transient());
+    drop(release_tx);
+    assert_eq!(first.await.expect("join").expect("first")[0].sequence, 1);
+    assert_eq!(second.await.expect("second")[0].sequence, 2);
+    assert_eq!(
+        store.head().await.expect("head"),
+        2,
+        "the refused one wrote nothing"
+    );
+    assert!(
+        store
+            .get(&EventId::new("third").expect("valid"))
+            .await
+            .expect("get")
+            .is_none()
+    );
+}

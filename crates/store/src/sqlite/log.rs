@@ -201,7 +201,7 @@ impl EventLog for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        self.call(move |ctx| append_in(ctx, events)).await
+        self.call_or_busy(move |ctx| append_in(ctx, events)).await
     }
 
     async fn get(&self, id: &EventId) -> Result<Option<Event>> {

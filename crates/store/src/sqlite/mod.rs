@@ -20,19 +20,20 @@ mod writer;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::error::{Result, StoreError};
 use crate::model::{Router, Subscription};
 use columns::db_err;
 use writer::{Ctx, Job};
 
-pub use open::{DB_FILE, Durability, LOCK_FILE, SqliteBuilder};
+pub use open::{DB_FILE, DEFAULT_WRITER_QUEUE, Durability, LOCK_FILE, SqliteBuilder};
 
 /// The SQLite store. Cloning gives another handle to the same store; the writer stops when the
 /// last handle is dropped, after finishing what it was given.
@@ -119,10 +120,29 @@ impl SqliteStore {
     }
 
     /// Runs `f` on the writer thread inside the next group's transaction and answers once that
-    /// transaction is committed (or failed).
+    /// transaction is committed (or failed). Waits for room when the writer's queue is full: the
+    /// worker's and the admin's operations apply back pressure rather than fail.
     async fn call<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.submit(f, Admission::Wait).await
+    }
+
+    /// Like [`SqliteStore::call`], but fails at once with [`StoreError::Busy`] when the writer's
+    /// queue is full: what appends do, so a flood of publishes is refused (`503`) instead of
+    /// growing memory without bound.
+    async fn call_or_busy<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.submit(f, Admission::FailFast).await
+    }
+
+    async fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,
+        admission: Admission,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |ctx| {
@@ -138,12 +158,16 @@ impl SqliteStore {
         let unavailable = || StoreError::Unavailable {
             reason: "the store writer has stopped".into(),
         };
-        self.inner
-            .jobs
-            .as_ref()
-            .ok_or_else(unavailable)?
-            .send(job)
-            .map_err(|_| unavailable())?;
+        let jobs = self.inner.jobs.as_ref().ok_or_else(unavailable)?;
+        match admission {
+            Admission::Wait => jobs.send(job).await.map_err(|_| unavailable())?,
+            Admission::FailFast => jobs.try_send(job).map_err(|e| match e {
+                TrySendError::Full(_) => StoreError::Busy {
+                    capacity: jobs.max_capacity(),
+                },
+                TrySendError::Closed(_) => unavailable(),
+            })?,
+        }
         rx.await.map_err(|_| unavailable())?
     }
 
@@ -164,6 +188,15 @@ impl SqliteStore {
             reason: format!("reader task failed: {e}"),
         })?
     }
+}
+
+/// What a write does when the writer's queue is full.
+#[derive(Debug, Clone, Copy)]
+enum Admission {
+    /// Wait for room.
+    Wait,
+    /// Fail with [`StoreError::Busy`].
+    FailFast,
 }
 
 impl Inner {
