@@ -282,7 +282,7 @@ async fn a_full_disk_loses_nothing_acknowledged_and_stores_nothing_refused() {
         .map(|e| (e.id.to_string(), e.sequence))
         .collect();
     assert_eq!(stored, acked, "exactly the acknowledged events are stored");
-    drop(store);
+    store.close().await;
     let store = SqliteStore::open(dir.path()).expect("reopen without the cap");
     let next = store.append(small("after".into())).await.expect("append");
     assert_eq!(next[0].sequence, head + 1);
@@ -359,4 +359,40 @@ async fn a_full_writer_queue_refuses_appends_at_once() {
             .expect("get")
             .is_none()
     );
+}
+
+/// `close` of one handle leaves the others working; `close` of the last shuts the writer down on
+/// the blocking pool, so the directory opens again at once. Dropping the last handle inside a
+/// current-thread runtime (no `block_in_place` there) does the same synchronously.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_shuts_down_with_the_last_handle() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let other = store.clone();
+    store.close().await;
+    other.append(vec![draft("a")]).await.expect("still open");
+    assert!(matches!(
+        SqliteStore::open(dir.path()),
+        Err(StoreError::Locked { .. })
+    ));
+    other.close().await;
+    let again = SqliteStore::open(dir.path()).expect("reopened at once");
+    assert_eq!(again.head().await.expect("head"), 1);
+    let path = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let inner = path.clone();
+        rt.block_on(async move {
+            drop(again);
+            let third = SqliteStore::open(&inner).expect("reopened after a drop");
+            third.append(vec![draft("b")]).await.expect("append");
+            drop(third);
+        });
+        SqliteStore::open(&path).expect("reopened after the runtime's drop")
+    })
+    .await
+    .expect("join");
 }

@@ -75,13 +75,33 @@ struct Inner {
     _lock: std::fs::File,
 }
 
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // Closing the channel lets the writer finish its group and stop; joining it means the
-        // database is closed when the last handle is gone, so the directory can be reopened.
+impl Inner {
+    /// Closes the writer's queue, so the writer finishes what it was given and stops, and hands
+    /// back its thread to join. Joining it closes the database, so the directory can be opened
+    /// again once the lock (dropped after) is released.
+    fn stop_writer(&mut self) -> Option<JoinHandle<()>> {
         drop(self.jobs.take());
-        if let Some(writer) = self.writer.take() {
+        self.writer.take()
+    }
+}
+
+impl Drop for Inner {
+    /// The synchronous path (the last handle dropped without [`SqliteStore::close`]): the join
+    /// waits for at most the writer's last group. Inside a multi-threaded tokio runtime the wait
+    /// runs in `block_in_place`, so the runtime moves its other tasks off this thread; elsewhere
+    /// (no runtime, a blocking-pool thread, a current-thread runtime, where nothing else could
+    /// run meanwhile anyway) it blocks in place. The writer never waits on the runtime, so the
+    /// join cannot deadlock it.
+    fn drop(&mut self) {
+        let Some(writer) = self.stop_writer() else {
+            return;
+        };
+        let join = move || {
             let _ = writer.join();
+        };
+        match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(join),
+            _ => join(),
         }
     }
 }
@@ -108,6 +128,40 @@ impl SqliteStore {
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| m.len())
             .sum()
+    }
+
+    /// Closes this handle and, if it is the last one, shuts the store down without blocking the
+    /// runtime: the writer finishes what it was given, stops and closes the database (joined on
+    /// the blocking pool), then the data directory's lock is released, so the directory can be
+    /// opened again as soon as this returns. With other handles still alive it only drops this
+    /// one; the store stops when the last goes. Dropping the last handle does the same
+    /// synchronously.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+    /// # let dir = tempfile::tempdir()?;
+    /// use nexus_store::SqliteStore;
+    ///
+    /// let store = SqliteStore::open(dir.path())?;
+    /// store.close().await;
+    /// let again = SqliteStore::open(dir.path())?;
+    /// # drop(again);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// # })
+    /// # }
+    /// ```
+    pub async fn close(self) {
+        let Ok(mut inner) = Arc::try_unwrap(self.inner) else {
+            return;
+        };
+        if let Some(writer) = inner.stop_writer() {
+            let joined = tokio::task::spawn_blocking(move || writer.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!("the store writer ended abnormally");
+            }
+        }
+        drop(inner);
     }
 
     /// Replaces the extra delivery routes (reactors). Applies to events appended from now on.
