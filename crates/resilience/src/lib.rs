@@ -39,6 +39,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ConfigError;
 pub use instrument::MetricsInstrument;
 pub use worker::{
-    AttemptError, Outcome, RetryWorker, StopReport, Target, WorkQueue, WorkerConfig, WorkerHandle,
-    WorkerStats, record_queue_gauges,
+    Activity, AttemptError, Outcome, RetryWorker, StopReport, Target, WorkQueue, WorkerConfig,
+    WorkerHandle, WorkerStats, record_queue_gauges,
 };
