@@ -442,3 +442,72 @@ impl DeliveryQueue for SqliteStore {
         self.inner.changes.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+    use crate::sqlite::schema;
+
+    /// The query plan of `sql` with the states bound, as SQLite reports it.
+    fn plan(conn: &Connection, sql: &str, args: &[Arg<'_>]) -> Vec<String> {
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        bind(&mut stmt, args).expect("bind");
+        stmt.raw_query()
+            .mapped(|r| r.get::<_, String>(3))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("plan")
+    }
+
+    /// The states are parameters, yet leasing still runs on the partial index `deliveries_due`
+    /// (`WHERE state < 3`): SQLite plans with the bound values (re-preparing if they change), so
+    /// finding due work never scans the whole queue.
+    #[test]
+    fn leasing_and_next_due_use_the_due_index() {
+        let conn = Connection::open_in_memory().expect("memory db");
+        for migration in schema::MIGRATIONS {
+            conn.execute_batch(migration).expect("schema");
+        }
+        let now: i64 = 0;
+        let max: i64 = 10;
+        let lease = plan(
+            &conn,
+            concat!(
+                "EXPLAIN QUERY PLAN SELECT id FROM deliveries d WHERE state < :held \
+                 AND due_ms <= :now AND ",
+                leasable!(),
+                " ORDER BY due_ms, id LIMIT :max"
+            ),
+            &[(":now", &now), (":max", &max)],
+        );
+        assert!(
+            lease.iter().any(|step| step.contains("deliveries_due")),
+            "{lease:?}"
+        );
+        let next = plan(
+            &conn,
+            concat!(
+                "EXPLAIN QUERY PLAN SELECT due_ms FROM deliveries d WHERE state < :held AND ",
+                leasable!(),
+                " ORDER BY due_ms LIMIT 1"
+            ),
+            &[],
+        );
+        assert!(
+            next.iter().any(|step| step.contains("deliveries_due")),
+            "{next:?}"
+        );
+        let target = String::from("http://x:80");
+        let unpark = plan(
+            &conn,
+            "EXPLAIN QUERY PLAN UPDATE deliveries SET state = :waiting \
+             WHERE target = :target AND state = :parked",
+            &[(":target", &target)],
+        );
+        assert!(
+            unpark.iter().any(|step| step.contains("deliveries_parked")),
+            "{unpark:?}"
+        );
+    }
+}
