@@ -396,3 +396,44 @@ async fn close_shuts_down_with_the_last_handle() {
     .await
     .expect("join");
 }
+
+/// The same at the HTTP level: with the writer held and its queue full, `POST /events` is answered
+/// at once `503 UNAVAILABLE` with `Retry-After`, and nothing is stored for it.
+#[test]
+fn a_full_writer_queue_is_503_with_retry_after_over_http() {
+    use crate::support::server::{TestServer, publish};
+
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let gate = Arc::new(GateRouter {
+        entered: entered_tx,
+        release: std::sync::Mutex::new(release_rx),
+    });
+    let server = TestServer::start_with_store(|store| store.writer_queue(1).router(gate), |_| {});
+    let event = |id: &str| serde_json::json!({"type": "PAYMENT_RECEIVED", "id": id});
+    let held = std::thread::scope(|scope| {
+        let first = scope.spawn(|| publish(&server, &event("held")));
+        entered_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the writer runs the first publish");
+        // The one place in the queue, taken directly (polled once, it is queued).
+        let mut queued = Box::pin(server.store.append(vec![draft("queued")]));
+        server.block_on(std::future::poll_fn(|cx| {
+            assert!(std::future::Future::poll(queued.as_mut(), cx).is_pending());
+            std::task::Poll::Ready(())
+        }));
+        let refused = publish(&server, &event("refused"));
+        assert_eq!(refused.status, 503, "{}", refused.text);
+        assert_eq!(refused.code(), "UNAVAILABLE");
+        assert_eq!(refused.header("retry-after"), Some("1"));
+        drop(release_tx);
+        server.block_on(queued).expect("the queued append");
+        first.join().expect("first publish")
+    });
+    assert_eq!(held.status, 202, "{}", held.text);
+    let refused = server.block_on(server.store.get(&EventId::new("refused").expect("valid")));
+    assert!(
+        refused.expect("get").is_none(),
+        "the refused event is not stored"
+    );
+}
