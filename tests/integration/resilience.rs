@@ -9,15 +9,25 @@ use std::time::Duration;
 use async_trait::async_trait;
 use nexus_event::{NewEvent, Timestamp, WellKnown};
 use nexus_resilience::{
-    AttemptError, BreakerState, Breakers, Clock, ManualClock, Outcome, Reason, RetryWorker,
-    Schedule, Target, WorkerConfig,
+    Activity, AttemptError, BreakerState, Breakers, Clock, ManualClock, Outcome, Reason,
+    RetryWorker, Schedule, Target, WorkerConfig, WorkerStats,
 };
-use nexus_store::conformance::t0;
 use nexus_store::{
     BreakerLog, DeliveryQueue, EventLog, Lease, SqliteStore, SubscriptionPatch, Subscriptions,
 };
 
 const TARGET: &str = "http://127.0.0.1:4000";
+
+/// The manual clocks' start: the wall clock when the first test asked, in whole seconds. Not a
+/// fixed date: the store counts a lease as in flight only until its expiry by the wall clock, so
+/// leases taken on the manual clocks must not look expired to it.
+fn t0() -> Timestamp {
+    static START: std::sync::OnceLock<Timestamp> = std::sync::OnceLock::new();
+    *START.get_or_init(|| {
+        let now = Timestamp::now().as_unix_millis();
+        Timestamp::from_unix_millis(now - now % 1000).expect("in range")
+    })
+}
 
 fn at(ms: i64) -> Timestamp {
     Timestamp::from_unix_millis(t0().as_unix_millis() + ms).expect("in range")
@@ -112,6 +122,19 @@ async fn wait_for(what: &str, mut cond: impl AsyncFnMut() -> bool) {
     panic!("timed out waiting for {what}");
 }
 
+/// Waits until the worker sleeps with nothing in flight and nothing due at `clock`'s time: it has
+/// seen the clock's last move and done what fell due. From then on only a later move of the
+/// clock (to the due time it sleeps until) or new work wakes it, so "nothing happened" can be
+/// asserted at once, without sleeping.
+async fn settled(stats: &WorkerStats, clock: &ManualClock) {
+    wait_for("the worker to settle", async || match stats.activity() {
+        Activity::Idle => true,
+        Activity::IdleUntil(due) => due > clock.now(),
+        Activity::Busy | Activity::Stopped => false,
+    })
+    .await;
+}
+
 struct Fixture {
     store: Arc<SqliteStore>,
     clock: Arc<ManualClock>,
@@ -179,9 +202,11 @@ async fn follows_the_exact_schedule_then_dead_letters_and_redrives() {
             f.store.next_due().await.expect("next_due") == Some(due)
         })
         .await;
-        // One millisecond early: nothing happens.
+        // One millisecond early: nothing happens. The worker sleeps until the due time.
+        settled(handle.stats(), &f.clock).await;
+        assert_eq!(handle.stats().activity(), Activity::IdleUntil(due));
         f.clock.set(at(elapsed + step_s * 1000 - 1));
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        settled(handle.stats(), &f.clock).await;
         assert_eq!(target.calls().len(), attempt, "attempted before its time");
         elapsed += step_s * 1000;
         f.clock.set(at(elapsed));
@@ -278,7 +303,7 @@ async fn an_open_breaker_parks_deliveries_without_burning_attempts() {
     // Retries fall due at +2 s and on, but the breaker is open until +30 s: they are parked.
     for s in [2, 4, 10, 20, 29] {
         f.clock.set(at(s * 1000));
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        settled(handle.stats(), &f.clock).await;
     }
     wait_for("nothing in flight", async || {
         f.store.stats().await.expect("stats").in_flight == 0
@@ -296,7 +321,8 @@ async fn an_open_breaker_parks_deliveries_without_burning_attempts() {
         f.store.stats().await.expect("stats").in_flight <= 1
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // The others are parked until the next trial time, which the clock has not reached: no
+    // other attempt can start.
     assert_eq!(target.calls().len(), 6, "one trial at a time");
     assert_eq!(
         breakers.get(TARGET).map(|b| b.state),
@@ -372,7 +398,8 @@ async fn a_restart_resumes_pending_retries() {
     let store = Arc::new(SqliteStore::open(dir.path()).expect("reopen"));
     let target = Fake::new(Arc::clone(&clock), Box::new(|_| Outcome::Delivered));
     let handle = worker_on(&store, &clock, &target, "after").spawn();
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    settled(handle.stats(), &clock).await;
+    assert_eq!(handle.stats().activity(), Activity::IdleUntil(at(2_000)));
     assert!(target.calls().is_empty(), "not due yet");
     clock.set(at(2_000));
     wait_for("the resumed retries", async || target.calls().len() == 3).await;
@@ -417,15 +444,19 @@ async fn an_idle_worker_sleeps_until_the_next_due_time() {
         .collect();
     f.store.append(later).await.expect("append");
     let handle = worker(&f, &target, "w").spawn();
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let settled = handle.stats().wakeups.load(Ordering::SeqCst);
-    assert!(settled <= 2, "{settled} wake-ups at start");
-    // Real time passes, the clock moves but not to the due time: no wake-up.
+    settled(handle.stats(), &f.clock).await;
+    assert_eq!(
+        handle.stats().activity(),
+        Activity::IdleUntil(at(3_600_000))
+    );
+    let woken = handle.stats().wakeups.load(Ordering::SeqCst);
+    assert!(woken <= 2, "{woken} wake-ups at start");
+    // The clock moves but not to the due time: no wake-up.
     for m in [1, 10, 30, 59] {
         f.clock.set(at(m * 60_000));
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        settled(handle.stats(), &f.clock).await;
     }
-    assert_eq!(handle.stats().wakeups.load(Ordering::SeqCst), settled);
+    assert_eq!(handle.stats().wakeups.load(Ordering::SeqCst), woken);
     assert!(target.calls().is_empty());
     f.clock.set(at(3_600_000));
     wait_for("delivery at the due time", async || {
@@ -470,7 +501,12 @@ async fn gone_disables_the_subscription_and_holds_its_deliveries() {
     publish(&f.store, 1).await;
     // Time passes well beyond the whole schedule: held deliveries are never dead-lettered.
     f.clock.set(at(3_600_000));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    settled(handle.stats(), &f.clock).await;
+    assert_eq!(
+        handle.stats().activity(),
+        Activity::Idle,
+        "held deliveries are never due"
+    );
     let s = f.store.stats().await.expect("stats");
     assert_eq!((s.pending, s.dead_letters), (2, 0));
     assert_eq!(target.calls().len(), 1);
@@ -644,9 +680,9 @@ async fn an_open_breaker_stays_open_across_a_restart() {
     .await;
     // The retries fall due at +2 s, but the breaker opened at t0 stays open until +30 s.
     clock.set(at(2_000));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    settled(handle.stats(), &clock).await;
     clock.set(at(29_999));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    settled(handle.stats(), &clock).await;
     assert!(
         target.calls().is_empty(),
         "no call to a target that was down"
@@ -688,12 +724,14 @@ async fn dropping_the_handle_stops_the_worker() {
     let target = Fake::new(Arc::clone(&f.clock), Box::new(|_| Outcome::Delivered));
     let handle = worker(&f, &target, "w").spawn();
     let stats = Arc::clone(handle.stats());
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    settled(&stats, &f.clock).await;
     drop(handle);
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    wait_for("the worker to stop", async || {
+        stats.activity() == Activity::Stopped
+    })
+    .await;
     let after_drop = stats.wakeups.load(Ordering::SeqCst);
     publish(&f.store, 1).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(
         stats.wakeups.load(Ordering::SeqCst),
         after_drop,

@@ -25,8 +25,12 @@ async fn fresh_without_cache() -> (SqliteStore, tempfile::TempDir) {
     (store, dir)
 }
 
+async fn reopen(dir: &tempfile::TempDir) -> SqliteStore {
+    SqliteStore::open(dir.path()).expect("reopen the store")
+}
+
 mod conformance {
-    nexus_store::conformance_tests!(super::fresh);
+    nexus_store::conformance_tests!(super::fresh, reopen = super::reopen);
 }
 
 /// The same suite with the event cache off, so every lease reads its event back from disk.
@@ -278,8 +282,158 @@ async fn a_full_disk_loses_nothing_acknowledged_and_stores_nothing_refused() {
         .map(|e| (e.id.to_string(), e.sequence))
         .collect();
     assert_eq!(stored, acked, "exactly the acknowledged events are stored");
-    drop(store);
+    store.close().await;
     let store = SqliteStore::open(dir.path()).expect("reopen without the cap");
     let next = store.append(small("after".into())).await.expect("append");
     assert_eq!(next[0].sequence, head + 1);
+}
+
+/// Holds the writer inside an append (routing runs in the writer's transaction) until released,
+/// and says when it got there.
+struct GateRouter {
+    entered: std::sync::mpsc::Sender<()>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl nexus_store::Router for GateRouter {
+    fn route(&self, _event: &nexus_event::Event, _out: &mut Vec<(Consumer, String)>) {
+        let _ = self.entered.send(());
+        // Returns once the sender is dropped, and at once from then on.
+        let _ = self.release.lock().map(|r| r.recv());
+    }
+}
+
+/// With the writer's queue full, an append fails at once with `Busy` and writes nothing; what
+/// was queued before is written once the writer moves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_writer_queue_refuses_appends_at_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let gate = GateRouter {
+        entered: entered_tx,
+        release: std::sync::Mutex::new(release_rx),
+    };
+    let store = SqliteStore::builder(dir.path())
+        .writer_queue(1)
+        .router(Arc::new(gate))
+        .open()
+        .expect("open");
+    let first = tokio::spawn({
+        let store = store.clone();
+        async move { store.append(vec![draft("first")]).await }
+    });
+    // The writer is now inside the first append, its queue empty.
+    tokio::task::spawn_blocking(move || entered_rx.recv_timeout(Duration::from_secs(10)))
+        .await
+        .expect("join")
+        .expect("the writer runs the first append");
+    // The second takes the one place in the queue: polled once, it is queued.
+    let mut second = Box::pin(store.append(vec![draft("second")]));
+    std::future::poll_fn(|cx| {
+        assert!(
+            std::future::Future::poll(second.as_mut(), cx).is_pending(),
+            "the writer is held"
+        );
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let third = store.append(vec![draft("third")]).await;
+    assert!(
+        matches!(third, Err(StoreError::Busy { capacity: 1 })),
+        "{third:?}"
+    );
+    assert!(third.expect_err("busy").is_transient());
+    drop(release_tx);
+    assert_eq!(first.await.expect("join").expect("first")[0].sequence, 1);
+    assert_eq!(second.await.expect("second")[0].sequence, 2);
+    assert_eq!(
+        store.head().await.expect("head"),
+        2,
+        "the refused one wrote nothing"
+    );
+    assert!(
+        store
+            .get(&EventId::new("third").expect("valid"))
+            .await
+            .expect("get")
+            .is_none()
+    );
+}
+
+/// `close` of one handle leaves the others working; `close` of the last shuts the writer down on
+/// the blocking pool, so the directory opens again at once. Dropping the last handle inside a
+/// current-thread runtime (no `block_in_place` there) does the same synchronously.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_shuts_down_with_the_last_handle() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path()).expect("open");
+    let other = store.clone();
+    store.close().await;
+    other.append(vec![draft("a")]).await.expect("still open");
+    assert!(matches!(
+        SqliteStore::open(dir.path()),
+        Err(StoreError::Locked { .. })
+    ));
+    other.close().await;
+    let again = SqliteStore::open(dir.path()).expect("reopened at once");
+    assert_eq!(again.head().await.expect("head"), 1);
+    let path = dir.path().to_owned();
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let inner = path.clone();
+        rt.block_on(async move {
+            drop(again);
+            let third = SqliteStore::open(&inner).expect("reopened after a drop");
+            third.append(vec![draft("b")]).await.expect("append");
+            drop(third);
+        });
+        SqliteStore::open(&path).expect("reopened after the runtime's drop")
+    })
+    .await
+    .expect("join");
+}
+
+/// The same at the HTTP level: with the writer held and its queue full, `POST /events` is answered
+/// at once `503 UNAVAILABLE` with `Retry-After`, and nothing is stored for it.
+#[test]
+fn a_full_writer_queue_is_503_with_retry_after_over_http() {
+    use crate::support::server::{TestServer, publish};
+
+    let (entered_tx, entered_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let gate = Arc::new(GateRouter {
+        entered: entered_tx,
+        release: std::sync::Mutex::new(release_rx),
+    });
+    let server = TestServer::start_with_store(|store| store.writer_queue(1).router(gate), |_| {});
+    let event = |id: &str| serde_json::json!({"type": "PAYMENT_RECEIVED", "id": id});
+    let held = std::thread::scope(|scope| {
+        let first = scope.spawn(|| publish(&server, &event("held")));
+        entered_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the writer runs the first publish");
+        // The one place in the queue, taken directly (polled once, it is queued).
+        let mut queued = Box::pin(server.store.append(vec![draft("queued")]));
+        server.block_on(std::future::poll_fn(|cx| {
+            assert!(std::future::Future::poll(queued.as_mut(), cx).is_pending());
+            std::task::Poll::Ready(())
+        }));
+        let refused = publish(&server, &event("refused"));
+        assert_eq!(refused.status, 503, "{}", refused.text);
+        assert_eq!(refused.code(), "UNAVAILABLE");
+        assert_eq!(refused.header("retry-after"), Some("1"));
+        drop(release_tx);
+        server.block_on(queued).expect("the queued append");
+        first.join().expect("first publish")
+    });
+    assert_eq!(held.status, 202, "{}", held.text);
+    let refused = server.block_on(server.store.get(&EventId::new("refused").expect("valid")));
+    assert!(
+        refused.expect("get").is_none(),
+        "the refused event is not stored"
+    );
 }

@@ -2,21 +2,29 @@
 //! `crash_child` test) appends with group commit and prints each acknowledged sequence; the parent
 //! `kill -9`s it at random moments and checks, after reopening, that every acknowledged event is
 //! there, sequences have no gaps, every event has its delivery, and deliveries the dead child had
-//! leased come back once their lease expires.
+//! leased are due again at once (the reopen gives its leases back). The same, end to end, with
+//! the real `nexus-server` killed while its deliveries are in flight.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nexus_event::{EventId, NewEvent, Timestamp, TypeFilter, WellKnown};
 use nexus_store::{DeliveryQueue, EventLog, SqliteStore};
+use serde_json::json;
+
+use crate::support::process::{self, ServerProcess};
+use crate::support::server::Call;
 
 const DIR_ENV: &str = "NEXUS_CRASH_DIR";
 const RUN_ENV: &str = "NEXUS_CRASH_RUN";
-/// How long the child leases deliveries for.
-const CHILD_LEASE: Duration = Duration::from_secs(2);
+/// How long the child leases deliveries for: far longer than the test, so only the release of
+/// leases at open can make them due again.
+const CHILD_LEASE: Duration = Duration::from_secs(600);
 
 /// A small deterministic generator, seeded from the clock and printed, so a failing run can be
 /// replayed by hand.
@@ -183,18 +191,15 @@ async fn verify(dir: &Path, acked: &HashMap<String, u64>, run: u32) {
             .unwrap_or_else(|| panic!("run {run}: acknowledged event {id} is lost"));
         assert_eq!(got, seq, "run {run}: event {id} moved");
     }
-    // Every event has exactly one delivery, including those the killed child had leased: they
-    // are due again once the lease expires. Look far enough ahead that every lease has expired;
-    // each run looks further, past the zero-length leases the previous verification left.
-    let ahead = Timestamp::from_unix_millis(
-        Timestamp::now().as_unix_millis() + (i64::from(run) + 1) * 3_600_000,
-    )
-    .expect("in range");
-    // Leased for 1 ms past `ahead`, so each page is out of reach of the next one.
+    // Every event has exactly one delivery, including those the killed child had leased: the
+    // reopen gave its leases back, so they are due now, not when the child's lease would have
+    // expired. Leased for an hour, so each page is out of reach of the next one (and the next
+    // verification's reopen gives them back in turn).
+    let now = Timestamp::now();
     let mut leased_seqs: Vec<u64> = Vec::new();
     loop {
         let leases = store
-            .lease_due("verifier", ahead, 10_000, Duration::from_millis(1))
+            .lease_due("verifier", now, 10_000, Duration::from_secs(3_600))
             .await
             .expect("lease");
         if leases.is_empty() {
@@ -269,5 +274,135 @@ fn crash_child() {
         for t in tasks {
             t.await.expect("child task");
         }
+    });
+}
+
+/// A webhook receiver on its own runtime that records every delivery it gets and, while
+/// `hold` is set, never answers (the attempt stays in flight); otherwise it answers 200.
+struct Receiver {
+    url: String,
+    seen: Arc<Mutex<Vec<String>>>,
+    hold: Arc<AtomicBool>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let hold = Arc::new(AtomicBool::new(true));
+        let (record, holding) = (Arc::clone(&seen), Arc::clone(&hold));
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap| {
+                let (record, holding) = (Arc::clone(&record), Arc::clone(&holding));
+                async move {
+                    let id = headers
+                        .get("webhook-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("")
+                        .to_owned();
+                    record.lock().expect("seen").push(id);
+                    if holding.load(Ordering::SeqCst) {
+                        std::future::pending::<()>().await;
+                    }
+                    axum::http::StatusCode::OK
+                }
+            }),
+        );
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        rt.spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver {
+            url: format!("http://127.0.0.1:{port}/hook"),
+            seen,
+            hold,
+            _rt: rt,
+        }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        self.seen.lock().expect("seen").clone()
+    }
+}
+
+/// `GET /api/retry/stats` of a server process.
+fn retry_stats(server: &ServerProcess) -> serde_json::Value {
+    let answer = Call::new("GET", format!("{}/api/retry/stats", server.base))
+        .header("authorization", format!("Bearer {}", process::ADMIN))
+        .send();
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer.body["data"].clone()
+}
+
+/// Polls `done` every 20 ms until it holds or `within` passes; how long it took.
+fn wait_for(within: Duration, what: &str, mut done: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    start.elapsed()
+}
+
+/// The real server killed with deliveries in flight (its receiver holds the requests open)
+/// attempts them again at once after a restart on the same data, far below the 60 s lease, and
+/// its stats do not count the dead process's leases as in flight.
+#[test]
+fn deliveries_in_flight_at_a_kill_resume_at_once_after_the_restart() {
+    const EVENTS: usize = 5;
+    let receiver = Receiver::start();
+    let mut server = ServerProcess::start();
+    let made = Call::new("POST", format!("{}/api/subscriptions", server.base))
+        .header("authorization", format!("Bearer {}", process::ADMIN))
+        .json(&json!({"url": receiver.url, "events": ["*"]}))
+        .send();
+    assert_eq!(made.status, 201, "{}", made.text);
+    let mut ids = Vec::new();
+    for i in 0..EVENTS {
+        let ack = Call::new("POST", format!("{}/events", server.base))
+            .json(&json!({"type": "PAYMENT_RECEIVED", "payload": {"n": i}}))
+            .nexus_signed("flowpay", process::SECRET)
+            .send();
+        assert_eq!(ack.status, 202, "{}", ack.text);
+        ids.push(ack.body["data"]["id"].as_str().expect("an id").to_owned());
+    }
+    ids.sort();
+    let log = |server: &ServerProcess| format!("server log:\n{}", server.log());
+    wait_for(Duration::from_secs(10), "every delivery attempted", || {
+        receiver.seen().len() >= EVENTS
+    });
+    let stats = retry_stats(&server);
+    assert_eq!(stats["inFlight"], EVENTS, "{stats} {}", log(&server));
+
+    server.kill();
+    receiver.hold.store(false, Ordering::SeqCst);
+    server.restart();
+    let resumed = wait_for(
+        Duration::from_secs(20),
+        "deliveries attempted again",
+        || receiver.seen().len() >= 2 * EVENTS,
+    );
+    assert!(
+        resumed < Duration::from_secs(20),
+        "the restart waited {resumed:?}, as if for the lease"
+    );
+    let mut again: Vec<String> = receiver.seen().split_off(EVENTS);
+    again.sort();
+    assert_eq!(
+        again, ids,
+        "each delivery in flight at the kill is attempted again"
+    );
+    wait_for(Duration::from_secs(10), "the queue drained", || {
+        let s = retry_stats(&server);
+        s["inFlight"] == 0 && s["pending"] == 0
     });
 }

@@ -301,7 +301,12 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
         released = report.released,
         "stopped"
     );
-    drop(store);
+    // The last handle joins the writer on the blocking pool, after its final commit. A handle
+    // still held elsewhere (a task that outlived the drain) stops the store when it goes.
+    match Arc::try_unwrap(store) {
+        Ok(store) => store.close().await,
+        Err(shared) => drop(shared),
+    }
     Ok(())
 }
 

@@ -43,6 +43,6 @@ pub use error::ConfigError;
 pub use instrument::MetricsInstrument;
 pub use reason::Reason;
 pub use worker::{
-    AttemptError, Outcome, RetryWorker, StopReport, Target, WorkQueue, WorkerConfig, WorkerHandle,
-    WorkerStats, record_queue_gauges,
+    Activity, AttemptError, Outcome, RetryWorker, StopReport, Target, WorkQueue, WorkerConfig,
+    WorkerHandle, WorkerStats, record_queue_gauges,
 };

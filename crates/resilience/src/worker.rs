@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -108,8 +108,27 @@ impl Default for WorkerConfig {
     }
 }
 
+/// What a worker is doing, as it last said: an explicit signal that tests (and health checks)
+/// wait for, instead of sleeping and hoping nothing happens meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activity {
+    /// Looking at the queue, or waiting for attempts in flight.
+    Busy,
+    /// Nothing in flight; asleep until this due time (by its clock) or new work, whichever
+    /// comes first. Moving the clock to an earlier time does not wake it.
+    IdleUntil(Timestamp),
+    /// Nothing in flight and nothing due: asleep until new work. The clock does not wake it.
+    Idle,
+    /// The worker has stopped; it will never lease again.
+    Stopped,
+}
+
+const ACTIVITY_BUSY: i64 = i64::MIN;
+const ACTIVITY_IDLE: i64 = i64::MAX;
+const ACTIVITY_STOPPED: i64 = i64::MIN + 1;
+
 /// Counters of a running worker, for tests, benches and the health endpoint.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WorkerStats {
     /// Times the worker loop woke up to look for work.
     pub wakeups: AtomicU64,
@@ -123,6 +142,44 @@ pub struct WorkerStats {
     pub dead_lettered: AtomicU64,
     /// Deliveries parked behind an open breaker.
     pub parked: AtomicU64,
+    /// [`Activity`], encoded: see [`WorkerStats::activity`].
+    activity: AtomicI64,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        WorkerStats {
+            wakeups: AtomicU64::new(0),
+            attempts: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            parked: AtomicU64::new(0),
+            activity: AtomicI64::new(ACTIVITY_BUSY),
+        }
+    }
+}
+
+impl WorkerStats {
+    /// What the worker is doing now.
+    pub fn activity(&self) -> Activity {
+        match self.activity.load(Ordering::Acquire) {
+            ACTIVITY_BUSY => Activity::Busy,
+            ACTIVITY_IDLE => Activity::Idle,
+            ACTIVITY_STOPPED => Activity::Stopped,
+            ms => Timestamp::from_unix_millis(ms).map_or(Activity::Busy, Activity::IdleUntil),
+        }
+    }
+
+    fn set_activity(&self, activity: Activity) {
+        let encoded = match activity {
+            Activity::Busy => ACTIVITY_BUSY,
+            Activity::Idle => ACTIVITY_IDLE,
+            Activity::Stopped => ACTIVITY_STOPPED,
+            Activity::IdleUntil(due) => due.as_unix_millis(),
+        };
+        self.activity.store(encoded, Ordering::Release);
+    }
 }
 
 /// A queue the worker can run: deliveries, the subscriptions a `410` disables, and the breaker
@@ -303,6 +360,12 @@ impl RetryWorker {
             // Only a worker that would lease wakes for new work or due times; a busy one waits
             // for its attempts.
             let waiting_for_work = tasks.len() <= concurrency - batch;
+            if waiting_for_work && tasks.is_empty() {
+                worker.stats.set_activity(match next_due {
+                    Some(due) => Activity::IdleUntil(due),
+                    None => Activity::Idle,
+                });
+            }
             let clock = Arc::clone(&worker.clock);
             let sleep = async move {
                 match next_due {
@@ -328,9 +391,12 @@ impl RetryWorker {
                 }
                 _ = sleep, if waiting_for_work => {}
             }
+            worker.stats.set_activity(Activity::Busy);
         }
         let grace = *stop.borrow();
-        worker.drain(tasks, in_flight, grace).await
+        let report = worker.drain(tasks, in_flight, grace).await;
+        worker.stats.set_activity(Activity::Stopped);
+        report
     }
 
     /// Forgets a finished task. One that panicked settled nothing: it counts as a failed attempt,

@@ -12,6 +12,10 @@
 //! nexus_store::conformance_tests!(fresh);
 //! ```
 //!
+//! A backend whose data outlives the handle also passes the restart checks: give a second
+//! function that opens the store again from the guard, `conformance_tests!(fresh, reopen =
+//! reopen)` with `async fn reopen(dir: &tempfile::TempDir) -> SqliteStore`.
+//!
 //! Every check uses explicit times, so none sleeps.
 
 use std::time::Duration;
@@ -56,7 +60,19 @@ macro_rules! conformance_tests {
             last_attempts_of_disabled_subscriptions_are_held,
             replay_enqueues_a_range_again,
             ordered_subscriptions_go_one_at_a_time_in_sequence,
+            expired_leases_keep_their_attempt_count,
+            expired_leases_are_pending_not_in_flight,
+            unknown_dead_letter_ids_are_skipped,
         );
+    };
+    // With a way to close the store and open it again on the same data: the restart checks.
+    ($factory:path, reopen = $reopen:path) => {
+        $crate::conformance_tests!($factory);
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn leases_are_released_at_reopen() {
+            let (store, guard) = $factory().await;
+            $crate::conformance::leases_are_released_at_reopen(store, &guard, $reopen).await;
+        }
     };
     (@cases $factory:path; $($case:ident),* $(,)?) => {
         $(
@@ -353,6 +369,7 @@ pub async fn leases_are_fenced_and_expire<S: Store>(store: &S) {
     );
     let b = lease(store, "worker-b", 10_000).await;
     assert_eq!(b.len(), 1, "expired lease is picked up again");
+    assert_eq!(b[0].attempt, 1, "an expired lease burns no attempt");
     assert_ne!(a[0].token, b[0].token);
     let lost = store.ack(&a[0].token).await.expect_err("a lost its lease");
     assert!(matches!(lost, StoreError::LeaseLost { .. }), "{lost:?}");
@@ -1181,5 +1198,159 @@ pub async fn ordered_subscriptions_go_one_at_a_time_in_sequence<S: Store>(store:
         of(&lease(store, "w", 2_200).await, &ordered),
         vec![3],
         "a dead letter lets the rest go"
+    );
+}
+
+/// A lease that expires counts no attempt: leased again, the delivery keeps its attempt number,
+/// after a failed attempt as before any.
+pub async fn expired_leases_keep_their_attempt_count<S: Store>(store: &S) {
+    subscribe(store, &["*"]).await;
+    store
+        .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "p")])
+        .await
+        .expect("append");
+    let l = lease(store, "w", 0).await;
+    store
+        .retry_at(&l[0].token, at(1_000), failure("HTTP 503", Some(503), 500))
+        .await
+        .expect("retry_at");
+    let second = lease(store, "w", 1_000).await;
+    assert_eq!(second[0].attempt, 2);
+    // `lease` leases for 10 s: this one expires unsettled (its worker died).
+    let again = lease(store, "other", 11_000).await;
+    assert_eq!(again.len(), 1, "the expired lease is due");
+    assert_eq!(again[0].attempt, 2, "the expired lease burned no attempt");
+    store
+        .dead_letter(&again[0].token, failure("HTTP 500", Some(500), 11_500))
+        .await
+        .expect("dead_letter");
+    let page = store.dead_letters(10, None).await.expect("dead letters");
+    assert_eq!(
+        page.items[0].attempts, 2,
+        "two attempts were made, not three"
+    );
+}
+
+/// `in_flight` counts only live leases: a delivery whose lease expired (by the wall clock) is
+/// pending work.
+pub async fn expired_leases_are_pending_not_in_flight<S: Store>(store: &S) {
+    subscribe(store, &["*"]).await;
+    let batch: Vec<NewEvent> = (0..2)
+        .map(|i| ev(WellKnown::PaymentReceived, "flowpay", &format!("p{i}")))
+        .collect();
+    store.append(batch).await.expect("append");
+    let now = Timestamp::now().as_unix_millis();
+    let ago = |ms: i64| Timestamp::from_unix_millis(now - ms).expect("in range");
+    // One lease that ran out a minute ago, one that holds for an hour.
+    let expired = store
+        .lease_due("dead", ago(120_000), 1, Duration::from_secs(60))
+        .await
+        .expect("lease");
+    assert_eq!(expired.len(), 1);
+    let live = store
+        .lease_due("alive", ago(0), 1, Duration::from_secs(3_600))
+        .await
+        .expect("lease");
+    assert_eq!(live.len(), 1);
+    assert_ne!(live[0].token.delivery, expired[0].token.delivery);
+    let s = store.stats().await.expect("stats");
+    assert_eq!((s.pending, s.in_flight), (1, 1), "{s:?}");
+}
+
+/// Redrive and purge by id count only the dead letters that exist; unknown ids are no error.
+pub async fn unknown_dead_letter_ids_are_skipped<S: Store>(store: &S) {
+    let ids = dead_letter_n(store, 2).await;
+    let unknown = ids.iter().max().copied().unwrap_or(0) + 1_000;
+    let redriven = store
+        .redrive(Selection::Ids(vec![ids[0], unknown, -1]), at(50_000))
+        .await
+        .expect("redrive with unknown ids");
+    assert_eq!(redriven, 1);
+    assert_eq!(
+        store
+            .redrive(Selection::Ids(vec![unknown]), at(50_000))
+            .await
+            .expect("only unknown ids"),
+        0
+    );
+    let purged = store
+        .purge(Selection::Ids(vec![unknown, ids[1], ids[0]]))
+        .await
+        .expect("purge with unknown ids");
+    assert_eq!(
+        purged, 1,
+        "ids[0] was redriven, so only ids[1] is still a dead letter"
+    );
+    assert_eq!(
+        store
+            .purge(Selection::Ids(vec![unknown]))
+            .await
+            .expect("only unknown ids"),
+        0
+    );
+    assert_eq!(store.stats().await.expect("stats").dead_letters, 0);
+}
+
+/// At open, every lease left by the previous process is given back, due at once, with its
+/// attempt count unchanged (API.md section 5: only one process holds an embedded store).
+pub async fn leases_are_released_at_reopen<S, G>(store: S, guard: &G, reopen: impl AsyncFn(&G) -> S)
+where
+    S: Store,
+{
+    subscribe(&store, &["*"]).await;
+    store
+        .append(vec![
+            ev(WellKnown::PaymentReceived, "flowpay", "p1"),
+            ev(WellKnown::PaymentReceived, "flowpay", "p2"),
+        ])
+        .await
+        .expect("append");
+    let first = lease(&store, "w", 0).await;
+    assert_eq!(first.len(), 2);
+    store
+        .retry_at(
+            &first[0].token,
+            at(1_000),
+            failure("HTTP 503", Some(503), 500),
+        )
+        .await
+        .expect("retry_at");
+    // Leased for a century: only the release at open can make them due.
+    let century = Duration::from_secs(100 * 365 * 24 * 3600);
+    let leased = store
+        .lease_due("doomed", Timestamp::now(), 10, century)
+        .await
+        .expect("lease");
+    assert_eq!(leased.len(), 2);
+    assert_eq!(store.stats().await.expect("stats").in_flight, 2);
+    drop(store);
+
+    let store = reopen(guard).await;
+    let s = store.stats().await.expect("stats");
+    assert_eq!((s.pending, s.in_flight), (2, 0), "{s:?}");
+    let now = Timestamp::now();
+    let due = store.next_due().await.expect("next_due").expect("due");
+    assert!(
+        due <= now,
+        "due at once, not at the lease's expiry: {due:?} > {now:?}"
+    );
+    let mut again = store
+        .lease_due("after", now, 10, Duration::from_secs(10))
+        .await
+        .expect("lease");
+    again.sort_by_key(|l| l.event.sequence);
+    let attempts: Vec<u32> = again.iter().map(|l| l.attempt).collect();
+    assert_eq!(
+        attempts,
+        vec![2, 1],
+        "attempt counts survive the restart unchanged"
+    );
+    store
+        .ack(&again[0].token)
+        .await
+        .expect("the new lease holds");
+    assert!(
+        store.ack(&leased[1].token).await.is_err(),
+        "the dead process's token holds nothing"
     );
 }

@@ -101,6 +101,12 @@ pub enum StoreError {
         /// What is wrong with it.
         message: String,
     },
+    /// The writer's queue is full (a flood of writes): nothing was written; retry shortly.
+    #[error("store is busy: {capacity} operations already wait for the writer")]
+    Busy {
+        /// The queue's capacity (the `writer_queue` option).
+        capacity: usize,
+    },
     /// The store is closed or its writer stopped; nothing was written.
     #[error("store is unavailable: {reason}")]
     Unavailable {
@@ -124,7 +130,10 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self,
-            StoreError::Unavailable { .. } | StoreError::Database { .. } | StoreError::Io { .. }
+            StoreError::Busy { .. }
+                | StoreError::Unavailable { .. }
+                | StoreError::Database { .. }
+                | StoreError::Io { .. }
         )
     }
 }

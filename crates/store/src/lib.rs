@@ -32,5 +32,7 @@ pub use model::{
     SubscriptionPatch, check_limit, target_origin,
 };
 #[cfg(feature = "sqlite")]
-pub use sqlite::{DB_FILE, Durability, LOCK_FILE, SqliteBuilder, SqliteStore};
+pub use sqlite::{
+    DB_FILE, DEFAULT_WRITER_QUEUE, Durability, LOCK_FILE, SqliteBuilder, SqliteStore,
+};
 pub use traits::{BreakerLog, Cursors, DeliveryQueue, EventLog, Store, Subscriptions};

@@ -109,10 +109,10 @@ pub struct Failure {
 /// Counts of the delivery queue (`GET /api/retry/stats`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueueStats {
-    /// Deliveries waiting (due now or later, parked, or held for a disabled subscription).
+    /// Deliveries waiting (due now or later, parked, held for a disabled subscription, or leased
+    /// once but with the lease expired: nobody is working on them).
     pub pending: u64,
-    /// Deliveries leased by a worker (until settled, or leased again after their lease
-    /// expired).
+    /// Deliveries under a live lease (leased by a worker and not yet expired by the wall clock).
     pub in_flight: u64,
     /// Dead letters.
     pub dead_letters: u64,
@@ -210,7 +210,7 @@ pub struct BreakerRecord {
 }
 
 /// A webhook subscription.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct Subscription {
     /// Its id.
     pub id: String,
@@ -231,7 +231,7 @@ pub struct Subscription {
 }
 
 /// A subscription to create.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct NewSubscription {
     /// Where deliveries are POSTed: an absolute `http` or `https` URL.
     pub url: String,
@@ -244,7 +244,7 @@ pub struct NewSubscription {
 }
 
 /// Changes to a subscription; `None` leaves a field as it is.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Clone, PartialEq, Default)]
 pub struct SubscriptionPatch {
     /// A new URL.
     pub url: Option<String>,
@@ -299,6 +299,53 @@ pub fn target_origin(url: &str) -> Result<String> {
     Ok(format!("{scheme}://{host}:{port}"))
 }
 
+/// Stands in for a secret in `Debug` output, so logs and panics never carry one.
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("target", &self.target)
+            .field("events", &self.events)
+            .field("secret", &Redacted)
+            .field("ordered", &self.ordered)
+            .field("enabled", &self.enabled)
+            .field("created_at", &self.created_at)
+            .finish()
+    }
+}
+
+impl fmt::Debug for NewSubscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewSubscription")
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("secret", &Redacted)
+            .field("ordered", &self.ordered)
+            .finish()
+    }
+}
+
+impl fmt::Debug for SubscriptionPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubscriptionPatch")
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("secret", &self.secret.as_ref().map(|_| Redacted))
+            .field("ordered", &self.ordered)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,5 +376,47 @@ mod tests {
         assert!(check_limit(0).is_err());
         assert_eq!(check_limit(1000).ok(), Some(1000));
         assert!(check_limit(1001).is_err());
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_secret() {
+        let events = vec![Pattern::new("*").expect("valid")];
+        let new = NewSubscription {
+            url: "https://crm.example/hook".into(),
+            events: events.clone(),
+            secret: "hunter2-new".into(),
+            ordered: false,
+        };
+        let sub = Subscription {
+            id: "s1".into(),
+            url: new.url.clone(),
+            target: "https://crm.example:443".into(),
+            events,
+            secret: "hunter2-stored".into(),
+            ordered: false,
+            enabled: true,
+            created_at: Timestamp::now(),
+        };
+        let patch = SubscriptionPatch {
+            secret: Some("hunter2-patch".into()),
+            ..SubscriptionPatch::default()
+        };
+        for shown in [
+            format!("{new:?}"),
+            format!("{sub:?}"),
+            format!("{patch:?}"),
+            format!(
+                "{:?}",
+                Page {
+                    items: vec![sub.clone()],
+                    next_cursor: None
+                }
+            ),
+        ] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("<redacted>"), "{shown}");
+            assert!(shown.contains("crm.example") || shown.contains("SubscriptionPatch"));
+        }
+        assert!(format!("{:?}", SubscriptionPatch::default()).contains("secret: None"));
     }
 }

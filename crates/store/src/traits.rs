@@ -47,6 +47,12 @@ pub trait EventLog: Send + Sync {
 pub trait DeliveryQueue: Send + Sync {
     /// Leases up to `max` deliveries that are due at `now` (or whose lease expired by `now`),
     /// earliest first, to `owner` for `lease_for`.
+    ///
+    /// Attempts are counted when an attempt is settled ([`DeliveryQueue::retry_at`],
+    /// [`DeliveryQueue::dead_letter`]), never at lease time, so a lease that expires (its worker
+    /// died) burns no attempt: leased again, the delivery gets the same attempt number. An
+    /// embedded store whose data directory only one process can hold gives back every lease at
+    /// open, due at once (API.md section 5).
     async fn lease_due(
         &self,
         owner: &str,
@@ -79,7 +85,8 @@ pub trait DeliveryQueue: Send + Sync {
     /// Returns how many.
     async fn unpark(&self, target: &str, now: Timestamp) -> Result<u64>;
 
-    /// Counts for the admin API and the gauges.
+    /// Counts for the admin API and the gauges. `in_flight` counts only live leases (not expired
+    /// by the wall clock); a delivery whose lease expired is pending work.
     async fn stats(&self) -> Result<QueueStats>;
 
     /// Dead letters, newest first.

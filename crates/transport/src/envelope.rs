@@ -151,6 +151,11 @@ impl From<StoreError> for ApiError {
                 ApiError::not_found(format!("{what} {id} not found"))
             }
             StoreError::Invalid { field, message } => ApiError::validation(field, message.clone()),
+            StoreError::Busy { capacity } => {
+                // Load, not a fault: the caller retries after `Retry-After`.
+                tracing::warn!(capacity, "store writer queue full; write refused");
+                ApiError::unavailable("the store is busy; retry later")
+            }
             _ if e.is_transient() => {
                 tracing::error!(error = %e, "store unavailable");
                 ApiError::unavailable("the store is unavailable; retry later")
@@ -241,4 +246,24 @@ impl<T: Serialize> IntoResponse for Ok<T> {
 /// The answer of a list: `data` and `meta.nextCursor`.
 pub fn page<T: Serialize>(items: Vec<T>, next_cursor: Option<String>) -> Ok<Vec<T>> {
     ok(items).meta(ListMeta { next_cursor })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_store_is_503_unavailable_with_retry_after() {
+        let error = ApiError::from(StoreError::Busy { capacity: 8 });
+        assert_eq!(error.code, nexus_api::envelope::ErrorCode::Unavailable);
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+    }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use nexus_core::Bus;
 use nexus_event::{Timestamp, TypeFilter};
 use nexus_resilience::Breakers;
-use nexus_store::SqliteStore;
+use nexus_store::{SqliteBuilder, SqliteStore};
 use nexus_transport::auth::{Node, Nodes, Secret, sign_nexus, sign_standard};
 use nexus_transport::{App, AppConfig};
 use serde_json::Value;
@@ -54,6 +54,14 @@ impl TestServer {
     }
 
     pub fn start_with(configure: impl FnOnce(&mut AppConfig)) -> Self {
+        Self::start_with_store(|store| store, configure)
+    }
+
+    /// Like `start_with`, with store options of the test's own (a router, a writer queue).
+    pub fn start_with_store(
+        store_options: impl FnOnce(SqliteBuilder) -> SqliteBuilder,
+        configure: impl FnOnce(&mut AppConfig),
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -62,8 +70,7 @@ impl TestServer {
             .expect("runtime");
         let bus = Bus::new();
         let store = Arc::new(
-            SqliteStore::builder(dir.path())
-                .bus(bus.clone())
+            store_options(SqliteStore::builder(dir.path()).bus(bus.clone()))
                 .open()
                 .expect("open store"),
         );

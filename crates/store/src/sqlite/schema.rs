@@ -28,7 +28,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_ms INTEGER NOT NULL
     );
 
-    -- state: 0 waiting, 1 leased (due_ms is then the lease expiry), 2 parked (its target's circuit
+    -- state (columns::DeliveryState): 0 waiting, 1 leased (due_ms is then the lease expiry), 2 parked (its target's circuit
     -- breaker is open; due_ms is the next trial at the latest), 3 held (subscription disabled)
     -- AUTOINCREMENT: an id is never reused, so a stale lease token or dead-letter id cannot
     -- name another row.

@@ -4,12 +4,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc;
 
 use nexus_core::Bus;
 use nexus_event::{Event, Pattern};
 use rusqlite::Connection;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::error::{Result, StoreError};
 use crate::model::Router;
@@ -125,9 +124,9 @@ impl Writer {
     }
 
     /// Runs until every sender is gone.
-    pub(crate) fn run(mut self, jobs: mpsc::Receiver<Job>) {
+    pub(crate) fn run(mut self, mut jobs: mpsc::Receiver<Job>) {
         let mut group: Vec<Job> = Vec::with_capacity(MAX_GROUP);
-        while let Ok(first) = jobs.recv() {
+        while let Some(first) = jobs.blocking_recv() {
             group.push(first);
             while group.len() < MAX_GROUP {
                 match jobs.try_recv() {
@@ -232,7 +231,7 @@ impl Writer {
     }
 
     fn reload_subscriptions(&mut self) {
-        match super::load_subscription_routes(&self.conn) {
+        match super::subscriptions::load_subscription_routes(&self.conn) {
             Ok(subs) => self.state.subscriptions = subs,
             Err(e) => tracing::error!(error = %e, "cannot reload subscriptions"),
         }
@@ -287,7 +286,7 @@ fn run_job(ctx: &mut Ctx<'_>, job: Job) -> Option<Completion> {
         ctx.work = work;
         if ctx.subscriptions_changed {
             // The job changed subscriptions and was undone: route by what is in the database.
-            match super::load_subscription_routes(ctx.conn) {
+            match super::subscriptions::load_subscription_routes(ctx.conn) {
                 Ok(routes) => ctx.state.subscriptions = routes,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot reload subscriptions");

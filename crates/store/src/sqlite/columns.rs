@@ -1,0 +1,218 @@
+//! How Rust values map to columns: the delivery state and consumer kind as enums (never bare
+//! integers in SQL), timestamps, conversion errors, and binding by name so every statement takes
+//! its values (states included) as parameters.
+
+use nexus_event::Timestamp;
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
+use rusqlite::{Statement, ToSql};
+
+use crate::error::StoreError;
+use crate::model::Consumer;
+
+/// Where a delivery is in its life; the `state` column of `deliveries`.
+///
+/// The integers are the schema's (`schema.rs`); its partial indexes name them, so they never
+/// change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeliveryState {
+    /// Due at `due_ms`.
+    Waiting = 0,
+    /// Leased to a worker until `due_ms` (the lease expiry).
+    Leased = 1,
+    /// Its target's circuit breaker is open; due at `due_ms` (the next trial) at the latest.
+    Parked = 2,
+    /// Its subscription is disabled; not due until it is enabled again.
+    Held = 3,
+}
+
+impl DeliveryState {
+    /// The state a delivery of a subscription waits in: held while the subscription is disabled.
+    pub(crate) fn waiting_if(enabled: bool) -> DeliveryState {
+        if enabled {
+            DeliveryState::Waiting
+        } else {
+            DeliveryState::Held
+        }
+    }
+}
+
+impl ToSql for DeliveryState {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(*self as i64))
+    }
+}
+
+impl FromSql for DeliveryState {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_i64()? {
+            0 => Ok(DeliveryState::Waiting),
+            1 => Ok(DeliveryState::Leased),
+            2 => Ok(DeliveryState::Parked),
+            3 => Ok(DeliveryState::Held),
+            other => Err(FromSqlError::OutOfRange(other)),
+        }
+    }
+}
+
+/// Who a delivery or dead letter is for; the `consumer_kind` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConsumerKind {
+    /// A webhook subscription; `consumer` is its id.
+    Subscription = 0,
+    /// A reactor; `consumer` is its name.
+    Reactor = 1,
+}
+
+impl ToSql for ConsumerKind {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(*self as i64))
+    }
+}
+
+impl FromSql for ConsumerKind {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        match value.as_i64()? {
+            0 => Ok(ConsumerKind::Subscription),
+            1 => Ok(ConsumerKind::Reactor),
+            other => Err(FromSqlError::OutOfRange(other)),
+        }
+    }
+}
+
+/// The kind and name columns of a consumer.
+pub(crate) fn consumer_parts(c: &Consumer) -> (ConsumerKind, &str) {
+    match c {
+        Consumer::Subscription(id) => (ConsumerKind::Subscription, id),
+        Consumer::Reactor(name) => (ConsumerKind::Reactor, name),
+    }
+}
+
+/// The consumer of a row's kind and name columns.
+pub(crate) fn consumer_from(kind: ConsumerKind, name: String) -> Consumer {
+    match kind {
+        ConsumerKind::Subscription => Consumer::Subscription(name),
+        ConsumerKind::Reactor => Consumer::Reactor(name),
+    }
+}
+
+/// One named parameter: its name with the leading `:` and its value.
+pub(crate) type Arg<'a> = (&'a str, &'a dyn ToSql);
+
+/// Names every statement may use for the states and consumer kinds; bound wherever they appear.
+const ENUMS: [Arg<'static>; 6] = [
+    (":waiting", &DeliveryState::Waiting),
+    (":leased", &DeliveryState::Leased),
+    (":parked", &DeliveryState::Parked),
+    (":held", &DeliveryState::Held),
+    (":webhook", &ConsumerKind::Subscription),
+    (":reactor", &ConsumerKind::Reactor),
+];
+
+/// Binds `args` and the state and kind names ([`ENUMS`]) a statement uses. Fails if `args` names
+/// a parameter the statement does not have, or if any parameter is left unbound (SQLite would
+/// read it as NULL and match nothing, silently).
+pub(crate) fn bind(stmt: &mut Statement<'_>, args: &[Arg<'_>]) -> rusqlite::Result<()> {
+    let count = stmt.parameter_count();
+    let mut bound = vec![false; count + 1];
+    for (name, value) in args {
+        let index = stmt
+            .parameter_index(name)?
+            .ok_or_else(|| rusqlite::Error::InvalidParameterName((*name).to_owned()))?;
+        stmt.raw_bind_parameter(index, value)?;
+        bound[index] = true;
+    }
+    for (name, value) in &ENUMS {
+        if let Some(index) = stmt.parameter_index(name)? {
+            stmt.raw_bind_parameter(index, value)?;
+            bound[index] = true;
+        }
+    }
+    let done = bound.iter().filter(|b| **b).count();
+    if done != count {
+        return Err(rusqlite::Error::InvalidParameterCount(done, count));
+    }
+    Ok(())
+}
+
+/// Runs a cached statement that returns no rows with named parameters; how many rows changed.
+pub(crate) fn execute(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    args: &[Arg<'_>],
+) -> rusqlite::Result<usize> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    bind(&mut stmt, args)?;
+    stmt.raw_execute()
+}
+
+/// The error of a failed database call during `op`.
+pub(crate) fn db_err(op: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError::Database {
+        op,
+        source: Box::new(e),
+    }
+}
+
+/// A timestamp column.
+pub(crate) fn ts(ms: i64) -> rusqlite::Result<Timestamp> {
+    Timestamp::from_unix_millis(ms).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Integer, Box::new(e))
+    })
+}
+
+/// Maps a parse error of text column `col` to a row error.
+pub(crate) fn conv<E: std::error::Error + Send + Sync + 'static>(
+    col: usize,
+) -> impl Fn(E) -> rusqlite::Error {
+    move |e| {
+        rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, Box::new(e))
+    }
+}
+
+/// A status code column.
+pub(crate) fn status_of(v: Option<i64>) -> Option<u16> {
+    v.and_then(|s| u16::try_from(s).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_their_column() {
+        let conn = rusqlite::Connection::open_in_memory().expect("memory db");
+        for state in [
+            DeliveryState::Waiting,
+            DeliveryState::Leased,
+            DeliveryState::Parked,
+            DeliveryState::Held,
+        ] {
+            let back: DeliveryState = conn
+                .query_row("SELECT ?1", [state], |r| r.get(0))
+                .expect("round trip");
+            assert_eq!(back, state);
+        }
+        let bad = conn.query_row("SELECT 7", [], |r| r.get::<_, DeliveryState>(0));
+        assert!(bad.is_err(), "an unknown state is an error, not a guess");
+    }
+
+    #[test]
+    fn binding_refuses_unknown_names_and_unbound_parameters() {
+        let conn = rusqlite::Connection::open_in_memory().expect("memory db");
+        let one: i64 = 1;
+        let mut stmt = conn.prepare("SELECT :a + :held").expect("prepare");
+        assert!(bind(&mut stmt, &[(":b", &one)]).is_err(), "unknown name");
+        let mut stmt = conn.prepare("SELECT :a + :b").expect("prepare");
+        assert!(bind(&mut stmt, &[(":a", &one)]).is_err(), "b left unbound");
+        let mut stmt = conn.prepare("SELECT :a + :held").expect("prepare");
+        bind(&mut stmt, &[(":a", &one)]).expect("a given, held from the enums");
+        let sum: i64 = stmt
+            .raw_query()
+            .next()
+            .expect("a row")
+            .expect("a row")
+            .get(0)
+            .expect("an integer");
+        assert_eq!(sum, 4);
+    }
+}

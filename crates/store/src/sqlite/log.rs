@@ -1,0 +1,250 @@
+//! The event log: append (with the outbox of deliveries in the same transaction), get, read.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use async_trait::async_trait;
+use nexus_event::{CorrelationId, Event, EventId, EventType, NewEvent, TypeFilter};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::SqliteStore;
+use super::columns::{ConsumerKind, DeliveryState, consumer_parts, conv, db_err, ts};
+use super::writer::Ctx;
+use crate::error::{Result, StoreError};
+use crate::model::Appended;
+use crate::traits::EventLog;
+
+/// The columns of an event, in the order [`event_from_row`] reads them.
+macro_rules! event_columns {
+    () => {
+        "sequence, id, source, type, time_ms, payload, correlation_id"
+    };
+}
+pub(crate) use event_columns;
+
+/// Whether an event's `type` passes a filter given as a JSON array of globs in parameter
+/// `:globs` (NULL for no filter). Patterns hold only type characters and `*`, so SQLite's GLOB
+/// means the same thing. `events.type`, not `type`: `json_each` has a `type` column of its own.
+macro_rules! type_passes {
+    () => {
+        "(:globs IS NULL OR EXISTS (SELECT 1 FROM json_each(:globs) g WHERE events.type GLOB g.value))"
+    };
+}
+pub(crate) use type_passes;
+
+/// A type filter as the `:globs` parameter of [`type_passes`].
+pub(crate) fn globs_param(filter: &TypeFilter) -> Result<Option<String>> {
+    let globs: Vec<&str> = filter.patterns().iter().map(|p| p.as_str()).collect();
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(&globs)
+        .map(Some)
+        .map_err(|e| StoreError::Invalid {
+            field: "types",
+            message: e.to_string(),
+        })
+}
+
+/// An event from a row of [`event_columns`].
+pub(crate) fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
+    let sequence: i64 = r.get(0)?;
+    let id: String = r.get(1)?;
+    let event_type: String = r.get(3)?;
+    let payload: String = r.get(5)?;
+    let correlation: Option<String> = r.get(6)?;
+    Ok(Event {
+        sequence: u64::try_from(sequence).map_err(conv(0))?,
+        id: EventId::new(&id).map_err(conv(1))?,
+        source: r.get(2)?,
+        event_type: EventType::new(&event_type).map_err(conv(3))?,
+        time: ts(r.get(4)?)?,
+        payload: serde_json::from_str(&payload).map_err(conv(5))?,
+        correlation_id: correlation
+            .map(|c| CorrelationId::new(&c))
+            .transpose()
+            .map_err(conv(6))?,
+    })
+}
+
+/// The event with this sequence.
+pub(crate) fn event_by_sequence(conn: &Connection, sequence: u64) -> Result<Event> {
+    conn.prepare_cached(concat!(
+        "SELECT ",
+        event_columns!(),
+        " FROM events WHERE sequence = ?1"
+    ))
+    .and_then(|mut s| s.query_row([sequence as i64], event_from_row))
+    .map_err(db_err("read event"))
+}
+
+/// Appends a batch inside the writer's transaction; see [`EventLog::append`].
+fn append_in(ctx: &mut Ctx<'_>, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
+    // Ids seen earlier in this batch; checked in order with conflicts, so the first refused
+    // position is the one reported.
+    let mut seen: HashSet<EventId> = HashSet::new();
+    let err = db_err("append");
+    let mut insert = ctx
+        .conn
+        .prepare_cached(
+            "INSERT INTO events (sequence, id, source, type, time_ms, payload, correlation_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+        )
+        .map_err(&err)?;
+    let mut enqueue = ctx
+        .conn
+        .prepare_cached(
+            "INSERT INTO deliveries (event_sequence, consumer_kind, consumer, target, state, due_ms, created_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        )
+        .map_err(&err)?;
+    let mut out = Vec::with_capacity(events.len());
+    let mut extra = Vec::new();
+    let batch = events.len() > 1;
+    for (index, draft) in events.into_iter().enumerate() {
+        if batch && !seen.insert(draft.id.clone()) {
+            return Err(StoreError::DuplicateInBatch {
+                index,
+                id: draft.id.to_string(),
+            });
+        }
+        let sequence = ctx.state.next_sequence;
+        let payload = serde_json::to_string(&draft.payload).map_err(|e| StoreError::Invalid {
+            field: "payload",
+            message: e.to_string(),
+        })?;
+        let inserted = insert
+            .execute(params![
+                sequence as i64,
+                draft.id.as_str(),
+                draft.source,
+                draft.event_type.as_str(),
+                draft.time.as_unix_millis(),
+                payload,
+                draft.correlation_id.as_ref().map(CorrelationId::as_str),
+            ])
+            .map_err(&err)?;
+        if inserted == 0 {
+            let (source, first): (String, i64) = ctx
+                .conn
+                .prepare_cached("SELECT source, sequence FROM events WHERE id = ?1")
+                .and_then(|mut s| s.query_row([draft.id.as_str()], |r| Ok((r.get(0)?, r.get(1)?))))
+                .map_err(&err)?;
+            if source != draft.source {
+                return Err(StoreError::Conflict {
+                    index,
+                    id: draft.id.to_string(),
+                });
+            }
+            out.push(Appended {
+                id: draft.id,
+                sequence: first as u64,
+                duplicate: true,
+            });
+            continue;
+        }
+        ctx.state.next_sequence += 1;
+        let event = Arc::new(draft.into_event(sequence));
+        let due = event.time.as_unix_millis();
+        for sub in &ctx.state.subscriptions {
+            if sub
+                .patterns
+                .iter()
+                .any(|p| p.matches_type(&event.event_type))
+            {
+                let state = DeliveryState::waiting_if(sub.enabled);
+                enqueue
+                    .execute(params![
+                        sequence as i64,
+                        ConsumerKind::Subscription,
+                        sub.id,
+                        sub.target,
+                        state,
+                        due
+                    ])
+                    .map_err(&err)?;
+                ctx.work |= sub.enabled;
+            }
+        }
+        if let Some(router) = &ctx.state.router {
+            extra.clear();
+            router.route(&event, &mut extra);
+            for (consumer, target) in &extra {
+                let (kind, name) = consumer_parts(consumer);
+                enqueue
+                    .execute(params![
+                        sequence as i64,
+                        kind,
+                        name,
+                        target,
+                        DeliveryState::Waiting,
+                        due
+                    ])
+                    .map_err(&err)?;
+                ctx.work = true;
+            }
+        }
+        out.push(Appended {
+            id: event.id.clone(),
+            sequence,
+            duplicate: false,
+        });
+        ctx.appended.push(event);
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl EventLog for SqliteStore {
+    async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.call_or_busy(move |ctx| append_in(ctx, events)).await
+    }
+
+    async fn get(&self, id: &EventId) -> Result<Option<Event>> {
+        let id = id.clone();
+        self.read(move |conn| {
+            conn.prepare_cached(concat!(
+                "SELECT ",
+                event_columns!(),
+                " FROM events WHERE id = ?1"
+            ))
+            .and_then(|mut s| s.query_row([id.as_str()], event_from_row).optional())
+            .map_err(db_err("get event"))
+        })
+        .await
+    }
+
+    async fn read(&self, after: u64, limit: usize, filter: &TypeFilter) -> Result<Vec<Event>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let globs = globs_param(filter)?;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let sql = concat!(
+                "SELECT ",
+                event_columns!(),
+                " FROM events WHERE sequence > :after AND ",
+                type_passes!(),
+                " ORDER BY sequence LIMIT :limit"
+            );
+            let mut stmt = conn.prepare_cached(sql).map_err(db_err("read events"))?;
+            stmt.query_map(
+                rusqlite::named_params! { ":after": after, ":limit": limit, ":globs": globs },
+                event_from_row,
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(db_err("read events"))
+        })
+        .await
+    }
+
+    async fn head(&self) -> Result<u64> {
+        Ok(self.inner.head.load(Ordering::Acquire))
+    }
+}

@@ -1,0 +1,513 @@
+//! The delivery queue: leases fenced by token, settling (ack, retry, release, park), stats,
+//! replay and the next due time. Dead letters are in `dead_letters.rs`.
+//!
+//! Every statement names its values, states included, as parameters (`columns::bind`); the
+//! fragments shared between statements are macros so they join the statement text at compile
+//! time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use nexus_event::{Timestamp, TypeFilter};
+use tokio::sync::watch;
+
+use super::SqliteStore;
+use super::columns::{Arg, ConsumerKind, DeliveryState, bind, consumer_from, db_err, execute, ts};
+use super::dead_letters;
+use super::log::{event_by_sequence, event_columns, event_from_row, globs_param, type_passes};
+use super::subscriptions::subscription_in;
+use super::writer::Ctx;
+use crate::error::{Result, StoreError};
+use crate::model::{
+    Consumer, DeadLetter, Failure, Lease, LeaseToken, Page, QueueStats, ReplayTo, Selection,
+};
+use crate::traits::DeliveryQueue;
+
+/// Which waiting rows `d` may be leased when due: not an expired lease of a disabled
+/// subscription (it waits for the subscription), and for an ordered subscription only its
+/// lowest sequence still queued (a failing event holds back the later ones; a leased one
+/// too, so they go one at a time).
+macro_rules! leasable {
+    () => {
+        "NOT (d.consumer_kind = :webhook AND ( \
+         (d.state = :leased AND d.consumer IN (SELECT id FROM subscriptions WHERE enabled = 0)) \
+         OR (d.consumer IN (SELECT id FROM subscriptions WHERE ordered = 1) \
+             AND EXISTS (SELECT 1 FROM deliveries e WHERE e.consumer_kind = :webhook \
+                         AND e.consumer = d.consumer \
+                         AND (e.event_sequence < d.event_sequence \
+                              OR (e.event_sequence = d.event_sequence AND e.id < d.id))))))"
+    };
+}
+
+/// The `state` a delivery of this consumer waits in: held while its subscription is disabled.
+macro_rules! wait_state {
+    () => {
+        "(CASE WHEN consumer_kind = :webhook AND consumer IN \
+         (SELECT id FROM subscriptions WHERE enabled = 0) THEN :held ELSE :waiting END)"
+    };
+}
+
+pub(super) use wait_state;
+
+/// The row a lease token names, still leased by it.
+macro_rules! leased_by_token {
+    () => {
+        "id = :delivery AND state = :leased AND lease_owner = :owner AND lease_gen = :gen"
+    };
+}
+
+/// Leases inside the writer's transaction; see [`DeliveryQueue::lease_due`].
+fn lease_in(
+    ctx: &mut Ctx<'_>,
+    owner: Arc<str>,
+    now: i64,
+    max: usize,
+    lease_ms: i64,
+) -> Result<Vec<Lease>> {
+    let err = db_err("lease_due");
+    let expires = now.saturating_add(lease_ms);
+    let expires_at = Timestamp::from_unix_millis(expires).map_err(|e| StoreError::Invalid {
+        field: "lease_for",
+        message: e.to_string(),
+    })?;
+    let mut stmt = ctx
+        .conn
+        .prepare_cached(concat!(
+            "UPDATE deliveries SET state = :leased, lease_owner = :owner, \
+             lease_gen = lease_gen + 1, due_ms = :expires \
+             WHERE id IN (SELECT id FROM deliveries d WHERE state < :held AND due_ms <= :now AND ",
+            leasable!(),
+            " ORDER BY due_ms, id LIMIT :max) \
+             RETURNING id, event_sequence, consumer_kind, consumer, target, attempts, lease_gen, \
+             created_ms"
+        ))
+        .map_err(&err)?;
+    let owner_str: &str = &owner;
+    let max = i64::try_from(max).unwrap_or(i64::MAX);
+    bind(
+        &mut stmt,
+        &[
+            (":owner", &owner_str),
+            (":expires", &expires),
+            (":now", &now),
+            (":max", &max),
+        ],
+    )
+    .map_err(&err)?;
+    let mut raw = stmt
+        .raw_query()
+        .mapped(|r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, ConsumerKind>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, i64>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, i64>(7)?,
+            ))
+        })
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(&err)?;
+    raw.sort_unstable_by_key(|r| (r.1, r.0));
+    let mut leases = Vec::with_capacity(raw.len());
+    for (id, sequence, kind, consumer, target, attempts, generation, created) in raw {
+        let sequence = sequence as u64;
+        let event = match ctx.state.cache.get(sequence) {
+            Some(e) => e,
+            None => Arc::new(event_by_sequence(ctx.conn, sequence)?),
+        };
+        leases.push(Lease {
+            token: LeaseToken {
+                delivery: id,
+                owner: Arc::clone(&owner),
+                generation,
+            },
+            event,
+            consumer: consumer_from(kind, consumer),
+            target,
+            attempt: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
+            created_at: ts(created).map_err(&err)?,
+            expires_at,
+        });
+    }
+    Ok(leases)
+}
+
+/// Runs `sql` (which names the row with [`leased_by_token`]) for the token's delivery; fails
+/// with [`StoreError::LeaseLost`] if the token no longer holds it.
+fn settle(
+    ctx: &mut Ctx<'_>,
+    op: &'static str,
+    sql: &str,
+    token: &LeaseToken,
+    extra: &[Arg<'_>],
+) -> Result<()> {
+    let owner: &str = &token.owner;
+    let mut args: Vec<Arg<'_>> = vec![
+        (":delivery", &token.delivery),
+        (":owner", &owner),
+        (":gen", &token.generation),
+    ];
+    args.extend_from_slice(extra);
+    let changed = execute(ctx.conn, sql, &args).map_err(db_err(op))?;
+    if changed == 0 {
+        return Err(StoreError::LeaseLost {
+            delivery: token.delivery,
+        });
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl DeliveryQueue for SqliteStore {
+    async fn lease_due(
+        &self,
+        owner: &str,
+        now: Timestamp,
+        max: usize,
+        lease_for: Duration,
+    ) -> Result<Vec<Lease>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let owner: Arc<str> = owner.into();
+        let lease_ms = i64::try_from(lease_for.as_millis()).unwrap_or(i64::MAX);
+        let now = now.as_unix_millis();
+        self.call(move |ctx| lease_in(ctx, owner, now, max, lease_ms))
+            .await
+    }
+
+    async fn ack(&self, token: &LeaseToken) -> Result<()> {
+        let token = token.clone();
+        self.call(move |ctx| {
+            let sql = concat!("DELETE FROM deliveries WHERE ", leased_by_token!());
+            settle(ctx, "ack", sql, &token, &[])
+        })
+        .await
+    }
+
+    async fn retry_at(&self, token: &LeaseToken, when: Timestamp, failure: Failure) -> Result<()> {
+        let token = token.clone();
+        self.call(move |ctx| {
+            let sql = concat!(
+                "UPDATE deliveries SET state = ",
+                wait_state!(),
+                ", due_ms = :due, attempts = attempts + 1, \
+                 lease_owner = NULL, last_error = :error, last_status = :status, \
+                 first_attempt_ms = coalesce(first_attempt_ms, :at), last_attempt_ms = :at WHERE ",
+                leased_by_token!()
+            );
+            let (due, at) = (when.as_unix_millis(), failure.at.as_unix_millis());
+            settle(
+                ctx,
+                "retry_at",
+                sql,
+                &token,
+                &[
+                    (":due", &due),
+                    (":error", &failure.error),
+                    (":status", &failure.status),
+                    (":at", &at),
+                ],
+            )?;
+            ctx.work = true;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dead_letter(&self, token: &LeaseToken, failure: Failure) -> Result<()> {
+        let token = token.clone();
+        self.call(move |ctx| dead_letters::dead_letter_in(ctx, &token, &failure))
+            .await
+    }
+
+    async fn release(&self, token: &LeaseToken, when: Timestamp) -> Result<()> {
+        let token = token.clone();
+        self.call(move |ctx| {
+            let sql = concat!(
+                "UPDATE deliveries SET state = ",
+                wait_state!(),
+                ", due_ms = :due, lease_owner = NULL WHERE ",
+                leased_by_token!()
+            );
+            let due = when.as_unix_millis();
+            settle(ctx, "release", sql, &token, &[(":due", &due)])?;
+            ctx.work = true;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn park(&self, token: &LeaseToken, until: Timestamp) -> Result<()> {
+        let token = token.clone();
+        self.call(move |ctx| {
+            let sql = concat!(
+                "UPDATE deliveries SET state = CASE WHEN ",
+                wait_state!(),
+                " = :held THEN :held ELSE :parked END, due_ms = :due, lease_owner = NULL WHERE ",
+                leased_by_token!()
+            );
+            let due = until.as_unix_millis();
+            settle(ctx, "park", sql, &token, &[(":due", &due)])?;
+            ctx.work = true;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn unpark(&self, target: &str, now: Timestamp) -> Result<u64> {
+        let target = target.to_owned();
+        self.call(move |ctx| {
+            let now = now.as_unix_millis();
+            let n = execute(
+                ctx.conn,
+                "UPDATE deliveries SET state = :waiting, due_ms = min(due_ms, :now) \
+                 WHERE target = :target AND state = :parked",
+                &[(":target", &target), (":now", &now)],
+            )
+            .map_err(db_err("unpark"))? as u64;
+            ctx.work |= n > 0;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn stats(&self) -> Result<QueueStats> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT \
+                     (SELECT count(*) FROM deliveries WHERE state <> :leased OR due_ms <= :now), \
+                     (SELECT count(*) FROM deliveries WHERE state = :leased AND due_ms > :now), \
+                     (SELECT count(*) FROM dead_letters), \
+                     (SELECT min(created_ms) FROM deliveries WHERE attempts > 0)",
+                )
+                .map_err(db_err("stats"))?;
+            // A lease past its expiry is work waiting to be leased again, not work in flight.
+            let now = Timestamp::now().as_unix_millis();
+            bind(&mut stmt, &[(":now", &now)]).map_err(db_err("stats"))?;
+            stmt.raw_query()
+                .mapped(|r| {
+                    Ok(QueueStats {
+                        pending: r.get::<_, i64>(0)? as u64,
+                        in_flight: r.get::<_, i64>(1)? as u64,
+                        dead_letters: r.get::<_, i64>(2)? as u64,
+                        oldest_retry: r.get::<_, Option<i64>>(3)?.map(ts).transpose()?,
+                    })
+                })
+                .next()
+                .transpose()
+                .map_err(db_err("stats"))?
+                .ok_or_else(|| db_err("stats")(rusqlite::Error::QueryReturnedNoRows))
+        })
+        .await
+    }
+
+    async fn dead_letters(&self, limit: usize, cursor: Option<&str>) -> Result<Page<DeadLetter>> {
+        dead_letters::list(self, limit, cursor).await
+    }
+
+    async fn redrive(&self, which: Selection, now: Timestamp) -> Result<u64> {
+        self.call(move |ctx| dead_letters::redrive_in(ctx, &which, now))
+            .await
+    }
+
+    async fn purge(&self, which: Selection) -> Result<u64> {
+        self.call(move |ctx| dead_letters::purge_in(ctx, &which))
+            .await
+    }
+
+    async fn replay(
+        &self,
+        after: u64,
+        until: Option<u64>,
+        filter: &TypeFilter,
+        to: ReplayTo,
+        now: Timestamp,
+    ) -> Result<u64> {
+        let globs = globs_param(filter)?;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let until = until.map_or(i64::MAX, |u| i64::try_from(u).unwrap_or(i64::MAX));
+        self.call(move |ctx| {
+            let err = db_err("replay");
+            let now = now.as_unix_millis();
+            let range: [Arg<'_>; 3] = [(":after", &after), (":until", &until), (":globs", &globs)];
+            let enqueued = match &to {
+                ReplayTo::Subscription(id) => {
+                    let sub = subscription_in(ctx.conn, id)?.ok_or_else(|| StoreError::NotFound {
+                        what: "subscription",
+                        id: id.clone(),
+                    })?;
+                    let state = DeliveryState::waiting_if(sub.enabled);
+                    let sql = concat!(
+                        "INSERT INTO deliveries (event_sequence, consumer_kind, consumer, target, \
+                         state, due_ms, created_ms) \
+                         SELECT sequence, :webhook, :consumer, :target, :state, :now, :now \
+                         FROM events WHERE sequence > :after AND sequence <= :until AND ",
+                        type_passes!()
+                    );
+                    let mut args = range.to_vec();
+                    args.extend_from_slice(&[
+                        (":consumer", &sub.id),
+                        (":target", &sub.target),
+                        (":state", &state),
+                        (":now", &now),
+                    ]);
+                    execute(ctx.conn, sql, &args).map_err(&err)? as u64
+                }
+                ReplayTo::Reactors => {
+                    let Some(router) = ctx.state.router.clone() else {
+                        return Ok(0);
+                    };
+                    let mut stmt = ctx
+                        .conn
+                        .prepare_cached(concat!(
+                            "SELECT ",
+                            event_columns!(),
+                            " FROM events WHERE sequence > :after AND sequence <= :until AND ",
+                            type_passes!(),
+                            " ORDER BY sequence"
+                        ))
+                        .map_err(&err)?;
+                    bind(&mut stmt, &range).map_err(&err)?;
+                    let events = stmt
+                        .raw_query()
+                        .mapped(event_from_row)
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                        .map_err(&err)?;
+                    let mut insert = ctx
+                        .conn
+                        .prepare_cached(
+                            "INSERT INTO deliveries (event_sequence, consumer_kind, consumer, \
+                             target, state, due_ms, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+                        )
+                        .map_err(&err)?;
+                    let mut routes = Vec::new();
+                    let mut n = 0;
+                    for event in &events {
+                        routes.clear();
+                        router.route(event, &mut routes);
+                        for (consumer, target) in &routes {
+                            if let Consumer::Reactor(name) = consumer {
+                                insert
+                                    .execute(rusqlite::params![
+                                        event.sequence as i64,
+                                        ConsumerKind::Reactor,
+                                        name,
+                                        target,
+                                        DeliveryState::Waiting,
+                                        now
+                                    ])
+                                    .map_err(&err)?;
+                                n += 1;
+                            }
+                        }
+                    }
+                    n
+                }
+            };
+            ctx.work |= enqueued > 0;
+            Ok(enqueued)
+        })
+        .await
+    }
+
+    async fn next_due(&self) -> Result<Option<Timestamp>> {
+        self.read(|conn| {
+            // Leases of a disabled subscription are not leased again (see `lease_in`), so they
+            // are not due either; in due order, stopping at the first row that is.
+            let mut stmt = conn
+                .prepare_cached(concat!(
+                    "SELECT due_ms FROM deliveries d WHERE state < :held AND ",
+                    leasable!(),
+                    " ORDER BY due_ms LIMIT 1"
+                ))
+                .map_err(db_err("next_due"))?;
+            bind(&mut stmt, &[]).map_err(db_err("next_due"))?;
+            stmt.raw_query()
+                .mapped(|r| r.get::<_, i64>(0))
+                .next()
+                .transpose()
+                .and_then(|ms| ms.map(ts).transpose())
+                .map_err(db_err("next_due"))
+        })
+        .await
+    }
+
+    fn changes(&self) -> watch::Receiver<u64> {
+        self.inner.changes.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+    use crate::sqlite::schema;
+
+    /// The query plan of `sql` with the states bound, as SQLite reports it.
+    fn plan(conn: &Connection, sql: &str, args: &[Arg<'_>]) -> Vec<String> {
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        bind(&mut stmt, args).expect("bind");
+        stmt.raw_query()
+            .mapped(|r| r.get::<_, String>(3))
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("plan")
+    }
+
+    /// The states are parameters, yet leasing still runs on the partial index `deliveries_due`
+    /// (`WHERE state < 3`): SQLite plans with the bound values (re-preparing if they change), so
+    /// finding due work never scans the whole queue.
+    #[test]
+    fn leasing_and_next_due_use_the_due_index() {
+        let conn = Connection::open_in_memory().expect("memory db");
+        for migration in schema::MIGRATIONS {
+            conn.execute_batch(migration).expect("schema");
+        }
+        let now: i64 = 0;
+        let max: i64 = 10;
+        let lease = plan(
+            &conn,
+            concat!(
+                "EXPLAIN QUERY PLAN SELECT id FROM deliveries d WHERE state < :held \
+                 AND due_ms <= :now AND ",
+                leasable!(),
+                " ORDER BY due_ms, id LIMIT :max"
+            ),
+            &[(":now", &now), (":max", &max)],
+        );
+        assert!(
+            lease.iter().any(|step| step.contains("deliveries_due")),
+            "{lease:?}"
+        );
+        let next = plan(
+            &conn,
+            concat!(
+                "EXPLAIN QUERY PLAN SELECT due_ms FROM deliveries d WHERE state < :held AND ",
+                leasable!(),
+                " ORDER BY due_ms LIMIT 1"
+            ),
+            &[],
+        );
+        assert!(
+            next.iter().any(|step| step.contains("deliveries_due")),
+            "{next:?}"
+        );
+        let target = String::from("http://x:80");
+        let unpark = plan(
+            &conn,
+            "EXPLAIN QUERY PLAN UPDATE deliveries SET state = :waiting \
+             WHERE target = :target AND state = :parked",
+            &[(":target", &target)],
+        );
+        assert!(
+            unpark.iter().any(|step| step.contains("deliveries_parked")),
+            "{unpark:?}"
+        );
+    }
+}
