@@ -304,7 +304,7 @@ struct Redacted;
 
 impl fmt::Debug for Redacted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
+        f.write_str("***")
     }
 }
 
@@ -414,7 +414,7 @@ mod tests {
             ),
         ] {
             assert!(!shown.contains("hunter2"), "{shown}");
-            assert!(shown.contains("<redacted>"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
             assert!(shown.contains("crm.example") || shown.contains("SubscriptionPatch"));
         }
         assert!(format!("{:?}", SubscriptionPatch::default()).contains("secret: None"));
