@@ -744,11 +744,21 @@ fn dead_letters_stats_redrive_and_delete() {
         json!({"deleted": 1}),
         "an id may be written as a string"
     );
+    let null_ids = Call::new("DELETE", s.url("/api/retry/dead-letters"))
+        .admin()
+        .json(&json!({"ids": null}))
+        .send();
+    assert_error(&null_ids, 400, "VALIDATION_ERROR");
+    assert_eq!(null_ids.body["error"]["details"]["field"], "ids");
     let deleted = Call::new("DELETE", s.url("/api/retry/dead-letters"))
         .admin()
         .json(&json!({}))
         .send();
-    assert_eq!(deleted.body["data"], json!({"deleted": 1}));
+    assert_eq!(
+        deleted.body["data"],
+        json!({"deleted": 1}),
+        "\"ids\": null deleted nothing"
+    );
     let bad = Call::new("DELETE", s.url("/api/retry/dead-letters"))
         .admin()
         .json(&json!({"ids": "all"}))

@@ -303,8 +303,9 @@ impl nexus_store::Router for GateRouter {
     }
 }
 
-/// With the writer's queue full, an append fails at once with `Busy` and writes nothing; what
-/// was queued before is written once the writer moves again.
+/// With the writer's queue full, `try_append` (ingress) fails at once with `Busy` and writes
+/// nothing, while `append` (reactor output, embedders) waits for room; what was queued is written
+/// once the writer moves again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_writer_queue_refuses_appends_at_once() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -338,18 +339,29 @@ async fn a_full_writer_queue_refuses_appends_at_once() {
         std::task::Poll::Ready(())
     })
     .await;
-    let third = store.append(vec![draft("third")]).await;
+    let third = store.try_append(vec![draft("third")]).await;
     assert!(
         matches!(third, Err(StoreError::Busy { capacity: 1 })),
         "{third:?}"
     );
     assert!(third.expect_err("busy").is_transient());
+    // A plain append waits for room instead of failing.
+    let mut fourth = Box::pin(store.append(vec![draft("fourth")]));
+    std::future::poll_fn(|cx| {
+        assert!(
+            std::future::Future::poll(fourth.as_mut(), cx).is_pending(),
+            "append waits while the queue is full"
+        );
+        std::task::Poll::Ready(())
+    })
+    .await;
     drop(release_tx);
     assert_eq!(first.await.expect("join").expect("first")[0].sequence, 1);
     assert_eq!(second.await.expect("second")[0].sequence, 2);
+    assert_eq!(fourth.await.expect("fourth")[0].sequence, 3);
     assert_eq!(
         store.head().await.expect("head"),
-        2,
+        3,
         "the refused one wrote nothing"
     );
     assert!(

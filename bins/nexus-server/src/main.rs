@@ -301,11 +301,22 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
         released = report.released,
         "stopped"
     );
-    // The last handle joins the writer on the blocking pool, after its final commit. A handle
-    // still held elsewhere (a task that outlived the drain) stops the store when it goes.
+    // Everything that held the store is done with it; the last handle joins the writer on the
+    // blocking pool, after its final commit. A handle still held elsewhere (a task that outlived
+    // the drain) stops the store when it goes, through `Drop`.
+    drop(app);
     match Arc::try_unwrap(store) {
-        Ok(store) => store.close().await,
-        Err(shared) => drop(shared),
+        Ok(store) => {
+            store.close().await;
+            tracing::debug!("store closed");
+        }
+        Err(shared) => {
+            tracing::warn!(
+                handles = Arc::strong_count(&shared),
+                "the store is still held after the drain; it closes when the last handle goes"
+            );
+            drop(shared);
+        }
     }
     Ok(())
 }

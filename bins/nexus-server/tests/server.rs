@@ -358,7 +358,7 @@ fn bad_configuration_stops_the_start_with_one_line_naming_it() {
         (
             &[("NEXUS_CONFIG", "nexus.toml")],
             &[("nexus.toml", "[retry]\nlease_ms = 5000\n")],
-            "retry.lease_ms: must be more than the webhook timeout",
+            "retry.lease_ms: must be at least the webhook timeout plus 5000 ms",
         ),
     ];
     for (env, files, expected) in cases {

@@ -70,6 +70,8 @@ pub enum DeadLetterRef {
     Number(serde_json::Number),
     /// `"42"`.
     Text(String),
+    /// Anything else (`true`, `null`, an object): it names no dead letter.
+    Other(serde_json::Value),
 }
 
 impl DeadLetterRef {
@@ -78,6 +80,7 @@ impl DeadLetterRef {
         match self {
             DeadLetterRef::Number(n) => n.as_i64(),
             DeadLetterRef::Text(s) => s.parse().ok(),
+            DeadLetterRef::Other(_) => None,
         }
     }
 }
@@ -93,9 +96,21 @@ impl From<i64> for DeadLetterRef {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdsSelection {
-    /// The ids; `None` for all.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The ids; `None` (the key left out) for all. An explicit `"ids": null` is refused, so a
+    /// body that meant to name ids never selects every dead letter by accident.
+    #[serde(
+        default,
+        deserialize_with = "ids_given",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ids: Option<Vec<DeadLetterRef>>,
+}
+
+/// `ids` when the key is present: an array, never `null`.
+fn ids_given<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<DeadLetterRef>>, D::Error> {
+    Vec::<DeadLetterRef>::deserialize(deserializer).map(Some)
 }
 
 impl IdsSelection {
@@ -185,9 +200,12 @@ mod tests {
         assert_eq!(all, IdsSelection::all());
         assert_eq!(serde_json::to_value(&all).expect("ser"), json!({}));
         let some: IdsSelection =
-            serde_json::from_value(json!({"ids": [3, "4", "nope", 1.5]})).expect("ids");
+            serde_json::from_value(json!({"ids": [3, "4", "nope", 1.5, true, null, {}]}))
+                .expect("ids");
         let ids: Vec<Option<i64>> = some.ids.iter().flatten().map(DeadLetterRef::id).collect();
-        assert_eq!(ids, vec![Some(3), Some(4), None, None]);
+        assert_eq!(ids, vec![Some(3), Some(4), None, None, None, None, None]);
+        // An explicit null is refused: it must never mean "every dead letter".
+        assert!(serde_json::from_value::<IdsSelection>(json!({"ids": null})).is_err());
         assert_eq!(
             serde_json::to_value(IdsSelection::ids([3, 4])).expect("ser"),
             json!({"ids": [3, 4]})

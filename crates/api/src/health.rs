@@ -17,6 +17,10 @@ pub enum HealthStatus {
     Draining,
     /// Serving, but the store cannot be read (`/health/detailed`).
     Degraded,
+    /// A status this version does not know (a newer server's): read, never written by the
+    /// server.
+    #[serde(other)]
+    Unknown,
 }
 
 /// `{"status": ...}`: the body of `/health`, `/health/live` and `/health/ready`.
@@ -103,7 +107,10 @@ mod tests {
             let h: Health = serde_json::from_value(body.clone()).expect("health");
             assert_eq!(serde_json::to_value(h).expect("ser"), body);
         }
-        assert!(serde_json::from_value::<Health>(json!({"status": "fine"})).is_err());
+        // A newer server's status is read, not refused.
+        let newer: Health = serde_json::from_value(json!({"status": "fine"})).expect("newer");
+        assert_eq!(newer.status, HealthStatus::Unknown);
+        assert!(serde_json::from_value::<Health>(json!({"status": 1})).is_err());
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub mod health;
 pub mod log;
 pub mod nodes;
 pub mod publish;
+pub mod retry_after;
 pub mod signature;
 pub mod subscriptions;
 pub mod ws;

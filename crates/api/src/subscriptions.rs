@@ -1,12 +1,14 @@
 //! Webhook subscriptions (API.md sections 4 and 6): the creation and patch bodies, and the
 //! subscription as the admin API shows it.
 
+use std::fmt;
+
 use nexus_event::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// `POST /api/subscriptions`: `{"url", "events", "secret"?, "ordered"?}`; unknown keys are
 /// refused.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewSubscription {
     /// Where events go.
@@ -28,7 +30,7 @@ impl NewSubscription {
 
 /// `PATCH /api/subscriptions/{id}`: changes; `None` leaves a field as it is. Unknown keys are
 /// refused, and so is a patch that changes nothing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionPatch {
     /// A new URL.
@@ -60,7 +62,7 @@ impl SubscriptionPatch {
 
 /// A subscription: `{id, url, events, ordered, enabled, createdAt}`, plus `secret` in the answer
 /// to its creation only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Subscription {
     /// Its id.
@@ -78,6 +80,48 @@ pub struct Subscription {
     /// Its signing secret: only in the answer to its creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+}
+
+/// A secret as `Debug` shows it: `Some("***")` or `None`, never the secret.
+fn redacted(secret: &Option<String>) -> Option<&'static str> {
+    secret.as_ref().map(|_| "***")
+}
+
+impl fmt::Debug for NewSubscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewSubscription")
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("secret", &redacted(&self.secret))
+            .field("ordered", &self.ordered)
+            .finish()
+    }
+}
+
+impl fmt::Debug for SubscriptionPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubscriptionPatch")
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("secret", &redacted(&self.secret))
+            .field("ordered", &self.ordered)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("ordered", &self.ordered)
+            .field("enabled", &self.enabled)
+            .field("created_at", &self.created_at)
+            .field("secret", &redacted(&self.secret))
+            .finish()
+    }
 }
 
 #[cfg(test)]
@@ -133,5 +177,23 @@ mod tests {
         let shown = serde_json::to_value(&sub).expect("ser");
         assert!(shown.get("secret").is_none());
         assert_eq!(shown["createdAt"], "2026-02-09T20:30:00.123Z");
+    }
+
+    #[test]
+    fn debug_never_shows_a_secret() {
+        let new = NewSubscription {
+            url: "https://crm.example/hooks".into(),
+            events: vec!["MINT_*".into()],
+            secret: Some("hunter2-secret".into()),
+            ordered: false,
+        };
+        let patch = SubscriptionPatch {
+            secret: Some("hunter2-secret".into()),
+            ..SubscriptionPatch::default()
+        };
+        for shown in [format!("{new:?}"), format!("{patch:?}")] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
     }
 }

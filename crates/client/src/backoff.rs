@@ -1,6 +1,6 @@
 //! Exponential backoff with full jitter, the retry policy of the publisher, and `Retry-After`.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use crate::Error;
 
@@ -132,25 +132,7 @@ impl RetryPolicy {
     }
 }
 
-/// Reads a `Retry-After` value, seconds (`"120"`) or an HTTP date, as a delay from `now`; a
-/// date in the past is zero. `None` when it is neither.
-///
-/// ```
-/// use nexus_client::parse_retry_after;
-/// use std::time::{Duration, SystemTime, UNIX_EPOCH};
-/// let now = UNIX_EPOCH + Duration::from_secs(784_111_777);
-/// assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
-/// assert_eq!(parse_retry_after("Sun, 06 Nov 1994 08:49:47 GMT", now), Some(Duration::from_secs(10)));
-/// assert_eq!(parse_retry_after("soon", now), None);
-/// ```
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
+pub use nexus_api::retry_after::parse_retry_after;
 
 #[cfg(test)]
 mod tests {

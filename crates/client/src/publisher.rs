@@ -213,7 +213,7 @@ impl PublisherBuilder {
     /// Checks everything and builds the publisher.
     pub fn build(self) -> Result<Publisher, Error> {
         let base = base_url(&self.url)?;
-        if !valid_node_name(&self.node) {
+        if !nexus_event::valid_node_name(&self.node) {
             return Err(Error::invalid(
                 "node",
                 format!(
@@ -246,14 +246,6 @@ impl PublisherBuilder {
             }),
         })
     }
-}
-
-fn valid_node_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
 /// A blocking, signing publisher for nodes that are not async. Cheap to share between threads

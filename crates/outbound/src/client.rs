@@ -7,6 +7,7 @@
 //! literal before connecting and, through [`crate::guard`]'s resolver, a host that resolves to a
 //! private address at connect time.
 
+use nexus_api::retry_after::parse_retry_after;
 use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -82,19 +83,6 @@ pub struct Call<'a> {
     pub body: Bytes,
     /// This call's timeout instead of the client's.
     pub timeout: Option<Duration>,
-}
-
-/// Reads `Retry-After`: seconds, or an HTTP date (the wait until then).
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(SystemTime::now())
-            .unwrap_or(Duration::ZERO),
-    )
 }
 
 impl HttpClient {
@@ -173,7 +161,7 @@ impl HttpClient {
                 .headers()
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(parse_retry_after);
+                .and_then(|v| parse_retry_after(v, SystemTime::now()));
             // The status decides a delivery; a body over the cap or cut off is not an error
             // here, it is marked incomplete (a reactor that emits it needs all of it).
             let (body, complete) = match Limited::new(response.into_body(), max).collect().await {
@@ -219,22 +207,6 @@ impl HttpClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_in_seconds_or_as_a_date() {
-        assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
-        let later = SystemTime::now() + Duration::from_secs(60);
-        let d = parse_retry_after(&httpdate::fmt_http_date(later)).expect("a date");
-        assert!(
-            d <= Duration::from_secs(60) && d >= Duration::from_secs(58),
-            "{d:?}"
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon"), None);
-    }
 
     #[tokio::test]
     async fn the_guard_refuses_private_addresses_by_name_and_by_literal() {

@@ -41,7 +41,7 @@ mod guard;
 pub mod metric_names;
 mod webhook;
 
-pub use client::{Answer, Call, HttpClient, OutboundConfig, parse_retry_after};
+pub use client::{Answer, Call, HttpClient, OutboundConfig};
 pub use guard::{GuardError, PrivateAddress, is_private, refuse_private};
 pub use hyper::Method;
 pub use hyper::body::Bytes;

@@ -25,7 +25,19 @@ pub trait EventLog: Send + Sync {
     /// batch with [`StoreError::Conflict`](crate::StoreError::Conflict), and an id twice in the
     /// batch with [`StoreError::DuplicateInBatch`](crate::StoreError::DuplicateInBatch). Results
     /// are in the order of `events`.
+    ///
+    /// When the store is overloaded it waits for room: what the store itself emits (reactor
+    /// output) and what an embedder appends apply back pressure instead of failing. Ingress, which
+    /// should shed load instead, uses [`EventLog::try_append`].
     async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>>;
+
+    /// [`EventLog::append`], but refused at once with
+    /// [`StoreError::Busy`](crate::StoreError::Busy) when the store cannot take more work right
+    /// now (a full writer queue), writing nothing: the server answers `503` with `Retry-After`.
+    /// A backend with no bound of its own appends as `append` does.
+    async fn try_append(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
+        self.append(events).await
+    }
 
     /// The event with this id.
     async fn get(&self, id: &EventId) -> Result<Option<Event>>;

@@ -152,8 +152,11 @@ impl From<StoreError> for ApiError {
             }
             StoreError::Invalid { field, message } => ApiError::validation(field, message.clone()),
             StoreError::Busy { capacity } => {
-                // Load, not a fault: the caller retries after `Retry-After`.
-                tracing::warn!(capacity, "store writer queue full; write refused");
+                // Load, not a fault: the caller retries after `Retry-After`. A flood would log a
+                // line per refused request, so say it at most once a second, with the count.
+                if let Some(refused) = BUSY_LOG.tick() {
+                    tracing::warn!(capacity, refused, "store writer queue full; writes refused");
+                }
                 ApiError::unavailable("the store is busy; retry later")
             }
             _ if e.is_transient() => {
@@ -240,6 +243,45 @@ impl<T: Serialize> IntoResponse for Ok<T> {
             request_id: RequestId::current_or_empty(),
         };
         (self.status, Json(body)).into_response()
+    }
+}
+
+/// Refusals counted between two log lines about them.
+static BUSY_LOG: Throttle = Throttle::new();
+
+/// Lets a repeated warning through at most once a second, with how many happened since the last
+/// one that went out.
+struct Throttle {
+    last_second: std::sync::atomic::AtomicU64,
+    count: std::sync::atomic::AtomicU64,
+}
+
+impl Throttle {
+    const fn new() -> Self {
+        Throttle {
+            last_second: std::sync::atomic::AtomicU64::new(0),
+            count: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(count)` when this occurrence should be logged.
+    fn tick(&self) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.count.fetch_add(1, Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let last = self.last_second.load(Relaxed);
+        if now > last
+            && self
+                .last_second
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            Some(self.count.swap(0, Relaxed))
+        } else {
+            None
+        }
     }
 }
 

@@ -204,7 +204,7 @@ async fn commit(state: &AppState, drafts: Vec<NewEvent>) -> Result<Vec<Appended>
         .map(|d| (d.event_type.to_string(), d.source.clone()))
         .collect();
     let started = Instant::now();
-    let appended = state.store.append(drafts).await.map_err(|e| match e {
+    let appended = state.store.try_append(drafts).await.map_err(|e| match e {
         nexus_store::StoreError::Conflict { index, .. }
         | nexus_store::StoreError::DuplicateInBatch { index, .. } => {
             ApiError::from(e).at_index(index)

@@ -236,7 +236,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "/api/nodes",
         "Configured nodes and their permissions",
         Auth::Admin,
-        &[200, 401],
+        ADMIN_READ,
     )
     .answers("[Node]")
     .query(PAGE),

@@ -127,6 +127,14 @@ impl Default for Checked {
     }
 }
 
+/// What an attempt needs beyond its HTTP call's timeout within one lease (subscription lookup,
+/// signing, for reactors the depth walk and the emit).
+const LEASE_MARGIN_MS: u64 = 5_000;
+
+/// The longest lease: a day. Far beyond any sane attempt, and it keeps lease expiry times
+/// inside what the store can write.
+const MAX_LEASE_MS: u64 = 86_400_000;
+
 /// The timeout of a webhook delivery, which must end within a lease.
 fn webhook_timeout() -> Duration {
     nexus_outbound::OutboundConfig::default().timeout
@@ -317,13 +325,21 @@ impl FileConfig {
                 Schedule::new(steps, r.jitter.unwrap_or(nexus_resilience::DEFAULT_JITTER))
                     .map_err(|e| err("retry", e.to_string()))?;
             if let Some(ms) = r.lease_ms {
-                let webhook = webhook_timeout().as_millis();
-                if u128::from(ms) <= webhook {
+                // An attempt is more than its HTTP call (lookup, signing, for reactors the depth
+                // walk and the emit): the lease keeps a margin above the timeout.
+                let least = webhook_timeout().as_millis() + u128::from(LEASE_MARGIN_MS);
+                if u128::from(ms) < least {
                     return Err(err(
                         "retry.lease_ms",
                         format!(
-                            "must be more than the webhook timeout ({webhook} ms): an attempt must end within its lease, got {ms}"
+                            "must be at least the webhook timeout plus {LEASE_MARGIN_MS} ms ({least} ms): an attempt must end within its lease, got {ms}"
                         ),
+                    ));
+                }
+                if ms > MAX_LEASE_MS {
+                    return Err(err(
+                        "retry.lease_ms",
+                        format!("must be at most {MAX_LEASE_MS} (a day), got {ms}"),
                     ));
                 }
                 checked.lease = Duration::from_millis(ms);
@@ -361,12 +377,12 @@ impl FileConfig {
             }
             .resolve(mode, &get)?;
             if let Some(ms) = r.http.timeout_ms
-                && Duration::from_millis(ms) >= checked.lease
+                && Duration::from_millis(ms.saturating_add(LEASE_MARGIN_MS)) > checked.lease
             {
                 return Err(err(
                     key("http.timeout_ms"),
                     format!(
-                        "must be less than retry.lease_ms ({} ms): a call must end within its lease, or another worker could run it again while it is still going; got {ms}",
+                        "must be at most retry.lease_ms ({} ms) less {LEASE_MARGIN_MS} ms: a call must end within its lease, or another worker could run it again while it is still going; got {ms}",
                         checked.lease.as_millis()
                     ),
                 ));
@@ -605,7 +621,7 @@ mod tests {
             lease("[retry]\nlease_ms = 90000\n"),
             Ok(Duration::from_secs(90))
         );
-        for bad in ["0", "10000"] {
+        for bad in ["0", "10000", "14999", "86400001", "1000000000000000"] {
             let e = lease(&format!("[retry]\nlease_ms = {bad}\n")).expect_err(bad);
             assert_eq!(e.name, "retry.lease_ms", "{e}");
         }
@@ -617,9 +633,18 @@ mod tests {
             ))
             .map(|c| c.reactors.len())
         };
-        assert_eq!(reactor(59_999, 60_000), Ok(1));
+        assert_eq!(reactor(55_000, 60_000), Ok(1));
+        assert_eq!(
+            lease("[retry]\nlease_ms = 15000\n"),
+            Ok(Duration::from_secs(15))
+        );
         assert_eq!(reactor(90_000, 120_000), Ok(1), "beyond the old fixed cap");
-        for (timeout, lease) in [(60_000, 60_000), (70_000, 60_000), (30_000, 20_000)] {
+        for (timeout, lease) in [
+            (55_001, 60_000),
+            (60_000, 60_000),
+            (70_000, 60_000),
+            (30_000, 20_000),
+        ] {
             let e = reactor(timeout, lease).expect_err("not within the lease");
             assert_eq!(e.name, "reactors[0].http.timeout_ms", "{e}");
         }

@@ -201,6 +201,13 @@ impl EventLog for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        self.call(move |ctx| append_in(ctx, events)).await
+    }
+
+    async fn try_append(&self, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
         self.call_or_busy(move |ctx| append_in(ctx, events)).await
     }
 

@@ -184,8 +184,8 @@ impl SqliteStore {
     }
 
     /// Like [`SqliteStore::call`], but fails at once with [`StoreError::Busy`] when the writer's
-    /// queue is full: what appends do, so a flood of publishes is refused (`503`) instead of
-    /// growing memory without bound.
+    /// queue is full: what `try_append` (ingress) does, so a flood of publishes is refused
+    /// (`503`) instead of growing memory without bound.
     async fn call_or_busy<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,

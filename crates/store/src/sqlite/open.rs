@@ -92,9 +92,10 @@ impl SqliteBuilder {
     }
 
     /// How many operations may wait for the writer at once. Default [`DEFAULT_WRITER_QUEUE`]
-    /// (16,384); at least 1. When it is full an append fails at once with
-    /// [`StoreError::Busy`] (the server answers `503` with `Retry-After`) instead of queueing
-    /// without bound; the retry worker's and the admin's writes wait for room instead.
+    /// (16,384); at least 1. When it is full [`try_append`](crate::EventLog::try_append) (ingress) fails at once
+    /// with [`StoreError::Busy`] (the server answers `503` with `Retry-After`) instead of
+    /// queueing without bound; every other write (the retry worker's, the admin's, reactor
+    /// output through [`append`](crate::EventLog::append)) waits for room instead.
     pub fn writer_queue(mut self, operations: usize) -> Self {
         self.writer_queue = operations.max(1);
         self
