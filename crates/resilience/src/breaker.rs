@@ -86,22 +86,9 @@ pub enum CallResult {
     Abandoned,
 }
 
-/// One breaker's state and counts, for the admin API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BreakerSnapshot {
-    /// The target origin.
-    pub target: String,
-    /// Where it stands.
-    pub state: BreakerState,
-    /// Failures in a row while closed.
-    pub consecutive_failures: u32,
-    /// Moves to open so far.
-    pub trips: u64,
-    /// When it last opened, while open or half-open.
-    pub opened_at: Option<Timestamp>,
-    /// When an open breaker admits its next trial.
-    pub next_trial_at: Option<Timestamp>,
-}
+/// One breaker's state and counts: the admin API's `Breaker` body itself, so what the breaker
+/// reports and what `GET /api/breakers` shows are one type.
+pub type BreakerSnapshot = nexus_api::breakers::Breaker;
 
 /// Receives state changes, for metrics. Every method does nothing by default.
 pub trait BreakerInstrument: Send + Sync {
@@ -292,7 +279,7 @@ impl CircuitBreaker {
     }
 
     fn snapshot(&self, target: &str, cfg: &BreakerConfig) -> BreakerSnapshot {
-        BreakerSnapshot {
+        nexus_api::breakers::Breaker {
             target: target.to_owned(),
             state: self.state,
             consecutive_failures: self.consecutive_failures,

@@ -2,26 +2,13 @@
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use nexus_api::breakers::Breaker;
 use nexus_api::dead_letters::Reset;
 use nexus_api::envelope::ListQuery;
-use nexus_resilience::BreakerSnapshot;
 
 use super::{limit, page_of};
 use crate::app::AppState;
 use crate::envelope::{ApiError, ok, page};
 use crate::extract::Query;
-
-fn wire(b: BreakerSnapshot) -> Breaker {
-    Breaker {
-        target: b.target,
-        state: b.state,
-        consecutive_failures: b.consecutive_failures,
-        trips: b.trips,
-        opened_at: b.opened_at,
-        next_trial_at: b.next_trial_at,
-    }
-}
 
 /// Every target's breaker, by target, paged with the last target as the cursor.
 pub(super) async fn list(
@@ -36,7 +23,7 @@ pub(super) async fn list(
         q.cursor.as_deref(),
         limit(q.limit)?,
     );
-    Ok(page(items.into_iter().map(wire).collect(), next).into_response())
+    Ok(page(items, next).into_response())
 }
 
 /// `{target}` arrives percent-decoded by the router.
