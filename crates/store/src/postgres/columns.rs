@@ -134,9 +134,7 @@ pub(crate) fn db_err(op: &'static str) -> impl Fn(tokio_postgres::Error) -> Stor
 }
 
 /// Maps a pool error (no connection could be had) during `op` to [`StoreError::Unavailable`].
-pub(crate) fn pool_err(
-    op: &'static str,
-) -> impl Fn(deadpool_postgres::PoolError) -> StoreError {
+pub(crate) fn pool_err(op: &'static str) -> impl Fn(deadpool_postgres::PoolError) -> StoreError {
     move |e| match e {
         deadpool_postgres::PoolError::Backend(e) => db_err(op)(e),
         other => StoreError::Unavailable {

@@ -14,7 +14,11 @@ use crate::model::{DeadLetter, Failure, LeaseToken, Page, Selection, check_limit
 
 /// The last attempt failed: count it and move the delivery to the dead letters, or hold it if
 /// its subscription is disabled (API.md section 4: never dead-lettered while disabled).
-pub(super) async fn dead_letter_in(ctx: &mut Ctx, token: LeaseToken, failure: Failure) -> Result<()> {
+pub(super) async fn dead_letter_in(
+    ctx: &mut Ctx,
+    token: LeaseToken,
+    failure: Failure,
+) -> Result<()> {
     let err = db_err("dead_letter");
     let owner: &str = &token.owner;
     let at = failure.at.as_unix_millis();

@@ -159,7 +159,12 @@ async fn append_in(ctx: &mut Ctx, events: Vec<NewEvent>) -> Result<Vec<Appended>
         .await
         .map_err(&err)?
         .iter()
-        .map(|r| Ok((get(r, 0, "append")?, (get(r, 1, "append")?, get(r, 2, "append")?))))
+        .map(|r| {
+            Ok((
+                get(r, 0, "append")?,
+                (get(r, 1, "append")?, get(r, 2, "append")?),
+            ))
+        })
         .collect::<Result<_>>()?;
     // Ids seen earlier in this batch; checked in order with conflicts, so the first refused
     // position is the one reported.

@@ -163,13 +163,13 @@ impl PgStore {
             .map_err(|e| StoreError::Unavailable {
                 reason: format!("cannot build the connection pool for {database}: {e}"),
             })?;
-        let mut client = pool
-            .get()
-            .await
-            .map_err(pool_err("open"))
-            .map_err(|e| StoreError::Unavailable {
-                reason: format!("PostgreSQL at {database} does not answer: {e}"),
-            })?;
+        let mut client =
+            pool.get()
+                .await
+                .map_err(pool_err("open"))
+                .map_err(|e| StoreError::Unavailable {
+                    reason: format!("PostgreSQL at {database} does not answer: {e}"),
+                })?;
         migrate(&mut client, &database).await?;
         let instance: Arc<str> = options.instance.into();
         let released = release_leases(&client, &instance, Timestamp::now()).await?;

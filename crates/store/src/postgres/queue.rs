@@ -125,13 +125,15 @@ async fn lease_in(
     let events = events_by_sequence(&ctx.client, &sequences).await?;
     let mut leases = Vec::with_capacity(raw.len());
     for (id, sequence, kind, consumer, target, attempts, generation, created) in raw {
-        let event = events
-            .get(&unsigned(sequence))
-            .cloned()
-            .ok_or_else(|| StoreError::Database {
-                op,
-                source: format!("delivery {id} names event {sequence}, which is not stored").into(),
-            })?;
+        let event =
+            events
+                .get(&unsigned(sequence))
+                .cloned()
+                .ok_or_else(|| StoreError::Database {
+                    op,
+                    source: format!("delivery {id} names event {sequence}, which is not stored")
+                        .into(),
+                })?;
         leases.push(Lease {
             token: LeaseToken {
                 delivery: id,

@@ -29,14 +29,18 @@ pub(crate) type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 /// back how to answer its caller after the commit; given an error (the group could not run), it
 /// answers its caller with it at once and hands back nothing.
 pub(crate) type Job = Box<
-    dyn for<'c> FnOnce(std::result::Result<&'c mut Ctx, StoreError>) -> BoxFuture<'c, Option<Completion>>
+    dyn for<'c> FnOnce(
+            std::result::Result<&'c mut Ctx, StoreError>,
+        ) -> BoxFuture<'c, Option<Completion>>
         + Send,
 >;
 
 /// Gives a job closure its higher-ranked type (a closure passed here is inferred as one).
 pub(crate) fn job<F>(f: F) -> Job
 where
-    F: for<'c> FnOnce(std::result::Result<&'c mut Ctx, StoreError>) -> BoxFuture<'c, Option<Completion>>
+    F: for<'c> FnOnce(
+            std::result::Result<&'c mut Ctx, StoreError>,
+        ) -> BoxFuture<'c, Option<Completion>>
         + Send
         + 'static,
 {
@@ -166,7 +170,10 @@ impl Writer {
         let committed = if broken {
             Err(group_lost())
         } else {
-            client.batch_execute("COMMIT").await.map_err(db_err("commit"))
+            client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(db_err("commit"))
         };
         match committed {
             Ok(()) => {
