@@ -13,7 +13,8 @@ use super::columns::{
     unsigned,
 };
 use super::writer::Ctx;
-use super::{PgStore, get, schema};
+use super::writer::JobKind;
+use super::{Admission, PgStore, get, schema};
 use crate::error::{Result, StoreError};
 use crate::model::Appended;
 use crate::traits::EventLog;
@@ -68,26 +69,96 @@ pub(crate) async fn events_by_sequence(
         .collect()
 }
 
-/// Takes the append lock for the rest of the group's transaction (once per group) and reads the
-/// next sequence under it: appends of every instance are serialised, so sequences are gap-free
-/// and follow commit order.
-pub(crate) async fn next_sequence(ctx: &mut Ctx) -> Result<u64> {
-    if let Some(next) = ctx.next_sequence {
-        return Ok(next);
-    }
+/// Prepares the group's appends, once per group, before its first append runs: takes the append
+/// lock for the rest of the transaction, reads the next sequence under it (appends of every
+/// instance are serialised, so sequences are gap-free and follow commit order), and looks up in
+/// one query which of `ids` (every id the group's appends carry) are already stored.
+pub(crate) async fn prepare_appends(ctx: &mut Ctx, ids: &[&str]) -> Result<()> {
     let err = db_err("append");
-    ctx.client
-        .execute("SELECT pg_advisory_xact_lock($1)", &[&schema::APPEND_LOCK])
-        .await
-        .map_err(&err)?;
-    let row = ctx
+    if ctx.next_sequence.is_none() {
+        ctx.client
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&schema::APPEND_LOCK])
+            .await
+            .map_err(&err)?;
+        let row = ctx
+            .client
+            .query_one("SELECT coalesce(max(sequence), 0) FROM events", &[])
+            .await
+            .map_err(&err)?;
+        ctx.next_sequence = Some(unsigned(get(&row, 0, "append")?) + 1);
+    }
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let rows = ctx
         .client
-        .query_one("SELECT coalesce(max(sequence), 0) FROM events", &[])
+        .query(
+            "SELECT id, source, sequence FROM events WHERE id = ANY($1)",
+            &[&ids],
+        )
         .await
         .map_err(&err)?;
-    let next = unsigned(get(&row, 0, "append")?) + 1;
-    ctx.next_sequence = Some(next);
-    Ok(next)
+    for r in &rows {
+        let source: String = get(r, 1, "append")?;
+        let sequence: i64 = get(r, 2, "append")?;
+        ctx.known
+            .insert(get(r, 0, "append")?, (source, unsigned(sequence)));
+    }
+    Ok(())
+}
+
+/// Events appended by the group's jobs and their deliveries, inserted together (one `unnest`
+/// insert each) before the next job that is not an append and before the commit.
+#[derive(Default)]
+pub(crate) struct Pending {
+    sequences: Vec<i64>,
+    ids: Vec<String>,
+    sources: Vec<String>,
+    types: Vec<String>,
+    times: Vec<i64>,
+    payloads: Vec<String>,
+    correlations: Vec<Option<String>>,
+    pub(crate) outbox: Outbox,
+}
+
+impl Pending {
+    fn push(&mut self, event: &Event, payload: String) {
+        self.sequences.push(signed(event.sequence));
+        self.ids.push(event.id.to_string());
+        self.sources.push(event.source.clone());
+        self.types.push(event.event_type.as_str().to_owned());
+        self.times.push(event.time.as_unix_millis());
+        self.payloads.push(payload);
+        self.correlations
+            .push(event.correlation_id.as_ref().map(|c| c.as_str().to_owned()));
+    }
+
+    /// Inserts what is pending and forgets it.
+    pub(crate) async fn flush(&mut self, client: &tokio_postgres::Client) -> Result<()> {
+        if !self.sequences.is_empty() {
+            client
+                .execute(
+                    "INSERT INTO events (sequence, id, source, type, time_ms, payload, \
+                     correlation_id) \
+                     SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], \
+                     $5::bigint[], $6::text[], $7::text[])",
+                    &[
+                        &self.sequences,
+                        &self.ids,
+                        &self.sources,
+                        &self.types,
+                        &self.times,
+                        &self.payloads,
+                        &self.correlations,
+                    ],
+                )
+                .await
+                .map_err(db_err("append"))?;
+        }
+        self.outbox.insert(client).await?;
+        *self = Pending::default();
+        Ok(())
+    }
 }
 
 /// Rows to insert into `deliveries`, as the columns of one `unnest` insert.
@@ -145,27 +216,19 @@ impl Outbox {
 }
 
 /// Appends a batch inside the writer's transaction; see [`EventLog::append`]. Everything that
-/// can refuse the batch is checked before anything is written.
+/// can refuse the batch is checked before anything is recorded; the rows themselves are
+/// inserted with the rest of the group's (see [`Pending`]).
 async fn append_in(ctx: &mut Ctx, events: Vec<NewEvent>) -> Result<Vec<Appended>> {
-    let err = db_err("append");
-    let mut next = next_sequence(ctx).await?;
-    let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-    let existing: HashMap<String, (String, i64)> = ctx
-        .client
-        .query(
-            "SELECT id, source, sequence FROM events WHERE id = ANY($1)",
-            &[&ids],
-        )
-        .await
-        .map_err(&err)?
-        .iter()
-        .map(|r| {
-            Ok((
-                get(r, 0, "append")?,
-                (get(r, 1, "append")?, get(r, 2, "append")?),
-            ))
-        })
-        .collect::<Result<_>>()?;
+    if ctx.next_sequence.is_none() {
+        // Not prepared by the writer (it prepares groups that hold appends): do it for this one.
+        let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+        prepare_appends(ctx, &ids).await?;
+    }
+    let Some(mut next) = ctx.next_sequence else {
+        return Err(StoreError::Unavailable {
+            reason: "the append lock was not taken".into(),
+        });
+    };
     // Ids seen earlier in this batch; checked in order with conflicts, so the first refused
     // position is the one reported.
     let mut seen: HashSet<&str> = HashSet::new();
@@ -179,7 +242,7 @@ async fn append_in(ctx: &mut Ctx, events: Vec<NewEvent>) -> Result<Vec<Appended>
                 id: draft.id.to_string(),
             });
         }
-        if let Some((source, first)) = existing.get(draft.id.as_str()) {
+        if let Some((source, first)) = ctx.known.get(draft.id.as_str()) {
             if *source != draft.source {
                 return Err(StoreError::Conflict {
                     index,
@@ -188,7 +251,7 @@ async fn append_in(ctx: &mut Ctx, events: Vec<NewEvent>) -> Result<Vec<Appended>
             }
             out.push(Appended {
                 id: draft.id.clone(),
-                sequence: unsigned(*first),
+                sequence: *first,
                 duplicate: true,
             });
             continue;
@@ -209,43 +272,15 @@ async fn append_in(ctx: &mut Ctx, events: Vec<NewEvent>) -> Result<Vec<Appended>
         return Ok(out);
     }
     let mut drafts: Vec<Option<NewEvent>> = events.into_iter().map(Some).collect();
-    let mut appended = Vec::with_capacity(fresh.len());
-    let mut payloads = Vec::with_capacity(fresh.len());
-    for (sequence, index, payload) in fresh {
-        if let Some(draft) = drafts.get_mut(index).and_then(Option::take) {
-            appended.push(Arc::new(draft.into_event(sequence)));
-            payloads.push(payload);
-        }
-    }
-    let sequences: Vec<i64> = appended.iter().map(|e| signed(e.sequence)).collect();
-    let ids: Vec<&str> = appended.iter().map(|e| e.id.as_str()).collect();
-    let sources: Vec<&str> = appended.iter().map(|e| e.source.as_str()).collect();
-    let types: Vec<&str> = appended.iter().map(|e| e.event_type.as_str()).collect();
-    let times: Vec<i64> = appended.iter().map(|e| e.time.as_unix_millis()).collect();
-    let correlations: Vec<Option<&str>> = appended
-        .iter()
-        .map(|e| e.correlation_id.as_ref().map(CorrelationId::as_str))
-        .collect();
-    ctx.client
-        .execute(
-            "INSERT INTO events (sequence, id, source, type, time_ms, payload, correlation_id) \
-             SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], \
-             $5::bigint[], $6::text[], $7::text[])",
-            &[
-                &sequences,
-                &ids,
-                &sources,
-                &types,
-                &times,
-                &payloads,
-                &correlations,
-            ],
-        )
-        .await
-        .map_err(&err)?;
-    let mut outbox = Outbox::default();
     let mut extra = Vec::new();
-    for event in &appended {
+    for (sequence, index, payload) in fresh {
+        let Some(draft) = drafts.get_mut(index).and_then(Option::take) else {
+            continue;
+        };
+        let event = Arc::new(draft.into_event(sequence));
+        ctx.pending.push(&event, payload);
+        ctx.known
+            .insert(event.id.to_string(), (event.source.clone(), sequence));
         let due = event.time.as_unix_millis();
         for sub in &ctx.state.subscriptions {
             if sub
@@ -253,8 +288,8 @@ async fn append_in(ctx: &mut Ctx, events: Vec<NewEvent>) -> Result<Vec<Appended>
                 .iter()
                 .any(|p| p.matches_type(&event.event_type))
             {
-                outbox.push(
-                    event.sequence,
+                ctx.pending.outbox.push(
+                    sequence,
                     ConsumerKind::Subscription,
                     &sub.id,
                     &sub.target,
@@ -266,24 +301,18 @@ async fn append_in(ctx: &mut Ctx, events: Vec<NewEvent>) -> Result<Vec<Appended>
         }
         if let Some(router) = &ctx.state.router {
             extra.clear();
-            router.route(event, &mut extra);
+            router.route(&event, &mut extra);
             for (consumer, target) in &extra {
                 let (kind, name) = consumer_parts(consumer);
-                outbox.push(
-                    event.sequence,
-                    kind,
-                    name,
-                    target,
-                    DeliveryState::Waiting,
-                    due,
-                );
+                ctx.pending
+                    .outbox
+                    .push(sequence, kind, name, target, DeliveryState::Waiting, due);
                 ctx.work = true;
             }
         }
+        ctx.appended.push(event);
     }
-    outbox.insert(&ctx.client).await?;
     ctx.next_sequence = Some(next);
-    ctx.appended.extend(appended);
     Ok(out)
 }
 
@@ -293,8 +322,13 @@ impl EventLog for PgStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        self.call_or_busy(move |ctx| Box::pin(append_in(ctx, events)))
-            .await
+        let ids = events.iter().map(|e| e.id.to_string()).collect();
+        self.submit(
+            move |ctx| Box::pin(append_in(ctx, events)),
+            Admission::FailFast,
+            JobKind::Append { ids },
+        )
+        .await
     }
 
     async fn get(&self, id: &EventId) -> Result<Option<Event>> {

@@ -29,7 +29,7 @@ use tokio_postgres::types::FromSql;
 use crate::error::{Result, StoreError};
 use crate::model::Router;
 use columns::{db_err, pool_err};
-use writer::{BoxFuture, Completion, Ctx, Job};
+use writer::{BoxFuture, Completion, Ctx, Job, JobKind};
 
 pub use open::{DEFAULT_INSTANCE, DEFAULT_POOL_SIZE, PgBuilder};
 
@@ -116,27 +116,19 @@ impl PgStore {
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut Ctx) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
-        self.submit(f, Admission::Wait).await
+        self.submit(f, Admission::Wait, JobKind::Other).await
     }
 
-    /// Like [`PgStore::call`], but fails at once with [`StoreError::Busy`] when the writer's
-    /// queue is full: what appends do, so a flood is refused (`503`) instead of queued without
-    /// bound.
-    async fn call_or_busy<T, F>(&self, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut Ctx) -> BoxFuture<'c, Result<T>> + Send + 'static,
-    {
-        self.submit(f, Admission::FailFast).await
-    }
-
-    async fn submit<T, F>(&self, f: F, admission: Admission) -> Result<T>
+    /// Queues `f` for the writer as a job of `kind`. With [`Admission::FailFast`] (appends) it
+    /// fails at once with [`StoreError::Busy`] when the writer's queue is full, so a flood is
+    /// refused (`503`) instead of queued without bound.
+    async fn submit<T, F>(&self, f: F, admission: Admission, kind: JobKind) -> Result<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut Ctx) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T>>();
-        let job = writer::job(move |ctx| {
+        let job = writer::job(kind, move |ctx| {
             Box::pin(async move {
                 match ctx {
                     Err(refused) => {

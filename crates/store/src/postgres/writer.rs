@@ -7,6 +7,7 @@
 //! itself (a transient error: connection lost, server away) fails the whole group, which is
 //! rolled back and answered [`StoreError::Unavailable`] or [`StoreError::Database`].
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use nexus_event::{Event, Pattern};
 use tokio::sync::{mpsc, watch};
 
 use super::columns::{db_err, pool_err};
+use super::log::{Pending, prepare_appends};
 use super::subscriptions::load_subscription_routes;
 use crate::error::{Result, StoreError};
 use crate::model::Router;
@@ -28,15 +30,35 @@ pub(crate) type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 /// A unit of work run by the writer inside the group's transaction: given the context, it hands
 /// back how to answer its caller after the commit; given an error (the group could not run), it
 /// answers its caller with it at once and hands back nothing.
-pub(crate) type Job = Box<
+pub(crate) type Run = Box<
     dyn for<'c> FnOnce(
             std::result::Result<&'c mut Ctx, StoreError>,
         ) -> BoxFuture<'c, Option<Completion>>
         + Send,
 >;
 
-/// Gives a job closure its higher-ranked type (a closure passed here is inferred as one).
-pub(crate) fn job<F>(f: F) -> Job
+/// What a job is, as far as the writer batches it.
+#[derive(Debug)]
+pub(crate) enum JobKind {
+    /// An append of events with these ids: the writer looks the ids of all of a group's appends
+    /// up in one query, and their rows are inserted together.
+    Append {
+        /// The ids of the batch.
+        ids: Vec<String>,
+    },
+    /// Anything else: it sees every earlier append of its group in the tables.
+    Other,
+}
+
+/// One operation waiting for the writer.
+pub(crate) struct Job {
+    pub(crate) kind: JobKind,
+    pub(crate) run: Run,
+}
+
+/// Makes a job; gives its closure the higher-ranked type (a closure passed here is inferred as
+/// one).
+pub(crate) fn job<F>(kind: JobKind, f: F) -> Job
 where
     F: for<'c> FnOnce(
             std::result::Result<&'c mut Ctx, StoreError>,
@@ -44,7 +66,10 @@ where
         + Send
         + 'static,
 {
-    Box::new(f)
+    Job {
+        kind,
+        run: Box::new(f),
+    }
 }
 
 /// The most jobs one transaction groups.
@@ -72,8 +97,13 @@ pub(crate) struct State {
 pub(crate) struct Ctx {
     pub(crate) client: Object,
     pub(crate) state: State,
-    /// The next sequence, once this group holds the append lock (taken by its first append).
+    /// The next sequence, once this group holds the append lock (taken before its first append).
     pub(crate) next_sequence: Option<u64>,
+    /// Source and sequence of the ids the group's appends carry that are stored or appended by
+    /// the group: what answers a repeat (duplicate) or another source's id (conflict).
+    pub(crate) known: HashMap<String, (String, u64)>,
+    /// Rows of the group's appends not inserted yet.
+    pub(crate) pending: Pending,
     /// Events committed by this group, in sequence order, to publish after the commit.
     pub(crate) appended: Vec<Arc<Event>>,
     /// Whether the group made deliveries due (wakes sleeping workers after the commit).
@@ -143,19 +173,50 @@ impl Writer {
             client,
             state,
             next_sequence: None,
+            known: HashMap::new(),
+            pending: Pending::default(),
             appended: Vec::new(),
             work: false,
             subscriptions_changed: false,
             broken: false,
         };
+        let ids: Vec<&str> = group
+            .iter()
+            .flat_map(|j| match &j.kind {
+                JobKind::Append { ids } => ids.as_slice(),
+                JobKind::Other => &[],
+            })
+            .map(String::as_str)
+            .collect();
+        if group
+            .iter()
+            .any(|j| matches!(j.kind, JobKind::Append { .. }))
+            && let Err(e) = prepare_appends(&mut ctx, &ids).await
+        {
+            tracing::error!(error = %e, "store writer cannot prepare the group's appends");
+            ctx.broken = true;
+        }
         let mut completions = Vec::with_capacity(group.len());
         for job in group.drain(..) {
+            if !ctx.broken
+                && matches!(job.kind, JobKind::Other)
+                && let Err(e) = ctx.flush().await
+            {
+                tracing::error!(error = %e, "store writer cannot insert the group's appends");
+                ctx.broken = true;
+            }
             if ctx.broken {
                 // The transaction is lost: do not run more.
-                job(Err(group_lost())).await;
+                (job.run)(Err(group_lost())).await;
                 continue;
             }
-            completions.extend(job(Ok(&mut ctx)).await);
+            completions.extend((job.run)(Ok(&mut ctx)).await);
+        }
+        if !ctx.broken
+            && let Err(e) = ctx.flush().await
+        {
+            tracing::error!(error = %e, "store writer cannot insert the group's appends");
+            ctx.broken = true;
         }
         let Ctx {
             client,
@@ -214,6 +275,13 @@ impl Writer {
     }
 }
 
+impl Ctx {
+    /// Inserts the rows of the group's appends that are still pending.
+    pub(crate) async fn flush(&mut self) -> Result<()> {
+        self.pending.flush(&self.client).await
+    }
+}
+
 /// The answer to the operations of a group whose transaction was aborted.
 fn group_lost() -> StoreError {
     StoreError::Unavailable {
@@ -225,7 +293,7 @@ fn group_lost() -> StoreError {
 async fn refuse_all(group: &mut Vec<Job>, e: &StoreError) {
     let reason = e.to_string();
     for job in group.drain(..) {
-        job(Err(StoreError::Unavailable {
+        (job.run)(Err(StoreError::Unavailable {
             reason: reason.clone(),
         }))
         .await;
