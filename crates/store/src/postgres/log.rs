@@ -12,8 +12,8 @@ use super::columns::{
     ConsumerKind, DeliveryState, consumer_parts, corrupt, db_err, like_patterns, signed, ts,
     unsigned,
 };
-use super::writer::Ctx;
-use super::writer::JobKind;
+use super::subscriptions::load_subscription_routes;
+use super::writer::{Ctx, JobKind};
 use super::{Admission, PgStore, get, schema};
 use crate::error::{Result, StoreError};
 use crate::model::Appended;
@@ -69,10 +69,11 @@ pub(crate) async fn events_by_sequence(
         .collect()
 }
 
-/// Prepares the group's appends, once per group, before its first append runs: takes the append
-/// lock for the rest of the transaction, reads the next sequence under it (appends of every
-/// instance are serialised, so sequences are gap-free and follow commit order), and looks up in
-/// one query which of `ids` (every id the group's appends carry) are already stored.
+/// Prepares the group's appends and subscription changes, once per group, before its first job
+/// runs: takes the append lock for the rest of the transaction, reads the next sequence under it
+/// (appends of every instance are serialised, so sequences are gap-free and follow commit
+/// order), reads the subscriptions again if another instance changed them, and looks up in one
+/// query which of `ids` (every id the group's appends carry) are already stored.
 pub(crate) async fn prepare_appends(ctx: &mut Ctx, ids: &[&str]) -> Result<()> {
     let err = db_err("append");
     if ctx.next_sequence.is_none() {
@@ -82,10 +83,20 @@ pub(crate) async fn prepare_appends(ctx: &mut Ctx, ids: &[&str]) -> Result<()> {
             .map_err(&err)?;
         let row = ctx
             .client
-            .query_one("SELECT coalesce(max(sequence), 0) FROM events", &[])
+            .query_one(
+                "SELECT (SELECT coalesce(max(sequence), 0) FROM events), \
+                 (SELECT version FROM routes_version)",
+                &[],
+            )
             .await
             .map_err(&err)?;
         ctx.next_sequence = Some(unsigned(get(&row, 0, "append")?) + 1);
+        let routes: i64 = get(&row, 1, "append")?;
+        if routes != ctx.state.routes_version {
+            // Another instance (or a rolled-back group) changed subscriptions.
+            ctx.state.subscriptions = load_subscription_routes(&ctx.client).await?;
+            ctx.state.routes_version = routes;
+        }
     }
     if ids.is_empty() {
         return Ok(());

@@ -189,6 +189,7 @@ impl PgStore {
             state: State {
                 instance: Arc::clone(&instance),
                 subscriptions,
+                routes_version: -1,
                 router: options.router,
             },
             bus: options.bus,

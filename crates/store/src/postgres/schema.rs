@@ -85,6 +85,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         updated_ms bigint NOT NULL
     );
 
+    -- Moves with every subscription change (made under the append lock), so every instance's
+    -- writer routes its next appends by the subscriptions as they are.
+    CREATE TABLE routes_version (
+        only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        version  bigint  NOT NULL
+    );
+    INSERT INTO routes_version (only_row, version) VALUES (true, 0);
+
     -- generation: bumped by a reset, so instances sharing a breaker see it (issue 14).
     CREATE TABLE breakers (
         target               text    COLLATE "C" PRIMARY KEY,
@@ -101,7 +109,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub(crate) const VERSION: i32 = MIGRATIONS.len() as i32;
 
-/// The advisory lock key that serialises appends (sequence assignment) across instances.
+/// The advisory lock key that serialises appends (sequence assignment) and subscription changes
+/// (routes) across instances. A group takes it before any other lock, so it cannot deadlock
+/// with another instance's leases.
 pub(crate) const APPEND_LOCK: i64 = 0x6e65_7875_7301; // "nexus" 01
 /// The advisory lock key that serialises migrations across instances.
 pub(crate) const MIGRATE_LOCK: i64 = 0x6e65_7875_7302;

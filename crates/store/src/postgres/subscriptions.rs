@@ -5,8 +5,8 @@ use nexus_event::{EventId, Pattern, Timestamp};
 use tokio_postgres::Row;
 
 use super::columns::{ConsumerKind, DeliveryState, corrupt, db_err, ts};
-use super::writer::SubRoute;
-use super::{PgStore, get};
+use super::writer::{BoxFuture, Ctx, JobKind, SubRoute};
+use super::{Admission, PgStore, get};
 use crate::error::{Result, StoreError};
 use crate::model::{
     NewSubscription, Page, Subscription, SubscriptionPatch, check_limit, target_origin,
@@ -103,6 +103,36 @@ fn patterns_json(events: &[Pattern]) -> Result<String> {
     })
 }
 
+/// After a change of subscriptions in the writer's transaction: moves `routes_version` (other
+/// instances read the routes again at their next append) and reads the routes this writer
+/// appends by.
+async fn routes_changed(ctx: &mut Ctx) -> Result<()> {
+    let err = db_err("subscription routes");
+    let row = ctx
+        .client
+        .query_one(
+            "UPDATE routes_version SET version = version + 1 RETURNING version",
+            &[],
+        )
+        .await
+        .map_err(&err)?;
+    ctx.subscriptions_changed = true;
+    ctx.state.subscriptions = load_subscription_routes(&ctx.client).await?;
+    ctx.state.routes_version = get(&row, 0, "subscription routes")?;
+    Ok(())
+}
+
+impl PgStore {
+    /// Runs a change of subscriptions in the writer's next group, under the append lock.
+    async fn change_routes<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Ctx) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.submit(f, Admission::Wait, JobKind::Routes).await
+    }
+}
+
 #[async_trait]
 impl Subscriptions for PgStore {
     async fn create_subscription(&self, new: NewSubscription) -> Result<Subscription> {
@@ -119,7 +149,7 @@ impl Subscriptions for PgStore {
             created_at: Timestamp::now(),
         };
         let events = patterns_json(&sub.events)?;
-        self.call(move |ctx| {
+        self.change_routes(move |ctx| {
             Box::pin(async move {
                 ctx.client
                     .execute(
@@ -141,8 +171,7 @@ impl Subscriptions for PgStore {
                     )
                     .await
                     .map_err(db_err("create subscription"))?;
-                ctx.subscriptions_changed = true;
-                ctx.state.subscriptions = load_subscription_routes(&ctx.client).await?;
+                routes_changed(ctx).await?;
                 Ok(sub)
             })
         })
@@ -193,7 +222,7 @@ impl Subscriptions for PgStore {
     ) -> Result<Subscription> {
         let target = patch.url.as_deref().map(target_origin).transpose()?;
         let id = id.to_owned();
-        self.call(move |ctx| {
+        self.change_routes(move |ctx| {
             Box::pin(async move {
                 let mut sub = subscription_in(&ctx.client, &id).await?.ok_or_else(|| {
                     StoreError::NotFound {
@@ -267,8 +296,7 @@ impl Subscriptions for PgStore {
                         .map_err(&err)?;
                     ctx.work |= sub.enabled;
                 }
-                ctx.subscriptions_changed = true;
-                ctx.state.subscriptions = load_subscription_routes(&ctx.client).await?;
+                routes_changed(ctx).await?;
                 Ok(sub)
             })
         })
@@ -277,7 +305,7 @@ impl Subscriptions for PgStore {
 
     async fn delete_subscription(&self, id: &str) -> Result<bool> {
         let id = id.to_owned();
-        self.call(move |ctx| {
+        self.change_routes(move |ctx| {
             Box::pin(async move {
                 let err = db_err("delete subscription");
                 let deleted = ctx
@@ -292,8 +320,7 @@ impl Subscriptions for PgStore {
                     )
                     .await
                     .map_err(&err)?;
-                ctx.subscriptions_changed = true;
-                ctx.state.subscriptions = load_subscription_routes(&ctx.client).await?;
+                routes_changed(ctx).await?;
                 Ok(deleted > 0)
             })
         })

@@ -19,7 +19,6 @@ use tokio::sync::{mpsc, watch};
 
 use super::columns::{db_err, pool_err};
 use super::log::{Pending, prepare_appends};
-use super::subscriptions::load_subscription_routes;
 use crate::error::{Result, StoreError};
 use crate::model::Router;
 
@@ -46,6 +45,9 @@ pub(crate) enum JobKind {
         /// The ids of the batch.
         ids: Vec<String>,
     },
+    /// A change of subscriptions: it takes the append lock too (before anything else of its
+    /// group), so appends of every instance route by it from the moment it commits.
+    Routes,
     /// Anything else: it sees every earlier append of its group in the tables.
     Other,
 }
@@ -89,6 +91,8 @@ pub(crate) struct State {
     /// The instance this store is; its leases carry the name.
     pub(crate) instance: Arc<str>,
     pub(crate) subscriptions: Vec<SubRoute>,
+    /// The `routes_version` that `subscriptions` were read at; -1 to read them again.
+    pub(crate) routes_version: i64,
     pub(crate) router: Option<Arc<dyn Router>>,
 }
 
@@ -166,6 +170,7 @@ impl Writer {
             State {
                 instance,
                 subscriptions: Vec::new(),
+                routes_version: -1,
                 router: None,
             },
         );
@@ -184,7 +189,7 @@ impl Writer {
             .iter()
             .flat_map(|j| match &j.kind {
                 JobKind::Append { ids } => ids.as_slice(),
-                JobKind::Other => &[],
+                JobKind::Routes | JobKind::Other => &[],
             })
             .map(String::as_str)
             .collect();
@@ -199,7 +204,7 @@ impl Writer {
         let mut completions = Vec::with_capacity(group.len());
         for job in group.drain(..) {
             if !ctx.broken
-                && matches!(job.kind, JobKind::Other)
+                && !matches!(job.kind, JobKind::Append { .. })
                 && let Err(e) = ctx.flush().await
             {
                 tracing::error!(error = %e, "store writer cannot insert the group's appends");
@@ -258,10 +263,8 @@ impl Writer {
                 // Rolls back the aborted (or failed) transaction; a dead connection is dropped.
                 let alive = client.batch_execute("ROLLBACK").await.is_ok();
                 if subscriptions_changed {
-                    match load_subscription_routes(&client).await {
-                        Ok(subs) => self.state.subscriptions = subs,
-                        Err(e) => tracing::error!(error = %e, "cannot reload subscriptions"),
-                    }
+                    // Read the routes again before the next append.
+                    self.state.routes_version = -1;
                 }
                 let reason = e.to_string();
                 for completion in completions {
