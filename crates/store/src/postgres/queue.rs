@@ -62,6 +62,11 @@ macro_rules! wait_state {
 }
 
 /// Leases inside the writer's transaction; see [`DeliveryQueue::lease_due`].
+///
+/// `state < held` (waiting, leased or parked) rather than `state <> held`: it is what the partial
+/// index `deliveries_due` (`WHERE state < 3`) is defined by, and PostgreSQL plans an unnamed
+/// statement with its parameters' values, so it sees that the index applies. With `<>` it scans
+/// the whole queue (measured: 512 leases + acks/s instead of thousands with 400k queued).
 async fn lease_in(
     ctx: &mut Ctx,
     owner: Arc<str>,
@@ -83,7 +88,7 @@ async fn lease_in(
             concat!(
                 "UPDATE deliveries SET state = $2, lease_owner = $3, lease_instance = $4, \
                  lease_gen = lease_gen + 1, due_ms = $5 \
-                 WHERE id IN (SELECT d.id FROM deliveries d WHERE d.state <> $6 \
+                 WHERE id IN (SELECT d.id FROM deliveries d WHERE d.state < $6 \
                  AND d.due_ms <= $7 AND ",
                 leasable!(),
                 " ORDER BY d.due_ms, d.id LIMIT $8 FOR UPDATE SKIP LOCKED) \
@@ -477,7 +482,7 @@ impl DeliveryQueue for PgStore {
         let row = client
             .query_opt(
                 concat!(
-                    "SELECT d.due_ms FROM deliveries d WHERE d.state <> $3 AND ",
+                    "SELECT d.due_ms FROM deliveries d WHERE d.state < $3 AND ",
                     leasable!(),
                     " ORDER BY d.due_ms LIMIT 1"
                 ),
