@@ -9,7 +9,7 @@
 //! never stored without its deliveries or the other way round; an append is answered only once it
 //! is durable.
 //!
-//! With the `postgres` feature, [`PgStore`] implements the same traits on PostgreSQL: a pool of
+//! With the `postgres` feature, `PgStore` implements the same traits on PostgreSQL: a pool of
 //! connections, one writer task with the same group commit, sequences assigned under an
 //! advisory lock so they stay gap-free, leases taken with `FOR UPDATE SKIP LOCKED` and fenced by
 //! owner and generation.
