@@ -14,10 +14,11 @@ use super::columns::{
 };
 use super::subscriptions::load_subscription_routes;
 use super::writer::{Ctx, JobKind};
-use super::{Admission, PgStore, get, schema};
+use super::{Admission, PgStore, cached, get, schema};
 use crate::error::{Result, StoreError};
 use crate::model::Appended;
 use crate::traits::EventLog;
+use deadpool_postgres::ClientWrapper;
 
 /// The columns of an event, in the order [`event_from_row`] reads them.
 macro_rules! event_columns {
@@ -77,19 +78,19 @@ pub(crate) async fn events_by_sequence(
 pub(crate) async fn prepare_appends(ctx: &mut Ctx, ids: &[&str]) -> Result<()> {
     let err = db_err("append");
     if ctx.next_sequence.is_none() {
+        let lock = cached(&ctx.client, "SELECT pg_advisory_xact_lock($1)", "append").await?;
         ctx.client
-            .execute("SELECT pg_advisory_xact_lock($1)", &[&schema::APPEND_LOCK])
+            .execute(&lock, &[&schema::APPEND_LOCK])
             .await
             .map_err(&err)?;
-        let row = ctx
-            .client
-            .query_one(
-                "SELECT (SELECT coalesce(max(sequence), 0) FROM events), \
-                 (SELECT version FROM routes_version)",
-                &[],
-            )
-            .await
-            .map_err(&err)?;
+        let head = cached(
+            &ctx.client,
+            "SELECT (SELECT coalesce(max(sequence), 0) FROM events), \
+             (SELECT version FROM routes_version)",
+            "append",
+        )
+        .await?;
+        let row = ctx.client.query_one(&head, &[]).await.map_err(&err)?;
         ctx.next_sequence = Some(unsigned(get(&row, 0, "append")?) + 1);
         let routes: i64 = get(&row, 1, "append")?;
         if routes != ctx.state.routes_version {
@@ -101,14 +102,13 @@ pub(crate) async fn prepare_appends(ctx: &mut Ctx, ids: &[&str]) -> Result<()> {
     if ids.is_empty() {
         return Ok(());
     }
-    let rows = ctx
-        .client
-        .query(
-            "SELECT id, source, sequence FROM events WHERE id = ANY($1)",
-            &[&ids],
-        )
-        .await
-        .map_err(&err)?;
+    let lookup = cached(
+        &ctx.client,
+        "SELECT id, source, sequence FROM events WHERE id = ANY($1)",
+        "append",
+    )
+    .await?;
+    let rows = ctx.client.query(&lookup, &[&ids]).await.map_err(&err)?;
     for r in &rows {
         let source: String = get(r, 1, "append")?;
         let sequence: i64 = get(r, 2, "append")?;
@@ -145,14 +145,20 @@ impl Pending {
     }
 
     /// Inserts what is pending and forgets it.
-    pub(crate) async fn flush(&mut self, client: &tokio_postgres::Client) -> Result<()> {
+    pub(crate) async fn flush(&mut self, client: &ClientWrapper) -> Result<()> {
         if !self.sequences.is_empty() {
-            client
-                .execute(
-                    "INSERT INTO events (sequence, id, source, type, time_ms, payload, \
+            let insert = cached(
+                client,
+                "INSERT INTO events (sequence, id, source, type, time_ms, payload, \
                      correlation_id) \
                      SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], \
                      $5::bigint[], $6::text[], $7::text[])",
+                "append",
+            )
+            .await?;
+            client
+                .execute(
+                    &insert,
                     &[
                         &self.sequences,
                         &self.ids,
@@ -202,16 +208,22 @@ impl Outbox {
     }
 
     /// Inserts the rows (enqueued at their due time); how many.
-    pub(crate) async fn insert(&self, client: &tokio_postgres::Client) -> Result<u64> {
+    pub(crate) async fn insert(&self, client: &ClientWrapper) -> Result<u64> {
         if self.sequences.is_empty() {
             return Ok(0);
         }
+        let insert = cached(
+            client,
+            "INSERT INTO deliveries (event_sequence, consumer_kind, consumer, target, state, \
+             due_ms, created_ms) \
+             SELECT s, k, c, t, st, d, d FROM unnest($1::bigint[], $2::smallint[], \
+             $3::text[], $4::text[], $5::smallint[], $6::bigint[]) AS x(s, k, c, t, st, d)",
+            "enqueue deliveries",
+        )
+        .await?;
         client
             .execute(
-                "INSERT INTO deliveries (event_sequence, consumer_kind, consumer, target, state, \
-                 due_ms, created_ms) \
-                 SELECT s, k, c, t, st, d, d FROM unnest($1::bigint[], $2::smallint[], \
-                 $3::text[], $4::text[], $5::smallint[], $6::bigint[]) AS x(s, k, c, t, st, d)",
+                &insert,
                 &[
                     &self.sequences,
                     &self.kinds,

@@ -181,6 +181,18 @@ enum Admission {
     FailFast,
 }
 
+/// A prepared statement from the connection's cache, for the statements every append and settle
+/// runs: a statement given as text costs a prepare round trip each time. (Leasing and `next_due`
+/// stay unprepared: PostgreSQL plans those with their values, which is what lets it use the
+/// partial due index.)
+async fn cached(
+    client: &deadpool_postgres::ClientWrapper,
+    sql: &str,
+    op: &'static str,
+) -> Result<tokio_postgres::Statement> {
+    client.prepare_cached(sql).await.map_err(db_err(op))
+}
+
 /// Column `idx` of a row, a type mismatch being a database error rather than a panic.
 fn get<'a, T: FromSql<'a>>(row: &'a Row, idx: usize, op: &'static str) -> Result<T> {
     row.try_get(idx).map_err(db_err(op))

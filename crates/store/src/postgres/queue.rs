@@ -21,7 +21,7 @@ use super::dead_letters;
 use super::log::{Outbox, event_columns, event_from_row, events_by_sequence};
 use super::subscriptions::subscription_in;
 use super::writer::Ctx;
-use super::{PgStore, get};
+use super::{PgStore, cached, get};
 use crate::error::{Result, StoreError};
 use crate::model::{
     Consumer, DeadLetter, Failure, Lease, LeaseToken, Page, QueueStats, ReplayTo, Selection,
@@ -171,7 +171,8 @@ async fn settle(
     let mut args: Vec<&(dyn ToSql + Sync)> =
         vec![&token.delivery, &leased, &owner, &token.generation];
     args.extend_from_slice(extra);
-    let changed = ctx.client.execute(sql, &args).await.map_err(db_err(op))?;
+    let stmt = cached(&ctx.client, sql, op).await?;
+    let changed = ctx.client.execute(&stmt, &args).await.map_err(db_err(op))?;
     if changed == 0 {
         return Err(StoreError::LeaseLost {
             delivery: token.delivery,
