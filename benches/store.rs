@@ -1,5 +1,6 @@
 //! Durable append and queue throughput of the SQLite store, against the machine's raw fsync rate
-//! measured in the same run.
+//! measured in the same run; then the same cases on the PostgreSQL store, against the raw rate of
+//! single-row insert transactions over one connection to the same server in the same run.
 //!
 //! Cases: single-event appends from 1, 16 and 64 concurrent producers; one producer appending
 //! batches of 100 and 1000; lease + ack of queued deliveries by two workers. Every case runs with
@@ -10,6 +11,10 @@
 //! A custom harness rather than criterion: the cases are concurrent, run for a fixed time and
 //! fsync, so a steady-state rate over seconds is the measurement, not per-iteration timing.
 //!
+//! The PostgreSQL cases run on the server of `NEXUS_TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`), each in a database of its own that is dropped
+//! afterwards; `.ci/run` provides one. Without a server the bench fails, naming the URL.
+//!
 //! Run with `cargo bench --bench store`.
 
 use std::io::Write;
@@ -18,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nexus_event::{NewEvent, Timestamp, WellKnown};
-use nexus_store::{DeliveryQueue, Durability, EventLog, SqliteStore};
+use nexus_store::{DeliveryQueue, Durability, EventLog, PgStore, SqliteStore, Subscriptions};
 use serde_json::json;
 use tokio::task::JoinSet;
 
@@ -56,7 +61,7 @@ fn fsync_baseline(dir: &std::path::Path, run_for: Duration) -> f64 {
     rate
 }
 
-async fn subscribe_all(store: &SqliteStore) {
+async fn subscribe_all<S: Subscriptions>(store: &S) {
     nexus_store::conformance::subscribe_everything(store, "http://127.0.0.1:4000/hook").await;
 }
 
@@ -74,6 +79,17 @@ async fn appends(
     for _ in 0..subscriptions {
         subscribe_all(&store).await;
     }
+    append_for(store, producers, batch, s).await
+}
+
+/// `producers` tasks each appending batches of `batch` to `store` until time is up; events/s
+/// acknowledged.
+async fn append_for<S: EventLog + Clone + 'static>(
+    store: S,
+    producers: usize,
+    batch: usize,
+    s: &Settings,
+) -> f64 {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = JoinSet::new();
@@ -106,6 +122,15 @@ async fn appends(
 async fn lease_and_ack(durability: Durability, s: &Settings) -> f64 {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(dir.path(), durability);
+    lease_and_ack_on(store, s).await
+}
+
+/// Two workers leasing 256 at a time from `store` and acking each delivery concurrently, after a
+/// prefill; deliveries/s.
+async fn lease_and_ack_on<S: EventLog + DeliveryQueue + Subscriptions + Clone + 'static>(
+    store: S,
+    s: &Settings,
+) -> f64 {
     subscribe_all(&store).await;
     let mut n = 0;
     while n < s.prefill {
@@ -148,6 +173,147 @@ async fn lease_and_ack(durability: Durability, s: &Settings) -> f64 {
     while workers.join_next().await.is_some() {}
     assert!(acked > 0, "nothing was leased and acked");
     acked as f64 / elapsed.as_secs_f64()
+}
+
+const DEFAULT_PG_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The PostgreSQL server the cases run on.
+fn pg_url() -> String {
+    std::env::var("NEXUS_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_PG_URL.to_owned())
+}
+
+/// A plain connection to `url`, failing the bench with the URL when nothing answers.
+async fn pg_connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!("no PostgreSQL answers at {url} (NEXUS_TEST_DATABASE_URL): {e}")
+        });
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    match query {
+        Some(q) => format!("{}/{name}?{q}", &base[..authority_end]),
+        None => format!("{}/{name}", &base[..authority_end]),
+    }
+}
+
+/// A fresh database on the bench server for one case; its URL.
+async fn pg_database(name: &str) -> String {
+    let admin = pg_connect(&pg_url()).await;
+    // Two statements: neither may run inside the implicit transaction of a multi-statement batch.
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        admin
+            .batch_execute(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    with_database(&pg_url(), name)
+}
+
+async fn pg_drop_database(name: &str) {
+    let admin = pg_connect(&pg_url()).await;
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+}
+
+/// The baseline: single-row insert transactions (autocommit, each one commit) per second over
+/// one connection, with a prepared statement; and the server's commit settings.
+async fn pg_baseline(run_for: Duration) -> (f64, String) {
+    let name = "nexus_bench_raw";
+    let url = pg_database(name).await;
+    let client = pg_connect(&url).await;
+    client
+        .batch_execute("CREATE TABLE raw (id bigint PRIMARY KEY, payload text NOT NULL)")
+        .await
+        .expect("baseline table");
+    let settings = client
+        .query_one(
+            "SELECT current_setting('server_version'), current_setting('fsync'), \
+             current_setting('synchronous_commit')",
+            &[],
+        )
+        .await
+        .expect("settings");
+    let settings = format!(
+        "PostgreSQL {}, fsync={}, synchronous_commit={}",
+        settings.get::<_, String>(0),
+        settings.get::<_, String>(1),
+        settings.get::<_, String>(2)
+    );
+    let insert = client
+        .prepare("INSERT INTO raw (id, payload) VALUES ($1, $2)")
+        .await
+        .expect("prepare");
+    let payload = r#"{"order":"order-1","amount":25,"currency":"EUR"}"#;
+    let start = Instant::now();
+    let mut n: i64 = 0;
+    while start.elapsed() < run_for {
+        n += 1;
+        client
+            .execute(&insert, &[&n, &payload])
+            .await
+            .expect("insert");
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    drop(client);
+    pg_drop_database(name).await;
+    (rate, settings)
+}
+
+/// One PostgreSQL append case in a database of its own; events/s acknowledged.
+async fn pg_appends(
+    case: usize,
+    producers: usize,
+    batch: usize,
+    subscriptions: usize,
+    s: &Settings,
+) -> f64 {
+    let name = format!("nexus_bench_{case}");
+    let url = pg_database(&name).await;
+    let store = PgStore::builder(&url)
+        .pool_size(4)
+        .open()
+        .await
+        .expect("open the PostgreSQL store");
+    for _ in 0..subscriptions {
+        subscribe_all(&store).await;
+    }
+    let rate = append_for(store.clone(), producers, batch, s).await;
+    store.close().await;
+    pg_drop_database(&name).await;
+    rate
+}
+
+/// Lease + ack on PostgreSQL in a database of its own; deliveries/s.
+async fn pg_lease_and_ack(s: &Settings) -> f64 {
+    let name = "nexus_bench_queue";
+    let url = pg_database(name).await;
+    let store = PgStore::builder(&url)
+        .pool_size(4)
+        .open()
+        .await
+        .expect("open the PostgreSQL store");
+    let rate = lease_and_ack_on(store.clone(), s).await;
+    store.close().await;
+    pg_drop_database(name).await;
+    rate
 }
 
 fn si(v: f64) -> String {
@@ -295,6 +461,58 @@ fn main() {
         let target = (d == Durability::Full).then_some(50_000.0);
         report("lease + ack, 2 workers", d, "del/s", rate, target);
     }
+
+    let (raw, settings) = rt.block_on(pg_baseline(s.run_for));
+    println!();
+    println!(
+        "PostgreSQL store: {settings}, server at {}",
+        with_database(&pg_url(), "")
+    );
+    println!(
+        "baseline: {} single-row insert transactions/s over one connection",
+        si(raw)
+    );
+    println!(
+        "{:<34} {:<22} {:>12} {:>16}  goal (issue 14)",
+        "case", "durability", "rate", "per raw insert tx"
+    );
+    // (name, producers, batch size, subscriptions, goal events/s)
+    type PgCase = (&'static str, usize, usize, usize, Option<f64>);
+    let pg_cases: [PgCase; 6] = [
+        ("1 producer, single events", 1, 1, 0, None),
+        ("64 producers, single events", 64, 1, 0, Some(10_000.0)),
+        ("64 producers, single + 1 delivery", 64, 1, 1, None),
+        ("1 producer, batches of 100", 1, 100, 0, None),
+        ("1 producer, batches of 1000", 1, 1000, 0, Some(100_000.0)),
+        ("1 producer, 1000 + 1000 deliveries", 1, 1000, 1, None),
+    ];
+    let mut pg_report = |name: &str, unit: &str, rate: f64, target: Option<f64>| {
+        let verdict = match target {
+            Some(t) if !quick => {
+                if rate >= t {
+                    format!(">= {}: ok", si(t))
+                } else {
+                    missed.push(format!("PostgreSQL {name} ({} < {})", si(rate), si(t)));
+                    format!(">= {}: MISSED", si(t))
+                }
+            }
+            _ => String::new(),
+        };
+        println!(
+            "{:<34} {:<22} {:>12} {:>16}  {verdict}",
+            name,
+            "commit (durable)",
+            format!("{} {unit}", si(rate)),
+            format!("{:.1}", rate / raw),
+        );
+    };
+    for (case, (name, producers, batch, subscriptions, goal)) in pg_cases.into_iter().enumerate() {
+        let rate = rt.block_on(pg_appends(case, producers, batch, subscriptions, &s));
+        pg_report(name, "ev/s", rate, goal);
+    }
+    let rate = rt.block_on(pg_lease_and_ack(&s));
+    pg_report("lease + ack, 2 workers", "del/s", rate, None);
+
     if quick {
         println!("smoke run complete");
     } else if missed.is_empty() {

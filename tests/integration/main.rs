@@ -9,6 +9,7 @@ mod reactors;
 mod resilience;
 mod store;
 mod store_crash;
+mod store_pg;
 mod support;
 mod ws;
 

@@ -62,6 +62,15 @@ pub enum StoreError {
         /// The newest version this build knows.
         supported: i64,
     },
+    /// The database URL asks for TLS (`sslmode=require`), which this build cannot do yet.
+    #[error(
+        "database {database}: the URL asks for TLS (sslmode=require), which this build does not \
+         support yet; connect over a trusted network with sslmode=disable"
+    )]
+    TlsUnsupported {
+        /// The database (`host:port/name`; never the password).
+        database: String,
+    },
     /// An event id is already in the log, published by another node.
     #[error("event {index} of the batch: id {id:?} was already published by another node")]
     Conflict {

@@ -9,6 +9,11 @@
 //! never stored without its deliveries or the other way round; an append is answered only once it
 //! is durable.
 //!
+//! With the `postgres` feature, `PgStore` implements the same traits on PostgreSQL: a pool of
+//! connections, one writer task with the same group commit, sequences assigned under an
+//! advisory lock so they stay gap-free, leases taken with `FOR UPDATE SKIP LOCKED` and fenced by
+//! owner and generation.
+//!
 //! With the `conformance` feature, the `conformance` module holds the generic test suite every backend
 //! must pass.
 //!
@@ -21,6 +26,8 @@
 pub mod conformance;
 mod error;
 mod model;
+#[cfg(feature = "postgres")]
+mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 mod traits;
@@ -31,6 +38,8 @@ pub use model::{
     NewSubscription, Page, QueueStats, ReplayTo, Route, Router, Selection, Subscription,
     SubscriptionPatch, check_limit, target_origin,
 };
+#[cfg(feature = "postgres")]
+pub use postgres::{DEFAULT_INSTANCE, DEFAULT_POOL_SIZE, PgBuilder, PgStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{
     DB_FILE, DEFAULT_WRITER_QUEUE, Durability, LOCK_FILE, SqliteBuilder, SqliteStore,

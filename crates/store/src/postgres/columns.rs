@@ -1,0 +1,229 @@
+//! How Rust values map to columns: the delivery state and consumer kind as enums (bound as
+//! `smallint` parameters, never written into SQL text), timestamps, type filters as `LIKE`
+//! patterns, and how driver and pool errors become [`StoreError`]s.
+
+use nexus_event::{Timestamp, TypeFilter};
+use tokio_postgres::error::SqlState;
+
+use crate::error::StoreError;
+use crate::model::Consumer;
+
+/// Where a delivery is in its life; the `state` column of `deliveries`.
+///
+/// The integers are the schema's (`schema.rs`, its partial indexes name them), so they never
+/// change; the same as the SQLite backend's, so a copy between the two keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeliveryState {
+    /// Due at `due_ms`.
+    Waiting = 0,
+    /// Leased until `due_ms` (then the lease's end, `lease_until`).
+    Leased = 1,
+    /// Its target's circuit breaker is open; due at `due_ms` (the next trial) at the latest.
+    Parked = 2,
+    /// Its subscription is disabled; not due until it is enabled again.
+    Held = 3,
+}
+
+impl DeliveryState {
+    /// The column value.
+    pub(crate) fn code(self) -> i16 {
+        self as i16
+    }
+
+    /// The state a delivery of a subscription waits in: held while the subscription is disabled.
+    pub(crate) fn waiting_if(enabled: bool) -> DeliveryState {
+        if enabled {
+            DeliveryState::Waiting
+        } else {
+            DeliveryState::Held
+        }
+    }
+}
+
+/// Who a delivery or dead letter is for; the `consumer_kind` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConsumerKind {
+    /// A webhook subscription; `consumer` is its id.
+    Subscription = 0,
+    /// A reactor; `consumer` is its name.
+    Reactor = 1,
+}
+
+/// A column held a value this build does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("column {column} holds {value}, which this build does not know")]
+pub(crate) struct UnknownValue {
+    column: &'static str,
+    value: i64,
+}
+
+impl ConsumerKind {
+    /// The column value.
+    pub(crate) fn code(self) -> i16 {
+        self as i16
+    }
+
+    /// The kind of a `consumer_kind` column value.
+    pub(crate) fn from_code(code: i16) -> Result<ConsumerKind, UnknownValue> {
+        match code {
+            0 => Ok(ConsumerKind::Subscription),
+            1 => Ok(ConsumerKind::Reactor),
+            other => Err(UnknownValue {
+                column: "consumer_kind",
+                value: other.into(),
+            }),
+        }
+    }
+}
+
+/// The kind and name columns of a consumer.
+pub(crate) fn consumer_parts(c: &Consumer) -> (ConsumerKind, &str) {
+    match c {
+        Consumer::Subscription(id) => (ConsumerKind::Subscription, id),
+        Consumer::Reactor(name) => (ConsumerKind::Reactor, name),
+    }
+}
+
+/// The consumer of a row's kind and name columns.
+pub(crate) fn consumer_from(kind: i16, name: String) -> Result<Consumer, StoreError> {
+    match ConsumerKind::from_code(kind).map_err(|e| StoreError::Database {
+        op: "read consumer",
+        source: Box::new(e),
+    })? {
+        ConsumerKind::Subscription => Ok(Consumer::Subscription(name)),
+        ConsumerKind::Reactor => Ok(Consumer::Reactor(name)),
+    }
+}
+
+/// Whether a driver error means the server is away (connection lost, refused, shutting down,
+/// out of connections) rather than an answer about the statement.
+fn is_unreachable(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    if let Some(code) = e.code() {
+        return code.code().starts_with("08")
+            || [
+                SqlState::ADMIN_SHUTDOWN,
+                SqlState::CRASH_SHUTDOWN,
+                SqlState::CANNOT_CONNECT_NOW,
+                SqlState::TOO_MANY_CONNECTIONS,
+            ]
+            .contains(code);
+    }
+    // No SQLSTATE: an I/O error on the socket, or the connection's own failure.
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+}
+
+/// Maps a driver error during `op`: a server that is away is [`StoreError::Unavailable`]
+/// (`503` with `Retry-After` at ingress), anything else [`StoreError::Database`]; both are
+/// transient.
+pub(crate) fn db_err(op: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
+    move |e| {
+        if is_unreachable(&e) {
+            StoreError::Unavailable {
+                reason: format!("PostgreSQL is unreachable during {op}: {e}"),
+            }
+        } else {
+            StoreError::Database {
+                op,
+                source: Box::new(e),
+            }
+        }
+    }
+}
+
+/// Maps a pool error (no connection could be had) during `op` to [`StoreError::Unavailable`].
+pub(crate) fn pool_err(op: &'static str) -> impl Fn(deadpool_postgres::PoolError) -> StoreError {
+    move |e| match e {
+        deadpool_postgres::PoolError::Backend(e) => db_err(op)(e),
+        other => StoreError::Unavailable {
+            reason: format!("no PostgreSQL connection for {op}: {other}"),
+        },
+    }
+}
+
+/// A timestamp column.
+pub(crate) fn ts(ms: i64) -> Result<Timestamp, StoreError> {
+    Timestamp::from_unix_millis(ms).map_err(|e| StoreError::Database {
+        op: "read timestamp",
+        source: Box::new(e),
+    })
+}
+
+/// A parse error of a stored value.
+pub(crate) fn corrupt<E: std::error::Error + Send + Sync + 'static>(
+    op: &'static str,
+) -> impl Fn(E) -> StoreError {
+    move |e| StoreError::Database {
+        op,
+        source: Box::new(e),
+    }
+}
+
+/// A status code column.
+pub(crate) fn status_of(v: Option<i32>) -> Option<u16> {
+    v.and_then(|s| u16::try_from(s).ok())
+}
+
+/// A type filter as a `text[]` of `LIKE` patterns (`*` is `%`; `_`, `%` and `\` are escaped),
+/// `None` for no filter. Statements test it as `($n::text[] IS NULL OR type LIKE ANY($n))`.
+pub(crate) fn like_patterns(filter: &TypeFilter) -> Option<Vec<String>> {
+    let patterns = filter.patterns();
+    if patterns.is_empty() {
+        return None;
+    }
+    Some(
+        patterns
+            .iter()
+            .map(|p| {
+                let mut like = String::with_capacity(p.as_str().len() + 4);
+                for c in p.as_str().chars() {
+                    match c {
+                        '*' => like.push('%'),
+                        '%' | '_' | '\\' => {
+                            like.push('\\');
+                            like.push(c);
+                        }
+                        c => like.push(c),
+                    }
+                }
+                like
+            })
+            .collect(),
+    )
+}
+
+/// A count or sequence read as `bigint`, never negative.
+pub(crate) fn unsigned(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+/// A count or sequence as `bigint`, saturating.
+pub(crate) fn signed(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_become_escaped_like_patterns() {
+        let filter = TypeFilter::parse(["MINT_*", "PAYMENT_RECEIVED"]).expect("valid");
+        assert_eq!(
+            like_patterns(&filter),
+            Some(vec!["MINT\\_%".to_owned(), "PAYMENT\\_RECEIVED".to_owned()])
+        );
+        assert_eq!(like_patterns(&TypeFilter::all()), None);
+    }
+
+    #[test]
+    fn unknown_kinds_are_errors_not_guesses() {
+        assert_eq!(
+            ConsumerKind::from_code(ConsumerKind::Reactor.code()).ok(),
+            Some(ConsumerKind::Reactor)
+        );
+        assert!(consumer_from(7, "x".into()).is_err());
+    }
+}

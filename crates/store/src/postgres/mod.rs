@@ -1,0 +1,199 @@
+//! The PostgreSQL backend: a pool of connections for reads, one writer task with group commit
+//! for writes, sequences assigned under an advisory lock.
+//!
+//! One file per concern, as for SQLite: [`open`] (URL, pool, migrations, leases given back),
+//! [`log`] (events and their outbox), [`queue`] (leases and settling), [`dead_letters`],
+//! [`subscriptions`], [`cursor`], [`breakers`]; [`writer`] is the group-commit task they all
+//! write through, [`columns`] maps Rust values to columns and errors to [`StoreError`]s, and
+//! [`schema`] holds the migrations. This file holds the handle that ties them together.
+
+mod breakers;
+mod columns;
+mod cursor;
+mod dead_letters;
+mod log;
+mod open;
+mod queue;
+mod schema;
+mod subscriptions;
+mod writer;
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Object, Pool};
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_postgres::Row;
+use tokio_postgres::types::FromSql;
+
+use crate::error::{Result, StoreError};
+use crate::model::Router;
+use columns::{db_err, pool_err};
+use writer::{BoxFuture, Completion, Ctx, Job, JobKind};
+
+pub use open::{DEFAULT_INSTANCE, DEFAULT_POOL_SIZE, PgBuilder};
+
+/// The PostgreSQL store. Cloning gives another handle to the same store; the writer stops when
+/// the last handle is dropped, after finishing what it was given.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use nexus_store::{EventLog, PgStore};
+/// use nexus_event::{NewEvent, WellKnown};
+///
+/// let store = PgStore::open("postgres://nexus@127.0.0.1:5432/nexus").await?;
+/// let appended = store.append(vec![NewEvent::new(WellKnown::PaymentReceived, "flowpay")]).await?;
+/// assert!(appended[0].sequence >= 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// `host:port/name`, for messages (never the password).
+    database: String,
+    instance: Arc<str>,
+    pool: Pool,
+    jobs: Option<mpsc::Sender<Job>>,
+    writer: Option<tokio::task::JoinHandle<()>>,
+    changes: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("database", &self.inner.database)
+            .field("instance", &self.inner.instance)
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// The database, as `host:port/name`.
+    pub fn database(&self) -> &str {
+        &self.inner.database
+    }
+
+    /// The instance name its leases carry.
+    pub fn instance(&self) -> &str {
+        &self.inner.instance
+    }
+
+    /// Closes this handle and, if it is the last one, shuts the store down: the writer finishes
+    /// what it was given and stops, then the pool's connections are closed. With other handles
+    /// still alive it only drops this one.
+    pub async fn close(self) {
+        let Ok(mut inner) = Arc::try_unwrap(self.inner) else {
+            return;
+        };
+        drop(inner.jobs.take());
+        if let Some(writer) = inner.writer.take()
+            && writer.await.is_err()
+        {
+            tracing::error!("the postgres store writer ended abnormally");
+        }
+        inner.pool.close();
+    }
+
+    /// Replaces the extra delivery routes (reactors). Applies to events appended from now on.
+    pub async fn set_router(&self, router: Option<Arc<dyn Router>>) -> Result<()> {
+        self.call(move |ctx| {
+            Box::pin(async move {
+                ctx.state.router = router;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Runs `f` in the writer's next group transaction and answers once that transaction is
+    /// committed (or failed). Waits for room when the writer's queue is full.
+    async fn call<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Ctx) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.submit(f, Admission::Wait, JobKind::Other).await
+    }
+
+    /// Queues `f` for the writer as a job of `kind`. With [`Admission::FailFast`] (`try_append`) it
+    /// fails at once with [`StoreError::Busy`] when the writer's queue is full, so a flood is
+    /// refused (`503`) instead of queued without bound.
+    async fn submit<T, F>(&self, f: F, admission: Admission, kind: JobKind) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Ctx) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T>>();
+        let job = writer::job(kind, move |ctx| {
+            Box::pin(async move {
+                match ctx {
+                    Err(refused) => {
+                        let _ = tx.send(Err(refused));
+                        None
+                    }
+                    Ok(ctx) => {
+                        let result = f(&mut *ctx).await;
+                        // A failure in the database aborted the transaction; a refusal (lost
+                        // lease, duplicate id, unknown id) wrote nothing and leaves it usable.
+                        if result.as_ref().is_err_and(StoreError::is_transient) {
+                            ctx.broken = true;
+                        }
+                        let completion: Completion = Box::new(move |committed: Result<()>| {
+                            let _ = tx.send(committed.and(result));
+                        });
+                        Some(completion)
+                    }
+                }
+            })
+        });
+        let unavailable = || StoreError::Unavailable {
+            reason: "the store writer has stopped".into(),
+        };
+        let jobs = self.inner.jobs.as_ref().ok_or_else(unavailable)?;
+        match admission {
+            Admission::Wait => jobs.send(job).await.map_err(|_| unavailable())?,
+            Admission::FailFast => jobs.try_send(job).map_err(|e| match e {
+                TrySendError::Full(_) => StoreError::Busy {
+                    capacity: jobs.max_capacity(),
+                },
+                TrySendError::Closed(_) => unavailable(),
+            })?,
+        }
+        rx.await.map_err(|_| unavailable())?
+    }
+
+    /// A pooled connection for a read.
+    async fn conn(&self, op: &'static str) -> Result<Object> {
+        self.inner.pool.get().await.map_err(pool_err(op))
+    }
+}
+
+/// What a write does when the writer's queue is full.
+#[derive(Debug, Clone, Copy)]
+enum Admission {
+    /// Wait for room.
+    Wait,
+    /// Fail with [`StoreError::Busy`].
+    FailFast,
+}
+
+/// A prepared statement from the connection's cache, for the statements every append and settle
+/// runs: a statement given as text costs a prepare round trip each time. (Leasing and `next_due`
+/// stay unprepared: PostgreSQL plans those with their values, which is what lets it use the
+/// partial due index.)
+async fn cached(
+    client: &deadpool_postgres::ClientWrapper,
+    sql: &str,
+    op: &'static str,
+) -> Result<tokio_postgres::Statement> {
+    client.prepare_cached(sql).await.map_err(db_err(op))
+}
+
+/// Column `idx` of a row, a type mismatch being a database error rather than a panic.
+fn get<'a, T: FromSql<'a>>(row: &'a Row, idx: usize, op: &'static str) -> Result<T> {
+    row.try_get(idx).map_err(db_err(op))
+}

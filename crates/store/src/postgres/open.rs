@@ -1,0 +1,282 @@
+//! Opening a store: the URL (TLS refused until it is supported), the pool, the schema migrations
+//! under an advisory lock, the instance's leases given back, and the writer task's start.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use nexus_core::Bus;
+use nexus_event::Timestamp;
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::{Config, NoTls};
+
+use super::columns::{ConsumerKind, DeliveryState, db_err, pool_err};
+use super::subscriptions::load_subscription_routes;
+use super::writer::{State, Writer};
+use super::{Inner, PgStore, get, schema};
+use crate::error::{Result, StoreError};
+use crate::model::Router;
+
+/// Connections in the pool by default: the writer's one plus readers.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+/// Operations that may wait for the writer at once, by default (as SQLite's).
+const DEFAULT_QUEUE: usize = 16_384;
+
+/// The instance name by default: one instance per database.
+pub const DEFAULT_INSTANCE: &str = "local";
+
+/// Opens a [`PgStore`] with options; every option has a documented default.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use nexus_store::PgStore;
+/// let store = PgStore::builder("postgres://nexus@127.0.0.1/nexus")
+///     .pool_size(8)
+///     .open()
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct PgBuilder {
+    url: String,
+    pool_size: usize,
+    writer_queue: usize,
+    instance: String,
+    connect_timeout: Duration,
+    bus: Option<Bus>,
+    router: Option<Arc<dyn Router>>,
+}
+
+impl PgBuilder {
+    /// Connections in the pool, the writer's included. Default [`DEFAULT_POOL_SIZE`] (16); at
+    /// least 2.
+    pub fn pool_size(mut self, connections: usize) -> Self {
+        self.pool_size = connections.max(2);
+        self
+    }
+
+    /// How many operations may wait for the writer at once. Default 16,384 (as SQLite's); at
+    /// least 1. When it is full `try_append` (ingress) fails at once with [`StoreError::Busy`];
+    /// every other write waits for room.
+    pub fn writer_queue(mut self, operations: usize) -> Self {
+        self.writer_queue = operations.max(1);
+        self
+    }
+
+    /// The name of this instance; the leases it takes carry it, and at open the leases of the
+    /// same name (left by its previous process) are given back, due at once. Default
+    /// [`DEFAULT_INSTANCE`] (`local`): one instance per database. Several instances on one
+    /// database need distinct names (issue 14 continues with their heartbeats).
+    pub fn instance(mut self, name: impl Into<String>) -> Self {
+        self.instance = name.into();
+        self
+    }
+
+    /// How long connecting may take before the server counts as unreachable, unless the URL
+    /// says (`connect_timeout`). Default 5 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// A bus to publish every committed event to, in commit order, right after the commit.
+    /// Default none.
+    pub fn bus(mut self, bus: Bus) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
+    /// Extra delivery routes (reactors) evaluated at append, beside the stored webhook
+    /// subscriptions. Default none.
+    pub fn router(mut self, router: Arc<dyn Router>) -> Self {
+        self.router = Some(router);
+        self
+    }
+
+    /// Connects, migrates the schema and starts the writer.
+    pub async fn open(self) -> Result<PgStore> {
+        PgStore::open_with(self).await
+    }
+}
+
+/// `host:port/name` of a parsed URL, for messages; never the password.
+fn describe(config: &Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let name = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("{host}:{port}/{name}")
+}
+
+impl PgStore {
+    /// Opens (creating or migrating) the store at a `postgres://` URL with the default options.
+    pub async fn open(url: &str) -> Result<PgStore> {
+        PgStore::builder(url).open().await
+    }
+
+    /// A builder for a store at a `postgres://` URL.
+    pub fn builder(url: impl Into<String>) -> PgBuilder {
+        PgBuilder {
+            url: url.into(),
+            pool_size: DEFAULT_POOL_SIZE,
+            writer_queue: DEFAULT_QUEUE,
+            instance: DEFAULT_INSTANCE.into(),
+            connect_timeout: Duration::from_secs(5),
+            bus: None,
+            router: None,
+        }
+    }
+
+    async fn open_with(options: PgBuilder) -> Result<PgStore> {
+        let mut config: Config = options.url.parse().map_err(|e| StoreError::Invalid {
+            field: "url",
+            message: format!("not a PostgreSQL URL: {e}"),
+        })?;
+        let database = describe(&config);
+        if config.get_ssl_mode() == SslMode::Require {
+            return Err(StoreError::TlsUnsupported { database });
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(Runtime::Tokio1)
+            .create_timeout(Some(options.connect_timeout))
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .build()
+            .map_err(|e| StoreError::Unavailable {
+                reason: format!("cannot build the connection pool for {database}: {e}"),
+            })?;
+        let mut client =
+            pool.get()
+                .await
+                .map_err(pool_err("open"))
+                .map_err(|e| StoreError::Unavailable {
+                    reason: format!("PostgreSQL at {database} does not answer: {e}"),
+                })?;
+        migrate(&mut client, &database).await?;
+        let instance: Arc<str> = options.instance.into();
+        let released = release_leases(&client, &instance, Timestamp::now()).await?;
+        if released > 0 {
+            tracing::warn!(
+                released,
+                instance = %instance,
+                "deliveries leased by this instance's previous process are due again"
+            );
+        }
+        let subscriptions = load_subscription_routes(&client).await?;
+        drop(client);
+        let (changes_tx, changes) = watch::channel(0);
+        let (jobs, rx) = mpsc::channel(options.writer_queue);
+        let writer = Writer {
+            pool: pool.clone(),
+            state: State {
+                instance: Arc::clone(&instance),
+                subscriptions,
+                routes_version: -1,
+                router: options.router,
+            },
+            bus: options.bus,
+            changes: changes_tx,
+        };
+        let writer = tokio::spawn(writer.run(rx));
+        tracing::info!(database = %database, instance = %instance, "postgres store open");
+        Ok(PgStore {
+            inner: Arc::new(Inner {
+                database,
+                instance,
+                pool,
+                jobs: Some(jobs),
+                writer: Some(writer),
+                changes,
+            }),
+        })
+    }
+}
+
+/// Applies the migrations this database lacks, under an advisory lock so instances starting
+/// together migrate once; refuses a schema newer than this build.
+async fn migrate(client: &mut Object, database: &str) -> Result<()> {
+    let err = db_err("migrate");
+    let tx = client.transaction().await.map_err(&err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::MIGRATE_LOCK])
+        .await
+        .map_err(&err)?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS nexus_schema (\
+         only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), \
+         version integer NOT NULL)",
+    )
+    .await
+    .map_err(&err)?;
+    let found: i32 = match tx
+        .query_opt("SELECT version FROM nexus_schema", &[])
+        .await
+        .map_err(&err)?
+    {
+        Some(row) => get(&row, 0, "migrate")?,
+        None => 0,
+    };
+    if found > schema::VERSION {
+        return Err(StoreError::SchemaTooNew {
+            path: PathBuf::from(database),
+            found: found.into(),
+            supported: schema::VERSION.into(),
+        });
+    }
+    for (index, sql) in schema::MIGRATIONS.iter().enumerate() {
+        let to = index as i32 + 1;
+        if to <= found {
+            continue;
+        }
+        tx.batch_execute(sql).await.map_err(&err)?;
+        tracing::info!(version = to, "store schema migrated");
+    }
+    tx.execute(
+        "INSERT INTO nexus_schema (only_row, version) VALUES (true, $1) \
+         ON CONFLICT (only_row) DO UPDATE SET version = excluded.version",
+        &[&schema::VERSION],
+    )
+    .await
+    .map_err(&err)?;
+    tx.commit().await.map_err(&err)
+}
+
+/// Gives back every lease of this instance (its previous process died or stopped), due at once,
+/// attempts unchanged (API.md section 5).
+async fn release_leases(client: &Object, instance: &str, now: Timestamp) -> Result<u64> {
+    client
+        .execute(
+            "UPDATE deliveries SET state = CASE WHEN consumer_kind = $1 AND consumer IN \
+             (SELECT id FROM subscriptions WHERE NOT enabled) THEN $2::smallint ELSE $3::smallint END, \
+             due_ms = least(due_ms, $4), lease_owner = NULL, lease_instance = NULL \
+             WHERE state = $5 AND lease_instance = $6",
+            &[
+                &ConsumerKind::Subscription.code(),
+                &DeliveryState::Held.code(),
+                &DeliveryState::Waiting.code(),
+                &now.as_unix_millis(),
+                &DeliveryState::Leased.code(),
+                &instance,
+            ],
+        )
+        .await
+        .map_err(db_err("release leases"))
+}

@@ -1,0 +1,117 @@
+//! The PostgreSQL schema and its migrations, versioned in the one-row table `nexus_schema`.
+//!
+//! Each entry of [`MIGRATIONS`] moves the schema one version up and runs in the same transaction
+//! as the version bump, under an advisory lock, so instances starting together migrate once and
+//! a crash mid-migration leaves the previous version intact.
+//!
+//! Designed for several instances on one database (API.md section 13): a lease names the
+//! instance that holds it (`lease_instance`), the worker (`lease_owner`) and its generation
+//! (`lease_gen`, the fence); while `state` is leased, `due_ms` is the lease's end (`lease_until`).
+//! Sequences are assigned under an advisory lock in the appending transaction, so they are
+//! gap-free and follow commit order whichever instance appends.
+
+/// Migrations, in order; entry `i` moves from version `i` to `i + 1`.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: the event log, the delivery queue, dead letters, subscriptions, cursors and breakers.
+    r#"
+    CREATE TABLE events (
+        sequence       bigint  PRIMARY KEY,
+        id             text    NOT NULL UNIQUE,
+        source         text    NOT NULL,
+        type           text    NOT NULL,
+        time_ms        bigint  NOT NULL,
+        payload        text    NOT NULL,
+        correlation_id text
+    );
+
+    CREATE TABLE subscriptions (
+        id         text    COLLATE "C" PRIMARY KEY,
+        url        text    NOT NULL,
+        target     text    NOT NULL,
+        events     text    NOT NULL,  -- JSON array of globs
+        secret     text    NOT NULL,
+        ordered    boolean NOT NULL,
+        enabled    boolean NOT NULL,
+        created_ms bigint  NOT NULL
+    );
+
+    -- state (columns::DeliveryState): 0 waiting, 1 leased (due_ms is then the lease's end),
+    -- 2 parked (its target's breaker is open; due_ms is the next trial at the latest),
+    -- 3 held (subscription disabled). Identity ids are never reused, so a stale lease token or
+    -- dead-letter id cannot name another row.
+    CREATE TABLE deliveries (
+        id               bigint   GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        event_sequence   bigint   NOT NULL,
+        consumer_kind    smallint NOT NULL,  -- 0 subscription, 1 reactor
+        consumer         text     NOT NULL,
+        target           text     NOT NULL,
+        state            smallint NOT NULL,
+        due_ms           bigint   NOT NULL,
+        attempts         integer  NOT NULL DEFAULT 0,
+        lease_instance   text,
+        lease_owner      text,
+        lease_gen        bigint   NOT NULL DEFAULT 0,
+        last_error       text,
+        last_status      integer,
+        created_ms       bigint   NOT NULL,
+        first_attempt_ms bigint,
+        last_attempt_ms  bigint
+    );
+    CREATE INDEX deliveries_due ON deliveries (due_ms, id) WHERE state < 3;
+    CREATE INDEX deliveries_parked ON deliveries (target) WHERE state = 2;
+    CREATE INDEX deliveries_consumer ON deliveries (consumer_kind, consumer, event_sequence);
+    CREATE INDEX deliveries_instance ON deliveries (lease_instance) WHERE state = 1;
+
+    CREATE TABLE dead_letters (
+        id               bigint   GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        event_sequence   bigint   NOT NULL,
+        event_id         text     NOT NULL,
+        event_type       text     NOT NULL,
+        payload          text     NOT NULL,
+        consumer_kind    smallint NOT NULL,
+        consumer         text     NOT NULL,
+        target           text     NOT NULL,
+        error            text     NOT NULL,
+        last_status      integer,
+        attempts         integer  NOT NULL,
+        created_ms       bigint   NOT NULL,
+        first_attempt_ms bigint,
+        failed_ms        bigint   NOT NULL
+    );
+
+    CREATE TABLE cursors (
+        name       text   PRIMARY KEY,
+        sequence   bigint NOT NULL,
+        updated_ms bigint NOT NULL
+    );
+
+    -- Moves with every subscription change (made under the append lock), so every instance's
+    -- writer routes its next appends by the subscriptions as they are.
+    CREATE TABLE routes_version (
+        only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+        version  bigint  NOT NULL
+    );
+    INSERT INTO routes_version (only_row, version) VALUES (true, 0);
+
+    -- generation: bumped by a reset, so instances sharing a breaker see it (issue 14).
+    CREATE TABLE breakers (
+        target               text    COLLATE "C" PRIMARY KEY,
+        open                 boolean NOT NULL,
+        consecutive_failures bigint  NOT NULL,
+        trips                bigint  NOT NULL,
+        opened_ms            bigint,
+        updated_ms           bigint  NOT NULL,
+        generation           bigint  NOT NULL DEFAULT 0
+    );
+    "#,
+];
+
+/// The schema version this build writes.
+pub(crate) const VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// The advisory lock key that serialises appends (sequence assignment) and subscription changes
+/// (routes) across instances. A group takes it before any other lock, so it cannot deadlock
+/// with another instance's leases.
+pub(crate) const APPEND_LOCK: i64 = 0x6e65_7875_7301; // "nexus" 01
+/// The advisory lock key that serialises migrations across instances.
+pub(crate) const MIGRATE_LOCK: i64 = 0x6e65_7875_7302;

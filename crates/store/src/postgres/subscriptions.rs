@@ -1,0 +1,329 @@
+//! Webhook subscriptions, and the routes the writer keeps of them.
+
+use async_trait::async_trait;
+use nexus_event::{EventId, Pattern, Timestamp};
+use tokio_postgres::Row;
+
+use super::columns::{ConsumerKind, DeliveryState, corrupt, db_err, ts};
+use super::writer::{BoxFuture, Ctx, JobKind, SubRoute};
+use super::{Admission, PgStore, get};
+use crate::error::{Result, StoreError};
+use crate::model::{
+    NewSubscription, Page, Subscription, SubscriptionPatch, check_limit, target_origin,
+};
+use crate::traits::Subscriptions;
+
+/// The columns of a subscription, in the order [`subscription_from_row`] reads them.
+macro_rules! subscription_columns {
+    () => {
+        "id, url, target, events, secret, ordered, enabled, created_ms"
+    };
+}
+
+/// Every subscription as the writer routes by it.
+pub(super) async fn load_subscription_routes(
+    client: &tokio_postgres::Client,
+) -> Result<Vec<SubRoute>> {
+    let op = "load subscriptions";
+    let rows = client
+        .query(
+            "SELECT id, target, events, enabled FROM subscriptions ORDER BY id",
+            &[],
+        )
+        .await
+        .map_err(db_err(op))?;
+    rows.iter()
+        .map(|r| {
+            let events: String = get(r, 2, op)?;
+            Ok(SubRoute {
+                id: get(r, 0, op)?,
+                target: get(r, 1, op)?,
+                patterns: serde_json::from_str(&events).map_err(corrupt(op))?,
+                enabled: get(r, 3, op)?,
+            })
+        })
+        .collect()
+}
+
+fn subscription_from_row(r: &Row) -> Result<Subscription> {
+    let op = "read subscription";
+    let events: String = get(r, 3, op)?;
+    Ok(Subscription {
+        id: get(r, 0, op)?,
+        url: get(r, 1, op)?,
+        target: get(r, 2, op)?,
+        events: serde_json::from_str(&events).map_err(corrupt(op))?,
+        secret: get(r, 4, op)?,
+        ordered: get(r, 5, op)?,
+        enabled: get(r, 6, op)?,
+        created_at: ts(get(r, 7, op)?)?,
+    })
+}
+
+/// One subscription, read on `client`.
+pub(super) async fn subscription_in(
+    client: &tokio_postgres::Client,
+    id: &str,
+) -> Result<Option<Subscription>> {
+    client
+        .query_opt(
+            concat!(
+                "SELECT ",
+                subscription_columns!(),
+                " FROM subscriptions WHERE id = $1"
+            ),
+            &[&id],
+        )
+        .await
+        .map_err(db_err("read subscription"))?
+        .map(|r| subscription_from_row(&r))
+        .transpose()
+}
+
+fn check_subscription(events: &[Pattern], secret: &str) -> Result<()> {
+    if events.is_empty() {
+        return Err(StoreError::Invalid {
+            field: "events",
+            message: "at least one pattern is needed".into(),
+        });
+    }
+    if secret.is_empty() {
+        return Err(StoreError::Invalid {
+            field: "secret",
+            message: "must not be empty".into(),
+        });
+    }
+    Ok(())
+}
+
+fn patterns_json(events: &[Pattern]) -> Result<String> {
+    serde_json::to_string(events).map_err(|e| StoreError::Invalid {
+        field: "events",
+        message: e.to_string(),
+    })
+}
+
+/// After a change of subscriptions in the writer's transaction: moves `routes_version` (other
+/// instances read the routes again at their next append) and reads the routes this writer
+/// appends by.
+async fn routes_changed(ctx: &mut Ctx) -> Result<()> {
+    let err = db_err("subscription routes");
+    let row = ctx
+        .client
+        .query_one(
+            "UPDATE routes_version SET version = version + 1 RETURNING version",
+            &[],
+        )
+        .await
+        .map_err(&err)?;
+    ctx.subscriptions_changed = true;
+    ctx.state.subscriptions = load_subscription_routes(&ctx.client).await?;
+    ctx.state.routes_version = get(&row, 0, "subscription routes")?;
+    Ok(())
+}
+
+impl PgStore {
+    /// Runs a change of subscriptions in the writer's next group, under the append lock.
+    async fn change_routes<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut Ctx) -> BoxFuture<'c, Result<T>> + Send + 'static,
+    {
+        self.submit(f, Admission::Wait, JobKind::Routes).await
+    }
+}
+
+#[async_trait]
+impl Subscriptions for PgStore {
+    async fn create_subscription(&self, new: NewSubscription) -> Result<Subscription> {
+        let target = target_origin(&new.url)?;
+        check_subscription(&new.events, &new.secret)?;
+        let sub = Subscription {
+            id: EventId::new_v7().to_string(),
+            url: new.url,
+            target,
+            events: new.events,
+            secret: new.secret,
+            ordered: new.ordered,
+            enabled: true,
+            created_at: Timestamp::now(),
+        };
+        let events = patterns_json(&sub.events)?;
+        self.change_routes(move |ctx| {
+            Box::pin(async move {
+                ctx.client
+                    .execute(
+                        concat!(
+                            "INSERT INTO subscriptions (",
+                            subscription_columns!(),
+                            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                        ),
+                        &[
+                            &sub.id,
+                            &sub.url,
+                            &sub.target,
+                            &events,
+                            &sub.secret,
+                            &sub.ordered,
+                            &sub.enabled,
+                            &sub.created_at.as_unix_millis(),
+                        ],
+                    )
+                    .await
+                    .map_err(db_err("create subscription"))?;
+                routes_changed(ctx).await?;
+                Ok(sub)
+            })
+        })
+        .await
+    }
+
+    async fn subscription(&self, id: &str) -> Result<Option<Subscription>> {
+        let client = self.conn("read subscription").await?;
+        subscription_in(&client, id).await
+    }
+
+    async fn subscriptions(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<Subscription>> {
+        let limit = check_limit(limit)?;
+        let after = cursor.unwrap_or("");
+        let client = self.conn("list subscriptions").await?;
+        let rows = client
+            .query(
+                concat!(
+                    "SELECT ",
+                    subscription_columns!(),
+                    " FROM subscriptions WHERE id > $1 ORDER BY id LIMIT $2"
+                ),
+                &[&after, &i64::try_from(limit + 1).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(db_err("list subscriptions"))?;
+        let mut items = rows
+            .iter()
+            .map(subscription_from_row)
+            .collect::<Result<Vec<_>>>()?;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(|s| s.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn update_subscription(
+        &self,
+        id: &str,
+        patch: SubscriptionPatch,
+    ) -> Result<Subscription> {
+        let target = patch.url.as_deref().map(target_origin).transpose()?;
+        let id = id.to_owned();
+        self.change_routes(move |ctx| {
+            Box::pin(async move {
+                let mut sub = subscription_in(&ctx.client, &id).await?.ok_or_else(|| {
+                    StoreError::NotFound {
+                        what: "subscription",
+                        id: id.clone(),
+                    }
+                })?;
+                let was_enabled = sub.enabled;
+                if let (Some(url), Some(target)) = (patch.url, target) {
+                    sub.url = url;
+                    sub.target = target;
+                }
+                if let Some(events) = patch.events {
+                    sub.events = events;
+                }
+                if let Some(secret) = patch.secret {
+                    sub.secret = secret;
+                }
+                if let Some(ordered) = patch.ordered {
+                    sub.ordered = ordered;
+                }
+                if let Some(enabled) = patch.enabled {
+                    sub.enabled = enabled;
+                }
+                check_subscription(&sub.events, &sub.secret)?;
+                let events = patterns_json(&sub.events)?;
+                let err = db_err("update subscription");
+                ctx.client
+                    .execute(
+                        "UPDATE subscriptions SET url = $2, target = $3, events = $4, \
+                         secret = $5, ordered = $6, enabled = $7 WHERE id = $1",
+                        &[
+                            &sub.id,
+                            &sub.url,
+                            &sub.target,
+                            &events,
+                            &sub.secret,
+                            &sub.ordered,
+                            &sub.enabled,
+                        ],
+                    )
+                    .await
+                    .map_err(&err)?;
+                let webhook = ConsumerKind::Subscription.code();
+                // Waiting deliveries follow the subscription's target and its enabled state.
+                ctx.client
+                    .execute(
+                        "UPDATE deliveries SET target = $2 WHERE consumer_kind = $3 \
+                         AND consumer = $1",
+                        &[&sub.id, &sub.target, &webhook],
+                    )
+                    .await
+                    .map_err(&err)?;
+                if was_enabled != sub.enabled {
+                    // Disabling holds waiting and parked deliveries; enabling lets them go.
+                    let (to, from): (i16, &[i16]) = if sub.enabled {
+                        (DeliveryState::Waiting.code(), &[DeliveryState::Held.code()])
+                    } else {
+                        (
+                            DeliveryState::Held.code(),
+                            &[DeliveryState::Waiting.code(), DeliveryState::Parked.code()],
+                        )
+                    };
+                    ctx.client
+                        .execute(
+                            "UPDATE deliveries SET state = $1 WHERE consumer_kind = $2 \
+                             AND consumer = $3 AND state = ANY($4)",
+                            &[&to, &webhook, &sub.id, &from],
+                        )
+                        .await
+                        .map_err(&err)?;
+                    ctx.work |= sub.enabled;
+                }
+                routes_changed(ctx).await?;
+                Ok(sub)
+            })
+        })
+        .await
+    }
+
+    async fn delete_subscription(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.change_routes(move |ctx| {
+            Box::pin(async move {
+                let err = db_err("delete subscription");
+                let deleted = ctx
+                    .client
+                    .execute("DELETE FROM subscriptions WHERE id = $1", &[&id])
+                    .await
+                    .map_err(&err)?;
+                ctx.client
+                    .execute(
+                        "DELETE FROM deliveries WHERE consumer_kind = $2 AND consumer = $1",
+                        &[&id, &ConsumerKind::Subscription.code()],
+                    )
+                    .await
+                    .map_err(&err)?;
+                routes_changed(ctx).await?;
+                Ok(deleted > 0)
+            })
+        })
+        .await
+    }
+}

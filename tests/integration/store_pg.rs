@@ -1,0 +1,372 @@
+//! The PostgreSQL store: the conformance suite case for case as for SQLite, on a database of its
+//! own per test (`CREATE DATABASE t_<random>` on the server of `NEXUS_TEST_DATABASE_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/postgres`, dropped afterwards), plus what only a server
+//! has: several stores on one database, schema versions, TLS URLs, a lost connection.
+//!
+//! These tests never skip: without a server they fail, naming the URL they tried.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use nexus_core::Bus;
+use nexus_event::{EventId, NewEvent, TypeFilter, WellKnown};
+use nexus_store::conformance::t0;
+use nexus_store::{Consumer, DeliveryQueue, EventLog, PgStore, Route, StoreError};
+use tokio_postgres::NoTls;
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// The server the tests create their databases on.
+fn admin_url() -> String {
+    std::env::var("NEXUS_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{name}", &base[..authority_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Connects to the admin database, failing the test with the URL when nothing answers.
+async fn admin() -> tokio_postgres::Client {
+    let url = admin_url();
+    let connect = tokio_postgres::connect(&url, NoTls);
+    let (client, connection) = match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => panic!(
+            "no PostgreSQL answers at {url} (set NEXUS_TEST_DATABASE_URL; .ci/run starts one): {e}"
+        ),
+        Err(_) => {
+            panic!("no PostgreSQL answers at {url} within 10 s (set NEXUS_TEST_DATABASE_URL)")
+        }
+    };
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// A database of one test's own, dropped (its connections closed) when this is dropped.
+pub struct TestDb {
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    async fn create() -> TestDb {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        // Only digits and lower-case letters: an identifier needs no quoting.
+        let name = format!(
+            "t_{}_{nanos:x}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        admin()
+            .await
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} at {}: {e}", admin_url()));
+        let url = with_database(&admin_url(), &name);
+        TestDb { name, url }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop may run inside the test's runtime: do the async work on a thread of its own.
+        let dropped = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                admin()
+                    .await
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+async fn fresh() -> (PgStore, TestDb) {
+    let db = TestDb::create().await;
+    let store = PgStore::open(&db.url)
+        .await
+        .unwrap_or_else(|e| panic!("open a fresh PostgreSQL store at {}: {e}", db.url));
+    (store, db)
+}
+
+async fn reopen(db: &TestDb) -> PgStore {
+    PgStore::open(&db.url).await.expect("reopen the store")
+}
+
+mod conformance {
+    nexus_store::conformance_tests!(super::fresh, reopen = super::reopen);
+}
+
+fn draft(id: &str) -> NewEvent {
+    NewEvent::new(WellKnown::PaymentReceived, "flowpay")
+        .id(EventId::new(id).expect("valid"))
+        .time(t0())
+}
+
+#[test]
+fn database_names_are_replaced_in_urls() {
+    assert_eq!(
+        with_database("postgres://u:p@h:5433/postgres?sslmode=disable", "t_1"),
+        "postgres://u:p@h:5433/t_1?sslmode=disable"
+    );
+    assert_eq!(with_database("postgres://h", "t_2"), "postgres://h/t_2");
+}
+
+/// Producers appending at once get gap-free sequences, the bus sees them in commit order, and
+/// the router's reactor routes are enqueued with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_appends_are_gap_free_and_reach_the_bus_in_order() {
+    let db = TestDb::create().await;
+    let bus = Bus::new();
+    let mut sub = bus.subscribe(TypeFilter::all());
+    let routes = vec![Route {
+        consumer: Consumer::Reactor("mint-on-payment".into()),
+        filter: TypeFilter::parse(["PAYMENT_*"]).expect("valid"),
+        target: "http://127.0.0.1:4000".into(),
+    }];
+    let store = PgStore::builder(&db.url)
+        .bus(bus.clone())
+        .router(Arc::new(routes))
+        .open()
+        .await
+        .expect("open");
+    let producers: Vec<_> = (0..8)
+        .map(|p| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..25 {
+                    store
+                        .append(vec![draft(&format!("p{p}-{i}"))])
+                        .await
+                        .expect("append");
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.await.expect("producer");
+    }
+    store
+        .append(vec![
+            NewEvent::new(WellKnown::MintConfirmed, "factory").time(t0()),
+        ])
+        .await
+        .expect("append");
+    let seqs: Vec<u64> = std::iter::from_fn(|| sub.try_recv().ok())
+        .map(|e| e.sequence)
+        .collect();
+    assert_eq!(seqs, (1..=201).collect::<Vec<_>>());
+    let leases = store
+        .lease_due("w", t0(), 1000, Duration::from_secs(5))
+        .await
+        .expect("lease");
+    assert_eq!(leases.len(), 200, "the reactor route wants payments only");
+}
+
+/// Two stores (two instances) on one database: sequences stay gap-free across both, an id is
+/// unique across both (a repeat on the other answers duplicate, another source conflicts), and a
+/// delivery is leased by one of them only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_database_share_sequences_ids_and_leases() {
+    let db = TestDb::create().await;
+    let a = PgStore::builder(&db.url)
+        .instance("a")
+        .open()
+        .await
+        .expect("open a");
+    let b = PgStore::builder(&db.url)
+        .instance("b")
+        .open()
+        .await
+        .expect("open b");
+    nexus_store::conformance::subscribe_everything(&a, "http://127.0.0.1:4000/hook").await;
+    let (ra, rb) = tokio::join!(
+        async {
+            for i in 0..40 {
+                a.append(vec![draft(&format!("a{i}"))])
+                    .await
+                    .expect("append a");
+            }
+        },
+        async {
+            for i in 0..40 {
+                b.append(vec![draft(&format!("b{i}"))])
+                    .await
+                    .expect("append b");
+            }
+        },
+    );
+    let ((), ()) = (ra, rb);
+    let all = a.read(0, 1000, &TypeFilter::all()).await.expect("read");
+    assert_eq!(
+        all.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        (1..=80).collect::<Vec<_>>()
+    );
+    assert_eq!(b.head().await.expect("head"), 80);
+    let again = b.append(vec![draft("a7")]).await.expect("repeat on b");
+    assert!(again[0].duplicate);
+    assert_eq!(
+        Some(again[0].sequence),
+        all.iter().find(|e| e.id == "a7").map(|e| e.sequence)
+    );
+    let other = b
+        .append(vec![
+            NewEvent::new(WellKnown::PaymentReceived, "elsewhere")
+                .id(EventId::new("a7").expect("valid")),
+        ])
+        .await;
+    assert!(
+        matches!(other, Err(StoreError::Conflict { index: 0, .. })),
+        "{other:?}"
+    );
+    // The subscription made on a routes b's appends too; every delivery is leased once between
+    // the two.
+    let (la, lb) = tokio::join!(
+        a.lease_due("wa", t0(), 1000, Duration::from_secs(60)),
+        b.lease_due("wb", t0(), 1000, Duration::from_secs(60)),
+    );
+    let (la, lb) = (la.expect("lease a"), lb.expect("lease b"));
+    let mut ids: Vec<i64> = la.iter().chain(&lb).map(|l| l.token.delivery).collect();
+    let total = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no delivery leased twice");
+    assert_eq!(
+        total, 80,
+        "one delivery per stored event, whichever store appended it"
+    );
+}
+
+/// A database whose schema is newer than this build is refused with the versions, untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_schema_is_refused() {
+    let (store, db) = fresh().await;
+    store.close().await;
+    let (client, connection) = tokio_postgres::connect(&db.url, NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .batch_execute("UPDATE nexus_schema SET version = 99")
+        .await
+        .expect("bump the version");
+    let err = PgStore::open(&db.url).await.expect_err("newer schema");
+    assert!(
+        matches!(
+            err,
+            StoreError::SchemaTooNew {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains(&db.name), "{err}");
+    drop(client);
+}
+
+/// A URL asking for TLS is refused with its own error until TLS is supported; the password is
+/// never in the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_url_is_refused_clearly() {
+    let err = PgStore::open("postgres://nexus:hunter2@db.example:5432/nexus?sslmode=require")
+        .await
+        .expect_err("tls");
+    assert!(matches!(err, StoreError::TlsUnsupported { .. }), "{err:?}");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("db.example:5432/nexus") && shown.contains("TLS"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2"), "{shown}");
+    let err = PgStore::open("mysql://x").await.expect_err("not postgres");
+    assert!(
+        matches!(err, StoreError::Invalid { field: "url", .. }),
+        "{err:?}"
+    );
+}
+
+/// A server that does not answer is `Unavailable` (transient: ingress answers 503), not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_server_is_unavailable() {
+    let err = PgStore::builder("postgres://nexus@127.0.0.1:1/nexus")
+        .connect_timeout(Duration::from_secs(2))
+        .open()
+        .await
+        .expect_err("nothing listens on port 1");
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    assert!(err.is_transient());
+    assert!(err.to_string().contains("127.0.0.1:1/nexus"), "{err}");
+}
+
+/// Connections killed by the server fail what was running on them with a transient error, and
+/// the store recovers by itself with fresh connections, losing nothing acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_connections_are_transient_and_the_store_recovers() {
+    let (store, db) = fresh().await;
+    let first = store.append(vec![draft("before")]).await.expect("append");
+    assert_eq!(first[0].sequence, 1);
+    let killed = admin()
+        .await
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&db.name],
+        )
+        .await
+        .expect("terminate");
+    assert!(killed > 0, "the store held connections");
+    let mut refused = 0;
+    let mut stored = None;
+    for attempt in 0..20 {
+        match store.append(vec![draft("after")]).await {
+            Ok(a) => {
+                stored = Some(a[0].sequence);
+                break;
+            }
+            Err(e) => {
+                assert!(e.is_transient(), "attempt {attempt}: {e:?}");
+                refused += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert_eq!(stored, Some(2), "recovered after {refused} refusals");
+    assert_eq!(store.head().await.expect("head"), 2);
+    assert!(
+        store
+            .get(&EventId::new("before").expect("valid"))
+            .await
+            .expect("get")
+            .is_some()
+    );
+}
