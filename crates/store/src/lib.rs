@@ -22,6 +22,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+mod backend;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;

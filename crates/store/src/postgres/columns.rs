@@ -8,91 +8,15 @@ use tokio_postgres::error::SqlState;
 use crate::error::StoreError;
 use crate::model::Consumer;
 
-/// Where a delivery is in its life; the `state` column of `deliveries`.
-///
-/// The integers are the schema's (`schema.rs`, its partial indexes name them), so they never
-/// change; the same as the SQLite backend's, so a copy between the two keeps them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DeliveryState {
-    /// Due at `due_ms`.
-    Waiting = 0,
-    /// Leased until `due_ms` (then the lease's end, `lease_until`).
-    Leased = 1,
-    /// Its target's circuit breaker is open; due at `due_ms` (the next trial) at the latest.
-    Parked = 2,
-    /// Its subscription is disabled; not due until it is enabled again.
-    Held = 3,
-}
-
-impl DeliveryState {
-    /// The column value.
-    pub(crate) fn code(self) -> i16 {
-        self as i16
-    }
-
-    /// The state a delivery of a subscription waits in: held while the subscription is disabled.
-    pub(crate) fn waiting_if(enabled: bool) -> DeliveryState {
-        if enabled {
-            DeliveryState::Waiting
-        } else {
-            DeliveryState::Held
-        }
-    }
-}
-
-/// Who a delivery or dead letter is for; the `consumer_kind` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ConsumerKind {
-    /// A webhook subscription; `consumer` is its id.
-    Subscription = 0,
-    /// A reactor; `consumer` is its name.
-    Reactor = 1,
-}
-
-/// A column held a value this build does not know.
-#[derive(Debug, thiserror::Error)]
-#[error("column {column} holds {value}, which this build does not know")]
-pub(crate) struct UnknownValue {
-    column: &'static str,
-    value: i64,
-}
-
-impl ConsumerKind {
-    /// The column value.
-    pub(crate) fn code(self) -> i16 {
-        self as i16
-    }
-
-    /// The kind of a `consumer_kind` column value.
-    pub(crate) fn from_code(code: i16) -> Result<ConsumerKind, UnknownValue> {
-        match code {
-            0 => Ok(ConsumerKind::Subscription),
-            1 => Ok(ConsumerKind::Reactor),
-            other => Err(UnknownValue {
-                column: "consumer_kind",
-                value: other.into(),
-            }),
-        }
-    }
-}
-
-/// The kind and name columns of a consumer.
-pub(crate) fn consumer_parts(c: &Consumer) -> (ConsumerKind, &str) {
-    match c {
-        Consumer::Subscription(id) => (ConsumerKind::Subscription, id),
-        Consumer::Reactor(name) => (ConsumerKind::Reactor, name),
-    }
-}
+pub(crate) use crate::backend::{ConsumerKind, DeliveryState, consumer_parts};
 
 /// The consumer of a row's kind and name columns.
 pub(crate) fn consumer_from(kind: i16, name: String) -> Result<Consumer, StoreError> {
-    match ConsumerKind::from_code(kind).map_err(|e| StoreError::Database {
+    let kind = ConsumerKind::from_code(kind.into()).map_err(|e| StoreError::Database {
         op: "read consumer",
         source: Box::new(e),
-    })? {
-        ConsumerKind::Subscription => Ok(Consumer::Subscription(name)),
-        ConsumerKind::Reactor => Ok(Consumer::Reactor(name)),
-    }
+    })?;
+    Ok(crate::backend::consumer_of(kind, name))
 }
 
 /// Whether a driver error means the server is away (connection lost, refused, shutting down,
@@ -220,10 +144,10 @@ mod tests {
 
     #[test]
     fn unknown_kinds_are_errors_not_guesses() {
-        assert_eq!(
-            ConsumerKind::from_code(ConsumerKind::Reactor.code()).ok(),
-            Some(ConsumerKind::Reactor)
-        );
+        assert!(matches!(
+            consumer_from(ConsumerKind::Reactor.code(), "r".into()),
+            Ok(Consumer::Reactor(name)) if name == "r"
+        ));
         assert!(consumer_from(7, "x".into()).is_err());
     }
 }

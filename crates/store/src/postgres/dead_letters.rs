@@ -95,13 +95,7 @@ pub(super) async fn list(
     cursor: Option<&str>,
 ) -> Result<Page<DeadLetter>> {
     let limit = check_limit(limit)?;
-    let before = match cursor {
-        None => i64::MAX,
-        Some(c) => c.parse::<i64>().map_err(|_| StoreError::Invalid {
-            field: "cursor",
-            message: format!("{c:?} is not a cursor this list gave"),
-        })?,
-    };
+    let before = crate::backend::dead_letter_cursor(cursor)?;
     let op = "dead_letters";
     let client = store.conn(op).await?;
     let rows = client

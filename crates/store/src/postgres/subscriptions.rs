@@ -1,12 +1,13 @@
 //! Webhook subscriptions, and the routes the writer keeps of them.
 
 use async_trait::async_trait;
-use nexus_event::{EventId, Pattern, Timestamp};
+use nexus_event::{EventId, Timestamp};
 use tokio_postgres::Row;
 
 use super::columns::{ConsumerKind, DeliveryState, corrupt, db_err, ts};
 use super::writer::{BoxFuture, Ctx, JobKind, SubRoute};
 use super::{Admission, PgStore, get};
+use crate::backend::{apply_patch, check_subscription, patterns_json};
 use crate::error::{Result, StoreError};
 use crate::model::{
     NewSubscription, Page, Subscription, SubscriptionPatch, check_limit, target_origin,
@@ -78,29 +79,6 @@ pub(super) async fn subscription_in(
         .map_err(db_err("read subscription"))?
         .map(|r| subscription_from_row(&r))
         .transpose()
-}
-
-fn check_subscription(events: &[Pattern], secret: &str) -> Result<()> {
-    if events.is_empty() {
-        return Err(StoreError::Invalid {
-            field: "events",
-            message: "at least one pattern is needed".into(),
-        });
-    }
-    if secret.is_empty() {
-        return Err(StoreError::Invalid {
-            field: "secret",
-            message: "must not be empty".into(),
-        });
-    }
-    Ok(())
-}
-
-fn patterns_json(events: &[Pattern]) -> Result<String> {
-    serde_json::to_string(events).map_err(|e| StoreError::Invalid {
-        field: "events",
-        message: e.to_string(),
-    })
 }
 
 /// After a change of subscriptions in the writer's transaction: moves `routes_version` (other
@@ -231,23 +209,7 @@ impl Subscriptions for PgStore {
                     }
                 })?;
                 let was_enabled = sub.enabled;
-                if let (Some(url), Some(target)) = (patch.url, target) {
-                    sub.url = url;
-                    sub.target = target;
-                }
-                if let Some(events) = patch.events {
-                    sub.events = events;
-                }
-                if let Some(secret) = patch.secret {
-                    sub.secret = secret;
-                }
-                if let Some(ordered) = patch.ordered {
-                    sub.ordered = ordered;
-                }
-                if let Some(enabled) = patch.enabled {
-                    sub.enabled = enabled;
-                }
-                check_subscription(&sub.events, &sub.secret)?;
+                apply_patch(&mut sub, patch, target)?;
                 let events = patterns_json(&sub.events)?;
                 let err = db_err("update subscription");
                 ctx.client

@@ -9,90 +9,37 @@ use rusqlite::{Statement, ToSql};
 use crate::error::StoreError;
 use crate::model::Consumer;
 
-/// Where a delivery is in its life; the `state` column of `deliveries`.
-///
-/// The integers are the schema's (`schema.rs`); its partial indexes name them, so they never
-/// change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DeliveryState {
-    /// Due at `due_ms`.
-    Waiting = 0,
-    /// Leased to a worker until `due_ms` (the lease expiry).
-    Leased = 1,
-    /// Its target's circuit breaker is open; due at `due_ms` (the next trial) at the latest.
-    Parked = 2,
-    /// Its subscription is disabled; not due until it is enabled again.
-    Held = 3,
-}
-
-impl DeliveryState {
-    /// The state a delivery of a subscription waits in: held while the subscription is disabled.
-    pub(crate) fn waiting_if(enabled: bool) -> DeliveryState {
-        if enabled {
-            DeliveryState::Waiting
-        } else {
-            DeliveryState::Held
-        }
-    }
-}
+pub(crate) use crate::backend::{ConsumerKind, DeliveryState, consumer_parts};
 
 impl ToSql for DeliveryState {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(*self as i64))
+        Ok(ToSqlOutput::from(i64::from(self.code())))
     }
 }
 
 impl FromSql for DeliveryState {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        match value.as_i64()? {
-            0 => Ok(DeliveryState::Waiting),
-            1 => Ok(DeliveryState::Leased),
-            2 => Ok(DeliveryState::Parked),
-            3 => Ok(DeliveryState::Held),
-            other => Err(FromSqlError::OutOfRange(other)),
-        }
+        let code = value.as_i64()?;
+        DeliveryState::from_code(code).map_err(|_| FromSqlError::OutOfRange(code))
     }
-}
-
-/// Who a delivery or dead letter is for; the `consumer_kind` column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ConsumerKind {
-    /// A webhook subscription; `consumer` is its id.
-    Subscription = 0,
-    /// A reactor; `consumer` is its name.
-    Reactor = 1,
 }
 
 impl ToSql for ConsumerKind {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(*self as i64))
+        Ok(ToSqlOutput::from(i64::from(self.code())))
     }
 }
 
 impl FromSql for ConsumerKind {
     fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        match value.as_i64()? {
-            0 => Ok(ConsumerKind::Subscription),
-            1 => Ok(ConsumerKind::Reactor),
-            other => Err(FromSqlError::OutOfRange(other)),
-        }
-    }
-}
-
-/// The kind and name columns of a consumer.
-pub(crate) fn consumer_parts(c: &Consumer) -> (ConsumerKind, &str) {
-    match c {
-        Consumer::Subscription(id) => (ConsumerKind::Subscription, id),
-        Consumer::Reactor(name) => (ConsumerKind::Reactor, name),
+        let code = value.as_i64()?;
+        ConsumerKind::from_code(code).map_err(|_| FromSqlError::OutOfRange(code))
     }
 }
 
 /// The consumer of a row's kind and name columns.
 pub(crate) fn consumer_from(kind: ConsumerKind, name: String) -> Consumer {
-    match kind {
-        ConsumerKind::Subscription => Consumer::Subscription(name),
-        ConsumerKind::Reactor => Consumer::Reactor(name),
-    }
+    crate::backend::consumer_of(kind, name)
 }
 
 /// One named parameter: its name with the leading `:` and its value.

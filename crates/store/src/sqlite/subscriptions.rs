@@ -11,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::SqliteStore;
 use super::columns::{ConsumerKind, conv, db_err, execute, ts};
 use super::writer::SubRoute;
+use crate::backend::{apply_patch, check_subscription, patterns_json};
 use crate::error::{Result, StoreError};
 use crate::model::{
     NewSubscription, Page, Subscription, SubscriptionPatch, check_limit, target_origin,
@@ -82,29 +83,6 @@ pub(super) fn subscription_in(conn: &Connection, id: &str) -> Result<Option<Subs
     ))
     .and_then(|mut s| s.query_row([id], subscription_from_row).optional())
     .map_err(db_err("read subscription"))
-}
-
-fn check_subscription(events: &[Pattern], secret: &str) -> Result<()> {
-    if events.is_empty() {
-        return Err(StoreError::Invalid {
-            field: "events",
-            message: "at least one pattern is needed".into(),
-        });
-    }
-    if secret.is_empty() {
-        return Err(StoreError::Invalid {
-            field: "secret",
-            message: "must not be empty".into(),
-        });
-    }
-    Ok(())
-}
-
-fn patterns_json(events: &[Pattern]) -> Result<String> {
-    serde_json::to_string(events).map_err(|e| StoreError::Invalid {
-        field: "events",
-        message: e.to_string(),
-    })
 }
 
 #[async_trait]
@@ -227,23 +205,7 @@ impl Subscriptions for SqliteStore {
                 id: id.clone(),
             })?;
             let was_enabled = sub.enabled;
-            if let (Some(url), Some(target)) = (patch.url, target) {
-                sub.url = url;
-                sub.target = target;
-            }
-            if let Some(events) = patch.events {
-                sub.events = events;
-            }
-            if let Some(secret) = patch.secret {
-                sub.secret = secret;
-            }
-            if let Some(ordered) = patch.ordered {
-                sub.ordered = ordered;
-            }
-            if let Some(enabled) = patch.enabled {
-                sub.enabled = enabled;
-            }
-            check_subscription(&sub.events, &sub.secret)?;
+            apply_patch(&mut sub, patch, target)?;
             let err = db_err("update subscription");
             ctx.conn
                 .execute(

@@ -1,0 +1,203 @@
+//! What the SQLite and PostgreSQL backends share, so the two cannot drift: the delivery state and
+//! consumer kind as they are stored (the same integers in both schemas, so a copy keeps them),
+//! and the checks and changes of subscriptions and list cursors that do not depend on the
+//! database.
+
+use nexus_event::Pattern;
+
+use crate::error::StoreError;
+use crate::model::{Consumer, Subscription, SubscriptionPatch};
+
+/// Where a delivery is in its life; the `state` column of `deliveries`.
+///
+/// The integers are the schemas' (their partial indexes name them), so they never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeliveryState {
+    /// Due at `due_ms`.
+    Waiting = 0,
+    /// Leased to a worker until `due_ms` (the lease's end).
+    Leased = 1,
+    /// Its target's circuit breaker is open; due at `due_ms` (the next trial) at the latest.
+    Parked = 2,
+    /// Its subscription is disabled; not due until it is enabled again.
+    Held = 3,
+}
+
+impl DeliveryState {
+    /// The column value.
+    pub(crate) fn code(self) -> i16 {
+        self as i16
+    }
+
+    /// The state of a `state` column value.
+    pub(crate) fn from_code(code: i64) -> Result<DeliveryState, UnknownValue> {
+        match code {
+            0 => Ok(DeliveryState::Waiting),
+            1 => Ok(DeliveryState::Leased),
+            2 => Ok(DeliveryState::Parked),
+            3 => Ok(DeliveryState::Held),
+            other => Err(UnknownValue {
+                column: "state",
+                value: other,
+            }),
+        }
+    }
+
+    /// The state a delivery of a subscription waits in: held while the subscription is disabled.
+    pub(crate) fn waiting_if(enabled: bool) -> DeliveryState {
+        if enabled {
+            DeliveryState::Waiting
+        } else {
+            DeliveryState::Held
+        }
+    }
+}
+
+/// Who a delivery or dead letter is for; the `consumer_kind` column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConsumerKind {
+    /// A webhook subscription; `consumer` is its id.
+    Subscription = 0,
+    /// A reactor; `consumer` is its name.
+    Reactor = 1,
+}
+
+impl ConsumerKind {
+    /// The column value.
+    pub(crate) fn code(self) -> i16 {
+        self as i16
+    }
+
+    /// The kind of a `consumer_kind` column value.
+    pub(crate) fn from_code(code: i64) -> Result<ConsumerKind, UnknownValue> {
+        match code {
+            0 => Ok(ConsumerKind::Subscription),
+            1 => Ok(ConsumerKind::Reactor),
+            other => Err(UnknownValue {
+                column: "consumer_kind",
+                value: other,
+            }),
+        }
+    }
+}
+
+/// A column held a value this build does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("column {column} holds {value}, which this build does not know")]
+pub(crate) struct UnknownValue {
+    column: &'static str,
+    value: i64,
+}
+
+/// The kind and name columns of a consumer.
+pub(crate) fn consumer_parts(c: &Consumer) -> (ConsumerKind, &str) {
+    match c {
+        Consumer::Subscription(id) => (ConsumerKind::Subscription, id),
+        Consumer::Reactor(name) => (ConsumerKind::Reactor, name),
+    }
+}
+
+/// The consumer of a row's kind and name columns.
+pub(crate) fn consumer_of(kind: ConsumerKind, name: String) -> Consumer {
+    match kind {
+        ConsumerKind::Subscription => Consumer::Subscription(name),
+        ConsumerKind::Reactor => Consumer::Reactor(name),
+    }
+}
+
+/// A subscription needs at least one pattern and a secret.
+pub(crate) fn check_subscription(events: &[Pattern], secret: &str) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Err(StoreError::Invalid {
+            field: "events",
+            message: "at least one pattern is needed".into(),
+        });
+    }
+    if secret.is_empty() {
+        return Err(StoreError::Invalid {
+            field: "secret",
+            message: "must not be empty".into(),
+        });
+    }
+    Ok(())
+}
+
+/// The `events` column: the patterns as a JSON array of strings.
+pub(crate) fn patterns_json(events: &[Pattern]) -> Result<String, StoreError> {
+    serde_json::to_string(events).map_err(|e| StoreError::Invalid {
+        field: "events",
+        message: e.to_string(),
+    })
+}
+
+/// Applies a patch to a stored subscription and checks the result. `target` is the origin of
+/// the patch's new URL, computed before the write began.
+pub(crate) fn apply_patch(
+    sub: &mut Subscription,
+    patch: SubscriptionPatch,
+    target: Option<String>,
+) -> Result<(), StoreError> {
+    if let (Some(url), Some(target)) = (patch.url, target) {
+        sub.url = url;
+        sub.target = target;
+    }
+    if let Some(events) = patch.events {
+        sub.events = events;
+    }
+    if let Some(secret) = patch.secret {
+        sub.secret = secret;
+    }
+    if let Some(ordered) = patch.ordered {
+        sub.ordered = ordered;
+    }
+    if let Some(enabled) = patch.enabled {
+        sub.enabled = enabled;
+    }
+    check_subscription(&sub.events, &sub.secret)
+}
+
+/// The dead-letter list's cursor: the id to continue below; `i64::MAX` for the first page.
+pub(crate) fn dead_letter_cursor(cursor: Option<&str>) -> Result<i64, StoreError> {
+    match cursor {
+        None => Ok(i64::MAX),
+        Some(c) => c.parse::<i64>().map_err(|_| StoreError::Invalid {
+            field: "cursor",
+            message: format!("{c:?} is not a cursor this list gave"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_unknown_ones_are_refused() {
+        for s in [
+            DeliveryState::Waiting,
+            DeliveryState::Leased,
+            DeliveryState::Parked,
+            DeliveryState::Held,
+        ] {
+            assert_eq!(DeliveryState::from_code(s.code().into()).ok(), Some(s));
+        }
+        for k in [ConsumerKind::Subscription, ConsumerKind::Reactor] {
+            assert_eq!(ConsumerKind::from_code(k.code().into()).ok(), Some(k));
+        }
+        assert!(DeliveryState::from_code(4).is_err());
+        assert!(ConsumerKind::from_code(-1).is_err());
+    }
+
+    #[test]
+    fn cursors_are_ids() {
+        assert_eq!(dead_letter_cursor(None).ok(), Some(i64::MAX));
+        assert_eq!(dead_letter_cursor(Some("42")).ok(), Some(42));
+        assert!(matches!(
+            dead_letter_cursor(Some("x")),
+            Err(StoreError::Invalid {
+                field: "cursor",
+                ..
+            })
+        ));
+    }
+}
