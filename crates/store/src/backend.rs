@@ -3,10 +3,12 @@
 //! and the checks and changes of subscriptions and list cursors that do not depend on the
 //! database.
 
-use nexus_event::Pattern;
+use nexus_event::{EventId, Pattern, Timestamp};
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::oneshot;
 
 use crate::error::StoreError;
-use crate::model::{Consumer, Subscription, SubscriptionPatch};
+use crate::model::{Consumer, NewSubscription, Subscription, SubscriptionPatch, target_origin};
 
 /// Where a delivery is in its life; the `state` column of `deliveries`.
 ///
@@ -130,6 +132,23 @@ pub(crate) fn patterns_json(events: &[Pattern]) -> Result<String, StoreError> {
     })
 }
 
+/// A new subscription as it is stored: checked, with a new id, its URL's origin as its target,
+/// enabled, created now.
+pub(crate) fn subscription_row(new: NewSubscription) -> Result<Subscription, StoreError> {
+    let target = target_origin(&new.url)?;
+    check_subscription(&new.events, &new.secret)?;
+    Ok(Subscription {
+        id: EventId::new_v7().to_string(),
+        url: new.url,
+        target,
+        events: new.events,
+        secret: new.secret,
+        ordered: new.ordered,
+        enabled: true,
+        created_at: Timestamp::now(),
+    })
+}
+
 /// Applies a patch to a stored subscription and checks the result. `target` is the origin of
 /// the patch's new URL, computed before the write began.
 pub(crate) fn apply_patch(
@@ -165,6 +184,40 @@ pub(crate) fn dead_letter_cursor(cursor: Option<&str>) -> Result<i64, StoreError
             message: format!("{c:?} is not a cursor this list gave"),
         }),
     }
+}
+
+/// What a write does when the writer's queue is full.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Admission {
+    /// Wait for room: the retry worker, the admin API, reactor output, embedders.
+    Wait,
+    /// Fail with [`StoreError::Busy`]: ingress (`try_append`), so a flood is refused (`503`)
+    /// instead of queued without bound.
+    FailFast,
+}
+
+/// Hands `job` to the writer's queue (`None` once the writer has stopped) as `admission` says,
+/// then waits for the writer's answer on `answer`.
+pub(crate) async fn submit<J, T>(
+    jobs: Option<&mpsc::Sender<J>>,
+    job: J,
+    admission: Admission,
+    answer: oneshot::Receiver<Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    let unavailable = || StoreError::Unavailable {
+        reason: "the store writer has stopped".into(),
+    };
+    let jobs = jobs.ok_or_else(unavailable)?;
+    match admission {
+        Admission::Wait => jobs.send(job).await.map_err(|_| unavailable())?,
+        Admission::FailFast => jobs.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => StoreError::Busy {
+                capacity: jobs.max_capacity(),
+            },
+            TrySendError::Closed(_) => unavailable(),
+        })?,
+    }
+    answer.await.map_err(|_| unavailable())?
 }
 
 #[cfg(test)]

@@ -21,11 +21,11 @@ mod writer;
 use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 
+use crate::backend::Admission;
 use crate::error::{Result, StoreError};
 use crate::model::Router;
 use columns::{db_err, pool_err};
@@ -150,35 +150,13 @@ impl PgStore {
                 }
             })
         });
-        let unavailable = || StoreError::Unavailable {
-            reason: "the store writer has stopped".into(),
-        };
-        let jobs = self.inner.jobs.as_ref().ok_or_else(unavailable)?;
-        match admission {
-            Admission::Wait => jobs.send(job).await.map_err(|_| unavailable())?,
-            Admission::FailFast => jobs.try_send(job).map_err(|e| match e {
-                TrySendError::Full(_) => StoreError::Busy {
-                    capacity: jobs.max_capacity(),
-                },
-                TrySendError::Closed(_) => unavailable(),
-            })?,
-        }
-        rx.await.map_err(|_| unavailable())?
+        crate::backend::submit(self.inner.jobs.as_ref(), job, admission, rx).await
     }
 
     /// A pooled connection for a read.
     async fn conn(&self, op: &'static str) -> Result<Object> {
         self.inner.pool.get().await.map_err(pool_err(op))
     }
-}
-
-/// What a write does when the writer's queue is full.
-#[derive(Debug, Clone, Copy)]
-enum Admission {
-    /// Wait for room.
-    Wait,
-    /// Fail with [`StoreError::Busy`].
-    FailFast,
 }
 
 /// A prepared statement from the connection's cache, for the statements every append and settle

@@ -1,13 +1,12 @@
 //! Webhook subscriptions, and the routes the writer keeps of them.
 
 use async_trait::async_trait;
-use nexus_event::{EventId, Timestamp};
 use tokio_postgres::Row;
 
 use super::columns::{ConsumerKind, DeliveryState, corrupt, db_err, ts};
 use super::writer::{BoxFuture, Ctx, JobKind, SubRoute};
 use super::{Admission, PgStore, get};
-use crate::backend::{apply_patch, check_subscription, patterns_json};
+use crate::backend::{apply_patch, patterns_json, subscription_row};
 use crate::error::{Result, StoreError};
 use crate::model::{
     NewSubscription, Page, Subscription, SubscriptionPatch, check_limit, target_origin,
@@ -114,18 +113,7 @@ impl PgStore {
 #[async_trait]
 impl Subscriptions for PgStore {
     async fn create_subscription(&self, new: NewSubscription) -> Result<Subscription> {
-        let target = target_origin(&new.url)?;
-        check_subscription(&new.events, &new.secret)?;
-        let sub = Subscription {
-            id: EventId::new_v7().to_string(),
-            url: new.url,
-            target,
-            events: new.events,
-            secret: new.secret,
-            ordered: new.ordered,
-            enabled: true,
-            created_at: Timestamp::now(),
-        };
+        let sub = subscription_row(new)?;
         let events = patterns_json(&sub.events)?;
         self.change_routes(move |ctx| {
             Box::pin(async move {

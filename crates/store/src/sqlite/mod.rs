@@ -25,9 +25,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::backend::Admission;
 use crate::error::{Result, StoreError};
 use crate::model::{Router, Subscription};
 use columns::db_err;
@@ -209,20 +209,7 @@ impl SqliteStore {
                 }),
             )
         });
-        let unavailable = || StoreError::Unavailable {
-            reason: "the store writer has stopped".into(),
-        };
-        let jobs = self.inner.jobs.as_ref().ok_or_else(unavailable)?;
-        match admission {
-            Admission::Wait => jobs.send(job).await.map_err(|_| unavailable())?,
-            Admission::FailFast => jobs.try_send(job).map_err(|e| match e {
-                TrySendError::Full(_) => StoreError::Busy {
-                    capacity: jobs.max_capacity(),
-                },
-                TrySendError::Closed(_) => unavailable(),
-            })?,
-        }
-        rx.await.map_err(|_| unavailable())?
+        crate::backend::submit(self.inner.jobs.as_ref(), job, admission, rx).await
     }
 
     /// Runs `f` on a reader connection on tokio's blocking pool.
@@ -242,15 +229,6 @@ impl SqliteStore {
             reason: format!("reader task failed: {e}"),
         })?
     }
-}
-
-/// What a write does when the writer's queue is full.
-#[derive(Debug, Clone, Copy)]
-enum Admission {
-    /// Wait for room.
-    Wait,
-    /// Fail with [`StoreError::Busy`].
-    FailFast,
 }
 
 impl Inner {

@@ -5,13 +5,13 @@ use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
-use nexus_event::{EventId, Pattern, Timestamp};
+use nexus_event::Pattern;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
 use super::columns::{ConsumerKind, conv, db_err, execute, ts};
 use super::writer::SubRoute;
-use crate::backend::{apply_patch, check_subscription, patterns_json};
+use crate::backend::{apply_patch, patterns_json, subscription_row};
 use crate::error::{Result, StoreError};
 use crate::model::{
     NewSubscription, Page, Subscription, SubscriptionPatch, check_limit, target_origin,
@@ -88,18 +88,7 @@ pub(super) fn subscription_in(conn: &Connection, id: &str) -> Result<Option<Subs
 #[async_trait]
 impl Subscriptions for SqliteStore {
     async fn create_subscription(&self, new: NewSubscription) -> Result<Subscription> {
-        let target = target_origin(&new.url)?;
-        check_subscription(&new.events, &new.secret)?;
-        let sub = Subscription {
-            id: EventId::new_v7().to_string(),
-            url: new.url,
-            target,
-            events: new.events,
-            secret: new.secret,
-            ordered: new.ordered,
-            enabled: true,
-            created_at: Timestamp::now(),
-        };
+        let sub = subscription_row(new)?;
         let events = patterns_json(&sub.events)?;
         self.call(move |ctx| {
             ctx.conn
