@@ -3,12 +3,14 @@
 //! and the checks and changes of subscriptions and list cursors that do not depend on the
 //! database.
 
-use nexus_event::{EventId, Pattern, Timestamp};
+use nexus_event::{Event, EventId, Pattern, Timestamp};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::oneshot;
 
 use crate::error::StoreError;
-use crate::model::{Consumer, NewSubscription, Subscription, SubscriptionPatch, target_origin};
+use crate::model::{
+    Consumer, NewSubscription, Router, Subscription, SubscriptionPatch, target_origin,
+};
 
 /// Where a delivery is in its life; the `state` column of `deliveries`.
 ///
@@ -105,6 +107,54 @@ pub(crate) fn consumer_of(kind: ConsumerKind, name: String) -> Consumer {
         ConsumerKind::Subscription => Consumer::Subscription(name),
         ConsumerKind::Reactor => Consumer::Reactor(name),
     }
+}
+
+/// A subscription as routing needs it; the writers keep them in memory.
+#[derive(Debug, Clone)]
+pub(crate) struct SubRoute {
+    pub(crate) id: String,
+    pub(crate) target: String,
+    pub(crate) patterns: Vec<Pattern>,
+    pub(crate) enabled: bool,
+}
+
+/// The deliveries a new event gets, in the same commit (the outbox): one per subscription whose
+/// patterns match (held while it is disabled), then one per route of the router (reactors).
+/// `enqueue` writes one (kind, consumer, target, state); the answer is whether any of them is
+/// due now, so the writer knows to wake the workers.
+pub(crate) fn route_event(
+    event: &Event,
+    subscriptions: &[SubRoute],
+    router: Option<&dyn Router>,
+    scratch: &mut Vec<(Consumer, String)>,
+    mut enqueue: impl FnMut(ConsumerKind, &str, &str, DeliveryState) -> Result<(), StoreError>,
+) -> Result<bool, StoreError> {
+    let mut due_now = false;
+    for sub in subscriptions {
+        if sub
+            .patterns
+            .iter()
+            .any(|p| p.matches_type(&event.event_type))
+        {
+            enqueue(
+                ConsumerKind::Subscription,
+                &sub.id,
+                &sub.target,
+                DeliveryState::waiting_if(sub.enabled),
+            )?;
+            due_now |= sub.enabled;
+        }
+    }
+    if let Some(router) = router {
+        scratch.clear();
+        router.route(event, scratch);
+        for (consumer, target) in scratch.iter() {
+            let (kind, name) = consumer_parts(consumer);
+            enqueue(kind, name, target, DeliveryState::Waiting)?;
+            due_now = true;
+        }
+    }
+    Ok(due_now)
 }
 
 /// A subscription needs at least one pattern and a secret.

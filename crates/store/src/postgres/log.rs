@@ -9,12 +9,12 @@ use nexus_event::{CorrelationId, Event, EventId, EventType, NewEvent, TypeFilter
 use tokio_postgres::Row;
 
 use super::columns::{
-    ConsumerKind, DeliveryState, consumer_parts, corrupt, db_err, like_patterns, signed, ts,
-    unsigned,
+    ConsumerKind, DeliveryState, corrupt, db_err, like_patterns, signed, ts, unsigned,
 };
 use super::subscriptions::load_subscription_routes;
 use super::writer::{Ctx, JobKind};
 use super::{Admission, PgStore, cached, get, schema};
+use crate::backend::route_event;
 use crate::error::{Result, StoreError};
 use crate::model::Appended;
 use crate::traits::EventLog;
@@ -309,34 +309,17 @@ async fn append_in(ctx: &mut Ctx, events: Vec<NewEvent>) -> Result<Vec<Appended>
         ctx.known
             .insert(event.id.to_string(), (event.source.clone(), sequence));
         let due = event.time.as_unix_millis();
-        for sub in &ctx.state.subscriptions {
-            if sub
-                .patterns
-                .iter()
-                .any(|p| p.matches_type(&event.event_type))
-            {
-                ctx.pending.outbox.push(
-                    sequence,
-                    ConsumerKind::Subscription,
-                    &sub.id,
-                    &sub.target,
-                    DeliveryState::waiting_if(sub.enabled),
-                    due,
-                );
-                ctx.work |= sub.enabled;
-            }
-        }
-        if let Some(router) = &ctx.state.router {
-            extra.clear();
-            router.route(&event, &mut extra);
-            for (consumer, target) in &extra {
-                let (kind, name) = consumer_parts(consumer);
-                ctx.pending
-                    .outbox
-                    .push(sequence, kind, name, target, DeliveryState::Waiting, due);
-                ctx.work = true;
-            }
-        }
+        let outbox = &mut ctx.pending.outbox;
+        ctx.work |= route_event(
+            &event,
+            &ctx.state.subscriptions,
+            ctx.state.router.as_deref(),
+            &mut extra,
+            |kind, name, target, state| {
+                outbox.push(sequence, kind, name, target, state, due);
+                Ok(())
+            },
+        )?;
         ctx.appended.push(event);
     }
     ctx.next_sequence = Some(next);

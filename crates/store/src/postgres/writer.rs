@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
 use nexus_core::Bus;
-use nexus_event::{Event, Pattern};
+use nexus_event::Event;
 use tokio::sync::{mpsc, watch};
 
 use super::columns::{db_err, pool_err};
@@ -77,14 +77,7 @@ where
 /// The most jobs one transaction groups.
 const MAX_GROUP: usize = 512;
 
-/// A subscription as the router needs it.
-#[derive(Debug, Clone)]
-pub(crate) struct SubRoute {
-    pub(crate) id: String,
-    pub(crate) target: String,
-    pub(crate) patterns: Vec<Pattern>,
-    pub(crate) enabled: bool,
-}
+pub(crate) use crate::backend::SubRoute;
 
 /// State the writer keeps between transactions.
 pub(crate) struct State {

@@ -9,7 +9,7 @@ use rusqlite::{Statement, ToSql};
 use crate::error::StoreError;
 use crate::model::Consumer;
 
-pub(crate) use crate::backend::{ConsumerKind, DeliveryState, consumer_parts};
+pub(crate) use crate::backend::{ConsumerKind, DeliveryState};
 
 impl ToSql for DeliveryState {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {

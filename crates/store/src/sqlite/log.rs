@@ -9,8 +9,9 @@ use nexus_event::{CorrelationId, Event, EventId, EventType, NewEvent, TypeFilter
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
-use super::columns::{ConsumerKind, DeliveryState, consumer_parts, conv, db_err, ts};
+use super::columns::{conv, db_err, ts};
 use super::writer::Ctx;
+use crate::backend::route_event;
 use crate::error::{Result, StoreError};
 use crate::model::Appended;
 use crate::traits::EventLog;
@@ -147,44 +148,18 @@ fn append_in(ctx: &mut Ctx<'_>, events: Vec<NewEvent>) -> Result<Vec<Appended>> 
         ctx.state.next_sequence += 1;
         let event = Arc::new(draft.into_event(sequence));
         let due = event.time.as_unix_millis();
-        for sub in &ctx.state.subscriptions {
-            if sub
-                .patterns
-                .iter()
-                .any(|p| p.matches_type(&event.event_type))
-            {
-                let state = DeliveryState::waiting_if(sub.enabled);
+        ctx.work |= route_event(
+            &event,
+            &ctx.state.subscriptions,
+            ctx.state.router.as_deref(),
+            &mut extra,
+            |kind, name, target, state| {
                 enqueue
-                    .execute(params![
-                        sequence as i64,
-                        ConsumerKind::Subscription,
-                        sub.id,
-                        sub.target,
-                        state,
-                        due
-                    ])
-                    .map_err(&err)?;
-                ctx.work |= sub.enabled;
-            }
-        }
-        if let Some(router) = &ctx.state.router {
-            extra.clear();
-            router.route(&event, &mut extra);
-            for (consumer, target) in &extra {
-                let (kind, name) = consumer_parts(consumer);
-                enqueue
-                    .execute(params![
-                        sequence as i64,
-                        kind,
-                        name,
-                        target,
-                        DeliveryState::Waiting,
-                        due
-                    ])
-                    .map_err(&err)?;
-                ctx.work = true;
-            }
-        }
+                    .execute(params![sequence as i64, kind, name, target, state, due])
+                    .map(drop)
+                    .map_err(&err)
+            },
+        )?;
         out.push(Appended {
             id: event.id.clone(),
             sequence,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nexus_core::Bus;
-use nexus_event::{Event, Pattern};
+use nexus_event::Event;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, watch};
 
@@ -23,14 +23,7 @@ pub(crate) type Job = Box<dyn FnOnce(&mut Ctx<'_>) -> (bool, Completion) + Send>
 /// The most jobs one transaction groups.
 const MAX_GROUP: usize = 512;
 
-/// A subscription as the router needs it.
-#[derive(Debug, Clone)]
-pub(crate) struct SubRoute {
-    pub(crate) id: String,
-    pub(crate) target: String,
-    pub(crate) patterns: Vec<Pattern>,
-    pub(crate) enabled: bool,
-}
+pub(crate) use crate::backend::SubRoute;
 
 /// The most recent events, by sequence, so leasing fresh deliveries does not reparse them.
 pub(crate) struct EventCache {
