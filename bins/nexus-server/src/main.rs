@@ -6,7 +6,7 @@
 //! environment and installs the log subscriber and the Prometheus recorder.
 //!
 //! The store is SQLite under `DATA_DIR`, or PostgreSQL when `DATABASE_URL` (or `[store] url`)
-//! names one ([`store`]). `nexus-server migrate` applies the selected store's schema and exits.
+//! names one (module `store`). `nexus-server migrate` applies the selected store's schema and exits.
 #![forbid(unsafe_code)]
 
 mod config;
