@@ -137,6 +137,24 @@ impl Console {
         let _ = writeln!(out, "{line}").and_then(|()| out.flush());
     }
 
+    /// The line of `nexus-server migrate`, on standard output: which store (`sqlite` or
+    /// `postgres`), where (never a password) and the schema version it now has.
+    pub(crate) fn migrated(&self, kind: &str, location: &str, version: i64) {
+        let message = format!("{kind} store at {location} is at schema version {version}");
+        let line = match self.format {
+            LogFormat::Pretty => format!("nexus-server migrate: {message}"),
+            LogFormat::Json => {
+                let mut fields = Map::new();
+                fields.insert("store".into(), Value::from(kind));
+                fields.insert("location".into(), Value::from(location));
+                fields.insert("schema_version".into(), Value::from(version));
+                Console::json("INFO", &message, fields)
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    }
+
     /// A secret generated for this run (development), shown once on standard error.
     pub(crate) fn generated(&self, variable: &str, value: &str) {
         let line = match self.format {

@@ -4,10 +4,14 @@
 //! opens the durable store; runs the retry worker that delivers webhooks and runs reactors;
 //! serves the HTTP and WebSocket API of API.md; and drains on SIGTERM or SIGINT. The only place that reads the
 //! environment and installs the log subscriber and the Prometheus recorder.
+//!
+//! The store is SQLite under `DATA_DIR`, or PostgreSQL when `DATABASE_URL` (or `[store] url`)
+//! names one (module `store`). `nexus-server migrate` applies the selected store's schema and exits.
 #![forbid(unsafe_code)]
 
 mod config;
 mod logging;
+mod store;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -15,17 +19,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use clap::{Parser, Subcommand};
 use metrics_util::MetricKind;
 use nexus_core::Bus;
 use nexus_outbound::{HttpClient, OutboundConfig};
 use nexus_reactors::{DeliveryTarget, Reactors};
 use nexus_resilience::{Breakers, MetricsInstrument, RetryWorker, SystemClock, WorkerConfig};
-use nexus_store::{NewSubscription, SqliteStore, Store, SubscriptionPatch, Subscriptions};
+use nexus_store::{NewSubscription, Store, SubscriptionPatch};
 use nexus_transport::auth::{Node, Nodes, Secret};
 use nexus_transport::{App, AppConfig, RateLimit, WsConfig, WsToken};
 
 use config::{Checked, ConfigError, FileConfig, LogFormat, Mode, SecretText, Secrets, Settings};
 use logging::Console;
+use store::{Backend, Choice, Wiring};
+
+/// The Nexus event gateway. With no command it serves; its settings come from the environment
+/// (API.md section 9) and the file named by `NEXUS_CONFIG`.
+#[derive(Debug, Parser)]
+#[command(name = "nexus-server", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Applies the schema of the selected store (PostgreSQL at DATABASE_URL or `[store] url`,
+    /// else SQLite under DATA_DIR), prints which store and schema version, and exits.
+    Migrate,
+}
 
 /// Bucket bounds of every histogram (all in seconds): from a fsync'd commit (sub-millisecond)
 /// to an outbound call that runs into its timeout.
@@ -37,6 +59,11 @@ const SECONDS_BUCKETS: &[f64] = &[
 const FORCED_EXIT: Duration = Duration::from_secs(30);
 
 fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version print and exit 0; a bad argument prints the usage and exits 2.
+        Err(e) => e.exit(),
+    };
     let env = |name: &str| std::env::var(name).ok();
     // `.env` of the working directory only (dotenvy's `dotenv()` would also search the parents).
     if let Err(e) = dotenvy::from_filename(".env")
@@ -64,7 +91,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(settings, console)) {
+    let outcome = match cli.command {
+        None => runtime.block_on(run(settings, console)),
+        Some(Command::Migrate) => runtime.block_on(migrate(settings, console)),
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             match e.downcast_ref::<ConfigError>() {
@@ -83,9 +114,10 @@ fn config_error(name: &str, e: impl std::fmt::Display) -> ConfigError {
     }
 }
 
-async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
+/// The config file named by `NEXUS_CONFIG`, checked; the defaults without one.
+fn read_config(settings: &Settings) -> Result<Checked, ConfigError> {
     let env = |name: &str| std::env::var(name).ok();
-    let checked = match &settings.config_path {
+    match &settings.config_path {
         Some(path) => {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 config_error(
@@ -93,10 +125,28 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
                     format!("cannot read {}: {e}", path.display()),
                 )
             })?;
-            FileConfig::parse(&text)?.check(settings.mode, env)?
+            FileConfig::parse(&text)?.check(settings.mode, env)
         }
-        None => Checked::default(),
-    };
+        None => Ok(Checked::default()),
+    }
+}
+
+/// `nexus-server migrate`: opens the selected store, which applies its schema (or refuses a
+/// newer one), says which store and schema version on one line, and closes it.
+async fn migrate(settings: Settings, console: Console) -> anyhow::Result<()> {
+    let checked = read_config(&settings)?;
+    let backend = Backend::open(Choice::of(&settings, &checked), Wiring::default()).await?;
+    console.migrated(
+        backend.kind_name(),
+        &backend.location(),
+        backend.schema_version(),
+    );
+    backend.close().await;
+    Ok(())
+}
+
+async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
+    let checked = read_config(&settings)?;
     if settings.mode == Mode::Production && settings.config_path.is_none() {
         return Err(config_error(
             "NEXUS_CONFIG",
@@ -178,21 +228,21 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
     }
 
     let bus = Bus::new();
-    let store = Arc::new(
-        SqliteStore::builder(&settings.data_dir)
-            .create_dir(true)
-            .bus(bus.clone())
-            .router(Arc::clone(&reactors) as _)
-            .open()
-            .map_err(|e| config_error("DATA_DIR", e))?,
-    );
-    apply_subscriptions(&store, &checked).await?;
+    let backend = Backend::open(
+        Choice::of(&settings, &checked),
+        Wiring {
+            bus: Some(bus.clone()),
+            router: Some(Arc::clone(&reactors) as _),
+        },
+    )
+    .await?;
+    let dyn_store = backend.dyn_store();
+    apply_subscriptions(dyn_store.as_ref(), &checked).await?;
 
     let breakers = Arc::new(Breakers::with_instrument(
         checked.breaker,
         Arc::new(MetricsInstrument),
     ));
-    let dyn_store: Arc<dyn Store> = Arc::clone(&store) as _;
     let http = Arc::new(HttpClient::new(OutboundConfig {
         refuse_private: settings.mode == Mode::Production && !settings.allow_private_targets,
         ..OutboundConfig::default()
@@ -203,7 +253,7 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
         Arc::clone(&reactors),
     ));
     let worker = RetryWorker::new(
-        Arc::clone(&store) as _,
+        backend.work_queue(),
         target,
         Arc::new(SystemClock),
         worker_config(&checked),
@@ -235,7 +285,6 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
         buffer: settings.ws_buffer,
         ..WsConfig::default()
     };
-    let size_store = Arc::clone(&store);
     let app = App::new(dyn_store, bus, breakers, config)
         .metrics(Arc::new(move || {
             // Read at scrape time, like the other gauges that are read rather than counted.
@@ -245,7 +294,8 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
             }
             recorder.render()
         }))
-        .database_size(Arc::new(move || size_store.size_bytes()));
+        .database_size(backend.size_probe())
+        .store_kind(backend.kind());
 
     let addr = SocketAddr::new(settings.host, settings.port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -254,7 +304,7 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     app.lifecycle().set_ready();
     if settings.log_format == LogFormat::Pretty {
-        tracing::info!(address = %local, data_dir = %settings.data_dir.display(), "nexus-server listening");
+        tracing::info!(address = %local, store = backend.kind_name(), location = %backend.location(), "nexus-server listening");
     }
     // With JSON logs the banner is that log line, written whatever the level.
     console.banner(local, &settings.data_dir);
@@ -305,19 +355,7 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
     // blocking pool, after its final commit. A handle still held elsewhere (a task that outlived
     // the drain) stops the store when it goes, through `Drop`.
     drop(app);
-    match Arc::try_unwrap(store) {
-        Ok(store) => {
-            store.close().await;
-            tracing::debug!("store closed");
-        }
-        Err(shared) => {
-            tracing::warn!(
-                handles = Arc::strong_count(&shared),
-                "the store is still held after the drain; it closes when the last handle goes"
-            );
-            drop(shared);
-        }
-    }
+    backend.close().await;
     Ok(())
 }
 
@@ -347,7 +385,7 @@ async fn wait_for_signal() {
 
 /// `[[subscriptions]]`, keyed by URL: created when none has it, else updated (its `enabled` is
 /// left as it is). Removing one from the file deletes nothing.
-async fn apply_subscriptions(store: &SqliteStore, checked: &Checked) -> anyhow::Result<()> {
+async fn apply_subscriptions(store: &dyn Store, checked: &Checked) -> anyhow::Result<()> {
     let mut existing = Vec::new();
     let mut cursor: Option<String> = None;
     loop {

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 #[path = "server/ops.rs"]
 mod ops;
 
+// The same binary on PostgreSQL.
+#[path = "server/pg.rs"]
+mod pg;
+
 const BIN: &str = env!("CARGO_BIN_EXE_nexus-server");
 const SECRET: &str = "test-secret-of-the-nodes-0123456789";
 const ADMIN: &str = "test-admin-token-0123456789abcdef";
@@ -270,6 +274,12 @@ fn starts_without_configuration_serves_and_drains_on_sigterm() {
     assert_eq!(
         get(&format!("{}/health/ready", s.base)),
         (200, serde_json::json!({"status": "ready"}))
+    );
+    let (status, health) = get(&format!("{}/health/detailed", s.base));
+    assert_eq!(
+        (status, health["store"].clone()),
+        (200, serde_json::json!({"kind": "sqlite"})),
+        "{health}"
     );
     let (status, body) = publish(
         &s.base,

@@ -30,7 +30,7 @@ pub struct Health {
     pub status: HealthStatus,
 }
 
-/// `{status, version, uptimeSeconds, database, retry, breakers, websocket, memory}`.
+/// `{status, version, uptimeSeconds, database, retry, breakers, websocket, memory, store}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthDetailed {
@@ -50,6 +50,29 @@ pub struct HealthDetailed {
     pub websocket: WebSocketHealth,
     /// The process's memory.
     pub memory: MemoryHealth,
+    /// Which store serves (API.md section 13); absent when the embedding did not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreHealth>,
+}
+
+/// `store: {kind}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreHealth {
+    /// The backend.
+    pub kind: StoreKind,
+}
+
+/// The store's backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// The embedded SQLite store under `DATA_DIR`.
+    Sqlite,
+    /// PostgreSQL at `DATABASE_URL`.
+    Postgres,
+    /// A kind this version does not know (a newer server's): read, never written by the server.
+    #[serde(other)]
+    Unknown,
 }
 
 /// `database: {sizeBytes}`.
@@ -121,6 +144,16 @@ mod tests {
             "memory": {"rssBytes": 1048576}});
         let h: HealthDetailed = serde_json::from_value(body.clone()).expect("health");
         assert_eq!(serde_json::to_value(&h).expect("ser"), body);
+        for kind in ["sqlite", "postgres"] {
+            let mut with_store = body.clone();
+            with_store["store"] = json!({ "kind": kind });
+            let h: HealthDetailed = serde_json::from_value(with_store.clone()).expect("store");
+            assert_eq!(serde_json::to_value(&h).expect("ser"), with_store);
+        }
+        let mut newer = body.clone();
+        newer["store"] = json!({ "kind": "cassandra" });
+        let h: HealthDetailed = serde_json::from_value(newer).expect("newer kind");
+        assert_eq!(h.store.map(|s| s.kind), Some(StoreKind::Unknown));
         let degraded = json!({"status": "degraded", "version": "0.1.0", "uptimeSeconds": 1,
             "database": {"sizeBytes": null}, "retry": {"pending": null, "deadLetters": null},
             "breakers": {"open": 0, "halfOpen": 0}, "websocket": {"connections": 0},

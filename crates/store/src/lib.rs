@@ -41,9 +41,10 @@ pub use model::{
     SubscriptionPatch, check_limit, target_origin,
 };
 #[cfg(feature = "postgres")]
-pub use postgres::{DEFAULT_INSTANCE, DEFAULT_POOL_SIZE, PgBuilder, PgStore};
+pub use postgres::{DEFAULT_INSTANCE, DEFAULT_POOL_SIZE, PG_SCHEMA_VERSION, PgBuilder, PgStore};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{
-    DB_FILE, DEFAULT_WRITER_QUEUE, Durability, LOCK_FILE, SqliteBuilder, SqliteStore,
+    DB_FILE, DEFAULT_WRITER_QUEUE, Durability, LOCK_FILE, SQLITE_SCHEMA_VERSION, SqliteBuilder,
+    SqliteStore,
 };
 pub use traits::{BreakerLog, Cursors, DeliveryQueue, EventLog, Store, Subscriptions};

@@ -91,8 +91,13 @@ impl AppConfig {
 /// Renders the Prometheus text exposition (installed by the binary).
 pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
 
-/// Reports the database size in bytes.
-pub type SizeProbe = Arc<dyn Fn() -> u64 + Send + Sync>;
+/// Reports the database size in bytes, `None` when it cannot be read now (a server-side
+/// database asked over the network).
+pub type SizeProbe = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<u64>> + Send>>
+        + Send
+        + Sync,
+>;
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -104,6 +109,7 @@ pub struct AppState {
     pub(crate) lifecycle: Arc<Lifecycle>,
     pub(crate) metrics: Option<MetricsRenderer>,
     pub(crate) database_size: Option<SizeProbe>,
+    pub(crate) store_kind: Option<nexus_api::health::StoreKind>,
 }
 
 /// Readiness and drain state, plus counters the health endpoint reports.
@@ -205,6 +211,7 @@ impl App {
                 lifecycle: Arc::default(),
                 metrics: None,
                 database_size: None,
+                store_kind: None,
             },
         }
     }
@@ -218,6 +225,12 @@ impl App {
     /// Reports the database size on `/health/detailed` and `nexus_database_size_bytes`.
     pub fn database_size(mut self, probe: SizeProbe) -> Self {
         self.state.database_size = Some(probe);
+        self
+    }
+
+    /// Reports which store serves on `/health/detailed` (`store: {kind}`).
+    pub fn store_kind(mut self, kind: nexus_api::health::StoreKind) -> Self {
+        self.state.store_kind = Some(kind);
         self
     }
 

@@ -7,7 +7,7 @@ use axum::http::{StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use nexus_api::health::{
     BreakersHealth, DatabaseHealth, Health, HealthDetailed, HealthStatus, MemoryHealth,
-    RetryHealth, WebSocketHealth,
+    RetryHealth, StoreHealth, WebSocketHealth,
 };
 use nexus_resilience::BreakerState;
 use std::sync::atomic::Ordering;
@@ -72,13 +72,15 @@ pub(crate) async fn detailed(State(state): State<AppState>) -> Response {
     } else {
         status
     };
+    let size_bytes = match &state.database_size {
+        Some(probe) => probe().await,
+        None => None,
+    };
     Json(HealthDetailed {
         status,
         version: state.config.version.clone(),
         uptime_seconds: state.lifecycle.uptime_seconds(),
-        database: DatabaseHealth {
-            size_bytes: state.database_size.as_ref().map(|f| f()),
-        },
+        database: DatabaseHealth { size_bytes },
         retry: RetryHealth {
             pending,
             dead_letters,
@@ -96,6 +98,7 @@ pub(crate) async fn detailed(State(state): State<AppState>) -> Response {
         memory: MemoryHealth {
             rss_bytes: rss_bytes(),
         },
+        store: state.store_kind.map(|kind| StoreHealth { kind }),
     })
     .into_response()
 }
@@ -110,8 +113,10 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
     if let Ok(stats) = state.store.stats().await {
         nexus_resilience::record_queue_gauges(&stats);
     }
-    if let Some(size) = &state.database_size {
-        metrics::gauge!(metric_names::DATABASE_SIZE_BYTES).set(size() as f64);
+    if let Some(probe) = &state.database_size
+        && let Some(size) = probe().await
+    {
+        metrics::gauge!(metric_names::DATABASE_SIZE_BYTES).set(size as f64);
     }
     metrics::gauge!(metric_names::WEBSOCKET_CONNECTIONS).set(
         state

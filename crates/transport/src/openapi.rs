@@ -448,7 +448,8 @@ pub fn document(version: &str) -> Value {
                         &["pending", "deadLetters"], true)),
                     ("breakers", object(&[("open", integer()), ("halfOpen", integer())], &["open", "halfOpen"], true)),
                     ("websocket", object(&[("connections", integer())], &["connections"], true)),
-                    ("memory", object(&[("rssBytes", nullable("integer"))], &["rssBytes"], true))],
+                    ("memory", object(&[("rssBytes", nullable("integer"))], &["rssBytes"], true)),
+                    ("store", object(&[("kind", json!({ "type": "string", "enum": ["sqlite", "postgres"] }))], &["kind"], true))],
                     &["status", "version", "uptimeSeconds", "database", "retry", "breakers", "websocket", "memory"], true)
             }
         }
@@ -551,7 +552,7 @@ mod tests {
     use nexus_api::envelope::ListMeta;
     use nexus_api::health::{
         BreakersHealth, DatabaseHealth, Health, HealthDetailed, HealthStatus, MemoryHealth,
-        RetryHealth, WebSocketHealth,
+        RetryHealth, StoreHealth, StoreKind, WebSocketHealth,
     };
     use nexus_api::log::Replay;
     use nexus_api::nodes::{Node, NodeWebhook};
@@ -755,6 +756,9 @@ mod tests {
                     },
                     websocket: WebSocketHealth { connections: 0 },
                     memory: MemoryHealth { rss_bytes: Some(1) },
+                    store: Some(StoreHealth {
+                        kind: StoreKind::Postgres,
+                    }),
                 }),
             ),
             (

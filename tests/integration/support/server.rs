@@ -87,7 +87,10 @@ impl TestServer {
         .metrics(Arc::new(|| "# metrics of the test\n".to_owned()))
         .database_size({
             let store = Arc::clone(&store);
-            Arc::new(move || store.size_bytes())
+            Arc::new(move || {
+                let size = store.size_bytes();
+                Box::pin(async move { Some(size) })
+            })
         });
         app.lifecycle().set_ready();
         let listener = rt

@@ -13,6 +13,9 @@ pub(crate) struct Settings {
     pub(crate) host: IpAddr,
     pub(crate) port: u16,
     pub(crate) data_dir: PathBuf,
+    /// `DATABASE_URL`: PostgreSQL instead of SQLite under `data_dir`. A secret: it may hold
+    /// the password.
+    pub(crate) database_url: Option<SecretText>,
     pub(crate) mode: Mode,
     pub(crate) config_path: Option<PathBuf>,
     pub(crate) secret: Option<SecretText>,
@@ -87,6 +90,22 @@ fn origins(value: Option<String>) -> Result<Vec<String>, ConfigError> {
 
 fn non_empty(get: impl Fn(&str) -> Option<String>, name: &str) -> Option<String> {
     get(name).filter(|v| !v.trim().is_empty())
+}
+
+/// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://` with a host
+/// part); the message says what is wrong without repeating the URL, which may hold a password.
+pub(crate) fn check_database_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .ok_or("must be a postgres:// or postgresql:// URL")?;
+    if rest.is_empty() || (rest.starts_with('/') && !rest.contains("host=")) {
+        return Err("names no host (postgres://user:password@host:port/database)".into());
+    }
+    if url.chars().any(char::is_whitespace) {
+        return Err("must not contain spaces".into());
+    }
+    Ok(())
 }
 
 /// `NEXUS_ENV`.
@@ -190,10 +209,15 @@ impl Settings {
             }
         };
         let log_format = log_format(&get, mode)?;
+        let database_url = non_empty("DATABASE_URL").map(|u| u.trim().to_owned());
+        if let Some(url) = &database_url {
+            check_database_url(url).map_err(|m| err("DATABASE_URL", m))?;
+        }
         Ok(Settings {
             host,
             port,
             data_dir: non_empty("DATA_DIR").map_or_else(|| PathBuf::from("./data"), PathBuf::from),
+            database_url: database_url.map(SecretText::new),
             mode,
             config_path: non_empty("NEXUS_CONFIG").map(PathBuf::from),
             secret: non_empty("NEXUS_SECRET").map(SecretText::new),
@@ -232,6 +256,20 @@ mod tests {
             (3000, Mode::Development, LogFormat::Pretty)
         );
         assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert!(s.database_url.is_none(), "SQLite unless a URL is given");
+        let pg = Settings::from_env(env(&[(
+            "DATABASE_URL",
+            "postgres://nexus:hunter2@db.internal:5433/nexus",
+        )]))
+        .expect("a postgres URL");
+        assert_eq!(
+            pg.database_url.as_ref().map(SecretText::expose),
+            Some("postgres://nexus:hunter2@db.internal:5433/nexus")
+        );
+        assert!(!format!("{pg:?}").contains("hunter2"), "{pg:?}");
+        let bad = Settings::from_env(env(&[("DATABASE_URL", "mysql://root:hunter2@db/x")]))
+            .expect_err("not postgres");
+        assert!(!bad.message.contains("hunter2"), "{bad}");
         for (var, value) in [
             ("PORT", "http"),
             ("PORT", "70000"),
@@ -243,6 +281,9 @@ mod tests {
             ("NEXUS_MAX_BODY_BYTES", "-1"),
             ("NEXUS_ALLOW_PRIVATE_TARGETS", "maybe"),
             ("NEXUS_REACTOR_MAX_DEPTH", "0"),
+            ("DATABASE_URL", "mysql://root@db/nexus"),
+            ("DATABASE_URL", "postgres://"),
+            ("DATABASE_URL", "nexus.db"),
         ] {
             let e = Settings::from_env(env(&[(var, value)])).expect_err(var);
             assert_eq!(e.name, var, "{e}");

@@ -27,6 +27,14 @@ pub(crate) struct FileConfig {
     pub(crate) breaker: Option<BreakerEntry>,
     #[serde(default)]
     pub(crate) ws_tokens: Vec<WsTokenEntry>,
+    pub(crate) store: Option<StoreEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StoreEntry {
+    /// A `postgres://` URL; `DATABASE_URL` wins over it.
+    pub(crate) url: Option<SecretText>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -110,6 +118,8 @@ pub(crate) struct Checked {
     /// (token, scope)
     pub(crate) ws_tokens: Vec<(SecretText, TypeFilter)>,
     pub(crate) reactors: Vec<ReactorSpec>,
+    /// `[store] url`: PostgreSQL unless `DATABASE_URL` names another.
+    pub(crate) store_url: Option<SecretText>,
 }
 
 impl Default for Checked {
@@ -123,6 +133,7 @@ impl Default for Checked {
             breaker: BreakerConfig::default(),
             ws_tokens: Vec::new(),
             reactors: Vec::new(),
+            store_url: None,
         }
     }
 }
@@ -408,6 +419,10 @@ impl FileConfig {
                 .ws_tokens
                 .push((token, globs(&key("events"), &t.events)?));
         }
+        if let Some(url) = self.store.and_then(|s| s.url) {
+            super::env::check_database_url(url.expose()).map_err(|m| err("store.url", m))?;
+            checked.store_url = Some(url);
+        }
         Ok(checked)
     }
 }
@@ -481,6 +496,23 @@ mod tests {
             .expect("parses")
             .check(Mode::Development, env(&[]));
         assert_eq!(bad_retry.expect_err("empty schedule").name, "retry");
+    }
+
+    #[test]
+    fn the_store_section_is_checked() {
+        let check =
+            |text: &str| FileConfig::parse(text).and_then(|f| f.check(Mode::Development, env(&[])));
+        let url = check("[store]\nurl = \"postgres://nexus:pw@db:5432/nexus\"\n").expect("valid");
+        assert_eq!(
+            url.store_url.as_ref().map(SecretText::expose),
+            Some("postgres://nexus:pw@db:5432/nexus")
+        );
+        assert!(check("[store]\n").expect("empty").store_url.is_none());
+        assert!(check("").expect("none").store_url.is_none());
+        let e = check("[store]\nurl = \"sqlite:///data\"\n").expect_err("not postgres");
+        assert_eq!(e.name, "store.url", "{e}");
+        let e = check("[store]\nurl = \"postgres://db/n\"\npool = 4\n").expect_err("unknown key");
+        assert_eq!(e.name, "store.pool", "{e}");
     }
 
     #[test]

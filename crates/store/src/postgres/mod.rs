@@ -33,6 +33,10 @@ use writer::{BoxFuture, Completion, Ctx, Job, JobKind};
 
 pub use open::{DEFAULT_INSTANCE, DEFAULT_POOL_SIZE, PgBuilder};
 
+/// The PostgreSQL schema version this build writes (table `nexus_schema`); opening a store
+/// migrates it to this version, and a newer one is refused.
+pub const PG_SCHEMA_VERSION: i64 = schema::VERSION as i64;
+
 /// The PostgreSQL store. Cloning gives another handle to the same store; the writer stops when
 /// the last handle is dropped, after finishing what it was given.
 ///
@@ -80,6 +84,17 @@ impl PgStore {
     /// The instance name its leases carry.
     pub fn instance(&self) -> &str {
         &self.inner.instance
+    }
+
+    /// Size of the database on the server (`pg_database_size(current_database())`), in bytes.
+    pub async fn size_bytes(&self) -> Result<u64> {
+        let client = self.conn("database size").await?;
+        let row = client
+            .query_one("SELECT pg_database_size(current_database())", &[])
+            .await
+            .map_err(db_err("database size"))?;
+        let bytes: i64 = get(&row, 0, "database size")?;
+        Ok(u64::try_from(bytes).unwrap_or(0))
     }
 
     /// Closes this handle and, if it is the last one, shuts the store down: the writer finishes

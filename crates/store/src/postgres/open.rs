@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::{Config, NoTls};
 
-use super::columns::{ConsumerKind, DeliveryState, db_err, pool_err};
+use super::columns::{ConsumerKind, DeliveryState, db_err};
 use super::subscriptions::load_subscription_routes;
 use super::writer::{State, Writer};
 use super::{Inner, PgStore, get, schema};
@@ -164,13 +164,11 @@ impl PgStore {
             .map_err(|e| StoreError::Unavailable {
                 reason: format!("cannot build the connection pool for {database}: {e}"),
             })?;
-        let mut client =
-            pool.get()
-                .await
-                .map_err(pool_err("open"))
-                .map_err(|e| StoreError::Unavailable {
-                    reason: format!("PostgreSQL at {database} does not answer: {e}"),
-                })?;
+        // The causes spelled out (tokio-postgres says only "error connecting to server" and
+        // keeps the operating system's "Connection refused" as its source); never the URL.
+        let mut client = pool.get().await.map_err(|e| StoreError::Unavailable {
+            reason: format!("PostgreSQL at {database} does not answer: {}", causes(&e)),
+        })?;
         migrate(&mut client, &database).await?;
         let instance: Arc<str> = options.instance.into();
         let released = release_leases(&client, &instance, Timestamp::now()).await?;
@@ -209,6 +207,21 @@ impl PgStore {
             }),
         })
     }
+}
+
+/// An error and its sources, `: `-separated, on one line.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out.replace('\n', " ")
 }
 
 /// Applies the migrations this database lacks, under an advisory lock so instances starting

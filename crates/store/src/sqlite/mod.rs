@@ -35,6 +35,10 @@ use writer::{Ctx, Job};
 
 pub use open::{DB_FILE, DEFAULT_WRITER_QUEUE, Durability, LOCK_FILE, SqliteBuilder};
 
+/// The SQLite schema version this build writes (`PRAGMA user_version`); opening a store migrates
+/// it to this version, and a newer one is refused.
+pub const SQLITE_SCHEMA_VERSION: i64 = schema::VERSION;
+
 /// The SQLite store. Cloning gives another handle to the same store; the writer stops when the
 /// last handle is dropped, after finishing what it was given.
 ///

@@ -1,0 +1,370 @@
+//! The real server on PostgreSQL, one instance (API.md section 13): `DATABASE_URL` or
+//! `[store] url` selects it, events and sequences outlive a restart, `migrate` applies the schema
+//! and refuses a newer one, an unreachable server stops the start with one line naming it, and a
+//! webhook is delivered.
+//!
+//! Each test creates a database of its own (`CREATE DATABASE t_<random>`) on the server of
+//! `NEXUS_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`, and drops
+//! it afterwards. These tests never skip: without a server they fail, naming the URL they tried
+//! (`.ci/run` provides one).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio_postgres::NoTls;
+
+use super::{admin_get, command, get, publish, receiver, start, terminate};
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn admin_url() -> String {
+    std::env::var("NEXUS_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
+/// `url` with its database name replaced by `name`.
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{name}", &base[..authority_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(f)
+}
+
+/// A client on `url`, failing the test with the URL when nothing answers.
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let connect = tokio_postgres::connect(url, NoTls);
+    let (client, connection) = match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => panic!(
+            "no PostgreSQL answers at {url} (set NEXUS_TEST_DATABASE_URL; .ci/run starts one): {e}"
+        ),
+        Err(_) => {
+            panic!("no PostgreSQL answers at {url} within 10 s (set NEXUS_TEST_DATABASE_URL)")
+        }
+    };
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client
+}
+
+/// A database of one test's own, dropped when this is.
+struct TestDb {
+    name: String,
+    url: String,
+}
+
+impl TestDb {
+    fn create() -> TestDb {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!(
+            "t_srv_{}_{nanos:x}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        let admin = admin_url();
+        block_on(async {
+            connect(&admin)
+                .await
+                .batch_execute(&format!("CREATE DATABASE {name}"))
+                .await
+                .unwrap_or_else(|e| panic!("CREATE DATABASE {name} on {admin}: {e}"));
+        });
+        TestDb {
+            url: with_database(&admin, &name),
+            name,
+        }
+    }
+
+    /// Runs one statement on this database and answers the first column of the first row.
+    fn query_i64(&self, sql: &str) -> i64 {
+        block_on(async {
+            let row = connect(&self.url)
+                .await
+                .query_one(sql, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let value: i64 = row.get(0);
+            value
+        })
+    }
+
+    fn execute(&self, sql: &str) {
+        block_on(async {
+            connect(&self.url)
+                .await
+                .batch_execute(sql)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        });
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        block_on(async move {
+            let _ = connect(&admin_url())
+                .await
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        });
+    }
+}
+
+fn event(id: &str) -> String {
+    format!(r#"{{"type":"PAYMENT_RECEIVED","id":"{id}","payload":{{"n":"{id}"}}}}"#)
+}
+
+/// `(id, sequence)` of every event `GET /api/events` lists.
+fn listed(base: &str) -> Vec<(String, u64)> {
+    let page = admin_get(&format!("{base}/api/events?limit=100"));
+    page["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no list: {page}"))
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap_or_default().to_owned(),
+                e["sequence"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn serves_from_postgres_and_keeps_events_and_sequences_across_a_restart() {
+    let db = TestDb::create();
+    let mut s = start(&[("DATABASE_URL", &db.url)], &[]);
+    let (status, health) = get(&format!("{}/health/detailed", s.base));
+    assert_eq!(status, 200, "{health}");
+    assert_eq!(health["store"], serde_json::json!({"kind": "postgres"}));
+    let size = health["database"]["sizeBytes"].as_u64().unwrap_or(0);
+    assert!(size > 0, "pg_database_size: {health}");
+    for (i, id) in ["p-1", "p-2", "p-3"].iter().enumerate() {
+        let (status, body) = publish(&s.base, "flowpay", &event(id));
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["data"]["sequence"], i as u64 + 1, "{body}");
+    }
+    let first = vec![
+        ("p-1".to_owned(), 1),
+        ("p-2".to_owned(), 2),
+        ("p-3".to_owned(), 3),
+    ];
+    assert_eq!(listed(&s.base), first);
+    assert_eq!(db.query_i64("SELECT count(*) FROM events"), 3);
+    let metrics = super::agent()
+        .get(&format!("{}/metrics", s.base))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    let gauge = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("nexus_database_size_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no nexus_database_size_bytes in {metrics}"));
+    assert!(gauge > 0.0, "{gauge}");
+    assert_eq!(terminate(&mut s.child).code(), Some(0), "a drain exits 0");
+
+    // Again on the same database, this time named by the config file's `[store] url`.
+    let config = format!(
+        "[store]\nurl = \"{}\"\n\n[[nodes]]\nname = \"flowpay\"\npublish = [\"PAYMENT_*\"]\n",
+        db.url
+    );
+    let mut s = start(
+        &[("NEXUS_CONFIG", "nexus.toml")],
+        &[("nexus.toml", &config)],
+    );
+    assert_eq!(
+        get(&format!("{}/health/detailed", s.base)).1["store"]["kind"],
+        "postgres"
+    );
+    assert_eq!(listed(&s.base), first, "kept across the restart");
+    let (status, body) = publish(&s.base, "flowpay", &event("p-4"));
+    assert_eq!((status, body["data"]["sequence"].clone()), (202, 4.into()));
+    let (status, body) = publish(&s.base, "flowpay", &event("p-2"));
+    assert_eq!(
+        (status, body["data"]["duplicate"].clone()),
+        (200, serde_json::json!(true)),
+        "an id stored before the restart is still known: {body}"
+    );
+    assert_eq!(terminate(&mut s.child).code(), Some(0));
+    assert_eq!(db.query_i64("SELECT max(sequence) FROM events"), 4);
+}
+
+/// The one line `migrate` writes on standard output, as JSON (`LOG_FORMAT=json`).
+fn migrate(dir: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let out = command(dir, env).arg("migrate").output().expect("run");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn migrate_applies_the_schema_once_and_refuses_a_newer_one() {
+    let db = TestDb::create();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let env = [("DATABASE_URL", db.url.as_str())];
+    let mut lines = Vec::new();
+    for run in 0..2 {
+        let (code, stdout, stderr) = migrate(dir.path(), &env);
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        assert_eq!(stdout.lines().count(), 1, "one line: {stdout}");
+        let line: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON");
+        lines.push(line);
+        // The store logs each migration it applies: the first run applies them, the second
+        // finds the schema current.
+        assert_eq!(
+            stderr.contains("store schema migrated"),
+            run == 0,
+            "run {run}: {stderr}"
+        );
+    }
+    let version = db.query_i64("SELECT version::bigint FROM nexus_schema");
+    assert!(version >= 1, "{version}");
+    for line in &lines {
+        assert_eq!(line["store"], "postgres", "{line}");
+        assert_eq!(line["schema_version"], version, "{line}");
+        let location = line["location"].as_str().unwrap_or_default();
+        assert!(location.ends_with(&format!("/{}", db.name)), "{line}");
+    }
+    assert_eq!(
+        lines[0]["message"], lines[1]["message"],
+        "a migrated database is left as it is"
+    );
+    assert_eq!(db.query_i64("SELECT count(*) FROM events"), 0);
+    assert!(
+        !dir.path().join("data").exists(),
+        "no SQLite store beside PostgreSQL"
+    );
+
+    let newer = version + 1;
+    db.execute(&format!("UPDATE nexus_schema SET version = {newer}"));
+    let (code, stdout, stderr) = migrate(dir.path(), &env);
+    assert_ne!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    let last: serde_json::Value =
+        serde_json::from_str(stderr.lines().last().unwrap_or_default()).expect("a JSON line");
+    assert_eq!(last["key"], "DATABASE_URL", "{last}");
+    let message = last["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!("schema version {newer}"))
+            && message.contains(&format!("the {version} this build knows")),
+        "{message}"
+    );
+    // The server refuses to start on it too.
+    let out = command(dir.path(), &env).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("schema version {newer}")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn migrate_without_a_url_migrates_the_sqlite_store() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (code, stdout, stderr) = migrate(dir.path(), &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let line: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(line["store"], "sqlite", "{line}");
+    assert!(line["schema_version"].as_i64().unwrap_or(0) >= 1, "{line}");
+    assert!(dir.path().join("data").join("nexus.db").is_file());
+}
+
+#[test]
+fn an_unreachable_postgres_stops_the_start_with_one_line_naming_it() {
+    // A port nothing listens on: bound, then let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("postgres://nexus:hunter2-secret@127.0.0.1:{port}/nexusdb");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let started = Instant::now();
+    let out = command(dir.path(), &[("DATABASE_URL", &url)])
+        .output()
+        .expect("run");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(out.stdout.is_empty(), "no listening line");
+    assert!(
+        !stderr.contains("hunter2"),
+        "the password is never shown: {stderr}"
+    );
+    let line: serde_json::Value =
+        serde_json::from_str(stderr.lines().last().unwrap_or_default()).expect("a JSON line");
+    assert_eq!(line["level"], "ERROR");
+    assert_eq!(line["key"], "DATABASE_URL", "{line}");
+    let message = line["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with("DATABASE_URL: ")
+            && message.contains(&format!("127.0.0.1:{port}/nexusdb")),
+        "{message}"
+    );
+    assert!(!message.contains('\n'));
+}
+
+#[test]
+fn delivers_a_webhook_on_postgres() {
+    let db = TestDb::create();
+    let (url, received) = receiver();
+    let config = format!(
+        "[[nodes]]\nname = \"flowpay\"\npublish = [\"PAYMENT_*\"]\n\n[[subscriptions]]\nurl = \"{url}\"\nevents = [\"PAYMENT_*\"]\n"
+    );
+    let mut s = start(
+        &[("DATABASE_URL", &db.url), ("NEXUS_CONFIG", "nexus.toml")],
+        &[("nexus.toml", &config)],
+    );
+    let (status, body) = publish(&s.base, "flowpay", &event("pay-pg"));
+    assert_eq!(status, 202, "{body}");
+    let (headers, body) = received
+        .recv_timeout(Duration::from_secs(20))
+        .expect("a delivery");
+    assert_eq!(super::header_of(&headers, "webhook-id"), "pay-pg");
+    assert_eq!(super::header_of(&headers, "x-nexus-sequence"), "1");
+    let delivered: serde_json::Value = serde_json::from_str(&body).expect("event JSON");
+    assert_eq!(delivered["payload"], serde_json::json!({"n": "pay-pg"}));
+    // Acknowledged in PostgreSQL: the delivery leaves the queue.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = admin_get(&format!("{}/api/retry/stats", s.base));
+        if stats["data"]["pending"] == 0
+            && stats["data"]["inFlight"] == 0
+            && stats["data"]["deadLetters"] == 0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still queued: {stats}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(db.query_i64("SELECT count(*) FROM deliveries"), 0);
+    assert_eq!(terminate(&mut s.child).code(), Some(0));
+    assert_eq!(received.try_iter().count(), 0, "one delivery only");
+}
