@@ -29,7 +29,9 @@ use nexus_store::{NewSubscription, Store, SubscriptionPatch};
 use nexus_transport::auth::{Node, Nodes, Secret};
 use nexus_transport::{App, AppConfig, RateLimit, WsConfig, WsToken};
 
-use config::{Checked, ConfigError, FileConfig, LogFormat, Mode, SecretText, Secrets, Settings};
+use config::{
+    Checked, ConfigError, FileConfig, LogFormat, Mode, SecretText, Secrets, Settings, config_error,
+};
 use logging::Console;
 use store::{Backend, Choice, Wiring};
 
@@ -104,13 +106,6 @@ fn main() -> ExitCode {
             }
             ExitCode::from(2)
         }
-    }
-}
-
-fn config_error(name: &str, e: impl std::fmt::Display) -> ConfigError {
-    ConfigError {
-        name: name.into(),
-        message: e.to_string(),
     }
 }
 

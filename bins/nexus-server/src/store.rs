@@ -13,7 +13,7 @@ use nexus_store::PgStore;
 use nexus_store::{Router, SqliteStore, Store};
 use nexus_transport::SizeProbe;
 
-use crate::config::{Checked, ConfigError, Settings};
+use crate::config::{Checked, ConfigError, Settings, config_error};
 
 /// Which store the settings select, before it is opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,13 +59,6 @@ pub(crate) enum Backend {
 pub(crate) struct Wiring {
     pub(crate) bus: Option<Bus>,
     pub(crate) router: Option<Arc<dyn Router>>,
-}
-
-fn config_error(name: &str, message: impl std::fmt::Display) -> ConfigError {
-    ConfigError {
-        name: name.into(),
-        message: message.to_string(),
-    }
 }
 
 impl Backend {

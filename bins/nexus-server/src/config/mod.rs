@@ -34,6 +34,11 @@ fn err(name: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
+/// A start error naming `name`, with any error's text as its message.
+pub(crate) fn config_error(name: &str, e: impl std::fmt::Display) -> ConfigError {
+    err(name, e.to_string())
+}
+
 /// `NEXUS_ENV`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Mode {
