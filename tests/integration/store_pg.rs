@@ -6,120 +6,33 @@
 //! These tests never skip: without a server they fail, naming the URL they tried.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use nexus_core::Bus;
 use nexus_event::{EventId, NewEvent, TypeFilter, WellKnown};
+use nexus_store::conformance::pg::{self, TestDatabase};
 use nexus_store::conformance::t0;
 use nexus_store::{Consumer, DeliveryQueue, EventLog, PgStore, Route, StoreError};
 use tokio_postgres::NoTls;
 
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+/// The database of one test: created on `NEXUS_TEST_DATABASE_URL`'s server, dropped after.
+type TestDb = TestDatabase;
 
-/// The server the tests create their databases on.
-fn admin_url() -> String {
-    std::env::var("NEXUS_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{name}", &base[..authority_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-/// Connects to the admin database, failing the test with the URL when nothing answers.
+/// A client on the server the tests create their databases on.
 async fn admin() -> tokio_postgres::Client {
-    let url = admin_url();
-    let connect = tokio_postgres::connect(&url, NoTls);
-    let (client, connection) = match tokio::time::timeout(Duration::from_secs(10), connect).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => panic!(
-            "no PostgreSQL answers at {url} (set NEXUS_TEST_DATABASE_URL; .ci/run starts one): {e}"
-        ),
-        Err(_) => {
-            panic!("no PostgreSQL answers at {url} within 10 s (set NEXUS_TEST_DATABASE_URL)")
-        }
-    };
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
-}
-
-/// A database of one test's own, dropped (its connections closed) when this is dropped.
-pub struct TestDb {
-    name: String,
-    url: String,
-}
-
-impl TestDb {
-    async fn create() -> TestDb {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        // Only digits and lower-case letters: an identifier needs no quoting.
-        let name = format!(
-            "t_{}_{nanos:x}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        admin()
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name} at {}: {e}", admin_url()));
-        let url = with_database(&admin_url(), &name);
-        TestDb { name, url }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop may run inside the test's runtime: do the async work on a thread of its own.
-        let dropped = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                admin()
-                    .await
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}: {dropped:?}", self.name);
-        }
-    }
+    pg::connect(&pg::admin_url()).await
 }
 
 async fn fresh() -> (PgStore, TestDb) {
-    let db = TestDb::create().await;
-    let store = PgStore::open(&db.url)
+    let db = TestDb::create("t").await;
+    let store = PgStore::open(db.url())
         .await
-        .unwrap_or_else(|e| panic!("open a fresh PostgreSQL store at {}: {e}", db.url));
+        .unwrap_or_else(|e| panic!("open a fresh PostgreSQL store at {}: {e}", db.url()));
     (store, db)
 }
 
 async fn reopen(db: &TestDb) -> PgStore {
-    PgStore::open(&db.url).await.expect("reopen the store")
+    PgStore::open(db.url()).await.expect("reopen the store")
 }
 
 mod conformance {
@@ -132,20 +45,11 @@ fn draft(id: &str) -> NewEvent {
         .time(t0())
 }
 
-#[test]
-fn database_names_are_replaced_in_urls() {
-    assert_eq!(
-        with_database("postgres://u:p@h:5433/postgres?sslmode=disable", "t_1"),
-        "postgres://u:p@h:5433/t_1?sslmode=disable"
-    );
-    assert_eq!(with_database("postgres://h", "t_2"), "postgres://h/t_2");
-}
-
 /// Producers appending at once get gap-free sequences, the bus sees them in commit order, and
 /// the router's reactor routes are enqueued with them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_are_gap_free_and_reach_the_bus_in_order() {
-    let db = TestDb::create().await;
+    let db = TestDb::create("t").await;
     let bus = Bus::new();
     let mut sub = bus.subscribe(TypeFilter::all());
     let routes = vec![Route {
@@ -153,7 +57,7 @@ async fn concurrent_appends_are_gap_free_and_reach_the_bus_in_order() {
         filter: TypeFilter::parse(["PAYMENT_*"]).expect("valid"),
         target: "http://127.0.0.1:4000".into(),
     }];
-    let store = PgStore::builder(&db.url)
+    let store = PgStore::builder(db.url())
         .bus(bus.clone())
         .router(Arc::new(routes))
         .open()
@@ -197,13 +101,13 @@ async fn concurrent_appends_are_gap_free_and_reach_the_bus_in_order() {
 /// delivery is leased by one of them only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stores_on_one_database_share_sequences_ids_and_leases() {
-    let db = TestDb::create().await;
-    let a = PgStore::builder(&db.url)
+    let db = TestDb::create("t").await;
+    let a = PgStore::builder(db.url())
         .instance("a")
         .open()
         .await
         .expect("open a");
-    let b = PgStore::builder(&db.url)
+    let b = PgStore::builder(db.url())
         .instance("b")
         .open()
         .await
@@ -271,7 +175,7 @@ async fn two_stores_on_one_database_share_sequences_ids_and_leases() {
 async fn a_newer_schema_is_refused() {
     let (store, db) = fresh().await;
     store.close().await;
-    let (client, connection) = tokio_postgres::connect(&db.url, NoTls)
+    let (client, connection) = tokio_postgres::connect(db.url(), NoTls)
         .await
         .expect("connect");
     tokio::spawn(connection);
@@ -279,7 +183,7 @@ async fn a_newer_schema_is_refused() {
         .batch_execute("UPDATE nexus_schema SET version = 99")
         .await
         .expect("bump the version");
-    let err = PgStore::open(&db.url).await.expect_err("newer schema");
+    let err = PgStore::open(db.url()).await.expect_err("newer schema");
     assert!(
         matches!(
             err,
@@ -291,7 +195,7 @@ async fn a_newer_schema_is_refused() {
         ),
         "{err:?}"
     );
-    assert!(err.to_string().contains(&db.name), "{err}");
+    assert!(err.to_string().contains(db.name()), "{err}");
     drop(client);
 }
 
@@ -340,7 +244,7 @@ async fn lost_connections_are_transient_and_the_store_recovers() {
         .await
         .execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-            &[&db.name],
+            &[&db.name()],
         )
         .await
         .expect("terminate");

@@ -18,6 +18,9 @@
 //!
 //! Every check uses explicit times, so none sleeps.
 
+#[cfg(feature = "postgres")]
+pub mod pg;
+
 use std::time::Duration;
 
 use nexus_event::{EventId, NewEvent, Pattern, Timestamp, TypeFilter, WellKnown};

@@ -8,36 +8,11 @@
 //! it afterwards. These tests never skip: without a server they fail, naming the URL they tried
 //! (`.ci/run` provides one).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio_postgres::NoTls;
+use nexus_store::conformance::pg::{TestDatabase, connect};
 
 use super::{admin_get, command, get, publish, receiver, start, terminate};
-
-const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-
-fn admin_url() -> String {
-    std::env::var("NEXUS_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
-}
-
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[scheme_end..]
-        .find('/')
-        .map_or(base.len(), |i| scheme_end + i);
-    let mut out = format!("{}/{name}", &base[..authority_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -47,59 +22,18 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
         .block_on(f)
 }
 
-/// A client on `url`, failing the test with the URL when nothing answers.
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let connect = tokio_postgres::connect(url, NoTls);
-    let (client, connection) = match tokio::time::timeout(Duration::from_secs(10), connect).await {
-        Ok(Ok(c)) => c,
-        Ok(Err(e)) => panic!(
-            "no PostgreSQL answers at {url} (set NEXUS_TEST_DATABASE_URL; .ci/run starts one): {e}"
-        ),
-        Err(_) => {
-            panic!("no PostgreSQL answers at {url} within 10 s (set NEXUS_TEST_DATABASE_URL)")
-        }
-    };
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client
-}
-
 /// A database of one test's own, dropped when this is.
-struct TestDb {
-    name: String,
-    url: String,
-}
+struct TestDb(TestDatabase);
 
 impl TestDb {
     fn create() -> TestDb {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let name = format!(
-            "t_srv_{}_{nanos:x}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        let admin = admin_url();
-        block_on(async {
-            connect(&admin)
-                .await
-                .batch_execute(&format!("CREATE DATABASE {name}"))
-                .await
-                .unwrap_or_else(|e| panic!("CREATE DATABASE {name} on {admin}: {e}"));
-        });
-        TestDb {
-            url: with_database(&admin, &name),
-            name,
-        }
+        TestDb(block_on(TestDatabase::create("t_srv")))
     }
 
     /// Runs one statement on this database and answers the first column of the first row.
     fn query_i64(&self, sql: &str) -> i64 {
         block_on(async {
-            let row = connect(&self.url)
+            let row = connect(self.0.url())
                 .await
                 .query_one(sql, &[])
                 .await
@@ -111,23 +45,11 @@ impl TestDb {
 
     fn execute(&self, sql: &str) {
         block_on(async {
-            connect(&self.url)
+            connect(self.0.url())
                 .await
                 .batch_execute(sql)
                 .await
                 .unwrap_or_else(|e| panic!("{sql}: {e}"));
-        });
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        block_on(async move {
-            let _ = connect(&admin_url())
-                .await
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
         });
     }
 }
@@ -155,7 +77,7 @@ fn listed(base: &str) -> Vec<(String, u64)> {
 #[test]
 fn serves_from_postgres_and_keeps_events_and_sequences_across_a_restart() {
     let db = TestDb::create();
-    let mut s = start(&[("DATABASE_URL", &db.url)], &[]);
+    let mut s = start(&[("DATABASE_URL", db.0.url())], &[]);
     let (status, health) = get(&format!("{}/health/detailed", s.base));
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["store"], serde_json::json!({"kind": "postgres"}));
@@ -191,7 +113,7 @@ fn serves_from_postgres_and_keeps_events_and_sequences_across_a_restart() {
     // Again on the same database, this time named by the config file's `[store] url`.
     let config = format!(
         "[store]\nurl = \"{}\"\n\n[[nodes]]\nname = \"flowpay\"\npublish = [\"PAYMENT_*\"]\n",
-        db.url
+        db.0.url()
     );
     let mut s = start(
         &[("NEXUS_CONFIG", "nexus.toml")],
@@ -228,7 +150,7 @@ fn migrate(dir: &std::path::Path, env: &[(&str, &str)]) -> (Option<i32>, String,
 fn migrate_applies_the_schema_once_and_refuses_a_newer_one() {
     let db = TestDb::create();
     let dir = tempfile::tempdir().expect("temp dir");
-    let env = [("DATABASE_URL", db.url.as_str())];
+    let env = [("DATABASE_URL", db.0.url())];
     let mut lines = Vec::new();
     for run in 0..2 {
         let (code, stdout, stderr) = migrate(dir.path(), &env);
@@ -250,7 +172,7 @@ fn migrate_applies_the_schema_once_and_refuses_a_newer_one() {
         assert_eq!(line["store"], "postgres", "{line}");
         assert_eq!(line["schema_version"], version, "{line}");
         let location = line["location"].as_str().unwrap_or_default();
-        assert!(location.ends_with(&format!("/{}", db.name)), "{line}");
+        assert!(location.ends_with(&format!("/{}", db.0.name())), "{line}");
     }
     assert_eq!(
         lines[0]["message"], lines[1]["message"],
@@ -339,7 +261,7 @@ fn delivers_a_webhook_on_postgres() {
         "[[nodes]]\nname = \"flowpay\"\npublish = [\"PAYMENT_*\"]\n\n[[subscriptions]]\nurl = \"{url}\"\nevents = [\"PAYMENT_*\"]\n"
     );
     let mut s = start(
-        &[("DATABASE_URL", &db.url), ("NEXUS_CONFIG", "nexus.toml")],
+        &[("DATABASE_URL", db.0.url()), ("NEXUS_CONFIG", "nexus.toml")],
         &[("nexus.toml", &config)],
     );
     let (status, body) = publish(&s.base, "flowpay", &event("pay-pg"));
