@@ -15,6 +15,10 @@ mod ops;
 #[path = "server/pg.rs"]
 mod pg;
 
+// Several instances of it on one PostgreSQL database.
+#[path = "server/cluster.rs"]
+mod cluster;
+
 const BIN: &str = env!("CARGO_BIN_EXE_nexus-server");
 const SECRET: &str = "test-secret-of-the-nodes-0123456789";
 const ADMIN: &str = "test-admin-token-0123456789abcdef";
@@ -24,6 +28,16 @@ struct Server {
     base: String,
     stderr: mpsc::Receiver<String>,
     _dir: tempfile::TempDir,
+}
+
+/// A test that fails half-way leaves no server running.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 fn command(dir: &std::path::Path, env: &[(&str, &str)]) -> Command {
@@ -234,6 +248,16 @@ fn now() -> u64 {
 }
 
 fn publish(base: &str, node: &str, body: &str) -> (u16, serde_json::Value) {
+    let (status, _, body) = try_publish(base, node, body).expect("request");
+    (status, body)
+}
+
+/// A signed publish: its status, `Retry-After` and body, or why no answer came.
+fn try_publish(
+    base: &str,
+    node: &str,
+    body: &str,
+) -> Result<(u16, Option<String>, serde_json::Value), String> {
     let ts = now().to_string();
     let sig = hex(&sign(SECRET.as_bytes(), format!("{ts}.{body}").as_bytes()));
     let mut r = agent()
@@ -243,12 +267,18 @@ fn publish(base: &str, node: &str, body: &str) -> (u16, serde_json::Value) {
         .header("x-nexus-timestamp", &ts)
         .header("x-nexus-signature", &format!("sha256={sig}"))
         .send(body)
-        .expect("request");
+        .map_err(|e| e.to_string())?;
     let status = r.status().as_u16();
-    (
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok((
         status,
+        retry_after,
         r.body_mut().read_json().unwrap_or(serde_json::Value::Null),
-    )
+    ))
 }
 
 fn terminate(child: &mut Child) -> std::process::ExitStatus {

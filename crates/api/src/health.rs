@@ -15,7 +15,8 @@ pub enum HealthStatus {
     Starting,
     /// Shutting down (`/health/ready` 503, `/health/detailed`).
     Draining,
-    /// Serving, but the store cannot be read (`/health/detailed`).
+    /// Serving, but the store cannot be read (`/health/detailed`; `/health/ready` answers it with
+    /// 503).
     Degraded,
     /// A status this version does not know (a newer server's): read, never written by the
     /// server.

@@ -29,22 +29,37 @@ pub(crate) async fn live() -> Json<Health> {
     })
 }
 
-/// `GET /health/ready`: 503 until the store is open and the workers run, and while draining.
+/// How long `/health/ready` waits for the store to answer before calling it unreachable.
+const READY_PROBE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `GET /health/ready`: 503 until the store is open and the workers run, while draining, and
+/// while the store cannot be reached (a PostgreSQL that is away, API.md section 13): each call
+/// reads the store's head, so a load balancer takes the instance out until it answers again.
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     let lc = &state.lifecycle;
-    if lc.is_ready() {
-        Json(Health {
-            status: HealthStatus::Ready,
-        })
-        .into_response()
+    let status = if lc.is_draining() {
+        HealthStatus::Draining
+    } else if !lc.is_ready() {
+        HealthStatus::Starting
     } else {
-        let status = if lc.is_draining() {
-            HealthStatus::Draining
-        } else {
-            HealthStatus::Starting
-        };
-        (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status })).into_response()
-    }
+        match tokio::time::timeout(READY_PROBE, state.store.head()).await {
+            Ok(Ok(_)) => {
+                return Json(Health {
+                    status: HealthStatus::Ready,
+                })
+                .into_response();
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "not ready: the store does not answer");
+                HealthStatus::Degraded
+            }
+            Err(_) => {
+                tracing::debug!("not ready: the store did not answer within 2 s");
+                HealthStatus::Degraded
+            }
+        }
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(Health { status })).into_response()
 }
 
 /// Resident set size of this process, from `/proc/self/statm`.

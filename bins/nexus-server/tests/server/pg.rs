@@ -23,11 +23,21 @@ fn block_on<F: std::future::Future>(f: F) -> F::Output {
 }
 
 /// A database of one test's own, dropped when this is.
-struct TestDb(TestDatabase);
+pub(super) struct TestDb(TestDatabase);
 
 impl TestDb {
-    fn create() -> TestDb {
+    pub(super) fn create() -> TestDb {
         TestDb(block_on(TestDatabase::create("t_srv")))
+    }
+
+    /// Its URL.
+    pub(super) fn url(&self) -> &str {
+        self.0.url()
+    }
+
+    /// Its name.
+    pub(super) fn name(&self) -> &str {
+        self.0.name()
     }
 
     /// Runs one statement on this database and answers the first column of the first row.
