@@ -191,6 +191,7 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
         .chain(nexus_outbound::metric_names::ALL)
         .chain(nexus_resilience::metric_names::ALL)
         .chain(nexus_reactors::metric_names::ALL)
+        .chain(nexus_store::metric_names::ALL)
         .chain(nexus_transport::metric_names::PROCESS);
     for (name, kind, description) in described {
         match kind {
@@ -280,8 +281,10 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
         buffer: settings.ws_buffer,
         ..WsConfig::default()
     };
+    let store_gauges = backend.gauges();
     let app = App::new(dyn_store, bus, breakers, config)
         .metrics(Arc::new(move || {
+            store_gauges();
             // Read at scrape time, like the other gauges that are read rather than counted.
             if let Some(rss) = nexus_transport::rss_bytes() {
                 metrics::gauge!(nexus_transport::metric_names::PROCESS_RESIDENT_MEMORY_BYTES)

@@ -181,6 +181,29 @@ impl Backend {
         }
     }
 
+    /// What sets the gauges read rather than counted from the store, called at scrape time: the
+    /// PostgreSQL pool's connections (busy, idle), its maximum and the tasks waiting for one. The
+    /// embedded store has no pool and sets none.
+    pub(crate) fn gauges(&self) -> Arc<dyn Fn() + Send + Sync> {
+        match self {
+            Backend::Sqlite(_) => Arc::new(|| {}),
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(s) => {
+                let store = Arc::clone(s);
+                Arc::new(move || {
+                    use nexus_store::metric_names as m;
+                    let pool = store.pool_status();
+                    metrics::gauge!(m::STORE_POOL_CONNECTIONS, "state" => "busy")
+                        .set(pool.busy() as f64);
+                    metrics::gauge!(m::STORE_POOL_CONNECTIONS, "state" => "idle")
+                        .set(pool.idle as f64);
+                    metrics::gauge!(m::STORE_POOL_MAX_CONNECTIONS).set(pool.max as f64);
+                    metrics::gauge!(m::STORE_POOL_WAITING).set(pool.waiting as f64);
+                })
+            }
+        }
+    }
+
     /// Shuts the store down once the server is done with it: the writer finishes its last
     /// commit, then the file lock is released or the pool's connections closed. A handle still
     /// held elsewhere (a task that outlived the drain) stops the store when it goes.

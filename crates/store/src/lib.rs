@@ -27,6 +27,7 @@ mod backend;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
+pub mod metric_names;
 mod model;
 #[cfg(feature = "postgres")]
 mod postgres;
@@ -41,7 +42,9 @@ pub use model::{
     SubscriptionPatch, check_limit, target_origin,
 };
 #[cfg(feature = "postgres")]
-pub use postgres::{DEFAULT_INSTANCE, DEFAULT_POOL_SIZE, PG_SCHEMA_VERSION, PgBuilder, PgStore};
+pub use postgres::{
+    DEFAULT_INSTANCE, DEFAULT_POOL_SIZE, PG_SCHEMA_VERSION, PgBuilder, PgStore, PoolStatus,
+};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{
     DB_FILE, DEFAULT_WRITER_QUEUE, Durability, LOCK_FILE, SQLITE_SCHEMA_VERSION, SqliteBuilder,

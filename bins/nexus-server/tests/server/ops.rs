@@ -79,6 +79,7 @@ fn declared() -> BTreeMap<&'static str, Kind> {
         .chain(nexus_outbound::metric_names::ALL)
         .chain(nexus_resilience::metric_names::ALL)
         .chain(nexus_reactors::metric_names::ALL)
+        .chain(nexus_store::metric_names::ALL)
         .chain(nexus_transport::metric_names::PROCESS)
         .map(|(name, kind, _)| (*name, *kind))
         .collect()
@@ -109,6 +110,7 @@ fn the_crates_declare_every_metric_of_section_8_once() {
         nexus_outbound::metric_names::ALL,
         nexus_resilience::metric_names::ALL,
         nexus_reactors::metric_names::ALL,
+        nexus_store::metric_names::ALL,
         nexus_transport::metric_names::PROCESS,
     ];
     let all: Vec<_> = lists.iter().flat_map(|l| l.iter()).collect();
@@ -125,14 +127,19 @@ fn the_crates_declare_every_metric_of_section_8_once() {
     for (name, kind) in SECTION_8 {
         assert_eq!(declared.get(name), Some(kind), "{name}");
     }
-    let extra: Vec<_> = declared
+    let extra: BTreeSet<&str> = declared
         .keys()
-        .filter(|n| !SECTION_8.iter().any(|(s, _)| s == *n))
+        .copied()
+        .filter(|n| !SECTION_8.iter().any(|(s, _)| s == n))
+        .collect();
+    let beyond: BTreeSet<&str> = nexus_store::metric_names::ALL
+        .iter()
+        .chain(nexus_transport::metric_names::PROCESS)
+        .map(|(name, _, _)| *name)
         .collect();
     assert_eq!(
-        extra,
-        [&"process_resident_memory_bytes"],
-        "only the process metric is beyond section 8"
+        extra, beyond,
+        "only the process metric and the store's (section 13) are beyond section 8"
     );
 }
 
@@ -237,8 +244,11 @@ fn alerts_and_dashboard_use_only_metrics_the_server_exports() {
          [retry]\nschedule_ms = [50]\njitter = 0.0\n\n\
          [breaker]\nfailure_threshold = 2\nreset_timeout_ms = 100\n"
     );
+    // On PostgreSQL, so the store's own metrics (pool, errors, instances) are exported too.
+    let db = super::pg::TestDb::create();
     let mut s = start(
         &[
+            ("DATABASE_URL", db.url()),
             ("NEXUS_CONFIG", "nexus.toml"),
             (
                 "HOOK_SECRET",

@@ -42,8 +42,10 @@ fn is_unreachable(e: &tokio_postgres::Error) -> bool {
 /// Maps a driver error during `op`: a server that is away is [`StoreError::Unavailable`]
 /// (`503` with `Retry-After` at ingress), anything else [`StoreError::Database`]; both are
 /// transient.
+/// Every failure is counted in `nexus_store_errors_total`.
 pub(crate) fn db_err(op: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
     move |e| {
+        metrics::counter!(crate::metric_names::STORE_ERRORS_TOTAL).increment(1);
         if is_unreachable(&e) {
             StoreError::Unavailable {
                 reason: format!("PostgreSQL is unreachable during {op}: {e}"),
@@ -61,9 +63,12 @@ pub(crate) fn db_err(op: &'static str) -> impl Fn(tokio_postgres::Error) -> Stor
 pub(crate) fn pool_err(op: &'static str) -> impl Fn(deadpool_postgres::PoolError) -> StoreError {
     move |e| match e {
         deadpool_postgres::PoolError::Backend(e) => db_err(op)(e),
-        other => StoreError::Unavailable {
-            reason: format!("no PostgreSQL connection for {op}: {other}"),
-        },
+        other => {
+            metrics::counter!(crate::metric_names::STORE_ERRORS_TOTAL).increment(1);
+            StoreError::Unavailable {
+                reason: format!("no PostgreSQL connection for {op}: {other}"),
+            }
+        }
     }
 }
 

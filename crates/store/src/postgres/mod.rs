@@ -97,6 +97,17 @@ impl PgStore {
         Ok(u64::try_from(bytes).unwrap_or(0))
     }
 
+    /// The connection pool as it is now, for the pool gauges (`nexus_store_pool_*`).
+    pub fn pool_status(&self) -> PoolStatus {
+        let status = self.inner.pool.status();
+        PoolStatus {
+            max: status.max_size,
+            open: status.size,
+            idle: status.available,
+            waiting: status.waiting,
+        }
+    }
+
     /// Closes this handle and, if it is the last one, shuts the store down: the writer finishes
     /// what it was given and stops, then the pool's connections are closed. With other handles
     /// still alive it only drops this one.
@@ -171,6 +182,26 @@ impl PgStore {
     /// A pooled connection for a read.
     async fn conn(&self, op: &'static str) -> Result<Object> {
         self.inner.pool.get().await.map_err(pool_err(op))
+    }
+}
+
+/// Connections of a [`PgStore`]'s pool at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// The most connections the pool opens.
+    pub max: usize,
+    /// Connections open now (busy and idle).
+    pub open: usize,
+    /// Open connections not lent out.
+    pub idle: usize,
+    /// Tasks waiting for a connection.
+    pub waiting: usize,
+}
+
+impl PoolStatus {
+    /// Connections lent out now.
+    pub fn busy(&self) -> usize {
+        self.open.saturating_sub(self.idle)
     }
 }
 

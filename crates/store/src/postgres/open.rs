@@ -195,6 +195,8 @@ impl PgStore {
             changes: changes_tx,
         };
         let writer = tokio::spawn(writer.run(rx));
+        // The error counter exists from the start, so a rate over it is 0 rather than absent.
+        metrics::counter!(crate::metric_names::STORE_ERRORS_TOTAL).increment(0);
         tracing::info!(database = %database, instance = %instance, "postgres store open");
         Ok(PgStore {
             inner: Arc::new(Inner {
