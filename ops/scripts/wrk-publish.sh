@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Acknowledged single publishes measured from outside with wrk, beside a bare `return 204` nginx
+# in the same run (API.md section 2; issue 14's numbers).
+#
+# usage: ops/scripts/wrk-publish.sh [nginx] [sqlite] [pg1] [pg2] ...   (default: all four)
+#   nginx   nginx answering 204 to the same request: what the machine does with HTTP alone
+#   sqlite  one nexus-server on SQLite (synchronous=FULL)
+#   pg1     one nexus-server on PostgreSQL
+#   pg2     two nexus-server processes on one PostgreSQL database, each taking half the connections
+#
+# Each case posts one pre-signed single event without an id (so every request is a new, committed
+# event) over CONNECTIONS connections (default 64) for DURATION seconds (default 10), then reports
+# requests/s, latency percentiles, the server processes' CPU per acknowledged event (from
+# /proc/<pid>/stat) and, for the stores, whether the log is gap-free (events stored = highest
+# sequence).
+# Needs wrk, nginx, curl, openssl, python3; the PostgreSQL cases psql and a server at
+# PGURL (default postgres://postgres@127.0.0.1:5432/postgres; a database is created and dropped).
+# BIN defaults to target/release/nexus-server (build it with `cargo build --release -p nexus-server`).
+set -euo pipefail
+BIN=${BIN:-target/release/nexus-server}
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432/postgres}
+CASES=("$@")
+[ ${#CASES[@]} -eq 0 ] && CASES=(nginx sqlite pg1 pg2)
+for tool in wrk curl openssl python3; do
+    command -v "$tool" >/dev/null || { echo "wrk-publish: $tool is missing" >&2; exit 1; }
+done
+[ -x "$BIN" ] || { echo "wrk-publish: no server binary at $BIN" >&2; exit 1; }
+
+WORK=$(mktemp -d)
+DB="wrk_$$"
+cleanup() {
+    kill $(jobs -p) 2>/dev/null || true
+    wait 2>/dev/null || true
+    psql "$PGURL" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null 2>&1 || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+export NEXUS_SECRET=wrk-publish-secret-wrk-publish-0001 NEXUS_ADMIN_TOKEN=wrk-publish-admin-wrk-publish-01
+export PGOPTIONS="-c client_min_messages=warning"
+export LOG_LEVEL=warn NEXUS_ENV=development RATE_LIMIT_MAX_REQUESTS=100000000
+
+BODY='{"type":"PAYMENT_RECEIVED","payload":{"order":"o-1","amount":25,"currency":"EUR"}}'
+TS=$(date +%s)
+SIG=$(printf '%s.%s' "$TS" "$BODY" | openssl dgst -sha256 -hmac "$NEXUS_SECRET" -r | cut -d' ' -f1)
+cat >"$WORK/post.lua" <<EOF
+wrk.method = "POST"
+wrk.body = '$BODY'
+wrk.headers["content-type"] = "application/json"
+wrk.headers["x-nexus-node"] = "flowpay"
+wrk.headers["x-nexus-timestamp"] = "$TS"
+wrk.headers["x-nexus-signature"] = "sha256=$SIG"
+EOF
+
+# CPU seconds (user + system) of the given pids, from /proc/<pid>/stat.
+cpu() {
+    python3 - "$@" <<'PY'
+import os, sys
+tick = os.sysconf("SC_CLK_TCK")
+total = 0
+for pid in sys.argv[1:]:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    total += int(fields[11]) + int(fields[12])
+print(total / tick)
+PY
+}
+
+wait_up() {
+    for _ in $(seq 1 200); do curl -sf "$1/health/ready" >/dev/null && return 0; sleep 0.05; done
+    echo "wrk-publish: no server at $1" >&2
+    exit 1
+}
+
+# Runs wrk against every URL given at once (the connections split between them) and prints
+# "requests/s p50 p99" summed and worst-of.
+load() {
+    local n=$# per=$((CONNECTIONS / $#)) i=0 url
+    for url in "$@"; do
+        wrk -t$((2 / n > 0 ? 2 / n : 1)) -c"$per" -d"${DURATION}s" --latency -s "$WORK/post.lua" "$url/events" \
+            >"$WORK/wrk.$i" 2>&1 &
+        i=$((i + 1))
+    done
+    wait $(jobs -p | tail -n "$n") 2>/dev/null || true
+    python3 - "$WORK" "$n" <<'PY'
+import re, sys
+work, n = sys.argv[1], int(sys.argv[2])
+rps, p50, p99, errors = 0.0, 0.0, 0.0, 0
+def ms(v):
+    num, unit = re.match(r"([\d.]+)(\w+)", v).groups()
+    return float(num) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+for i in range(n):
+    text = open(f"{work}/wrk.{i}").read()
+    rps += float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    p50 = max(p50, ms(re.search(r"50%\s+(\S+)", text).group(1)))
+    p99 = max(p99, ms(re.search(r"99%\s+(\S+)", text).group(1)))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    errors += int(m.group(1)) if m else 0
+print(f"{rps:.0f} {p50:.2f} {p99:.2f} {errors}")
+PY
+}
+
+report() { # case, "rps p50 p99 errors", cpu seconds, stored, highest
+    read -r rps p50 p99 errors <<<"$2"
+    local per_event="" gap=""
+    if [ -n "${4:-}" ]; then
+        per_event=$(python3 -c "print(f'{$3 / max($4, 1) * 1e6:.0f} µs server CPU/event')")
+        if [ "$4" = "$5" ]; then gap="gap-free ($4 stored = highest sequence)"; else gap="GAP: $4 stored, highest $5"; fi
+    fi
+    printf '%-7s %8s req/s  p50 %6s ms  p99 %6s ms  non-2xx %s  %s  %s\n' "$1" "$rps" "$p50" "$p99" "$errors" "$per_event" "$gap"
+}
+
+SERVERS=()
+start_server() { # log name, extra env...; sets SERVER_PID and SERVER_URL
+    local log=$1
+    shift
+    env PORT=0 "$@" "$BIN" >"$WORK/$log.out" 2>"$WORK/$log.err" &
+    SERVER_PID=$!
+    SERVERS+=("$SERVER_PID")
+    for _ in $(seq 1 200); do
+        SERVER_URL=$(grep -o 'http://[0-9.:]*' "$WORK/$log.out" | head -n 1 || true)
+        [ -n "$SERVER_URL" ] && return 0
+        sleep 0.05
+    done
+    echo "wrk-publish: $log did not start: $(cat "$WORK/$log.err")" >&2
+    exit 1
+}
+
+pg_db_url() { python3 -c "import sys; u=sys.argv[1]; b,q=(u.split('?',1)+[''])[:2]; s=b.index('://')+3; a=b.find('/',s); a=len(b) if a<0 else a; print(b[:a]+'/'+sys.argv[2]+('?'+q if q else ''))" "$PGURL" "$DB"; }
+
+echo "wrk -c$CONNECTIONS -d${DURATION}s, one pre-signed event without an id per request; $(nproc) CPUs, $(uname -r)"
+for c in "${CASES[@]}"; do
+    case $c in
+    nginx)
+        command -v nginx >/dev/null || { echo "wrk-publish: nginx is missing" >&2; exit 1; }
+        cat >"$WORK/nginx.conf" <<EOF
+worker_processes auto;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx.err;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $WORK;
+    server { listen 127.0.0.1:39180; location / { return 204; } }
+}
+EOF
+        nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
+        sleep 0.5
+        report nginx "$(load http://127.0.0.1:39180)"
+        kill %nginx 2>/dev/null || kill "$(cat "$WORK/nginx.pid")"
+        ;;
+    sqlite)
+        start_server sqlite DATA_DIR="$WORK/sqlite"
+        pid=$SERVER_PID url=$SERVER_URL
+        wait_up "$url"
+        before=$(cpu "$pid")
+        result=$(load "$url")
+        after=$(cpu "$pid")
+        kill "$pid"
+        wait "$pid" 2>/dev/null || true
+        counts=$(python3 -c "import sqlite3; c=sqlite3.connect('$WORK/sqlite/nexus.db'); print(*c.execute('select count(*), coalesce(max(sequence),0) from events').fetchone())")
+        report sqlite "$result" "$(python3 -c "print($after - $before)")" $counts
+        ;;
+    pg1 | pg2)
+        command -v psql >/dev/null || { echo "wrk-publish: psql is missing" >&2; exit 1; }
+        psql "$PGURL" -qc "DROP DATABASE IF EXISTS $DB" -c "CREATE DATABASE $DB" >/dev/null
+        dburl=$(pg_db_url)
+        n=${c#pg}
+        pids=() urls=()
+        for i in $(seq 1 "$n"); do
+            start_server "pg$i" DATABASE_URL="$dburl"
+            wait_up "$SERVER_URL"
+            pids+=("$SERVER_PID") urls+=("$SERVER_URL")
+        done
+        before=$(cpu "${pids[@]}")
+        result=$(load "${urls[@]}")
+        after=$(cpu "${pids[@]}")
+        kill "${pids[@]}"
+        wait "${pids[@]}" 2>/dev/null || true
+        counts=$(psql "$dburl" -Atc "select count(*), coalesce(max(sequence),0) from events" | tr '|' ' ')
+        report "$c" "$result" "$(python3 -c "print($after - $before)")" $counts
+        psql "$PGURL" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null
+        ;;
+    *)
+        echo "wrk-publish: unknown case $c (nginx, sqlite, pg1, pg2)" >&2
+        exit 2
+        ;;
+    esac
+done
