@@ -27,6 +27,9 @@ use nexus_store::{DeliveryQueue, Durability, EventLog, PgStore, SqliteStore, Sub
 use serde_json::json;
 use tokio::task::JoinSet;
 
+#[path = "support/pg_raw.rs"]
+mod pg_raw;
+
 struct Settings {
     run_for: Duration,
     prefill: usize,
@@ -233,45 +236,13 @@ async fn pg_drop_database(name: &str) {
         .await;
 }
 
-/// The baseline: single-row insert transactions (autocommit, each one commit) per second over
-/// one connection, with a prepared statement; and the server's commit settings.
+/// The baseline (`support/pg_raw.rs`) in a database of its own, and the server's settings.
 async fn pg_baseline(run_for: Duration) -> (f64, String) {
     let name = "nexus_bench_raw";
     let url = pg_database(name).await;
     let client = pg_connect(&url).await;
-    client
-        .batch_execute("CREATE TABLE raw (id bigint PRIMARY KEY, payload text NOT NULL)")
-        .await
-        .expect("baseline table");
-    let settings = client
-        .query_one(
-            "SELECT current_setting('server_version'), current_setting('fsync'), \
-             current_setting('synchronous_commit')",
-            &[],
-        )
-        .await
-        .expect("settings");
-    let settings = format!(
-        "PostgreSQL {}, fsync={}, synchronous_commit={}",
-        settings.get::<_, String>(0),
-        settings.get::<_, String>(1),
-        settings.get::<_, String>(2)
-    );
-    let insert = client
-        .prepare("INSERT INTO raw (id, payload) VALUES ($1, $2)")
-        .await
-        .expect("prepare");
-    let payload = r#"{"order":"order-1","amount":25,"currency":"EUR"}"#;
-    let start = Instant::now();
-    let mut n: i64 = 0;
-    while start.elapsed() < run_for {
-        n += 1;
-        client
-            .execute(&insert, &[&n, &payload])
-            .await
-            .expect("insert");
-    }
-    let rate = n as f64 / start.elapsed().as_secs_f64();
+    let settings = pg_raw::settings(&client).await;
+    let rate = pg_raw::insert_rate(&client, "raw", run_for).await;
     drop(client);
     pg_drop_database(name).await;
     (rate, settings)

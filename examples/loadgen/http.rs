@@ -46,3 +46,29 @@ pub(crate) async fn post(
     let _ = response.into_body().collect().await;
     status
 }
+
+/// Posts JSON `body` to an admin route with the admin token; the status and the answer's body.
+pub(crate) async fn admin_post(
+    sender: &mut Sender,
+    host: &str,
+    path: &str,
+    admin: &str,
+    body: String,
+) -> (u16, String) {
+    let request = hyper::Request::post(path)
+        .header("host", host)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {admin}"))
+        .body(Full::new(Bytes::from(body)))
+        .expect("request");
+    sender.ready().await.expect("connection ready");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .unwrap_or_default();
+    (status, body)
+}

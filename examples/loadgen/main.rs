@@ -10,8 +10,10 @@
 //! ```
 //!
 //! **The measurement suite** (no `--url`, or `--url ... --suite`): durable publishes over
-//! keep-alive connections, batches, publish-to-WebSocket latency at a steady rate, WebSocket
-//! fan-out, and the server's memory.
+//! keep-alive connections, batches, publish-to-WebSocket latency at a steady rate, end-to-end
+//! deliveries to a local receiver, WebSocket fan-out, and the server's memory. With
+//! `--database-url` the server it starts runs on PostgreSQL, and a baseline of raw single-row
+//! insert transactions over one connection to the same server is printed first.
 //!
 //! ```sh
 //! cargo build --release -p nexus-server
@@ -25,6 +27,9 @@
 
 mod http;
 mod options;
+#[path = "../../benches/support/pg_raw.rs"]
+mod pg_raw;
+mod receiver;
 mod server;
 mod steady;
 mod suite;

@@ -41,6 +41,11 @@ pub(crate) struct Args {
     /// WebSocket subscribers of the fan-out (suite only, default 1000).
     #[arg(long, value_name = "N", value_parser = positive::<usize>)]
     subscribers: Option<usize>,
+    /// PostgreSQL for the server the suite starts (its DATABASE_URL; an empty database), instead
+    /// of SQLite in a fresh data directory; a baseline of raw insert transactions over one
+    /// connection to it is measured first (suite without --url only).
+    #[arg(long, value_name = "URL")]
+    database_url: Option<String>,
     /// The server binary the suite starts (suite only, default target/release/nexus-server).
     #[arg(long, value_name = "PATH")]
     server_bin: Option<String>,
@@ -68,6 +73,8 @@ pub(crate) struct Options {
     pub(crate) connections: usize,
     pub(crate) subscribers: usize,
     pub(crate) server_bin: String,
+    /// `--database-url`: the suite's own server on PostgreSQL.
+    pub(crate) database_url: Option<String>,
     pub(crate) node: String,
     pub(crate) event_type: String,
 }
@@ -124,6 +131,7 @@ impl Args {
                     ("--admin-token", self.admin_token.is_some()),
                     ("--subscribers", self.subscribers.is_some()),
                     ("--server-bin", self.server_bin.is_some()),
+                    ("--database-url", self.database_url.is_some()),
                 ],
                 "to the suite (--suite or no --url)",
             )?;
@@ -152,6 +160,20 @@ impl Args {
                 ],
                 "to a steady load (--url without --suite)",
             )?;
+            if self.url.is_some() && self.database_url.is_some() {
+                return Err((
+                    ErrorKind::ArgumentConflict,
+                    "--database-url is for the server the suite starts; a server at --url has its own store".into(),
+                ));
+            }
+            if let Some(url) = &self.database_url
+                && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+            {
+                return Err((
+                    ErrorKind::ValueValidation,
+                    format!("--database-url {url:?}: expected postgres://USER@HOST:PORT/DATABASE"),
+                ));
+            }
             if self.suite && self.url.is_none() {
                 return Err((
                     ErrorKind::MissingRequiredArgument,
@@ -178,6 +200,7 @@ impl Args {
             server_bin: self
                 .server_bin
                 .unwrap_or_else(|| "target/release/nexus-server".into()),
+            database_url: self.database_url,
             node: self.node.unwrap_or_else(|| "loadgen".into()),
             event_type: self.event_type.unwrap_or_else(|| "LOADGEN_TEST".into()),
         })

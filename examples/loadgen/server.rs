@@ -25,7 +25,11 @@ pub(crate) struct Spawned {
 pub(crate) fn spawn_server(o: &Options) -> Result<Spawned, String> {
     use std::io::BufRead;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let mut child = Command::new(&o.server_bin)
+    let mut command = Command::new(&o.server_bin);
+    if let Some(url) = &o.database_url {
+        command.env("DATABASE_URL", url);
+    }
+    let mut child = command
         .env("PORT", "0")
         .env("DATA_DIR", dir.path().join("data"))
         .env("NEXUS_SECRET", &o.secret)

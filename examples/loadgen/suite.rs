@@ -11,10 +11,103 @@ use nexus_transport::auth::Secret;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::http::{connection, post};
+use crate::http::{admin_post, connection, post};
 use crate::options::{Options, host_of};
 use crate::percentile;
+use crate::receiver;
 use crate::server::{rss_kib, spawn_server};
+
+/// The raw insert baseline (`benches/support/pg_raw.rs`) on the server's database, in a table of
+/// its own; the rate and the server's commit settings.
+async fn pg_baseline(url: &str, run_for: Duration) -> Result<(f64, String), String> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .map_err(|e| format!("cannot connect to --database-url: {e}"))?;
+    tokio::spawn(connection);
+    let settings = crate::pg_raw::settings(&client).await;
+    let rate = crate::pg_raw::insert_rate(&client, "loadgen_raw_baseline", run_for).await;
+    Ok((rate, settings))
+}
+
+/// End to end: a subscription to a local receiver, batches of 500 events of its type published
+/// over 2 connections for `duration`, then every delivery awaited (at most 120 s). Answers how
+/// many were delivered, deliveries/s from the first publish to the last delivery, and
+/// deliveries/s of the drain after publishing stopped.
+async fn deliveries(
+    host: &str,
+    secret: &Secret,
+    admin: &str,
+    duration: Duration,
+) -> Result<(u64, f64, f64), String> {
+    let (url, received) = receiver::start()
+        .await
+        .map_err(|e| format!("cannot start the receiver: {e}"))?;
+    let mut sender = connection(host).await;
+    let (status, body) = admin_post(
+        &mut sender,
+        host,
+        "/api/subscriptions",
+        admin,
+        format!(r#"{{"url":"{url}","events":["LOADGEN_DELIVERY"]}}"#),
+    )
+    .await;
+    if status != 201 {
+        return Err(format!(
+            "creating the subscription answered {status}: {body}"
+        ));
+    }
+    let start = Instant::now();
+    let published = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for c in 0..2 {
+        let (host, secret, published) = (host.to_owned(), secret.clone(), Arc::clone(&published));
+        tasks.push(tokio::spawn(async move {
+            let mut sender = connection(&host).await;
+            let mut n = 0u64;
+            while start.elapsed() < duration {
+                let events: Vec<String> = (0..500)
+                    .map(|i| {
+                        n += 1;
+                        format!(
+                            r#"{{"type":"LOADGEN_DELIVERY","payload":{{"c":{c},"n":{n},"i":{i}}}}}"#
+                        )
+                    })
+                    .collect();
+                let body = format!(r#"{{"events":[{}]}}"#, events.join(","));
+                let status = post(
+                    &mut sender,
+                    &host,
+                    "/events/batch",
+                    &secret,
+                    body.into_bytes(),
+                )
+                .await;
+                assert_eq!(status, 202, "publish refused");
+                published.fetch_add(500, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let published = published.load(Ordering::Relaxed);
+    let stopped = Instant::now();
+    let at_stop = received.count();
+    let deadline = stopped + Duration::from_secs(120);
+    while received.count() < published {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "{} of {published} deliveries arrived within 120 s of the last publish",
+                received.count()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let last = received.last();
+    let e2e = published as f64 / last.duration_since(start).as_secs_f64();
+    let drain = (published - at_stop) as f64 / last.duration_since(stopped).as_secs_f64().max(1e-3);
+    Ok((published, e2e, drain))
+}
 
 /// Publishes from `connections` keep-alive connections for `duration`; events/s acknowledged.
 async fn publish_rate(
@@ -285,6 +378,24 @@ pub(crate) async fn run(o: &Options) -> i32 {
         .map(|n| n.get())
         .unwrap_or(0);
     println!("loadgen against {url} ({cpu} CPUs shared by server and load generator)");
+    if let Some(db) = &o.database_url {
+        match pg_baseline(db, o.duration).await {
+            Ok((rate, settings)) => {
+                println!("store: {settings}");
+                results.push((
+                    "baseline: single-row insert transactions, 1 connection".into(),
+                    format!("{rate:.0} tx/s"),
+                    String::new(),
+                ));
+            }
+            Err(e) => {
+                eprintln!("loadgen: the PostgreSQL baseline: {e}");
+                return 2;
+            }
+        }
+    } else if spawned.is_some() {
+        println!("store: SQLite, synchronous=FULL");
+    }
 
     tokio::time::sleep(Duration::from_millis(300)).await;
     let idle = pid.and_then(rss_kib);
@@ -326,6 +437,28 @@ pub(crate) async fn run(o: &Options) -> i32 {
         format!("p50 {:.2} ms, p99 {:.2} ms", l.ack_p50, l.ack_p99),
         String::new(),
     ));
+    println!(
+        "progress: deliveries to a local receiver for {:?}",
+        o.duration
+    );
+    match deliveries(&host, &secret, &o.admin, o.duration).await {
+        Ok((count, e2e, drain)) => {
+            results.push((
+                format!("end-to-end deliveries to a local receiver ({count})"),
+                format!("{e2e:.0} deliveries/s"),
+                ">= 10,000/s".into(),
+            ));
+            results.push((
+                "  of which the drain after publishing stopped".into(),
+                format!("{drain:.0} deliveries/s"),
+                String::new(),
+            ));
+        }
+        Err(e) => {
+            eprintln!("loadgen: deliveries: {e}");
+            return 1;
+        }
+    }
     println!("progress: fan-out to {} subscribers", o.subscribers);
     let (frames, per_conn) = fan_out(&host, &secret, &o.admin, o.subscribers, pid).await;
     results.push((

@@ -88,8 +88,7 @@ impl Ws {
         if let Some(since) = since {
             frame["since"] = since.into();
         }
-        ws.0
-            .send(tungstenite::Message::text(frame.to_string()))
+        ws.0.send(tungstenite::Message::text(frame.to_string()))
             .expect("subscribe");
         let ack = ws.next_frame(Instant::now() + Duration::from_secs(10));
         assert_eq!(ack["ack"], "subscribe", "{ack}");
@@ -122,7 +121,10 @@ impl Ws {
         while out.len() < n {
             let frame = self.next_frame(deadline);
             if let Some(sequence) = frame["sequence"].as_u64() {
-                out.push((sequence, frame["id"].as_str().unwrap_or_default().to_owned()));
+                out.push((
+                    sequence,
+                    frame["id"].as_str().unwrap_or_default().to_owned(),
+                ));
             }
         }
         out
@@ -164,7 +166,11 @@ fn every_instance_serves_one_log_and_one_stream() {
     all.sort();
     assert_gap_free(&all);
     let total = all.len() as u64;
-    assert_eq!(whole_log(&bases[2]), all, "every instance reads the same log");
+    assert_eq!(
+        whole_log(&bases[2]),
+        all,
+        "every instance reads the same log"
+    );
 
     // An id is unique across the instances: a repeat on another instance is a duplicate from
     // the same node and a conflict from another.
@@ -184,7 +190,12 @@ fn every_instance_serves_one_log_and_one_stream() {
     // Resume with `since` on another instance, then a live event published elsewhere.
     let mut resumed = Ws::connect(&bases[2], Some(total - 5));
     let replayed = resumed.events(5, Duration::from_secs(10));
-    assert_eq!(replayed, all[all.len() - 5..].to_vec(), "resumed after {}", total - 5);
+    assert_eq!(
+        replayed,
+        all[all.len() - 5..].to_vec(),
+        "resumed after {}",
+        total - 5
+    );
     let (status, body) = publish(&bases[0], "flowpay", &event("c-live"));
     assert_eq!(status, 202, "{body}");
     assert_eq!(
@@ -387,7 +398,11 @@ fn kill_9_under_load_loses_nothing_and_the_dead_instances_deliveries_resume() {
         p.join().expect("publisher");
     }
     let acked = acked.lock().expect("lock").clone();
-    assert!(acked.len() > 100, "the load ran: {} acknowledged", acked.len());
+    assert!(
+        acked.len() > 100,
+        "the load ran: {} acknowledged",
+        acked.len()
+    );
 
     // Nothing acknowledged is lost, and the log is gap-free.
     let log = whole_log(&nodes[0].base);
@@ -595,8 +610,7 @@ fn postgres_away_answers_503_and_every_instance_recovers_by_itself() {
     let back = Instant::now();
     for (i, n) in nodes.iter().enumerate() {
         let id = format!("after-{i}");
-        let (status, _, body) =
-            publish_until(&n.base, &id, Duration::from_secs(30), |s| s == 202);
+        let (status, _, body) = publish_until(&n.base, &id, Duration::from_secs(30), |s| s == 202);
         assert_eq!(status, 202, "{body}");
         acked.push(id);
         let (status, ready) = get(&format!("{}/health/ready", n.base));
