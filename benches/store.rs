@@ -424,65 +424,75 @@ fn main() {
         );
     };
     for (name, d, producers, batch, subscriptions, target) in cases {
+        if !sqlite {
+            break;
+        }
         let rate = rt.block_on(appends(d, producers, batch, subscriptions, &s));
         report(name, d, "ev/s", rate, target);
     }
     for d in [Durability::Full, Durability::Normal] {
+        if !sqlite {
+            break;
+        }
         let rate = rt.block_on(lease_and_ack(d, &s));
         let target = (d == Durability::Full).then_some(50_000.0);
         report("lease + ack, 2 workers", d, "del/s", rate, target);
     }
 
-    let (raw, settings) = rt.block_on(pg_baseline(s.run_for));
-    println!();
-    println!(
-        "PostgreSQL store: {settings}, server at {}",
-        with_database(&pg_url(), "")
-    );
-    println!(
-        "baseline: {} single-row insert transactions/s over one connection",
-        si(raw)
-    );
-    println!(
-        "{:<34} {:<22} {:>12} {:>16}  goal (issue 14)",
-        "case", "durability", "rate", "per raw insert tx"
-    );
-    // (name, producers, batch size, subscriptions, goal events/s)
-    type PgCase = (&'static str, usize, usize, usize, Option<f64>);
-    let pg_cases: [PgCase; 6] = [
-        ("1 producer, single events", 1, 1, 0, None),
-        ("64 producers, single events", 64, 1, 0, Some(10_000.0)),
-        ("64 producers, single + 1 delivery", 64, 1, 1, None),
-        ("1 producer, batches of 100", 1, 100, 0, None),
-        ("1 producer, batches of 1000", 1, 1000, 0, Some(100_000.0)),
-        ("1 producer, 1000 + 1000 deliveries", 1, 1000, 1, None),
-    ];
-    let mut pg_report = |name: &str, unit: &str, rate: f64, target: Option<f64>| {
-        let verdict = match target {
-            Some(t) if !quick => {
-                if rate >= t {
-                    format!(">= {}: ok", si(t))
-                } else {
-                    missed.push(format!("PostgreSQL {name} ({} < {})", si(rate), si(t)));
-                    format!(">= {}: MISSED", si(t))
-                }
-            }
-            _ => String::new(),
-        };
+    if postgres {
+        let (raw, settings) = rt.block_on(pg_baseline(s.run_for));
+        println!();
         println!(
-            "{:<34} {:<22} {:>12} {:>16}  {verdict}",
-            name,
-            "commit (durable)",
-            format!("{} {unit}", si(rate)),
-            format!("{:.1}", rate / raw),
+            "PostgreSQL store: {settings}, server at {}",
+            with_database(&pg_url(), "")
         );
-    };
-    for (case, (name, producers, batch, subscriptions, goal)) in pg_cases.into_iter().enumerate() {
-        let rate = rt.block_on(pg_appends(case, producers, batch, subscriptions, &s));
-        pg_report(name, "ev/s", rate, goal);
+        println!(
+            "baseline: {} single-row insert transactions/s over one connection",
+            si(raw)
+        );
+        println!(
+            "{:<34} {:<22} {:>12} {:>16}  goal (issue 14)",
+            "case", "durability", "rate", "per raw insert tx"
+        );
+        // (name, producers, batch size, subscriptions, goal events/s)
+        type PgCase = (&'static str, usize, usize, usize, Option<f64>);
+        let pg_cases: [PgCase; 6] = [
+            ("1 producer, single events", 1, 1, 0, None),
+            ("64 producers, single events", 64, 1, 0, Some(10_000.0)),
+            ("64 producers, single + 1 delivery", 64, 1, 1, None),
+            ("1 producer, batches of 100", 1, 100, 0, None),
+            ("1 producer, batches of 1000", 1, 1000, 0, Some(100_000.0)),
+            ("1 producer, 1000 + 1000 deliveries", 1, 1000, 1, None),
+        ];
+        let mut pg_report = |name: &str, unit: &str, rate: f64, target: Option<f64>| {
+            let verdict = match target {
+                Some(t) if !quick => {
+                    if rate >= t {
+                        format!(">= {}: ok", si(t))
+                    } else {
+                        missed.push(format!("PostgreSQL {name} ({} < {})", si(rate), si(t)));
+                        format!(">= {}: MISSED", si(t))
+                    }
+                }
+                _ => String::new(),
+            };
+            println!(
+                "{:<34} {:<22} {:>12} {:>16}  {verdict}",
+                name,
+                "commit (durable)",
+                format!("{} {unit}", si(rate)),
+                format!("{:.1}", rate / raw),
+            );
+        };
+        for (case, (name, producers, batch, subscriptions, goal)) in
+            pg_cases.into_iter().enumerate()
+        {
+            let rate = rt.block_on(pg_appends(case, producers, batch, subscriptions, &s));
+            pg_report(name, "ev/s", rate, goal);
+        }
+        let rate = rt.block_on(pg_lease_and_ack(&s));
+        pg_report("lease + ack, 2 workers", "del/s", rate, None);
     }
-    let rate = rt.block_on(pg_lease_and_ack(&s));
-    pg_report("lease + ack, 2 workers", "del/s", rate, None);
 
     if quick {
         println!("smoke run complete");

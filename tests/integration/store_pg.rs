@@ -170,6 +170,51 @@ async fn two_stores_on_one_database_share_sequences_ids_and_leases() {
     );
 }
 
+/// A batch large enough to go in with `COPY` (events and deliveries) reads back exactly as a small
+/// one: sequences, ids, payloads, correlation ids, one delivery each; and a repeat of it is a
+/// duplicate throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_batch_goes_in_whole_with_its_deliveries() {
+    let (store, _db) = fresh().await;
+    store
+        .append(vec![draft("before")])
+        .await
+        .expect("one first");
+    nexus_store::conformance::subscribe_everything(&store, "http://127.0.0.1:4000/hook").await;
+    let cause = nexus_event::CorrelationId::new("cause-1").expect("valid");
+    let batch: Vec<NewEvent> = (0..1000)
+        .map(|i| {
+            let e = draft(&format!("big-{i}")).payload(serde_json::json!({"i": i, "s": "é\"x"}));
+            if i % 2 == 0 {
+                e.correlation_id(cause.clone())
+            } else {
+                e
+            }
+        })
+        .collect();
+    let appended = store.append(batch.clone()).await.expect("the batch");
+    assert_eq!(
+        appended.iter().map(|a| a.sequence).collect::<Vec<_>>(),
+        (2..=1001).collect::<Vec<_>>()
+    );
+    let read = store.read(1, 2000, &TypeFilter::all()).await.expect("read");
+    assert_eq!(read.len(), 1000);
+    for (i, e) in read.iter().enumerate() {
+        assert_eq!(e.id, format!("big-{i}").as_str());
+        assert_eq!(e.payload, serde_json::json!({"i": i, "s": "é\"x"}));
+        assert_eq!(e.correlation_id.is_some(), i % 2 == 0, "{i}");
+        assert_eq!(e.time, t0());
+    }
+    let leased = store
+        .lease_due("w", t0(), 5000, Duration::from_secs(60))
+        .await
+        .expect("lease");
+    assert_eq!(leased.len(), 1000, "one delivery per event of the batch");
+    let again = store.append(batch).await.expect("repeat");
+    assert!(again.iter().all(|a| a.duplicate));
+    assert_eq!(store.head().await.expect("head"), 1001);
+}
+
 /// A database whose schema is newer than this build is refused with the versions, untouched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_schema_is_refused() {
