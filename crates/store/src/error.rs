@@ -42,6 +42,22 @@ pub enum StoreError {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// The data directory holds no Nexus store (no database file, or an empty one).
+    #[error("data dir {path} holds no Nexus store (no {file} with a Nexus schema)")]
+    NoStore {
+        /// The directory.
+        path: PathBuf,
+        /// The database file looked for.
+        file: &'static str,
+    },
+    /// A copy's target database already holds data; a copy only goes into an empty store.
+    #[error("the target database {database} already holds {holds}; copy into an empty database")]
+    NotEmpty {
+        /// The database (`host:port/name`; never the password).
+        database: String,
+        /// What it holds, such as `120 events, 2 subscriptions`.
+        holds: String,
+    },
     /// The database file cannot be read as a Nexus store. Nothing was changed or deleted.
     #[error("database {path} is corrupt or not a Nexus database (left untouched): {detail}")]
     Corrupt {

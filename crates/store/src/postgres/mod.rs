@@ -11,6 +11,8 @@ mod breakers;
 mod columns;
 mod cursor;
 mod dead_letters;
+#[cfg(feature = "sqlite")]
+pub(crate) mod import;
 mod log;
 mod open;
 mod queue;
