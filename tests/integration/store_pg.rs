@@ -274,3 +274,192 @@ async fn lost_connections_are_transient_and_the_store_recovers() {
             .is_some()
     );
 }
+
+/// `now` plus `ms` milliseconds.
+fn later(now: nexus_event::Timestamp, ms: i64) -> nexus_event::Timestamp {
+    nexus_event::Timestamp::from_unix_millis(now.as_unix_millis() + ms).expect("in range")
+}
+
+/// A SQLite store holding every kind of row is copied whole: events with their sequences, the
+/// subscription with its id and secret, queued deliveries waiting, retrying, parked and leased
+/// (given back, due now), the dead letter with its id, the cursor and the breaker; the copy
+/// continues where SQLite stopped (next sequence, next delivery id) and a second copy into the
+/// same database is refused, naming what is there. A server on the source makes it fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
+    use nexus_event::{Pattern, Timestamp};
+    use nexus_store::{
+        BreakerLog, BreakerRecord, Cursors, Failure, NewSubscription, SqliteStore, Subscriptions,
+        copy_sqlite_to_postgres,
+    };
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = SqliteStore::open(dir.path()).expect("open sqlite");
+    let sub = sqlite
+        .create_subscription(NewSubscription {
+            url: "http://a.example/hook".into(),
+            events: vec![Pattern::new("PAYMENT_*").expect("pattern")],
+            secret: "s3cret".into(),
+            ordered: false,
+        })
+        .await
+        .expect("subscription");
+    sqlite
+        .append((1..=6).map(|i| draft(&format!("e{i}"))).collect())
+        .await
+        .expect("append");
+    let now = Timestamp::now();
+    let mut leases = sqlite
+        .lease_due("w", now, 10, Duration::from_secs(600))
+        .await
+        .expect("lease");
+    assert_eq!(leases.len(), 6);
+    leases.sort_by_key(|l| l.event.sequence);
+    let failure = |error: &str| Failure {
+        error: error.into(),
+        status: Some(500),
+        at: now,
+    };
+    sqlite
+        .dead_letter(&leases[0].token, failure("boom"))
+        .await
+        .expect("dead letter e1");
+    sqlite.ack(&leases[1].token).await.expect("ack e2");
+    sqlite
+        .retry_at(&leases[2].token, later(now, 3_600_000), failure("timeout"))
+        .await
+        .expect("retry e3");
+    sqlite
+        .park(&leases[3].token, later(now, 7_200_000))
+        .await
+        .expect("park e4");
+    // e5 stays leased; e6 is given back, due now.
+    sqlite.release(&leases[5].token, now).await.expect("release e6");
+    sqlite.set_cursor("reader", 3).await.expect("cursor");
+    let breaker = BreakerRecord {
+        target: "http://a.example".into(),
+        open: true,
+        consecutive_failures: 5,
+        trips: 2,
+        opened_at: Some(now),
+    };
+    sqlite.save_breaker(breaker.clone()).await.expect("breaker");
+    let events = sqlite
+        .read(0, 100, &TypeFilter::all())
+        .await
+        .expect("read sqlite");
+    let dead = sqlite.dead_letters(10, None).await.expect("dead letters");
+    assert_eq!(dead.items.len(), 1);
+
+    let db = TestDb::create("t").await;
+    let err = copy_sqlite_to_postgres(dir.path(), PgStore::builder(db.url()))
+        .await
+        .expect_err("a store runs on the source");
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    sqlite.close().await;
+
+    let report = copy_sqlite_to_postgres(dir.path(), PgStore::builder(db.url()))
+        .await
+        .expect("copy");
+    assert_eq!(
+        report.tables(),
+        [
+            ("subscriptions", 1),
+            ("events", 6),
+            ("deliveries", 4),
+            ("dead_letters", 1),
+            ("cursors", 1),
+            ("breakers", 1),
+        ]
+    );
+    assert_eq!(report.head, 6);
+    assert!(report.database.contains(db.name()), "{report:?}");
+
+    let pg = reopen(&db).await;
+    assert_eq!(
+        pg.read(0, 100, &TypeFilter::all()).await.expect("read pg"),
+        events
+    );
+    assert_eq!(pg.head().await.expect("head"), 6);
+    let copied = pg
+        .subscription(&sub.id)
+        .await
+        .expect("subscription")
+        .expect("copied");
+    assert!(copied == sub, "the subscription with its id, secret and creation time");
+    assert_eq!(pg.dead_letters(10, None).await.expect("dead letters"), dead);
+    assert_eq!(pg.cursor("reader").await.expect("cursor"), Some(3));
+    assert_eq!(pg.breakers().await.expect("breakers"), vec![breaker]);
+    let stats = pg.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.in_flight, stats.dead_letters), (4, 0, 1));
+
+    // Due now: e5 (its lease given back) and e6, attempts unchanged.
+    let mut due = pg
+        .lease_due("w2", later(now, 1_000), 10, Duration::from_secs(36_000))
+        .await
+        .expect("lease now");
+    due.sort_by_key(|l| l.event.sequence);
+    let seen: Vec<(u64, u32)> = due.iter().map(|l| (l.event.sequence, l.attempt)).collect();
+    assert_eq!(seen, vec![(5, 1), (6, 1)]);
+    // e3 at its retry time, second attempt; e4 at its next trial.
+    let retried = pg
+        .lease_due("w2", later(now, 3_700_000), 10, Duration::from_secs(36_000))
+        .await
+        .expect("lease the retry");
+    let seen: Vec<(u64, u32)> = retried
+        .iter()
+        .map(|l| (l.event.sequence, l.attempt))
+        .collect();
+    assert_eq!(seen, vec![(3, 2)]);
+    let parked = pg
+        .lease_due("w2", later(now, 7_300_000), 10, Duration::from_secs(36_000))
+        .await
+        .expect("lease the parked one");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].event.sequence, 4);
+
+    // Appends continue the log and route to the copied subscription with a new delivery id.
+    let appended = pg.append(vec![draft("e7")]).await.expect("append");
+    assert_eq!(appended[0].sequence, 7);
+    let fresh = pg
+        .lease_due("w3", later(now, 7_400_000), 10, Duration::from_secs(36_000))
+        .await
+        .expect("lease the new one");
+    assert_eq!(fresh.len(), 1);
+    assert_eq!(fresh[0].event.sequence, 7);
+    assert!(fresh[0].token.delivery > 6, "{:?}", fresh[0].token);
+    assert_eq!(
+        fresh[0].consumer,
+        Consumer::Subscription(sub.id.clone()),
+        "routed by the copied subscription"
+    );
+    pg.close().await;
+
+    let err = copy_sqlite_to_postgres(dir.path(), PgStore::builder(db.url()))
+        .await
+        .expect_err("the target is no longer empty");
+    assert!(matches!(err, StoreError::NotEmpty { .. }), "{err:?}");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("7 events") && shown.contains("1 subscriptions") && shown.contains(db.name()),
+        "{shown}"
+    );
+}
+
+/// A copy from a directory without a store fails before touching the target, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_needs_a_store_in_its_source() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let target = PgStore::builder("postgres://nexus@127.0.0.1:1/nexus");
+    let missing = dir.path().join("nowhere");
+    let err = nexus_store::copy_sqlite_to_postgres(&missing, target)
+        .await
+        .expect_err("missing dir");
+    assert!(matches!(err, StoreError::MissingDir { .. }), "{err:?}");
+    let target = PgStore::builder("postgres://nexus@127.0.0.1:1/nexus");
+    let err = nexus_store::copy_sqlite_to_postgres(dir.path(), target)
+        .await
+        .expect_err("no store");
+    assert!(matches!(err, StoreError::NoStore { .. }), "{err:?}");
+    assert!(err.to_string().contains("nexus.db"), "{err}");
+}
