@@ -78,14 +78,14 @@ pub enum StoreError {
         /// The newest version this build knows.
         supported: i64,
     },
-    /// The database URL asks for TLS (`sslmode=require`), which this build cannot do yet.
-    #[error(
-        "database {database}: the URL asks for TLS (sslmode=require), which this build does not \
-         support yet; connect over a trusted network with sslmode=disable"
-    )]
-    TlsUnsupported {
+    /// TLS with the database failed: its certificate did not pass the check `sslmode` asks
+    /// for, the server does not offer TLS, or the root certificates cannot be read.
+    #[error("database {database}: TLS failed: {message}")]
+    Tls {
         /// The database (`host:port/name`; never the password).
         database: String,
+        /// What went wrong, with the `sslmode`.
+        message: String,
     },
     /// An event id is already in the log, published by another node.
     #[error("event {index} of the batch: id {id:?} was already published by another node")]

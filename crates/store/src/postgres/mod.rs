@@ -18,6 +18,7 @@ mod open;
 mod queue;
 mod schema;
 mod subscriptions;
+mod tls;
 mod writer;
 
 use std::sync::Arc;
