@@ -266,7 +266,11 @@ async fn tls_follows_sslmode() {
         let store = PgStore::open(&url)
             .await
             .unwrap_or_else(|e| panic!("{params}: {e}"));
-        assert_eq!(store.encrypted().await.expect("ssl state"), encrypted, "{params}");
+        assert_eq!(
+            store.encrypted().await.expect("ssl state"),
+            encrypted,
+            "{params}"
+        );
         store.close().await;
     }
 
@@ -408,7 +412,10 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
         .await
         .expect("park e4");
     // e5 stays leased; e6 is given back, due now.
-    sqlite.release(&leases[5].token, now).await.expect("release e6");
+    sqlite
+        .release(&leases[5].token, now)
+        .await
+        .expect("release e6");
     sqlite.set_cursor("reader", 3).await.expect("cursor");
     let breaker = BreakerRecord {
         target: "http://a.example".into(),
@@ -460,12 +467,18 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
         .await
         .expect("subscription")
         .expect("copied");
-    assert!(copied == sub, "the subscription with its id, secret and creation time");
+    assert!(
+        copied == sub,
+        "the subscription with its id, secret and creation time"
+    );
     assert_eq!(pg.dead_letters(10, None).await.expect("dead letters"), dead);
     assert_eq!(pg.cursor("reader").await.expect("cursor"), Some(3));
     assert_eq!(pg.breakers().await.expect("breakers"), vec![breaker]);
     let stats = pg.stats().await.expect("stats");
-    assert_eq!((stats.pending, stats.in_flight, stats.dead_letters), (4, 0, 1));
+    assert_eq!(
+        (stats.pending, stats.in_flight, stats.dead_letters),
+        (4, 0, 1)
+    );
 
     // Due now: e5 (its lease given back) and e6, attempts unchanged.
     let mut due = pg
@@ -515,7 +528,9 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
     assert!(matches!(err, StoreError::NotEmpty { .. }), "{err:?}");
     let shown = err.to_string();
     assert!(
-        shown.contains("7 events") && shown.contains("1 subscriptions") && shown.contains(db.name()),
+        shown.contains("7 events")
+            && shown.contains("1 subscriptions")
+            && shown.contains(db.name()),
         "{shown}"
     );
 }

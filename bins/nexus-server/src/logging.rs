@@ -157,6 +157,7 @@ impl Console {
 
     /// A line of `nexus-server copy`, on standard output: one per table (`table` and its row
     /// count), or with JSON logs an object with `table` and `rows`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn copied_table(&self, table: &str, rows: u64) {
         let message = format!("{table}: {rows} copied");
         let line = match self.format {
@@ -174,6 +175,7 @@ impl Console {
 
     /// The last line of `nexus-server copy`, on standard output: from which database file into
     /// which database (never a password), and the head sequence the copy ends at.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn copied(&self, from: &str, to: &str, head: u64) {
         let message = format!("copied {from} into postgres store at {to}; head sequence {head}");
         let line = match self.format {

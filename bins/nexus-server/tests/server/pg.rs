@@ -367,7 +367,11 @@ fn copy_moves_a_sqlite_node_to_postgres() {
         "{message}"
     );
     assert_eq!(terminate(&mut s.child).code(), Some(0));
-    assert_eq!(received.try_iter().count(), 0, "nothing delivered while disabled");
+    assert_eq!(
+        received.try_iter().count(),
+        0,
+        "nothing delivered while disabled"
+    );
 
     let (code, stdout, stderr) = copy(&data, db.0.url());
     assert_eq!(code, Some(0), "{stdout}{stderr}");
@@ -421,7 +425,10 @@ fn copy_moves_a_sqlite_node_to_postgres() {
     let empty = tempfile::tempdir().expect("temp dir");
     let (code, _, stderr) = copy(empty.path(), db.0.url());
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(last_error(&stderr).contains("holds no Nexus store"), "{stderr}");
+    assert!(
+        last_error(&stderr).contains("holds no Nexus store"),
+        "{stderr}"
+    );
     let (code, _, stderr) = copy(&data, "mysql://somewhere/db");
     assert_eq!(code, Some(2), "{stderr}");
     assert!(
