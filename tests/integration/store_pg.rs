@@ -362,7 +362,8 @@ fn later(now: nexus_event::Timestamp, ms: i64) -> nexus_event::Timestamp {
 /// subscription with its id and secret, queued deliveries waiting, retrying, parked and leased
 /// (given back, due now), the dead letter with its id, the cursor and the breaker; the copy
 /// continues where SQLite stopped (next sequence, next delivery id) and a second copy into the
-/// same database is refused, naming what is there. A server on the source makes it fail.
+/// same database is refused, naming what is there, without touching the leases of a store on it.
+/// A server on the source makes it fail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
     use nexus_event::{Pattern, Timestamp};
@@ -520,11 +521,15 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
         Consumer::Subscription(sub.id.clone()),
         "routed by the copied subscription"
     );
-    pg.close().await;
 
+    // A copy into it now is refused, and leaves the running store's lease alone.
     let err = copy_sqlite_to_postgres(dir.path(), PgStore::builder(db.url()))
         .await
         .expect_err("the target is no longer empty");
+    pg.ack(&fresh[0].token)
+        .await
+        .expect("the lease is still held");
+    pg.close().await;
     assert!(matches!(err, StoreError::NotEmpty { .. }), "{err:?}");
     let shown = err.to_string();
     assert!(

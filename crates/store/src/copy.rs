@@ -161,7 +161,8 @@ impl CopyReport {
 /// [`StoreError::MissingDir`](crate::StoreError::MissingDir) or
 /// [`StoreError::NoStore`](crate::StoreError::NoStore) when there is no store in `from`, and
 /// [`StoreError::Locked`](crate::StoreError::Locked) when a server runs on it. The target
-/// store is closed at the end; open it again to serve from it.
+/// store is opened under an instance name of the copy's own (so the leases of a server already
+/// on it are left alone) and closed at the end; open it again to serve from it.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -175,7 +176,13 @@ impl CopyReport {
 /// ```
 pub async fn copy_sqlite_to_postgres(from: &Path, to: PgBuilder) -> Result<CopyReport> {
     let source = SqliteExport::open(from)?;
-    let to = to.open().await?;
+    // An instance name of the copy's own: opening gives back the leases of its name, and a
+    // server already on the target (which the copy then refuses) must keep its own.
+    let to = to
+        .instance(format!("nexus-copy-{}", std::process::id()))
+        .pool_size(2)
+        .open()
+        .await?;
     let report = copy_into(&source, &to).await;
     to.close().await;
     report
