@@ -14,6 +14,11 @@
 //! (or `key=value` string) before handing it over, as `require`.
 //!
 //! No channel binding is offered (SCRAM works without it, as with libpq's default `prefer`).
+//!
+//! The adapter to tokio-postgres is written here (a few dozen lines over tokio-rustls) rather
+//! than taken from `tokio-postgres-rustls`: that crate's rustls 0.23 release brings the
+//! `x509-certificate` tree for channel binding, and `verify-ca` needs a verifier of our own
+//! anyway.
 
 use std::future::Future;
 use std::io;
