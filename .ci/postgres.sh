@@ -5,9 +5,12 @@
 # - Otherwise the server at 127.0.0.1:${NEXUS_CI_PG_PORT:-5432} when pg_isready says it answers.
 # - Otherwise a throwaway cluster: Debian's postgresql is installed when missing, initdb into a
 #   temporary directory as the postgres user, started on ${NEXUS_CI_PG_THROWAWAY_PORT:-5433}
-#   (fsync on, socket in that directory), stopped and deleted when the calling script exits
-#   (through its exit hooks).
+#   (fsync on, socket in that directory, ssl on with a self-signed certificate made there by
+#   openssl for localhost), stopped and deleted when the calling script exits (through its
+#   exit hooks).
 #
+# The TLS test (tests/integration/store_pg.rs) needs ssl on: Debian's server has it on with its
+# snakeoil certificate; a server with ssl off makes that test fail, naming the setting.
 # The PostgreSQL tests never skip: without a server they fail.
 
 # The newest Debian PostgreSQL server binaries, or nothing.
@@ -69,8 +72,24 @@ ci_postgres_up() {
         cat "$dir/initdb.log" >&2
         return 1
     }
+    # A certificate for TLS (the store's TLS test checks sslmode against it): self-signed, for
+    # a host name, so verify-full to 127.0.0.1 is refused by name and verify-ca accepts it; not
+    # a CA (as Debian's snakeoil), which rustls would refuse as a server's certificate.
+    if ! command -v openssl >/dev/null 2>&1; then
+        echo "::error:: openssl is missing; it makes the throwaway cluster's TLS certificate" >&2
+        return 1
+    fi
+    if ! openssl req -new -x509 -days 7 -nodes -newkey rsa:2048 -subj "/CN=localhost" \
+        -addext "basicConstraints=critical,CA:FALSE" -addext "subjectAltName=DNS:localhost" \
+        -keyout "$dir/server.key" -out "$dir/server.crt" >"$dir/openssl.log" 2>&1; then
+        cat "$dir/openssl.log" >&2
+        return 1
+    fi
+    chmod 600 "$dir/server.key"
+    chmod 644 "$dir/server.crt"
+    [ "$(id -u)" = 0 ] && chown postgres "$dir/server.key" "$dir/server.crt"
     if ! pg_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-p $throwaway -k $dir -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200" start; then
+        -o "-p $throwaway -k $dir -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=200 -c ssl=on -c ssl_cert_file=$dir/server.crt -c ssl_key_file=$dir/server.key" start; then
         cat "$dir/server.log" >&2
         return 1
     fi

@@ -244,25 +244,103 @@ async fn a_newer_schema_is_refused() {
     drop(client);
 }
 
-/// A URL asking for TLS is refused with its own error until TLS is supported; the password is
-/// never in the message.
+/// A bad URL or `sslmode` is refused as invalid, never showing the password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tls_url_is_refused_clearly() {
-    let err = PgStore::open("postgres://nexus:hunter2@db.example:5432/nexus?sslmode=require")
-        .await
-        .expect_err("tls");
-    assert!(matches!(err, StoreError::TlsUnsupported { .. }), "{err:?}");
-    let shown = err.to_string();
+async fn a_bad_url_is_refused_clearly() {
+    for url in [
+        "mysql://x",
+        "postgres://nexus:hunter2@db.example:5432/nexus?sslmode=sometimes",
+    ] {
+        let err = PgStore::open(url).await.expect_err("invalid");
+        assert!(
+            matches!(err, StoreError::Invalid { field: "url", .. }),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+}
+
+/// `url` with `params` added to its query.
+fn with_params(url: &str, params: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{params}")
+}
+
+/// TLS as libpq's `sslmode` says, against the test server's own certificate (`ssl_cert_file`:
+/// the snakeoil certificate of Debian's server, or the one `.ci/postgres.sh` makes for its
+/// throwaway cluster; self-signed, named for a host, not for 127.0.0.1): `require` encrypts
+/// without checking, `disable` does not encrypt, `verify-ca` accepts it as its own root and
+/// refuses it against the public roots, and `verify-full` refuses it for 127.0.0.1 by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_follows_sslmode() {
+    let admin = admin().await;
+    let show = |row: tokio_postgres::Row| row.get::<_, String>(0);
+    let ssl = show(admin.query_one("SHOW ssl", &[]).await.expect("SHOW ssl"));
+    assert_eq!(
+        ssl,
+        "on",
+        "the PostgreSQL at {} has ssl off: the TLS tests need it on (.ci/postgres.sh turns it on \
+         for its throwaway cluster; for another server set ssl=on with a certificate)",
+        pg::admin_url()
+    );
+    let cert = show(
+        admin
+            .query_one("SHOW ssl_cert_file", &[])
+            .await
+            .expect("SHOW ssl_cert_file"),
+    );
+    let mut cert = std::path::PathBuf::from(cert);
+    if cert.is_relative() {
+        let data = show(
+            admin
+                .query_one("SHOW data_directory", &[])
+                .await
+                .expect("SHOW data_directory"),
+        );
+        cert = std::path::Path::new(&data).join(cert);
+    }
+    let root = format!("sslrootcert={}", cert.display());
+    let db = TestDb::create("t").await;
+
+    for (params, encrypted) in [
+        ("sslmode=require".to_owned(), true),
+        ("sslmode=disable".to_owned(), false),
+        (format!("sslmode=verify-ca&{root}"), true),
+    ] {
+        let url = with_params(db.url(), &params);
+        let store = PgStore::open(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{params}: {e}"));
+        assert_eq!(
+            store.encrypted().await.expect("ssl state"),
+            encrypted,
+            "{params}"
+        );
+        store.close().await;
+    }
+
+    let refused = |params: String| {
+        let url = with_params(db.url(), &params);
+        async move {
+            let err = PgStore::open(&url).await.expect_err(&params);
+            assert!(matches!(err, StoreError::Tls { .. }), "{params}: {err:?}");
+            err.to_string()
+        }
+    };
+    let shown = refused(format!("sslmode=verify-full&{root}")).await;
     assert!(
-        shown.contains("db.example:5432/nexus") && shown.contains("TLS"),
+        shown.contains(db.name())
+            && shown.contains("sslmode=verify-full")
+            && shown.contains("not valid for name"),
         "{shown}"
     );
-    assert!(!shown.contains("hunter2"), "{shown}");
-    let err = PgStore::open("mysql://x").await.expect_err("not postgres");
+    let shown = refused("sslmode=verify-ca".to_owned()).await;
     assert!(
-        matches!(err, StoreError::Invalid { field: "url", .. }),
-        "{err:?}"
+        shown.contains("sslmode=verify-ca") && shown.contains("UnknownIssuer"),
+        "not signed by a public root: {shown}"
     );
+    let shown = refused("sslmode=verify-full&sslrootcert=/nonexistent/root.pem".to_owned()).await;
+    assert!(shown.contains("/nonexistent/root.pem"), "{shown}");
 }
 
 /// A server that does not answer is `Unavailable` (transient: ingress answers 503), not a hang.
@@ -318,4 +396,209 @@ async fn lost_connections_are_transient_and_the_store_recovers() {
             .expect("get")
             .is_some()
     );
+}
+
+/// `now` plus `ms` milliseconds.
+fn later(now: nexus_event::Timestamp, ms: i64) -> nexus_event::Timestamp {
+    nexus_event::Timestamp::from_unix_millis(now.as_unix_millis() + ms).expect("in range")
+}
+
+/// A SQLite store holding every kind of row is copied whole: events with their sequences, the
+/// subscription with its id and secret, queued deliveries waiting, retrying, parked and leased
+/// (given back, due now), the dead letter with its id, the cursor and the breaker; the copy
+/// continues where SQLite stopped (next sequence, next delivery id) and a second copy into the
+/// same database is refused, naming what is there, without touching the leases of a store on it.
+/// A server on the source makes it fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
+    use nexus_event::{Pattern, Timestamp};
+    use nexus_store::{
+        BreakerLog, BreakerRecord, Cursors, Failure, NewSubscription, SqliteStore, Subscriptions,
+        copy_sqlite_to_postgres,
+    };
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = SqliteStore::open(dir.path()).expect("open sqlite");
+    let sub = sqlite
+        .create_subscription(NewSubscription {
+            url: "http://a.example/hook".into(),
+            events: vec![Pattern::new("PAYMENT_*").expect("pattern")],
+            secret: "s3cret".into(),
+            ordered: false,
+        })
+        .await
+        .expect("subscription");
+    sqlite
+        .append((1..=6).map(|i| draft(&format!("e{i}"))).collect())
+        .await
+        .expect("append");
+    let now = Timestamp::now();
+    let mut leases = sqlite
+        .lease_due("w", now, 10, Duration::from_secs(600))
+        .await
+        .expect("lease");
+    assert_eq!(leases.len(), 6);
+    leases.sort_by_key(|l| l.event.sequence);
+    let failure = |error: &str| Failure {
+        error: error.into(),
+        status: Some(500),
+        at: now,
+    };
+    sqlite
+        .dead_letter(&leases[0].token, failure("boom"))
+        .await
+        .expect("dead letter e1");
+    sqlite.ack(&leases[1].token).await.expect("ack e2");
+    sqlite
+        .retry_at(&leases[2].token, later(now, 3_600_000), failure("timeout"))
+        .await
+        .expect("retry e3");
+    sqlite
+        .park(&leases[3].token, later(now, 7_200_000))
+        .await
+        .expect("park e4");
+    // e5 stays leased; e6 is given back, due now.
+    sqlite
+        .release(&leases[5].token, now)
+        .await
+        .expect("release e6");
+    sqlite.set_cursor("reader", 3).await.expect("cursor");
+    let breaker = BreakerRecord {
+        target: "http://a.example".into(),
+        open: true,
+        consecutive_failures: 5,
+        trips: 2,
+        opened_at: Some(now),
+    };
+    sqlite.save_breaker(breaker.clone()).await.expect("breaker");
+    let events = sqlite
+        .read(0, 100, &TypeFilter::all())
+        .await
+        .expect("read sqlite");
+    let dead = sqlite.dead_letters(10, None).await.expect("dead letters");
+    assert_eq!(dead.items.len(), 1);
+
+    let db = TestDb::create("t").await;
+    let err = copy_sqlite_to_postgres(dir.path(), PgStore::builder(db.url()))
+        .await
+        .expect_err("a store runs on the source");
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    sqlite.close().await;
+
+    let report = copy_sqlite_to_postgres(dir.path(), PgStore::builder(db.url()))
+        .await
+        .expect("copy");
+    assert_eq!(
+        report.tables(),
+        [
+            ("subscriptions", 1),
+            ("events", 6),
+            ("deliveries", 4),
+            ("dead_letters", 1),
+            ("cursors", 1),
+            ("breakers", 1),
+        ]
+    );
+    assert_eq!(report.head, 6);
+    assert!(report.database.contains(db.name()), "{report:?}");
+
+    let pg = reopen(&db).await;
+    assert_eq!(
+        pg.read(0, 100, &TypeFilter::all()).await.expect("read pg"),
+        events
+    );
+    assert_eq!(pg.head().await.expect("head"), 6);
+    let copied = pg
+        .subscription(&sub.id)
+        .await
+        .expect("subscription")
+        .expect("copied");
+    assert!(
+        copied == sub,
+        "the subscription with its id, secret and creation time"
+    );
+    assert_eq!(pg.dead_letters(10, None).await.expect("dead letters"), dead);
+    assert_eq!(pg.cursor("reader").await.expect("cursor"), Some(3));
+    assert_eq!(pg.breakers().await.expect("breakers"), vec![breaker]);
+    let stats = pg.stats().await.expect("stats");
+    assert_eq!(
+        (stats.pending, stats.in_flight, stats.dead_letters),
+        (4, 0, 1)
+    );
+
+    // Due now: e5 (its lease given back) and e6, attempts unchanged.
+    let mut due = pg
+        .lease_due("w2", later(now, 1_000), 10, Duration::from_secs(36_000))
+        .await
+        .expect("lease now");
+    due.sort_by_key(|l| l.event.sequence);
+    let seen: Vec<(u64, u32)> = due.iter().map(|l| (l.event.sequence, l.attempt)).collect();
+    assert_eq!(seen, vec![(5, 1), (6, 1)]);
+    // e3 at its retry time, second attempt; e4 at its next trial.
+    let retried = pg
+        .lease_due("w2", later(now, 3_700_000), 10, Duration::from_secs(36_000))
+        .await
+        .expect("lease the retry");
+    let seen: Vec<(u64, u32)> = retried
+        .iter()
+        .map(|l| (l.event.sequence, l.attempt))
+        .collect();
+    assert_eq!(seen, vec![(3, 2)]);
+    let parked = pg
+        .lease_due("w2", later(now, 7_300_000), 10, Duration::from_secs(36_000))
+        .await
+        .expect("lease the parked one");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].event.sequence, 4);
+
+    // Appends continue the log and route to the copied subscription with a new delivery id.
+    let appended = pg.append(vec![draft("e7")]).await.expect("append");
+    assert_eq!(appended[0].sequence, 7);
+    let fresh = pg
+        .lease_due("w3", later(now, 7_400_000), 10, Duration::from_secs(36_000))
+        .await
+        .expect("lease the new one");
+    assert_eq!(fresh.len(), 1);
+    assert_eq!(fresh[0].event.sequence, 7);
+    assert!(fresh[0].token.delivery > 6, "{:?}", fresh[0].token);
+    assert_eq!(
+        fresh[0].consumer,
+        Consumer::Subscription(sub.id.clone()),
+        "routed by the copied subscription"
+    );
+
+    // A copy into it now is refused, and leaves the running store's lease alone.
+    let err = copy_sqlite_to_postgres(dir.path(), PgStore::builder(db.url()))
+        .await
+        .expect_err("the target is no longer empty");
+    pg.ack(&fresh[0].token)
+        .await
+        .expect("the lease is still held");
+    pg.close().await;
+    assert!(matches!(err, StoreError::NotEmpty { .. }), "{err:?}");
+    let shown = err.to_string();
+    assert!(
+        shown.contains("7 events")
+            && shown.contains("1 subscriptions")
+            && shown.contains(db.name()),
+        "{shown}"
+    );
+}
+
+/// A copy from a directory without a store fails before touching the target, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_needs_a_store_in_its_source() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let target = PgStore::builder("postgres://nexus@127.0.0.1:1/nexus");
+    let missing = dir.path().join("nowhere");
+    let err = nexus_store::copy_sqlite_to_postgres(&missing, target)
+        .await
+        .expect_err("missing dir");
+    assert!(matches!(err, StoreError::MissingDir { .. }), "{err:?}");
+    let target = PgStore::builder("postgres://nexus@127.0.0.1:1/nexus");
+    let err = nexus_store::copy_sqlite_to_postgres(dir.path(), target)
+        .await
+        .expect_err("no store");
+    assert!(matches!(err, StoreError::NoStore { .. }), "{err:?}");
+    assert!(err.to_string().contains("nexus.db"), "{err}");
 }

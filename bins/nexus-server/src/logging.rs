@@ -155,6 +155,43 @@ impl Console {
         let _ = writeln!(out, "{line}").and_then(|()| out.flush());
     }
 
+    /// A line of `nexus-server copy`, on standard output: one per table (`table` and its row
+    /// count), or with JSON logs an object with `table` and `rows`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn copied_table(&self, table: &str, rows: u64) {
+        let message = format!("{table}: {rows} copied");
+        let line = match self.format {
+            LogFormat::Pretty => format!("nexus-server copy: {message}"),
+            LogFormat::Json => {
+                let mut fields = Map::new();
+                fields.insert("table".into(), Value::from(table));
+                fields.insert("rows".into(), Value::from(rows));
+                Console::json("INFO", &message, fields)
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    }
+
+    /// The last line of `nexus-server copy`, on standard output: from which database file into
+    /// which database (never a password), and the head sequence the copy ends at.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    pub(crate) fn copied(&self, from: &str, to: &str, head: u64) {
+        let message = format!("copied {from} into postgres store at {to}; head sequence {head}");
+        let line = match self.format {
+            LogFormat::Pretty => format!("nexus-server copy: {message}"),
+            LogFormat::Json => {
+                let mut fields = Map::new();
+                fields.insert("from".into(), Value::from(from));
+                fields.insert("location".into(), Value::from(to));
+                fields.insert("head".into(), Value::from(head));
+                Console::json("INFO", &message, fields)
+            }
+        };
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    }
+
     /// A secret generated for this run (development), shown once on standard error.
     pub(crate) fn generated(&self, variable: &str, value: &str) {
         let line = match self.format {

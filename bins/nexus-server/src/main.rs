@@ -6,14 +6,17 @@
 //! environment and installs the log subscriber and the Prometheus recorder.
 //!
 //! The store is SQLite under `DATA_DIR`, or PostgreSQL when `DATABASE_URL` (or `[store] url`)
-//! names one (module `store`). `nexus-server migrate` applies the selected store's schema and exits.
+//! names one (module `store`). `nexus-server migrate` applies the selected store's schema and exits;
+//! `nexus-server copy` copies a SQLite store into PostgreSQL (module `copy`).
 #![forbid(unsafe_code)]
 
 mod config;
+mod copy;
 mod logging;
 mod store;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +52,16 @@ enum Command {
     /// Applies the schema of the selected store (PostgreSQL at DATABASE_URL or `[store] url`,
     /// else SQLite under DATA_DIR), prints which store and schema version, and exits.
     Migrate,
+    /// Copies a SQLite store (a stopped server's data dir) into an empty PostgreSQL database,
+    /// prints one line per table and exits (API.md section 13).
+    Copy {
+        /// The SQLite data directory (no server may run on it).
+        #[arg(long)]
+        from: PathBuf,
+        /// The PostgreSQL URL of an empty database.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// Bucket bounds of every histogram (all in seconds): from a fsync'd commit (sub-millisecond)
@@ -96,6 +109,9 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         None => runtime.block_on(run(settings, console)),
         Some(Command::Migrate) => runtime.block_on(migrate(settings, console)),
+        Some(Command::Copy { from, to }) => runtime
+            .block_on(copy::copy(&from, &to, console))
+            .map_err(anyhow::Error::from),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -42,6 +42,22 @@ pub enum StoreError {
         /// What the operating system said.
         source: std::io::Error,
     },
+    /// The data directory holds no Nexus store (no database file, or an empty one).
+    #[error("data dir {path} holds no Nexus store (no {file} with a Nexus schema)")]
+    NoStore {
+        /// The directory.
+        path: PathBuf,
+        /// The database file looked for.
+        file: &'static str,
+    },
+    /// A copy's target database already holds data; a copy only goes into an empty store.
+    #[error("the target database {database} already holds {holds}; copy into an empty database")]
+    NotEmpty {
+        /// The database (`host:port/name`; never the password).
+        database: String,
+        /// What it holds, such as `120 events, 2 subscriptions`.
+        holds: String,
+    },
     /// The database file cannot be read as a Nexus store. Nothing was changed or deleted.
     #[error("database {path} is corrupt or not a Nexus database (left untouched): {detail}")]
     Corrupt {
@@ -62,14 +78,14 @@ pub enum StoreError {
         /// The newest version this build knows.
         supported: i64,
     },
-    /// The database URL asks for TLS (`sslmode=require`), which this build cannot do yet.
-    #[error(
-        "database {database}: the URL asks for TLS (sslmode=require), which this build does not \
-         support yet; connect over a trusted network with sslmode=disable"
-    )]
-    TlsUnsupported {
+    /// TLS with the database failed: its certificate did not pass the check `sslmode` asks
+    /// for, the server does not offer TLS, or the root certificates cannot be read.
+    #[error("database {database}: TLS failed: {message}")]
+    Tls {
         /// The database (`host:port/name`; never the password).
         database: String,
+        /// What went wrong, with the `sslmode`.
+        message: String,
     },
     /// An event id is already in the log, published by another node.
     #[error("event {index} of the batch: id {id:?} was already published by another node")]

@@ -26,6 +26,8 @@
 mod backend;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+mod copy;
 mod error;
 pub mod metric_names;
 mod model;
@@ -35,6 +37,8 @@ mod postgres;
 mod sqlite;
 mod traits;
 
+#[cfg(all(feature = "sqlite", feature = "postgres"))]
+pub use copy::{CopyReport, copy_sqlite_to_postgres};
 pub use error::{Result, StoreError};
 pub use model::{
     Appended, BreakerRecord, Consumer, DeadLetter, Failure, Lease, LeaseToken, MAX_PAGE,

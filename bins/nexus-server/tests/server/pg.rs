@@ -300,3 +300,186 @@ fn delivers_a_webhook_on_postgres() {
     assert_eq!(terminate(&mut s.child).code(), Some(0));
     assert_eq!(received.try_iter().count(), 0, "one delivery only");
 }
+
+/// An admin API call with a JSON body: its status and JSON answer.
+fn admin_send(method: &str, url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let agent = super::agent();
+    let request = match method {
+        "POST" => agent.post(url),
+        "PATCH" => agent.patch(url),
+        other => panic!("no {other} here"),
+    };
+    let mut r = request
+        .header("authorization", &format!("Bearer {}", super::ADMIN))
+        .send_json(body)
+        .expect("the admin API answers");
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_json().unwrap_or_default())
+}
+
+/// `nexus-server copy --from <from> --to <to>`: exit code, standard output and error.
+fn copy(from: &std::path::Path, to: &str) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = command(dir.path(), &[])
+        .arg("copy")
+        .arg("--from")
+        .arg(from)
+        .args(["--to", to])
+        .output()
+        .expect("run copy");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The message of the last line of a failed command's standard error (JSON logs).
+fn last_error(stderr: &str) -> String {
+    let line: serde_json::Value =
+        serde_json::from_str(stderr.lines().last().unwrap_or_default()).expect("a JSON line");
+    assert_eq!(line["level"], "ERROR", "{line}");
+    line["message"].as_str().unwrap_or_default().to_owned()
+}
+
+/// A single node grows: a SQLite server's events, subscription and queued (held) deliveries
+/// are copied by `nexus-server copy` into PostgreSQL, and a server on the copy serves them,
+/// delivers the queued ones and continues the sequences. The copy refuses a running source, a
+/// missing one, a bad URL, an unreachable server and a non-empty target, exiting 2 with a line.
+#[test]
+fn copy_moves_a_sqlite_node_to_postgres() {
+    let db = TestDb::create();
+    let (hook, received) = receiver();
+    let mut s = start(&[], &[]);
+    let data = s._dir.path().join("data");
+    let (status, made) = admin_send(
+        "POST",
+        &format!("{}/api/subscriptions", s.base),
+        &serde_json::json!({"url": hook, "events": ["PAYMENT_*"]}),
+    );
+    assert_eq!(status, 201, "{made}");
+    let id = made["data"]["id"].as_str().expect("id").to_owned();
+    // Disabled, its deliveries wait (held) in the queue until it is enabled on PostgreSQL.
+    let (status, body) = admin_send(
+        "PATCH",
+        &format!("{}/api/subscriptions/{id}", s.base),
+        &serde_json::json!({"enabled": false}),
+    );
+    assert_eq!(status, 200, "{body}");
+    for id in ["c-1", "c-2", "c-3"] {
+        assert_eq!(publish(&s.base, "flowpay", &event(id)).0, 202);
+    }
+    let (code, stdout, stderr) = copy(&data, db.0.url());
+    assert_eq!(code, Some(2), "a server runs on it: {stdout}{stderr}");
+    let message = last_error(&stderr);
+    assert!(
+        message.starts_with("--from: ") && message.contains("in use"),
+        "{message}"
+    );
+    assert_eq!(terminate(&mut s.child).code(), Some(0));
+    assert_eq!(
+        received.try_iter().count(),
+        0,
+        "nothing delivered while disabled"
+    );
+
+    let (code, stdout, stderr) = copy(&data, db.0.url());
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let counts: Vec<(String, u64)> = lines
+        .iter()
+        .filter(|l| l.get("table").is_some())
+        .map(|l| {
+            (
+                l["table"].as_str().unwrap_or_default().to_owned(),
+                l["rows"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, u64)> = [
+        ("subscriptions", 1),
+        ("events", 3),
+        ("deliveries", 3),
+        ("dead_letters", 0),
+        ("cursors", 0),
+        ("breakers", 0),
+    ]
+    .iter()
+    .map(|(t, n)| ((*t).to_owned(), *n))
+    .collect();
+    assert_eq!(counts, expected, "{stdout}");
+    let last = lines.last().expect("a last line");
+    assert_eq!(lines.len(), 7, "{stdout}");
+    assert_eq!(last["head"], 3, "{last}");
+    assert!(
+        last["location"]
+            .as_str()
+            .is_some_and(|l| l.ends_with(&format!("/{}", db.0.name()))),
+        "{last}"
+    );
+
+    // Each refusal exits 2 with one line naming the problem; none writes anything.
+    let (code, _, stderr) = copy(&data, db.0.url());
+    assert_eq!(code, Some(2), "{stderr}");
+    let message = last_error(&stderr);
+    assert!(
+        message.starts_with("--to: ") && message.contains("already holds 3 events"),
+        "{message}"
+    );
+    let (code, _, stderr) = copy(&data.join("missing"), db.0.url());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(last_error(&stderr).contains("does not exist"), "{stderr}");
+    let empty = tempfile::tempdir().expect("temp dir");
+    let (code, _, stderr) = copy(empty.path(), db.0.url());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        last_error(&stderr).contains("holds no Nexus store"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = copy(&data, "mysql://somewhere/db");
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        last_error(&stderr).contains("not a PostgreSQL URL"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = copy(&data, "postgres://nexus:hunter2@127.0.0.1:1/nexus");
+    assert_eq!(code, Some(2), "{stderr}");
+    let message = last_error(&stderr);
+    assert!(
+        message.contains("127.0.0.1:1/nexus") && !message.contains("hunter2"),
+        "{message}"
+    );
+    assert_eq!(db.query_i64("SELECT count(*) FROM events"), 3);
+
+    let mut s = start(&[("DATABASE_URL", db.0.url())], &[]);
+    let ids: Vec<(String, u64)> = ["c-1", "c-2", "c-3"]
+        .iter()
+        .zip(1..)
+        .map(|(id, seq)| ((*id).to_owned(), seq))
+        .collect();
+    assert_eq!(listed(&s.base), ids);
+    let sub = admin_get(&format!("{}/api/subscriptions/{id}", s.base));
+    assert_eq!(sub["data"]["url"], hook.as_str(), "{sub}");
+    assert_eq!(sub["data"]["enabled"], false, "{sub}");
+    let (status, body) = admin_send(
+        "PATCH",
+        &format!("{}/api/subscriptions/{id}", s.base),
+        &serde_json::json!({"enabled": true}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let mut delivered = Vec::new();
+    for _ in 0..3 {
+        let (headers, _) = received
+            .recv_timeout(Duration::from_secs(20))
+            .expect("a queued delivery delivered");
+        delivered.push(super::header_of(&headers, "webhook-id"));
+    }
+    delivered.sort();
+    assert_eq!(delivered, ["c-1", "c-2", "c-3"]);
+    let (status, body) = publish(&s.base, "flowpay", &event("c-4"));
+    assert_eq!((status, body["data"]["sequence"].clone()), (202, 4.into()));
+    assert_eq!(terminate(&mut s.child).code(), Some(0));
+}

@@ -11,11 +11,14 @@ mod breakers;
 mod columns;
 mod cursor;
 mod dead_letters;
+#[cfg(feature = "sqlite")]
+pub(crate) mod import;
 mod log;
 mod open;
 mod queue;
 mod schema;
 mod subscriptions;
+mod tls;
 mod writer;
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Opening a store: the URL (TLS refused until it is supported), the pool, the schema migrations
+//! Opening a store: the URL and its TLS settings (`tls`), the pool, the schema migrations
 //! under an advisory lock, the instance's leases given back, and the writer task's start.
 
 use std::path::PathBuf;
@@ -9,8 +9,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use nexus_core::Bus;
 use nexus_event::Timestamp;
 use tokio::sync::{mpsc, watch};
-use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::{Config, NoTls};
+use tokio_postgres::Config;
+use tokio_postgres::config::Host;
 
 use super::columns::{ConsumerKind, DeliveryState, db_err};
 use super::subscriptions::load_subscription_routes;
@@ -137,20 +137,15 @@ impl PgStore {
     }
 
     async fn open_with(options: PgBuilder) -> Result<PgStore> {
-        let mut config: Config = options.url.parse().map_err(|e| StoreError::Invalid {
-            field: "url",
-            message: format!("not a PostgreSQL URL: {e}"),
-        })?;
+        let (mut config, tls) = super::tls::parse(&options.url)?;
         let database = describe(&config);
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(StoreError::TlsUnsupported { database });
-        }
+        let connector = tls.connector(&database)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
         let manager = Manager::from_config(
             config,
-            NoTls,
+            connector,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -166,8 +161,17 @@ impl PgStore {
             })?;
         // The causes spelled out (tokio-postgres says only "error connecting to server" and
         // keeps the operating system's "Connection refused" as its source); never the URL.
-        let mut client = pool.get().await.map_err(|e| StoreError::Unavailable {
-            reason: format!("PostgreSQL at {database} does not answer: {}", causes(&e)),
+        let mut client = pool.get().await.map_err(|e| {
+            if super::tls::tls_failure(&e) {
+                StoreError::Tls {
+                    database: database.clone(),
+                    message: format!("sslmode={}: {}", tls.mode.name(), causes(&e)),
+                }
+            } else {
+                StoreError::Unavailable {
+                    reason: format!("PostgreSQL at {database} does not answer: {}", causes(&e)),
+                }
+            }
         })?;
         migrate(&mut client, &database).await?;
         let instance: Arc<str> = options.instance.into();

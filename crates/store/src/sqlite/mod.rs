@@ -10,6 +10,8 @@ mod breakers;
 mod columns;
 mod cursor;
 mod dead_letters;
+#[cfg(feature = "postgres")]
+pub(crate) mod export;
 mod log;
 mod open;
 mod queue;

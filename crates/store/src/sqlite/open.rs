@@ -135,7 +135,7 @@ impl SqliteBuilder {
 }
 
 /// An error that says the file is not a Nexus database (it is left untouched).
-fn corrupt(path: &Path, detail: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(path: &Path, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         path: path.to_owned(),
         detail: detail.to_string(),
@@ -143,7 +143,7 @@ fn corrupt(path: &Path, detail: impl std::fmt::Display) -> StoreError {
 }
 
 /// Maps an error met while opening: unreadable files are `Corrupt`, never "fixed".
-fn open_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+pub(super) fn open_err(path: &Path) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
     move |e| match e.sqlite_error_code() {
         Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => corrupt(path, &e),
         Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied | ErrorCode::CannotOpen) => {
@@ -389,7 +389,7 @@ pub const LOCK_FILE: &str = "nexus.lock";
 
 /// Takes the directory's lock, so a second store (a second server on the same data) fails at
 /// open instead of fighting over sequence numbers.
-fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+pub(super) fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     let path = dir.join(LOCK_FILE);
     let file = OpenOptions::new()
         .create(true)
@@ -410,7 +410,7 @@ fn lock_dir(dir: &Path) -> Result<std::fs::File> {
     }
 }
 
-fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
+pub(super) fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
     for (version, sql) in schema::MIGRATIONS.iter().enumerate() {
         let to = version as i64 + 1;
         if to <= from {
