@@ -868,14 +868,21 @@ mod tests {
         assert_eq!(a.record_of(T).map(|r| r.generation), Some(2));
         assert_eq!(
             heard_a.take(),
-            vec![format!("{T} trip"), format!("{T} open"), format!("{T} closed")]
+            vec![
+                format!("{T} trip"),
+                format!("{T} open"),
+                format!("{T} closed")
+            ]
         );
         assert_eq!(
             heard_b.take(),
             vec![format!("{T} open"), format!("{T} closed")],
             "B counts no trip of its own"
         );
-        assert_eq!(b.persist("http://unknown:1", &log).await.expect("save"), None);
+        assert_eq!(
+            b.persist("http://unknown:1", &log).await.expect("save"),
+            None
+        );
     }
 
     #[tokio::test]
@@ -888,7 +895,11 @@ mod tests {
         other.persist(T, &log).await.expect("save");
         a.record(T, false, CallResult::Failure, t(10));
         assert!(a.sync(&log).await.expect("sync").is_empty());
-        assert_eq!(state(&a), Some(BreakerState::Open), "the trip awaits its save");
+        assert_eq!(
+            state(&a),
+            Some(BreakerState::Open),
+            "the trip awaits its save"
+        );
         // Nor while its save runs.
         let gate = log.gate.lock().await;
         let save = a.persist(T, &log);
@@ -899,7 +910,11 @@ mod tests {
             () = std::future::ready(()) => {}
         }
         assert!(a.sync(&log).await.expect("sync").is_empty());
-        assert_eq!(state(&a), Some(BreakerState::Open), "the trip is being saved");
+        assert_eq!(
+            state(&a),
+            Some(BreakerState::Open),
+            "the trip is being saved"
+        );
         drop(gate);
         assert_eq!(save.await.expect("save"), Some(2));
         // Saved over the older record: the store and every instance agree on the trip.

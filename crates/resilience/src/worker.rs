@@ -411,7 +411,10 @@ impl RetryWorker {
             }
             worker.stats.set_activity(Activity::Busy);
         }
+        // Awaited, not just aborted: the task holds the queue, which a restart may want to open
+        // again as soon as this returns.
         sync.abort();
+        let _ = sync.await;
         let grace = *stop.borrow();
         let report = worker.drain(tasks, in_flight, grace).await;
         worker.stats.set_activity(Activity::Stopped);
