@@ -28,6 +28,7 @@
 
 mod backoff;
 mod breaker;
+mod breakers;
 mod clock;
 mod error;
 mod instrument;
@@ -37,9 +38,10 @@ mod worker;
 
 pub use backoff::{Backoff, DEFAULT_JITTER, DEFAULT_STEPS_MS, Schedule};
 pub use breaker::{
-    Admission, BreakerConfig, BreakerInstrument, BreakerSnapshot, BreakerState, Breakers,
-    CallResult, CircuitBreaker, NoInstrument,
+    Admission, BreakerConfig, BreakerInstrument, BreakerSnapshot, BreakerState, CallResult,
+    CircuitBreaker, NoInstrument,
 };
+pub use breakers::Breakers;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ConfigError;
 pub use instrument::MetricsInstrument;

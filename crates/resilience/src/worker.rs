@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use tokio::task::{Id, JoinSet};
 
 use crate::backoff::Schedule;
-use crate::breaker::{Admission, Breakers, CallResult};
+use crate::breaker::{Admission, CallResult};
+use crate::breakers::Breakers;
 use crate::clock::{Clock, later};
 use crate::error::ConfigError;
 use crate::metric_names;
