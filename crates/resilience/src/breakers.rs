@@ -26,8 +26,9 @@ struct Kept {
     /// The newest generation of the target's record this process has saved or adopted: a record
     /// up to it is not news.
     seen: u64,
-    /// A transition made here that no save has taken yet: the save to come supersedes whatever
-    /// the store holds now, so nothing is adopted meanwhile.
+    /// A transition made here that no save has taken yet (or whose save failed): it supersedes
+    /// whatever the store holds now, so nothing is adopted until it is saved, by
+    /// [`Breakers::persist`] or else by the next [`Breakers::sync`].
     unsaved: bool,
     /// Saves of this target running now; nothing is adopted meanwhile either (the record read
     /// may be older than the one being written).
@@ -120,8 +121,8 @@ impl Breakers {
     }
 
     /// Reports how a call admitted by [`Breakers::admit`] ended; returns the new state if it
-    /// changed. A change is to be saved with [`Breakers::persist`]: until then this target adopts
-    /// nothing from the store.
+    /// changed. A change is to be saved with [`Breakers::persist`] (or it is by the next
+    /// [`Breakers::sync`]): until then this target adopts nothing from the store.
     pub fn record(
         &self,
         target: &str,
@@ -226,15 +227,27 @@ impl Breakers {
         closed
     }
 
-    /// Reads every record `log` keeps and adopts the newer ones ([`Breakers::adopt`]); returns
-    /// the targets that closed.
+    /// Brings this process and `log` together: first saves the local changes no save has taken
+    /// yet (a failed save, a change no caller saved), then reads every record `log` keeps and
+    /// adopts the newer ones ([`Breakers::adopt`]). Returns the targets that closed. On an error
+    /// the local states stay as they are, and what was unsaved stays so for the next sync.
     pub async fn sync<L: BreakerLog + ?Sized>(&self, log: &L) -> nexus_store::Result<Vec<String>> {
+        let unsaved: Vec<String> = self
+            .lock()
+            .iter()
+            .filter(|(_, k)| k.unsaved && k.saving == 0)
+            .map(|(target, _)| target.clone())
+            .collect();
+        for target in unsaved {
+            self.persist(&target, log).await?;
+        }
         Ok(self.adopt(log.breakers().await?))
     }
 
     /// Saves `target`'s state to `log`, after a transition or a reset, and notes the generation
     /// the store gave it so [`Breakers::sync`] does not take it back as news. `Ok(None)` when no
-    /// breaker is known for `target`.
+    /// breaker is known for `target`. A save that fails (or is dropped halfway) leaves the state
+    /// unsaved, for the next sync to save.
     pub async fn persist<L: BreakerLog + ?Sized>(
         &self,
         target: &str,
@@ -248,11 +261,13 @@ impl Breakers {
             return Ok(None);
         };
         // Counts the save as finished even if this future is dropped halfway.
-        let _saving = Saving {
+        let mut saving = Saving {
             breakers: self,
             target,
+            saved: false,
         };
         let generation = log.save_breaker(record).await?;
+        saving.saved = true;
         if let Some(k) = self.lock().get_mut(target) {
             k.seen = k.seen.max(generation);
         }
@@ -287,16 +302,19 @@ impl Breakers {
     }
 }
 
-/// A save of [`Breakers::persist`] in progress; its drop counts it finished.
+/// A save of [`Breakers::persist`] in progress; its drop counts it finished, and unless it
+/// `saved`, leaves the state for the next sync to save.
 struct Saving<'a> {
     breakers: &'a Breakers,
     target: &'a str,
+    saved: bool,
 }
 
 impl Drop for Saving<'_> {
     fn drop(&mut self) {
         if let Some(k) = self.breakers.lock().get_mut(self.target) {
             k.saving = k.saving.saturating_sub(1);
+            k.unsaved |= !self.saved;
         }
     }
 }
@@ -429,17 +447,30 @@ mod tests {
     }
 
     /// A store's breaker table: each save bumps the target's generation. `gate`, while held,
-    /// holds every save back.
+    /// holds every save back; while `down`, every call fails.
     #[derive(Default)]
     struct MemLog {
         kept: Mutex<HashMap<String, BreakerRecord>>,
         gate: tokio::sync::Mutex<()>,
+        down: std::sync::atomic::AtomicBool,
+    }
+
+    impl MemLog {
+        fn up(&self) -> nexus_store::Result<()> {
+            if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(nexus_store::StoreError::Unavailable {
+                    reason: "the test's store is down".into(),
+                });
+            }
+            Ok(())
+        }
     }
 
     #[async_trait::async_trait]
     impl BreakerLog for MemLog {
         async fn save_breaker(&self, mut record: BreakerRecord) -> nexus_store::Result<u64> {
             let _open = self.gate.lock().await;
+            self.up()?;
             let mut kept = self.kept.lock().expect("lock");
             record.generation = kept.get(&record.target).map_or(0, |r| r.generation) + 1;
             let generation = record.generation;
@@ -448,6 +479,7 @@ mod tests {
         }
 
         async fn breakers(&self) -> nexus_store::Result<Vec<BreakerRecord>> {
+            self.up()?;
             let mut all: Vec<_> = self.kept.lock().expect("lock").values().cloned().collect();
             all.sort_by(|a, b| a.target.cmp(&b.target));
             Ok(all)
@@ -587,7 +619,7 @@ mod tests {
         other.record(T, false, CallResult::Success, t(0));
         other.persist(T, &log).await.expect("save");
         a.record(T, false, CallResult::Failure, t(10));
-        assert!(a.sync(&log).await.expect("sync").is_empty());
+        assert!(a.adopt(log.breakers().await.expect("read")).is_empty());
         assert_eq!(
             state(&a),
             Some(BreakerState::Open),
@@ -615,6 +647,37 @@ mod tests {
         assert!(other.sync(&log).await.expect("sync").is_empty());
         assert_eq!(state(&other), Some(BreakerState::Open));
         assert_eq!(state(&a), Some(BreakerState::Open));
+    }
+
+    #[tokio::test]
+    async fn a_failed_save_is_saved_by_the_next_sync() {
+        let log = MemLog::default();
+        let heard = Arc::new(Heard::default());
+        let (a, other) = (instance(&heard), instance(&Arc::new(Heard::default())));
+        log.down.store(true, std::sync::atomic::Ordering::SeqCst);
+        a.record(T, false, CallResult::Failure, t(0));
+        assert!(a.persist(T, &log).await.is_err());
+        assert!(a.sync(&log).await.is_err());
+        assert_eq!(
+            state(&a),
+            Some(BreakerState::Open),
+            "kept while the store is down"
+        );
+        log.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        assert!(a.sync(&log).await.expect("sync").is_empty());
+        assert_eq!(
+            a.record_of(T).map(|r| (r.open, r.generation)),
+            Some((true, 1))
+        );
+        assert!(other.sync(&log).await.expect("sync").is_empty());
+        assert_eq!(
+            state(&other),
+            Some(BreakerState::Open),
+            "the trip reached the others"
+        );
+        // Saved once: the next sync has nothing to save.
+        assert!(a.sync(&log).await.expect("sync").is_empty());
+        assert_eq!(log.breakers().await.expect("read")[0].generation, 1);
     }
 
     #[test]

@@ -634,7 +634,7 @@ impl RetryWorker {
         if change.is_some()
             && let Err(e) = self.breakers.persist(target, self.queue.as_ref()).await
         {
-            tracing::warn!(error = %e, target, "cannot keep a breaker state");
+            tracing::warn!(error = %e, target, "cannot keep a breaker state; the next sync tries again");
         }
         // A good trial lets the parked deliveries go: one of them becomes the next trial (the
         // rest park again) until the breaker closes, and then all of them go.
