@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use nexus_event::{EventId, NewEvent, Timestamp, WellKnown};
-use nexus_store::{DeliveryQueue, EventLog, Failure};
+use nexus_store::{BreakerLog, BreakerRecord, DeliveryQueue, EventLog, Failure};
 use serde_json::{Value, json};
 
 use crate::support::server::{Call, SECRET, TestServer, now, publish};
@@ -775,6 +775,95 @@ fn dead_letters_stats_redrive_and_delete() {
         .admin()
         .send();
     assert_error(&empty, 400, "VALIDATION_ERROR");
+}
+
+/// A reset through the admin API lets the deliveries parked behind the breaker go at once (not
+/// at the trial time they were parked until), saves the reset for the other instances, and finds
+/// a breaker only another instance has tripped so far (it is in the store, not here yet).
+#[test]
+fn a_reset_releases_parked_deliveries_and_reaches_the_store() {
+    use nexus_resilience::CallResult;
+    let s = TestServer::start();
+    let target = "http://127.0.0.1:4000";
+    let made = Call::new("POST", s.url("/api/subscriptions"))
+        .admin()
+        .json(&json!({"url": "http://127.0.0.1:4000/hook", "events": ["*"]}))
+        .send();
+    assert_eq!(made.status, 201, "{}", made.text);
+    publish(&s, &json!({"type": "PAYMENT_RECEIVED", "id": "parked-1"}));
+    for _ in 0..5 {
+        s.breakers
+            .record(target, false, CallResult::Failure, Timestamp::now());
+    }
+    let next_trial = s
+        .breakers
+        .get(target)
+        .and_then(|b| b.next_trial_at)
+        .expect("open");
+    let lease_now = || {
+        s.block_on(
+            s.store
+                .lease_due("w", Timestamp::now(), 10, Duration::from_secs(60)),
+        )
+        .expect("lease")
+    };
+    let leased = lease_now();
+    assert_eq!(leased.len(), 1);
+    s.block_on(s.store.park(&leased[0].token, next_trial))
+        .expect("park");
+    assert!(lease_now().is_empty(), "parked until the next trial");
+
+    let url = s.url("/api/breakers/http%3A%2F%2F127.0.0.1%3A4000/reset");
+    let reset = Call::new("POST", url.clone()).admin().send();
+    assert_eq!(reset.body["data"], json!({"reset": 1}), "{}", reset.text);
+    let released = lease_now();
+    assert_eq!(
+        released
+            .iter()
+            .map(|l| l.event.id.as_str())
+            .collect::<Vec<_>>(),
+        vec!["parked-1"],
+        "the reset released the parked delivery"
+    );
+    let kept = s.block_on(s.store.breakers()).expect("breakers");
+    assert_eq!(
+        kept.iter()
+            .map(|r| (r.target.as_str(), r.open, r.generation))
+            .collect::<Vec<_>>(),
+        vec![(target, false, 1)],
+        "the reset is saved for the other instances"
+    );
+
+    // Tripped by another instance, not synced here yet.
+    let elsewhere = "http://127.0.0.1:4001";
+    s.block_on(s.store.save_breaker(BreakerRecord {
+        target: elsewhere.into(),
+        open: true,
+        consecutive_failures: 5,
+        trips: 1,
+        opened_at: Some(Timestamp::now()),
+        generation: 0,
+    }))
+    .expect("save elsewhere");
+    assert!(s.breakers.get(elsewhere).is_none());
+    let reset = Call::new(
+        "POST",
+        s.url("/api/breakers/http%3A%2F%2F127.0.0.1%3A4001/reset"),
+    )
+    .admin()
+    .send();
+    assert_eq!(reset.body["data"], json!({"reset": 1}), "{}", reset.text);
+    assert_eq!(
+        s.breakers.get(elsewhere).map(|b| b.state),
+        Some(nexus_resilience::BreakerState::Closed)
+    );
+    let kept = s.block_on(s.store.breakers()).expect("breakers");
+    assert_eq!(
+        kept.iter()
+            .find(|r| r.target == elsewhere)
+            .map(|r| (r.open, r.generation)),
+        Some((false, 2))
+    );
 }
 
 #[test]

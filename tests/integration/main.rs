@@ -1,5 +1,6 @@
 //! Cross-crate integration tests: one binary, one module per area, shared helpers in `support`.
 
+mod breakers_pg;
 mod bus;
 mod cli;
 mod client;

@@ -165,6 +165,7 @@ fn config(owner: &str) -> WorkerConfig {
         concurrency: 16,
         lease_for: Duration::from_secs(60),
         schedule: Schedule::default().without_jitter(),
+        breaker_sync: Duration::from_millis(500),
     }
 }
 
@@ -692,6 +693,104 @@ async fn an_open_breaker_stays_open_across_a_restart() {
         store.stats().await.expect("stats").pending == 0 && target.calls().len() == 5
     })
     .await;
+    handle.stop(Duration::from_secs(1)).await;
+}
+
+/// Another instance on the same store (here a second set of breakers saving to it) resets a
+/// breaker this worker opened: at its next sync, every 500 ms by its clock, the worker closes it
+/// too and lets the deliveries it parked go at once; a trip there parks deliveries here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breakers_saved_by_another_instance_are_adopted_at_the_next_sync() {
+    let f = fixture().await;
+    let target = Fake::new(Arc::clone(&f.clock), Box::new(|_| fail(503)));
+    let breakers = Arc::new(Breakers::default());
+    let handle = worker(&f, &target, "here")
+        .breakers(Arc::clone(&breakers))
+        .spawn();
+    publish(&f.store, 5).await;
+    wait_for("the breaker to open and be saved", async || {
+        f.store
+            .breakers()
+            .await
+            .expect("breakers")
+            .iter()
+            .any(|b| b.target == TARGET && b.open)
+    })
+    .await;
+    publish(&f.store, 3).await;
+    wait_for("three parked", async || {
+        let s = f.store.stats().await.expect("stats");
+        s.in_flight == 0 && s.pending == 8
+    })
+    .await;
+    assert_eq!(target.calls().len(), 5);
+
+    let elsewhere = Breakers::default();
+    elsewhere.sync(&*f.store).await.expect("sync elsewhere");
+    assert_eq!(
+        elsewhere.get(TARGET).map(|b| b.state),
+        Some(BreakerState::Open)
+    );
+    assert!(elsewhere.reset(TARGET));
+    elsewhere
+        .persist(TARGET, &*f.store)
+        .await
+        .expect("save the reset");
+    target.set_plan(Box::new(|_| Outcome::Delivered));
+    // Not yet synced: still open here.
+    f.clock.set(at(499));
+    settled(handle.stats(), &f.clock).await;
+    assert_eq!(
+        breakers.get(TARGET).map(|b| b.state),
+        Some(BreakerState::Open)
+    );
+    // The sync closes it and the three parked until +30 s go now, well before the retries of
+    // the other five fall due at +2 s.
+    f.clock.set(at(500));
+    wait_for("the parked deliveries", async || target.calls().len() == 8).await;
+    assert_eq!(
+        breakers.get(TARGET).map(|b| (b.state, b.trips)),
+        Some((BreakerState::Closed, 1))
+    );
+    wait_for("them settled", async || {
+        f.store.stats().await.expect("stats").pending == 5
+    })
+    .await;
+
+    // A trip elsewhere holds here after the next sync: a new delivery is parked, not attempted.
+    for _ in 0..5 {
+        elsewhere.record(
+            TARGET,
+            false,
+            nexus_resilience::CallResult::Failure,
+            at(600),
+        );
+    }
+    elsewhere
+        .persist(TARGET, &*f.store)
+        .await
+        .expect("save the trip");
+    f.clock.set(at(1_000));
+    wait_for("the trip adopted", async || {
+        breakers.get(TARGET).map(|b| b.state) == Some(BreakerState::Open)
+    })
+    .await;
+    assert_eq!(
+        breakers.get(TARGET).map(|b| (b.trips, b.next_trial_at)),
+        Some((2, Some(at(30_600))))
+    );
+    publish(&f.store, 1).await;
+    wait_for("the new one parked", async || {
+        let s = f.store.stats().await.expect("stats");
+        s.in_flight == 0 && s.pending == 6
+    })
+    .await;
+    settled(handle.stats(), &f.clock).await;
+    assert_eq!(
+        target.calls().len(),
+        8,
+        "no attempt behind a breaker open elsewhere"
+    );
     handle.stop(Duration::from_secs(1)).await;
 }
 

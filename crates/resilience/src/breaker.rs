@@ -3,9 +3,8 @@
 //! `closed` -> `open` after `failure_threshold` consecutive failures; once `reset_timeout` has
 //! passed, `half_open` admits one trial at a time; `success_threshold` trial successes close it,
 //! a trial failure opens it again. Time comes from the caller, so the state machine is pure.
+//! [`crate::Breakers`] keeps one per target and shares them through the store.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use nexus_event::Timestamp;
@@ -94,7 +93,9 @@ pub type BreakerSnapshot = nexus_api::breakers::Breaker;
 pub trait BreakerInstrument: Send + Sync {
     /// A breaker moved to `state`.
     fn state_changed(&self, _target: &str, _state: BreakerState) {}
-    /// A breaker moved to open (counted in `trips`).
+    /// A breaker moved to open (counted in `trips`) here. A trip adopted from another instance
+    /// sharing the store ([`crate::Breakers::sync`]) is not reported: the instance that tripped counted
+    /// it; only its [`BreakerInstrument::state_changed`] is.
     fn tripped(&self, _target: &str) {}
 }
 
@@ -232,6 +233,26 @@ impl CircuitBreaker {
         (self.state != BreakerState::Closed).then(|| self.close())
     }
 
+    /// Takes another instance's newer record of this target: open since its `opened_at`, or
+    /// closed, with its trips. The consecutive-failure count stays this instance's own (a close
+    /// clears it). Returns the new state if it changed. A record of the trip this breaker already
+    /// holds (open since the same time) leaves it as it is, half-open trial included.
+    pub fn adopt(&mut self, record: &BreakerRecord) -> Option<BreakerState> {
+        self.trips = record.trips;
+        match record.opened_at.filter(|_| record.open) {
+            Some(at) if self.state != BreakerState::Closed && self.opened_at == Some(at) => None,
+            Some(at) => {
+                let was = self.state;
+                self.state = BreakerState::Open;
+                self.opened_at = Some(at);
+                self.half_open_successes = 0;
+                self.trial_in_flight = false;
+                (was != BreakerState::Open).then_some(BreakerState::Open)
+            }
+            None => self.reset(),
+        }
+    }
+
     fn open(&mut self, now: Timestamp) -> BreakerState {
         self.state = BreakerState::Open;
         self.opened_at = Some(now);
@@ -258,6 +279,8 @@ impl CircuitBreaker {
             consecutive_failures: self.consecutive_failures,
             trips: self.trips,
             opened_at: self.opened_at,
+            // The store assigns it at the save.
+            generation: 0,
         }
     }
 
@@ -278,7 +301,7 @@ impl CircuitBreaker {
         }
     }
 
-    fn snapshot(&self, target: &str, cfg: &BreakerConfig) -> BreakerSnapshot {
+    pub(crate) fn snapshot(&self, target: &str, cfg: &BreakerConfig) -> BreakerSnapshot {
         nexus_api::breakers::Breaker {
             target: target.to_owned(),
             state: self.state,
@@ -293,151 +316,6 @@ impl CircuitBreaker {
     }
 }
 
-/// Every target's breaker, created on first use.
-pub struct Breakers {
-    config: BreakerConfig,
-    breakers: Mutex<HashMap<String, CircuitBreaker>>,
-    instrument: Arc<dyn BreakerInstrument>,
-}
-
-impl std::fmt::Debug for Breakers {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Breakers")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Default for Breakers {
-    fn default() -> Self {
-        Breakers::new(BreakerConfig::default())
-    }
-}
-
-impl Breakers {
-    /// Breakers with these settings and no instrument.
-    pub fn new(config: BreakerConfig) -> Self {
-        Breakers::with_instrument(config, Arc::new(NoInstrument))
-    }
-
-    /// Breakers that report state changes to `instrument`.
-    pub fn with_instrument(config: BreakerConfig, instrument: Arc<dyn BreakerInstrument>) -> Self {
-        Breakers {
-            config,
-            breakers: Mutex::new(HashMap::new()),
-            instrument,
-        }
-    }
-
-    /// The settings.
-    pub fn config(&self) -> &BreakerConfig {
-        &self.config
-    }
-
-    fn with<R>(&self, target: &str, f: impl FnOnce(&mut CircuitBreaker) -> R) -> R {
-        let mut map = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
-        match map.get_mut(target) {
-            Some(b) => f(b),
-            None => f(map.entry(target.to_owned()).or_default()),
-        }
-    }
-
-    fn report(&self, target: &str, change: Option<BreakerState>) -> Option<BreakerState> {
-        if let Some(state) = change {
-            if state == BreakerState::Open {
-                self.instrument.tripped(target);
-            }
-            self.instrument.state_changed(target, state);
-            tracing::info!(target, state = state.as_str(), "circuit breaker changed");
-        }
-        change
-    }
-
-    /// Asks to call `target` at `now`.
-    pub fn admit(&self, target: &str, now: Timestamp) -> Admission {
-        let (admission, change) = self.with(target, |b| b.admit(now, &self.config));
-        self.report(target, change);
-        admission
-    }
-
-    /// Reports how a call admitted by [`Breakers::admit`] ended; returns the new state if it
-    /// changed.
-    pub fn record(
-        &self,
-        target: &str,
-        trial: bool,
-        result: CallResult,
-        now: Timestamp,
-    ) -> Option<BreakerState> {
-        let change = self.with(target, |b| b.record(trial, result, now, &self.config));
-        self.report(target, change)
-    }
-
-    /// Whether a call to `target` would be let through at `now`, without asking for it.
-    pub fn would_admit(&self, target: &str, now: Timestamp) -> bool {
-        let map = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
-        map.get(target)
-            .is_none_or(|b| b.would_admit(now, &self.config))
-    }
-
-    /// Closes one breaker; `false` when no breaker is known for `target`.
-    pub fn reset(&self, target: &str) -> bool {
-        let change = {
-            let mut map = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
-            map.get_mut(target).map(CircuitBreaker::reset)
-        };
-        match change {
-            Some(change) => {
-                self.report(target, change);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Takes back kept states (at start). A breaker already known here is left as it is.
-    pub fn restore(&self, records: impl IntoIterator<Item = BreakerRecord>) {
-        let mut restored = Vec::new();
-        {
-            let mut map = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
-            for record in records {
-                if let std::collections::hash_map::Entry::Vacant(slot) =
-                    map.entry(record.target.clone())
-                {
-                    let b = slot.insert(CircuitBreaker::from_record(&record));
-                    restored.push((record.target, b.state));
-                }
-            }
-        }
-        for (target, state) in restored {
-            self.instrument.state_changed(&target, state);
-        }
-    }
-
-    /// One target's state to keep across a restart.
-    pub fn record_of(&self, target: &str) -> Option<BreakerRecord> {
-        let map = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
-        map.get(target).map(|b| b.to_record(target))
-    }
-
-    /// One target's breaker.
-    pub fn get(&self, target: &str) -> Option<BreakerSnapshot> {
-        let map = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
-        map.get(target).map(|b| b.snapshot(target, &self.config))
-    }
-
-    /// Every known breaker, by target.
-    pub fn snapshot(&self) -> Vec<BreakerSnapshot> {
-        let map = self.breakers.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut all: Vec<BreakerSnapshot> = map
-            .iter()
-            .map(|(t, b)| b.snapshot(t, &self.config))
-            .collect();
-        all.sort_by(|a, b| a.target.cmp(&b.target));
-        all
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -445,136 +323,6 @@ mod tests {
 
     fn t(ms: i64) -> Timestamp {
         Timestamp::from_unix_millis(ms).expect("valid")
-    }
-
-    const T: &str = "http://127.0.0.1:4000";
-
-    #[test]
-    fn opens_after_consecutive_failures_and_recovers_through_trials() {
-        let b = Breakers::default();
-        for i in 0..4 {
-            assert_eq!(b.admit(T, t(i)), Admission::Allowed { trial: false });
-            assert_eq!(b.record(T, false, CallResult::Failure, t(i)), None);
-        }
-        // A success in between resets the count.
-        b.record(T, false, CallResult::Success, t(4));
-        for i in 0..4 {
-            b.record(T, false, CallResult::Failure, t(10 + i));
-        }
-        assert_eq!(b.get(T).map(|s| s.state), Some(BreakerState::Closed));
-        assert_eq!(
-            b.record(T, false, CallResult::Failure, t(20)),
-            Some(BreakerState::Open)
-        );
-        let s = b.get(T).expect("known");
-        assert_eq!(
-            (s.trips, s.opened_at, s.next_trial_at),
-            (1, Some(t(20)), Some(t(30_020)))
-        );
-        assert_eq!(
-            b.admit(T, t(30_019)),
-            Admission::Rejected { until: t(30_020) }
-        );
-        // Half-open: exactly one trial at a time.
-        assert_eq!(b.admit(T, t(30_020)), Admission::Allowed { trial: true });
-        assert_eq!(b.get(T).map(|s| s.state), Some(BreakerState::HalfOpen));
-        assert!(matches!(b.admit(T, t(30_021)), Admission::Rejected { .. }));
-        assert_eq!(b.record(T, true, CallResult::Success, t(30_100)), None);
-        assert_eq!(b.admit(T, t(30_101)), Admission::Allowed { trial: true });
-        assert_eq!(
-            b.record(T, true, CallResult::Success, t(30_200)),
-            Some(BreakerState::Closed)
-        );
-        assert_eq!(b.admit(T, t(30_201)), Admission::Allowed { trial: false });
-    }
-
-    #[test]
-    fn a_failed_trial_opens_again_and_counts_a_trip() {
-        let cfg = BreakerConfig {
-            failure_threshold: 1,
-            ..Default::default()
-        };
-        let b = Breakers::new(cfg);
-        b.record(T, false, CallResult::Failure, t(0));
-        assert_eq!(b.admit(T, t(30_000)), Admission::Allowed { trial: true });
-        assert_eq!(
-            b.record(T, true, CallResult::Failure, t(30_001)),
-            Some(BreakerState::Open)
-        );
-        let s = b.get(T).expect("known");
-        assert_eq!(
-            (s.state, s.trips, s.next_trial_at),
-            (BreakerState::Open, 2, Some(t(60_001)))
-        );
-        // A late result of a call admitted while closed does not move it.
-        assert_eq!(b.record(T, false, CallResult::Success, t(30_002)), None);
-        assert_eq!(b.get(T).map(|s| s.state), Some(BreakerState::Open));
-        // An abandoned trial frees the slot.
-        assert_eq!(b.admit(T, t(60_001)), Admission::Allowed { trial: true });
-        b.record(T, true, CallResult::Abandoned, t(60_002));
-        assert_eq!(b.admit(T, t(60_003)), Admission::Allowed { trial: true });
-        assert!(b.reset(T));
-        assert!(!b.reset("http://unknown:1"));
-        assert_eq!(b.get(T).map(|s| s.state), Some(BreakerState::Closed));
-    }
-
-    #[test]
-    fn kept_states_come_back() {
-        let b = Breakers::new(BreakerConfig {
-            failure_threshold: 1,
-            ..Default::default()
-        });
-        b.record(T, false, CallResult::Failure, t(1_000));
-        let kept = b.record_of(T).expect("known");
-        assert!(kept.open);
-        let after_restart = Breakers::default();
-        after_restart.restore([kept, b.record_of(T).expect("known")]);
-        let s = after_restart.get(T).expect("restored");
-        assert_eq!(
-            (s.state, s.trips, s.next_trial_at),
-            (BreakerState::Open, 1, Some(t(31_000)))
-        );
-        assert!(matches!(
-            after_restart.admit(T, t(30_999)),
-            Admission::Rejected { .. }
-        ));
-        assert_eq!(
-            after_restart.admit(T, t(31_000)),
-            Admission::Allowed { trial: true }
-        );
-    }
-
-    #[test]
-    fn instrument_sees_every_change() {
-        #[derive(Default)]
-        struct Seen(Mutex<Vec<String>>);
-        impl BreakerInstrument for Seen {
-            fn state_changed(&self, target: &str, state: BreakerState) {
-                self.0
-                    .lock()
-                    .expect("lock")
-                    .push(format!("{target} {}", state.as_str()));
-            }
-            fn tripped(&self, target: &str) {
-                self.0.lock().expect("lock").push(format!("{target} trip"));
-            }
-        }
-        let seen = Arc::new(Seen::default());
-        let b = Breakers::with_instrument(
-            BreakerConfig {
-                failure_threshold: 1,
-                success_threshold: 1,
-                ..Default::default()
-            },
-            Arc::clone(&seen) as Arc<dyn BreakerInstrument>,
-        );
-        b.record("x", false, CallResult::Failure, t(0));
-        b.admit("x", t(30_000));
-        b.record("x", true, CallResult::Success, t(30_001));
-        assert_eq!(
-            *seen.0.lock().expect("lock"),
-            vec!["x trip", "x open", "x half_open", "x closed"]
-        );
     }
 
     #[derive(Debug, Clone)]

@@ -5,7 +5,9 @@ use crate::metric_names;
 use crate::breaker::{BreakerInstrument, BreakerState};
 
 /// Reports breakers as `nexus_circuit_breaker_state{target}` (0 closed, 1 half-open, 2 open) and
-/// `nexus_circuit_breaker_trips_total{target}`.
+/// `nexus_circuit_breaker_trips_total{target}`. With instances sharing a store, the gauge follows
+/// states adopted from the others too, while the counter counts this instance's own trips only
+/// (each trip is counted once, by the instance that tripped).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MetricsInstrument;
 

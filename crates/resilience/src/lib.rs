@@ -3,10 +3,12 @@
 //! - [`Schedule`]: the retry schedule (2, 4, 8, 16, 32 s by default) as an iterator of delays with
 //!   bounded jitter, and the `Retry-After` floor.
 //! - [`CircuitBreaker`] and [`Breakers`]: one breaker per target origin, with time injected and an
-//!   instrument hook for metrics ([`MetricsInstrument`]).
+//!   instrument hook for metrics ([`MetricsInstrument`]), shared by the instances of one store
+//!   through its [`nexus_store::BreakerLog`] ([`Breakers::persist`], [`Breakers::sync`]).
 //! - [`RetryWorker`]: leases due deliveries from a [`nexus_store::DeliveryQueue`], runs them
 //!   through a [`Target`] with bounded concurrency, acks, retries, dead-letters, parks deliveries
-//!   of open breakers, and stops gracefully. It sleeps until the next due time or new work.
+//!   of open breakers, and stops gracefully. It sleeps until the next due time or new work, and
+//!   syncs the breakers with the store every 500 ms.
 //! - [`Clock`]: [`SystemClock`] in production, [`ManualClock`] in tests.
 //!
 //! It is not the HTTP client: [`Target`] is implemented in `nexus-outbound` (webhooks),
@@ -26,6 +28,7 @@
 
 mod backoff;
 mod breaker;
+mod breakers;
 mod clock;
 mod error;
 mod instrument;
@@ -35,9 +38,10 @@ mod worker;
 
 pub use backoff::{Backoff, DEFAULT_JITTER, DEFAULT_STEPS_MS, Schedule};
 pub use breaker::{
-    Admission, BreakerConfig, BreakerInstrument, BreakerSnapshot, BreakerState, Breakers,
-    CallResult, CircuitBreaker, NoInstrument,
+    Admission, BreakerConfig, BreakerInstrument, BreakerSnapshot, BreakerState, CallResult,
+    CircuitBreaker, NoInstrument,
 };
+pub use breakers::Breakers;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::ConfigError;
 pub use instrument::MetricsInstrument;

@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use tokio::task::{Id, JoinSet};
 
 use crate::backoff::Schedule;
-use crate::breaker::{Admission, Breakers, CallResult};
+use crate::breaker::{Admission, CallResult};
+use crate::breakers::Breakers;
 use crate::clock::{Clock, later};
 use crate::error::ConfigError;
 use crate::metric_names;
@@ -95,6 +96,10 @@ pub struct WorkerConfig {
     pub lease_for: Duration,
     /// The retry schedule. Default 2, 4, 8, 16, 32 s with 10 % jitter.
     pub schedule: Schedule,
+    /// How often the breakers adopt what other instances on the same store saved
+    /// ([`Breakers::sync`]); more than 0. Default 500 ms, so a trip or a reset reaches every
+    /// instance within the 1 s of API.md section 13.
+    pub breaker_sync: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -104,6 +109,7 @@ impl Default for WorkerConfig {
             concurrency: 256,
             lease_for: Duration::from_secs(60),
             schedule: Schedule::default(),
+            breaker_sync: Duration::from_millis(500),
         }
     }
 }
@@ -122,6 +128,9 @@ pub enum Activity {
     /// The worker has stopped; it will never lease again.
     Stopped,
 }
+
+/// How often a failing breaker sync logs its warning.
+const SYNC_WARNING_EVERY: Duration = Duration::from_secs(60);
 
 const ACTIVITY_BUSY: i64 = i64::MIN;
 const ACTIVITY_IDLE: i64 = i64::MAX;
@@ -183,7 +192,7 @@ impl WorkerStats {
 }
 
 /// A queue the worker can run: deliveries, the subscriptions a `410` disables, and the breaker
-/// states kept across restarts.
+/// states kept across restarts and shared by the instances of one store.
 pub trait WorkQueue: DeliveryQueue + Subscriptions + BreakerLog {}
 impl<T: DeliveryQueue + Subscriptions + BreakerLog> WorkQueue for T {}
 
@@ -193,6 +202,10 @@ impl<T: DeliveryQueue + Subscriptions + BreakerLog> WorkQueue for T {}
 /// polling), leases what is due, asks each target's breaker, and runs at most `concurrency`
 /// attempts at once. While a target's breaker is open its deliveries are parked in the queue
 /// until the next trial: no attempt is made or counted, and they are never dead-lettered for it.
+///
+/// It keeps the breakers in the store: it restores them at start, saves every transition, and
+/// every `breaker_sync` adopts what other instances saved, releasing the parked deliveries of a
+/// breaker closed elsewhere (API.md section 13).
 pub struct RetryWorker {
     queue: Arc<dyn WorkQueue>,
     target: Arc<dyn Target>,
@@ -267,6 +280,11 @@ impl RetryWorker {
         if config.lease_for.is_zero() {
             return Err(ConfigError::Worker { field: "lease_for" });
         }
+        if config.breaker_sync.is_zero() {
+            return Err(ConfigError::Worker {
+                field: "breaker_sync",
+            });
+        }
         Ok(RetryWorker {
             queue,
             target,
@@ -299,6 +317,7 @@ impl RetryWorker {
                 tracing::warn!(error = %e, "cannot read kept breaker states; starting closed")
             }
         }
+        let sync = tokio::spawn(Arc::clone(&worker).sync_breakers(stop.clone()));
         let mut changes = worker.queue.changes();
         let mut tasks: JoinSet<()> = JoinSet::new();
         let mut in_flight: HashMap<Id, (Lease, bool)> = HashMap::new();
@@ -393,10 +412,64 @@ impl RetryWorker {
             }
             worker.stats.set_activity(Activity::Busy);
         }
+        // Awaited, not just aborted: the task holds the queue, which a restart may want to open
+        // again as soon as this returns.
+        sync.abort();
+        let _ = sync.await;
         let grace = *stop.borrow();
         let report = worker.drain(tasks, in_flight, grace).await;
         worker.stats.set_activity(Activity::Stopped);
         report
+    }
+
+    /// Every `breaker_sync`, adopts the breaker records other instances saved and releases the
+    /// parked deliveries of the breakers that closed. A store error keeps the local states and
+    /// is logged at most once a minute.
+    async fn sync_breakers(self: Arc<Self>, mut stop: watch::Receiver<Option<Duration>>) {
+        let mut warned_at: Option<Timestamp> = None;
+        let mut failures = 0u64;
+        loop {
+            let due = later(self.clock.now(), self.config.breaker_sync);
+            tokio::select! {
+                () = self.clock.sleep_until(due) => {}
+                changed = stop.changed() => {
+                    if changed.is_err() || stop.borrow().is_some() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+            let now = self.clock.now();
+            let closed = match self.breakers.sync(self.queue.as_ref()).await {
+                Ok(closed) => closed,
+                Err(e) => {
+                    failures += 1;
+                    if warned_at.is_none_or(|at| now >= later(at, SYNC_WARNING_EVERY)) {
+                        tracing::warn!(error = %e, failures, "cannot read the shared breaker states; keeping the local ones");
+                        warned_at = Some(now);
+                    }
+                    continue;
+                }
+            };
+            if failures > 0 {
+                tracing::info!(failures, "shared breaker states readable again");
+                failures = 0;
+                warned_at = None;
+            }
+            for target in closed {
+                match self.queue.unpark(&target, now).await {
+                    Ok(n) if n > 0 => tracing::info!(
+                        target,
+                        released = n,
+                        "breaker closed by another instance; parked deliveries released"
+                    ),
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, target, "cannot release parked deliveries")
+                    }
+                }
+            }
+        }
     }
 
     /// Forgets a finished task. One that panicked settled nothing: it counts as a failed attempt,
@@ -559,10 +632,9 @@ impl RetryWorker {
     async fn breaker_result(&self, target: &str, trial: bool, result: CallResult, now: Timestamp) {
         let change = self.breakers.record(target, trial, result, now);
         if change.is_some()
-            && let Some(record) = self.breakers.record_of(target)
-            && let Err(e) = self.queue.save_breaker(record).await
+            && let Err(e) = self.breakers.persist(target, self.queue.as_ref()).await
         {
-            tracing::warn!(error = %e, target, "cannot keep a breaker state");
+            tracing::warn!(error = %e, target, "cannot keep a breaker state; the next sync tries again");
         }
         // A good trial lets the parked deliveries go: one of them becomes the next trial (the
         // rest park again) until the breaker closes, and then all of them go.

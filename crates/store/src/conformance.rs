@@ -1012,22 +1012,27 @@ pub async fn changes_apply_to_appends_committed_with_them<S: Store>(store: &S) {
     assert_eq!(leased[0].event.id, "after-create");
 }
 
-/// Breaker states are kept per target, the last save winning.
+/// Breaker states are kept per target, the last save winning; each save answers the record's new
+/// generation, which grows with every save of that target and is read back with it.
 pub async fn breakers_persist<S: Store>(store: &S) {
     assert!(store.breakers().await.expect("breakers").is_empty());
-    let open = BreakerRecord {
+    let mut open = BreakerRecord {
         target: "http://b.example:80".into(),
         open: true,
         consecutive_failures: 5,
         trips: 3,
         opened_at: Some(at(1_000)),
+        // Ignored: the store assigns it.
+        generation: 77,
     };
-    store.save_breaker(open.clone()).await.expect("save");
+    open.generation = store.save_breaker(open.clone()).await.expect("save");
+    assert_eq!(open.generation, 1, "a first save is generation 1");
     let mut closed = open.clone();
     closed.target = "http://a.example:80".into();
     closed.open = false;
     closed.opened_at = None;
-    store.save_breaker(closed.clone()).await.expect("save");
+    closed.generation = store.save_breaker(closed.clone()).await.expect("save");
+    assert_eq!(closed.generation, 1, "generations are per target");
     assert_eq!(
         store.breakers().await.expect("breakers"),
         vec![closed.clone(), open.clone()]
@@ -1036,7 +1041,12 @@ pub async fn breakers_persist<S: Store>(store: &S) {
     reopened.open = true;
     reopened.trips = 4;
     reopened.opened_at = Some(at(2_000));
-    store.save_breaker(reopened.clone()).await.expect("save");
+    reopened.generation = store.save_breaker(reopened.clone()).await.expect("save");
+    assert_eq!(reopened.generation, 2);
+    // A save of the same state is still a new version.
+    let again = store.save_breaker(reopened.clone()).await.expect("save");
+    assert_eq!(again, 3);
+    reopened.generation = again;
     assert_eq!(
         store.breakers().await.expect("breakers"),
         vec![reopened, open]

@@ -207,6 +207,10 @@ pub struct BreakerRecord {
     pub trips: u64,
     /// When it last opened, while open.
     pub opened_at: Option<Timestamp>,
+    /// The record's version, assigned by the store: it grows with every save of this target, so
+    /// instances sharing the store can tell a record they have not seen yet (API.md section 13).
+    /// [`crate::BreakerLog::save_breaker`] ignores the value it is given and answers the new one.
+    pub generation: u64,
 }
 
 /// A webhook subscription.

@@ -158,12 +158,15 @@ pub trait Cursors: Send + Sync {
     async fn set_cursor(&self, name: &str, sequence: u64) -> Result<()>;
 }
 
-/// Circuit breaker states, kept so a restart does not hammer a target that was down.
+/// Circuit breaker states, kept so a restart does not hammer a target that was down, and shared
+/// by the instances of one store (each reads the others' saves back).
 #[async_trait]
 pub trait BreakerLog: Send + Sync {
-    /// Stores a breaker's state, replacing the one kept for its target.
-    async fn save_breaker(&self, record: BreakerRecord) -> Result<()>;
-    /// Every kept breaker, by target.
+    /// Stores a breaker's state, replacing the one kept for its target, and answers the record's
+    /// new generation: higher than any generation kept before for this target (the first save
+    /// answers 1). `record.generation` is ignored.
+    async fn save_breaker(&self, record: BreakerRecord) -> Result<u64>;
+    /// Every kept breaker, by target, each with its generation.
     async fn breakers(&self) -> Result<Vec<BreakerRecord>>;
 }
 

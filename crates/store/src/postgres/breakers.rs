@@ -1,6 +1,7 @@
 //! Circuit breaker states kept across restarts, so a restart does not hammer a target that was
-//! down. The table has a `generation` column for the shared breakers of several instances
-//! (issue 14 continues); this backend keeps it as it is.
+//! down, and shared by every instance on the database: each save bumps the row's `generation`
+//! in the same statement, so the instances reading the table back (`nexus-resilience`'s breaker
+//! sync) can tell a save they have not seen yet from their own.
 
 use async_trait::async_trait;
 use nexus_event::Timestamp;
@@ -13,17 +14,22 @@ use crate::traits::BreakerLog;
 
 #[async_trait]
 impl BreakerLog for PgStore {
-    async fn save_breaker(&self, record: BreakerRecord) -> Result<()> {
+    async fn save_breaker(&self, record: BreakerRecord) -> Result<u64> {
         self.call(move |ctx| {
             Box::pin(async move {
-                ctx.client
-                    .execute(
+                // The upsert takes the row lock, so concurrent saves of one target get distinct,
+                // growing generations.
+                let row = ctx
+                    .client
+                    .query_one(
                         "INSERT INTO breakers (target, open, consecutive_failures, trips, \
-                         opened_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6) \
+                         opened_ms, updated_ms, generation) VALUES ($1, $2, $3, $4, $5, $6, 1) \
                          ON CONFLICT (target) DO UPDATE SET open = excluded.open, \
                          consecutive_failures = excluded.consecutive_failures, \
                          trips = excluded.trips, opened_ms = excluded.opened_ms, \
-                         updated_ms = excluded.updated_ms",
+                         updated_ms = excluded.updated_ms, \
+                         generation = breakers.generation + 1 \
+                         RETURNING generation",
                         &[
                             &record.target,
                             &record.open,
@@ -35,7 +41,7 @@ impl BreakerLog for PgStore {
                     )
                     .await
                     .map_err(db_err("save breaker"))?;
-                Ok(())
+                Ok(unsigned(get(&row, 0, "save breaker")?))
             })
         })
         .await
@@ -46,8 +52,8 @@ impl BreakerLog for PgStore {
         let client = self.conn(op).await?;
         let rows = client
             .query(
-                "SELECT target, open, consecutive_failures, trips, opened_ms FROM breakers \
-                 ORDER BY target",
+                "SELECT target, open, consecutive_failures, trips, opened_ms, generation \
+                 FROM breakers ORDER BY target",
                 &[],
             )
             .await
@@ -60,6 +66,7 @@ impl BreakerLog for PgStore {
                     consecutive_failures: u32::try_from(get::<i64>(r, 2, op)?).unwrap_or(u32::MAX),
                     trips: unsigned(get(r, 3, op)?),
                     opened_at: get::<Option<i64>>(r, 4, op)?.map(ts).transpose()?,
+                    generation: unsigned(get(r, 5, op)?),
                 })
             })
             .collect()

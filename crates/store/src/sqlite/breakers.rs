@@ -1,5 +1,5 @@
 //! Circuit breaker states kept across restarts, so a restart does not hammer a target that was
-//! down.
+//! down. Each save bumps the row's `generation` (schema version 3), as PostgreSQL does.
 
 use async_trait::async_trait;
 use nexus_event::Timestamp;
@@ -13,27 +13,29 @@ use crate::traits::BreakerLog;
 
 #[async_trait]
 impl BreakerLog for SqliteStore {
-    async fn save_breaker(&self, record: BreakerRecord) -> Result<()> {
+    async fn save_breaker(&self, record: BreakerRecord) -> Result<u64> {
         self.call(move |ctx| {
-            ctx.conn
+            let generation = ctx
+                .conn
                 .prepare_cached(
-                    "INSERT INTO breakers (target, open, consecutive_failures, trips, opened_ms, updated_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (target) DO UPDATE SET \
+                    "INSERT INTO breakers (target, open, consecutive_failures, trips, opened_ms, updated_ms, generation) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT (target) DO UPDATE SET \
                      open = excluded.open, consecutive_failures = excluded.consecutive_failures, \
-                     trips = excluded.trips, opened_ms = excluded.opened_ms, updated_ms = excluded.updated_ms",
+                     trips = excluded.trips, opened_ms = excluded.opened_ms, updated_ms = excluded.updated_ms, \
+                     generation = breakers.generation + 1 RETURNING generation",
                 )
                 .and_then(|mut s| {
-                    s.execute(params![
+                    s.query_row(params![
                         record.target,
                         record.open,
                         record.consecutive_failures,
                         i64::try_from(record.trips).unwrap_or(i64::MAX),
                         record.opened_at.map(Timestamp::as_unix_millis),
                         Timestamp::now().as_unix_millis(),
-                    ])
+                    ], |r| r.get::<_, i64>(0))
                 })
                 .map_err(db_err("save breaker"))?;
-            Ok(())
+            Ok(generation.max(0) as u64)
         })
         .await
     }
@@ -41,7 +43,7 @@ impl BreakerLog for SqliteStore {
     async fn breakers(&self) -> Result<Vec<BreakerRecord>> {
         self.read(|conn| {
             conn.prepare_cached(
-                "SELECT target, open, consecutive_failures, trips, opened_ms FROM breakers ORDER BY target",
+                "SELECT target, open, consecutive_failures, trips, opened_ms, generation FROM breakers ORDER BY target",
             )
             .and_then(|mut s| {
                 s.query_map([], |r| {
@@ -51,6 +53,7 @@ impl BreakerLog for SqliteStore {
                         consecutive_failures: r.get(2)?,
                         trips: r.get::<_, i64>(3)?.max(0) as u64,
                         opened_at: r.get::<_, Option<i64>>(4)?.map(ts).transpose()?,
+                        generation: r.get::<_, i64>(5)?.max(0) as u64,
                     })
                 })?
                 .collect()

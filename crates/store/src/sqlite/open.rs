@@ -455,6 +455,36 @@ mod tests {
             .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
             .expect("version");
         assert_eq!(version, schema::VERSION);
-        assert_eq!(schema::VERSION, 2);
+        assert_eq!(schema::VERSION, 3);
+    }
+
+    /// A database left at schema version 2 keeps its breakers, each at generation 0, and their
+    /// next save moves them on from there.
+    #[tokio::test]
+    async fn breakers_of_version_2_get_a_generation() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+            conn.execute_batch(schema::MIGRATIONS[0])
+                .and_then(|()| conn.execute_batch(schema::MIGRATIONS[1]))
+                .expect("schema v2");
+            conn.execute_batch(
+                "INSERT INTO breakers (target, open, consecutive_failures, trips, opened_ms, updated_ms) \
+                 VALUES ('http://old.example:80', 1, 5, 2, 1000, 1000); PRAGMA user_version = 2;",
+            )
+            .expect("v2 data");
+        }
+        let store = SqliteStore::open(dir.path()).expect("open and migrate");
+        let kept = store.breakers().await.expect("breakers");
+        assert_eq!(kept.len(), 1);
+        assert_eq!(
+            (kept[0].open, kept[0].trips, kept[0].generation),
+            (true, 2, 0)
+        );
+        let saved = store
+            .save_breaker(kept[0].clone())
+            .await
+            .expect("save after the migration");
+        assert_eq!(saved, 1);
     }
 }

@@ -87,6 +87,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         updated_ms           INTEGER NOT NULL
     );
     "#,
+    // 3: a breaker's generation, bumped by every save, so a reader can tell a save it has not
+    // seen (the shared breakers of API.md section 13; PostgreSQL has it from its first version).
+    r#"
+    ALTER TABLE breakers ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+    "#,
 ];
 
 /// The schema version this build writes.
