@@ -15,7 +15,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`), each in a database of its own that is dropped
 //! afterwards; `.ci/run` provides one. Without a server the bench fails, naming the URL.
 //!
-//! Run with `cargo bench --bench store`.
+//! Run with `cargo bench --bench store` (`-- sqlite` or `-- postgres` for one store only).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -302,6 +302,9 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     // `cargo bench` passes `--bench`; without it this is a smoke run.
     let quick = !args.iter().any(|a| a == "--bench");
+    // `cargo bench --bench store -- sqlite` or `-- postgres` runs one store's cases only.
+    let sqlite = !args.iter().any(|a| a == "postgres");
+    let postgres = !args.iter().any(|a| a == "sqlite");
     let s = if quick {
         Settings {
             run_for: Duration::from_millis(200),

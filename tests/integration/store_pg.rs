@@ -469,8 +469,16 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
         consecutive_failures: 5,
         trips: 2,
         opened_at: Some(now),
+        generation: 0,
     };
+    // Saved twice: the copy keeps the generation the second save got.
     sqlite.save_breaker(breaker.clone()).await.expect("breaker");
+    let generation = sqlite.save_breaker(breaker.clone()).await.expect("breaker");
+    assert_eq!(generation, 2);
+    let breaker = BreakerRecord {
+        generation,
+        ..breaker
+    };
     let events = sqlite
         .read(0, 100, &TypeFilter::all())
         .await

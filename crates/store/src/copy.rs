@@ -104,6 +104,8 @@ pub(crate) struct BreakerRow {
     pub(crate) trips: i64,
     pub(crate) opened_ms: Option<i64>,
     pub(crate) updated_ms: i64,
+    /// How many times it was saved: instances adopt only a newer one (shared breakers).
+    pub(crate) generation: i64,
 }
 
 /// The highest ids SQLite ever gave (`sqlite_sequence`, or the highest row when higher), so the

@@ -220,7 +220,8 @@ impl<'c> Import<'c> {
         .await
     }
 
-    /// Writes breaker states (generation 0: no reset seen yet).
+    /// Writes breaker states with their generations, so instances on the copy take them as they
+    /// were (a restored record is not news to adopt again).
     pub(crate) async fn breakers(&self, rows: &[BreakerRow]) -> Result<()> {
         let target: Vec<String> = rows.iter().map(|r| r.target.clone()).collect();
         let open: Vec<bool> = rows.iter().map(|r| r.open).collect();
@@ -228,11 +229,20 @@ impl<'c> Import<'c> {
         let trips: Vec<i64> = rows.iter().map(|r| r.trips).collect();
         let opened: Vec<Option<i64>> = rows.iter().map(|r| r.opened_ms).collect();
         let updated: Vec<i64> = rows.iter().map(|r| r.updated_ms).collect();
+        let generation: Vec<i64> = rows.iter().map(|r| r.generation).collect();
         self.insert(
             "INSERT INTO breakers (target, open, consecutive_failures, trips, opened_ms, \
-             updated_ms) SELECT * FROM unnest($1::text[], $2::boolean[], $3::bigint[], \
-             $4::bigint[], $5::bigint[], $6::bigint[])",
-            &[&target, &open, &failures, &trips, &opened, &updated],
+             updated_ms, generation) SELECT * FROM unnest($1::text[], $2::boolean[], \
+             $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])",
+            &[
+                &target,
+                &open,
+                &failures,
+                &trips,
+                &opened,
+                &updated,
+                &generation,
+            ],
         )
         .await
     }

@@ -277,8 +277,8 @@ impl SqliteExport {
         self.read(move |conn| {
             page(
                 conn,
-                "SELECT target, open, consecutive_failures, trips, opened_ms, updated_ms \
-                 FROM breakers WHERE target > :after ORDER BY target LIMIT :limit",
+                "SELECT target, open, consecutive_failures, trips, opened_ms, updated_ms, \
+                 generation FROM breakers WHERE target > :after ORDER BY target LIMIT :limit",
                 &[(":after", &after)],
                 limit,
                 |r| {
@@ -289,6 +289,7 @@ impl SqliteExport {
                         trips: r.get(3)?,
                         opened_ms: r.get(4)?,
                         updated_ms: r.get(5)?,
+                        generation: r.get(6)?,
                     })
                 },
             )
