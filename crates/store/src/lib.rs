@@ -1,7 +1,8 @@
 //! Nexus persistence.
 //!
 //! The traits at the storage boundary — [`EventLog`], [`DeliveryQueue`], [`Subscriptions`],
-//! [`Cursors`], together [`Store`] — and their SQLite implementation, [`SqliteStore`]: WAL with
+//! [`Cursors`], [`BreakerLog`], [`Instances`], together [`Store`] — and their SQLite
+//! implementation, [`SqliteStore`]: WAL with
 //! `synchronous=FULL`, one writer thread that groups concurrent operations into one transaction and
 //! one fsync (group commit) before answering any of them, and readers on their own connections.
 //!
@@ -36,15 +37,18 @@ mod traits;
 
 pub use error::{Result, StoreError};
 pub use model::{
-    Appended, BreakerRecord, Consumer, DeadLetter, Failure, Lease, LeaseToken, MAX_PAGE,
-    NewSubscription, Page, QueueStats, ReplayTo, Route, Router, Selection, Subscription,
-    SubscriptionPatch, check_limit, target_origin,
+    Appended, BreakerRecord, Consumer, DeadLetter, Failure, InstanceRecord, Lease, LeaseToken,
+    MAX_PAGE, NewSubscription, Page, QueueStats, ReplayTo, Route, Router, Selection, Subscription,
+    SubscriptionPatch, check_limit, new_instance_id, target_origin,
 };
 #[cfg(feature = "postgres")]
-pub use postgres::{DEFAULT_INSTANCE, DEFAULT_POOL_SIZE, PG_SCHEMA_VERSION, PgBuilder, PgStore};
+pub use postgres::{
+    DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, DEFAULT_INSTANCE, DEFAULT_POOL_SIZE, PG_SCHEMA_VERSION,
+    PgBuilder, PgStore,
+};
 #[cfg(feature = "sqlite")]
 pub use sqlite::{
     DB_FILE, DEFAULT_WRITER_QUEUE, Durability, LOCK_FILE, SQLITE_SCHEMA_VERSION, SqliteBuilder,
     SqliteStore,
 };
-pub use traits::{BreakerLog, Cursors, DeliveryQueue, EventLog, Store, Subscriptions};
+pub use traits::{BreakerLog, Cursors, DeliveryQueue, EventLog, Instances, Store, Subscriptions};
