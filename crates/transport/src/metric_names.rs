@@ -13,6 +13,8 @@ pub const EVENT_PERSIST_DURATION_SECONDS: &str = "nexus_event_persist_duration_s
 pub const WEBSOCKET_CONNECTIONS: &str = "nexus_websocket_connections";
 /// Size of the database files.
 pub const DATABASE_SIZE_BYTES: &str = "nexus_database_size_bytes";
+/// Live server instances on the store (API.md section 13).
+pub const INSTANCES: &str = "nexus_instances";
 
 /// Resident set size of the server process, in bytes, under the name Prometheus client libraries
 /// use, so stock dashboards and alerts find it. Not one of API.md section 8: see [`PROCESS`].
@@ -39,6 +41,11 @@ pub const ALL: &[(&str, MetricKind, &str)] = &[
         DATABASE_SIZE_BYTES,
         MetricKind::Gauge,
         "Size of the database and its write-ahead log, in bytes",
+    ),
+    (
+        INSTANCES,
+        MetricKind::Gauge,
+        "Live server instances on the store (1 with the embedded store)",
     ),
 ];
 

@@ -108,7 +108,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 2: the instances on the database and their heartbeats (times by the database's clock).
     r#"
     CREATE TABLE instances (
-        id           text   PRIMARY KEY,
+        id           text   COLLATE "C" PRIMARY KEY,
         host         text   NOT NULL,
         started_ms   bigint NOT NULL,
         last_seen_ms bigint NOT NULL,
