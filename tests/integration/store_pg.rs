@@ -462,3 +462,62 @@ async fn dead_after_must_outlast_the_heartbeat() {
         other => panic!("{other:?}"),
     }
 }
+
+/// While the database refuses an instance, its heartbeat keeps trying; once back, it takes no one
+/// over for dead_after (the others could not be seen either while the database was away), and
+/// then does as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_the_others_get_dead_after_to_be_seen_again() {
+    let db = TestDb::create("t").await;
+    let hour = Duration::from_secs(3600);
+    // Never heartbeats after open: dead 2 s after it, for `a`.
+    let gone = instance(&db, "gone", hour, 2 * hour).await;
+    let dead_after = Duration::from_secs(2);
+    let a = instance(&db, "a", Duration::from_millis(100), dead_after).await;
+    let admin = admin().await;
+    let name = db.name().to_owned();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
+        ))
+        .await
+        .expect("refuse connections");
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .expect("cut the open connections");
+    // Away longer than dead_after: `gone` is past it when the database is back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    admin
+        .batch_execute(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
+        .await
+        .expect("allow connections again");
+    let back = std::time::Instant::now();
+    let rows = pg::connect(db.url()).await;
+    loop {
+        let left = rows
+            .query_one("SELECT count(*) FROM instances WHERE id = 'gone'", &[])
+            .await
+            .expect("count")
+            .get::<_, i64>(0);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "gone was not taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waited = back.elapsed();
+    assert!(
+        waited >= dead_after - Duration::from_millis(500),
+        "taken over {waited:?} after the database came back"
+    );
+    assert_eq!(listed(&a).await, ["a"], "a heartbeats again");
+    a.close().await;
+    gone.close().await;
+}

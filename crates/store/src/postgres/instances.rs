@@ -10,7 +10,9 @@
 //! everywhere in the queue.
 //!
 //! The heartbeat has a connection of its own, outside the pool, so a pool busy with readers
-//! cannot delay it until the others take this instance for dead.
+//! cannot delay it until the others take this instance for dead. After a failed round it takes
+//! no one over for `dead_after`: when the database was away for this instance it was likely away
+//! for the others too, and they get that long to be seen again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,12 +135,14 @@ struct Round {
 }
 
 /// One round, in one transaction: this instance seen now (its row written again if the others
-/// deleted it), then every other instance not seen for `dead_after` taken over.
+/// deleted it), then, with `take_over`, every other instance not seen for `dead_after` taken
+/// over.
 async fn beat(
     client: &mut Client,
     me: &Identity,
     started_ms: i64,
     dead_after: Duration,
+    take_over: bool,
 ) -> Result<Round> {
     let err = db_err("heartbeat");
     let tx = client.transaction().await.map_err(&err)?;
@@ -168,6 +172,10 @@ async fn beat(
         .await
         .map_err(&err)?;
         round.registered_again = true;
+    }
+    if !take_over {
+        tx.commit().await.map_err(&err)?;
+        return Ok(round);
     }
     let rows = tx
         .query(
@@ -242,6 +250,10 @@ impl Heartbeat {
         // Failures since the last warning, and when that was.
         let mut failures: u64 = 0;
         let mut warned: Option<Instant> = None;
+        // When a round last failed. If the database was away for this instance it probably was
+        // for the others too: they get dead_after from then to be seen again before this one
+        // takes any of them for dead.
+        let mut failed_at: Option<Instant> = None;
         loop {
             tokio::select! {
                 _ = &mut stopped => return,
@@ -251,7 +263,13 @@ impl Heartbeat {
             // up then, and is dropped at once when the store closes.
             let round = tokio::select! {
                 _ = &mut stopped => return,
-                r = tokio::time::timeout(self.dead_after, self.round(&mut client)) => r,
+                r = tokio::time::timeout(
+                    self.dead_after,
+                    self.round(
+                        &mut client,
+                        failed_at.is_none_or(|at| at.elapsed() >= self.dead_after),
+                    ),
+                ) => r,
             };
             let result = round.unwrap_or_else(|_| {
                 Err(StoreError::Unavailable {
@@ -274,6 +292,7 @@ impl Heartbeat {
                     // A connection that failed once is made again next round.
                     client = None;
                     failures += 1;
+                    failed_at = Some(Instant::now());
                     if warned.is_none_or(|at| at.elapsed() >= WARN_EVERY) {
                         tracing::warn!(
                             instance = %self.me.id,
@@ -289,8 +308,8 @@ impl Heartbeat {
         }
     }
 
-    /// One round on this heartbeat's own connection, made first if there is none.
-    async fn round(&self, client: &mut Option<Client>) -> Result<Round> {
+    /// One round on this heartbeat's own connection, made first if there is none; see [`beat`].
+    async fn round(&self, client: &mut Option<Client>, take_over: bool) -> Result<Round> {
         if client.as_ref().is_none_or(Client::is_closed) {
             let (fresh, connection) = self
                 .config
@@ -309,7 +328,7 @@ impl Heartbeat {
                 reason: "no heartbeat connection".into(),
             });
         };
-        beat(c, &self.me, self.started_ms, self.dead_after).await
+        beat(c, &self.me, self.started_ms, self.dead_after, take_over).await
     }
 
     fn report(&self, round: &Round) {
