@@ -13,7 +13,8 @@
 //! With the `postgres` feature, `PgStore` implements the same traits on PostgreSQL: a pool of
 //! connections, one writer task with the same group commit, sequences assigned under an
 //! advisory lock so they stay gap-free, leases taken with `FOR UPDATE SKIP LOCKED` and fenced by
-//! owner and generation.
+//! owner and generation. Each open store is an instance on the database with a heartbeat; the
+//! instances take over the leases of one not seen for `dead_after`.
 //!
 //! With the `conformance` feature, the `conformance` module holds the generic test suite every backend
 //! must pass.
