@@ -263,6 +263,19 @@ fn subscriptions_dead_letters_breakers_replay_and_health() {
         0
     );
     assert_eq!(admin(&s, &["breakers", "list"]).ok().stdout, "(none)\n");
+    let instances = admin(&s, &["instances"]).ok();
+    let rows: Vec<&str> = instances.stdout.lines().collect();
+    assert!(
+        rows[0].starts_with("ID") && rows[0].contains("LAST SEEN AT"),
+        "{rows:?}"
+    );
+    assert!(
+        rows.len() == 2 && rows[1].starts_with(s.store.instance()),
+        "{rows:?}"
+    );
+    let instances = admin(&s, &["--json", "instances"]).ok().json();
+    assert_eq!(instances["data"][0]["id"], s.store.instance());
+    assert_eq!(instances["nextCursor"], Value::Null);
 
     assert_eq!(
         admin(&s, &["--json", "subs", "delete", &id]).ok().json()["deleted"],

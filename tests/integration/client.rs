@@ -308,6 +308,17 @@ fn admin_client_reads_the_log_manages_subscriptions_and_replays() {
             .items
             .is_empty()
     );
+    let instances = admin.instances(&PageRequest::default()).expect("instances");
+    assert_eq!(
+        instances
+            .items
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect::<Vec<_>>(),
+        [s.store.instance()]
+    );
+    assert_eq!(instances.next_cursor, None);
+    assert!(instances.items[0].last_seen_at >= instances.items[0].started_at);
     let e = admin
         .reset_breaker("http://127.0.0.1:9")
         .expect_err("no breaker");

@@ -412,6 +412,7 @@ fn the_admin_api_needs_the_token() {
         "/api/events",
         "/api/breakers",
         "/api/nodes",
+        "/api/instances",
     ] {
         assert_error(&Call::new("GET", s.url(path)).send(), 401, "UNAUTHORIZED");
         assert_error(
@@ -443,6 +444,59 @@ fn the_admin_api_needs_the_token() {
         "never a secret: {}",
         nodes.text
     );
+}
+
+/// `GET /api/instances` on the embedded store: this server alone, as the list envelope, with
+/// the store's instance id; `/health/detailed` counts it.
+#[test]
+fn instances_list_this_server() {
+    let s = TestServer::start();
+    assert_error(
+        &Call::new("GET", s.url("/api/instances")).send(),
+        401,
+        "UNAUTHORIZED",
+    );
+    let list = Call::new("GET", s.url("/api/instances")).admin().send();
+    assert_eq!(list.status, 200, "{}", list.text);
+    assert_eq!(list.body["success"], true);
+    assert_eq!(list.body["meta"], json!({"nextCursor": null}));
+    let data = list.body["data"].as_array().expect("a list");
+    assert_eq!(data.len(), 1, "{}", list.text);
+    let me = &data[0];
+    assert_eq!(me["id"], s.store.instance());
+    assert_eq!(
+        me.as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+        Some(
+            ["host", "id", "lastSeenAt", "startedAt", "version"]
+                .map(String::from)
+                .to_vec()
+        )
+    );
+    assert!(me["host"].as_str().is_some_and(|h| !h.is_empty()));
+    for key in ["startedAt", "lastSeenAt"] {
+        let at = me[key].as_str().expect("a time");
+        assert!(at.ends_with('Z') && at.contains('T'), "{key}: {at}");
+    }
+    assert!(me["lastSeenAt"].as_str() >= me["startedAt"].as_str());
+    let typed: Vec<nexus_api::instances::Instance> =
+        serde_json::from_value(list.body["data"].clone()).expect("nexus-api's Instance");
+    assert_eq!(typed[0].id, s.store.instance());
+    let first_page = Call::new("GET", s.url("/api/instances?limit=1"))
+        .admin()
+        .send();
+    assert_eq!(first_page.body["meta"]["nextCursor"], json!(null));
+    let bad = Call::new("GET", s.url("/api/instances?limit=0"))
+        .admin()
+        .send();
+    assert_error(&bad, 400, "VALIDATION_ERROR");
+    let bad = Call::new("GET", s.url("/api/instances?cursor=nonsense"))
+        .admin()
+        .send();
+    assert_error(&bad, 400, "VALIDATION_ERROR");
+    assert_eq!(bad.body["error"]["details"]["field"], "cursor");
+    let d = Call::new("GET", s.url("/health/detailed")).send();
+    assert_eq!(d.body["instances"], 1, "{}", d.text);
 }
 
 #[test]
@@ -952,6 +1006,7 @@ fn health_endpoints_and_metrics() {
         "breakers",
         "websocket",
         "memory",
+        "instances",
     ] {
         assert!(d.body.get(key).is_some(), "{key} in {}", d.text);
     }

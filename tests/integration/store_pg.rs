@@ -1,7 +1,8 @@
 //! The PostgreSQL store: the conformance suite case for case as for SQLite, on a database of its
 //! own per test (`CREATE DATABASE t_<random>` on the server of `NEXUS_TEST_DATABASE_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`, dropped afterwards), plus what only a server
-//! has: several stores on one database, schema versions, TLS URLs, a lost connection.
+//! has: several stores on one database, their heartbeats and the take-over from a dead one,
+//! schema versions, TLS URLs, a lost connection.
 //!
 //! These tests never skip: without a server they fail, naming the URL they tried.
 
@@ -9,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nexus_core::Bus;
-use nexus_event::{EventId, NewEvent, TypeFilter, WellKnown};
+use nexus_event::{EventId, NewEvent, Timestamp, TypeFilter, WellKnown};
 use nexus_store::conformance::pg::{self, TestDatabase};
 use nexus_store::conformance::t0;
-use nexus_store::{Consumer, DeliveryQueue, EventLog, PgStore, Route, StoreError};
+use nexus_store::{Consumer, DeliveryQueue, EventLog, Instances, PgStore, Route, StoreError};
 use tokio_postgres::NoTls;
 
 /// The database of one test: created on `NEXUS_TEST_DATABASE_URL`'s server, dropped after.
@@ -234,9 +235,9 @@ async fn a_newer_schema_is_refused() {
             err,
             StoreError::SchemaTooNew {
                 found: 99,
-                supported: 1,
+                supported,
                 ..
-            }
+            } if supported == nexus_store::PG_SCHEMA_VERSION
         ),
         "{err:?}"
     );
@@ -609,4 +610,250 @@ async fn a_copy_needs_a_store_in_its_source() {
         .expect_err("no store");
     assert!(matches!(err, StoreError::NoStore { .. }), "{err:?}");
     assert!(err.to_string().contains("nexus.db"), "{err}");
+}
+
+/// Opens a store on `db` as instance `id` with these heartbeat settings.
+async fn instance(db: &TestDb, id: &str, heartbeat: Duration, dead_after: Duration) -> PgStore {
+    PgStore::builder(db.url())
+        .instance(id)
+        .heartbeat(heartbeat)
+        .dead_after(dead_after)
+        .open()
+        .await
+        .unwrap_or_else(|e| panic!("open instance {id}: {e}"))
+}
+
+/// The ids `store` lists, in its order.
+async fn listed(store: &PgStore) -> Vec<String> {
+    store
+        .instances()
+        .await
+        .expect("instances")
+        .into_iter()
+        .map(|i| i.id)
+        .collect()
+}
+
+/// Instance `a` stops heartbeating without closing (its heartbeat is an hour, as a killed
+/// process's never comes): `b`, which heartbeats every 100 ms and takes 2 s unseen for dead,
+/// gives back `a`'s lease (60 s long) within dead_after + heartbeat, deletes `a`'s row, and `a`'s
+/// late ack is fenced off while `b` leases and acks the delivery, on the same attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_instance_is_taken_over_and_its_late_ack_fenced() {
+    let db = TestDb::create("t").await;
+    let hour = Duration::from_secs(3600);
+    let a = instance(&db, "a", hour, 2 * hour).await;
+    let (heartbeat, dead_after) = (Duration::from_millis(100), Duration::from_secs(2));
+    let b = instance(&db, "b", heartbeat, dead_after).await;
+    assert_eq!(listed(&b).await, ["a", "b"], "both listed, by start");
+    assert_eq!(listed(&a).await, ["a", "b"]);
+    let listed_a = &a.instances().await.expect("instances")[0];
+    assert!(!listed_a.host.is_empty() && listed_a.last_seen_at >= listed_a.started_at);
+
+    nexus_store::conformance::subscribe_everything(&a, "http://127.0.0.1:4000/hook").await;
+    a.append(vec![draft("in-flight")]).await.expect("append");
+    let leased = a
+        .lease_due("worker-a", Timestamp::now(), 10, Duration::from_secs(60))
+        .await
+        .expect("lease a");
+    assert_eq!(leased.len(), 1);
+    assert!(
+        b.lease_due("worker-b", Timestamp::now(), 10, Duration::from_secs(60))
+            .await
+            .expect("lease b")
+            .is_empty(),
+        "a holds it"
+    );
+
+    let started = std::time::Instant::now();
+    let taken = loop {
+        let got = b
+            .lease_due("worker-b", Timestamp::now(), 10, Duration::from_secs(60))
+            .await
+            .expect("lease b");
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "b did not take over a's lease within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let waited = started.elapsed();
+    // a registered at open, up to moments before the clock started.
+    assert!(
+        waited <= dead_after + heartbeat + Duration::from_millis(500),
+        "taken over after {waited:?}"
+    );
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].token.delivery, leased[0].token.delivery);
+    assert_eq!(taken[0].attempt, leased[0].attempt, "no attempt burnt");
+    assert_eq!(listed(&b).await, ["b"], "a's row is deleted");
+    assert_eq!(listed(&a).await, ["b"]);
+
+    let late = a.ack(&leased[0].token).await;
+    assert!(
+        matches!(late, Err(StoreError::LeaseLost { delivery }) if delivery == leased[0].token.delivery),
+        "{late:?}"
+    );
+    b.ack(&taken[0].token).await.expect("b acks");
+    assert_eq!(b.stats().await.expect("stats").pending, 0);
+    b.close().await;
+    a.close().await;
+}
+
+/// An instance whose row the others deleted (it was away longer than dead_after) writes it
+/// again on its next heartbeat, with its start time kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_taken_for_dead_registers_again() {
+    let db = TestDb::create("t").await;
+    let a = instance(&db, "a", Duration::from_millis(100), Duration::from_secs(1)).await;
+    let before = a.instances().await.expect("instances");
+    assert_eq!(before.len(), 1);
+    let admin = pg::connect(db.url()).await;
+    let deleted = admin
+        .execute("DELETE FROM instances WHERE id = 'a'", &[])
+        .await
+        .expect("delete a's row");
+    assert_eq!(deleted, 1);
+    assert!(listed(&a).await.is_empty());
+    let started = std::time::Instant::now();
+    let again = loop {
+        let now = a.instances().await.expect("instances");
+        if !now.is_empty() {
+            break now;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a did not register again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(again[0].id, "a");
+    assert_eq!(
+        again[0].started_at, before[0].started_at,
+        "its start is kept"
+    );
+    assert!(again[0].last_seen_at >= before[0].last_seen_at);
+    a.close().await;
+}
+
+/// Closing gives the instance's leases back at once and takes it off the list; the other
+/// instance's heartbeat, which runs meanwhile, never takes its own leases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn close_leaves_at_once_and_gives_the_leases_back() {
+    let db = TestDb::create("t").await;
+    let (heartbeat, dead_after) = (Duration::from_millis(50), Duration::from_secs(1));
+    let a = instance(&db, "a", heartbeat, dead_after).await;
+    let b = instance(&db, "b", heartbeat, dead_after).await;
+    nexus_store::conformance::subscribe_everything(&a, "http://127.0.0.1:4000/hook").await;
+    a.append(vec![draft("e1"), draft("e2")])
+        .await
+        .expect("append");
+    let held_by_a = a
+        .lease_due("worker-a", Timestamp::now(), 1, Duration::from_secs(60))
+        .await
+        .expect("lease a");
+    let held_by_b = b
+        .lease_due("worker-b", Timestamp::now(), 1, Duration::from_secs(60))
+        .await
+        .expect("lease b");
+    assert_eq!((held_by_a.len(), held_by_b.len()), (1, 1));
+    // Many heartbeats of both: neither takes its own or a live other's lease.
+    tokio::time::sleep(heartbeat * 6).await;
+    assert_eq!(listed(&b).await, ["a", "b"]);
+    a.close().await;
+    assert_eq!(listed(&b).await, ["b"], "a left at close");
+    let again = b
+        .lease_due("worker-b", Timestamp::now(), 10, Duration::from_secs(60))
+        .await
+        .expect("lease b");
+    assert_eq!(
+        again.iter().map(|l| l.token.delivery).collect::<Vec<_>>(),
+        [held_by_a[0].token.delivery],
+        "a's lease is due again at once"
+    );
+    b.ack(&held_by_b[0].token)
+        .await
+        .expect("b's own lease survived");
+    b.ack(&again[0].token).await.expect("b acks a's");
+    b.close().await;
+}
+
+/// A dead_after no longer than the heartbeat is refused at open, naming both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_after_must_outlast_the_heartbeat() {
+    let db = TestDb::create("t").await;
+    let refused = PgStore::builder(db.url())
+        .heartbeat(Duration::from_secs(5))
+        .dead_after(Duration::from_secs(5))
+        .open()
+        .await;
+    match refused {
+        Err(StoreError::Invalid { field, message }) => {
+            assert_eq!(field, "dead_after");
+            assert!(message.contains("5s"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// While the database refuses an instance, its heartbeat keeps trying; once back, it takes no one
+/// over for dead_after (the others could not be seen either while the database was away), and
+/// then does as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_outage_the_others_get_dead_after_to_be_seen_again() {
+    let db = TestDb::create("t").await;
+    let hour = Duration::from_secs(3600);
+    // Never heartbeats after open: dead 2 s after it, for `a`.
+    let gone = instance(&db, "gone", hour, 2 * hour).await;
+    let dead_after = Duration::from_secs(2);
+    let a = instance(&db, "a", Duration::from_millis(100), dead_after).await;
+    let admin = admin().await;
+    let name = db.name().to_owned();
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false"
+        ))
+        .await
+        .expect("refuse connections");
+    admin
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .expect("cut the open connections");
+    // Away longer than dead_after: `gone` is past it when the database is back.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    admin
+        .batch_execute(&format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS true"))
+        .await
+        .expect("allow connections again");
+    let back = std::time::Instant::now();
+    let rows = pg::connect(db.url()).await;
+    loop {
+        let left = rows
+            .query_one("SELECT count(*) FROM instances WHERE id = 'gone'", &[])
+            .await
+            .expect("count")
+            .get::<_, i64>(0);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "gone was not taken over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let waited = back.elapsed();
+    assert!(
+        waited >= dead_after - Duration::from_millis(500),
+        "taken over {waited:?} after the database came back"
+    );
+    assert_eq!(listed(&a).await, ["a"], "a heartbeats again");
+    a.close().await;
+    gone.close().await;
 }

@@ -47,6 +47,8 @@ pub(crate) enum Command {
     /// Circuit breakers: list, reset.
     #[command(subcommand)]
     Breakers(BreakersCommand),
+    /// The live server instances on the store, earliest started first.
+    Instances(ListArgs),
     /// Webhook subscriptions: list, get, create, update, delete.
     #[command(subcommand)]
     Subs(SubsCommand),

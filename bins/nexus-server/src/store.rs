@@ -1,7 +1,9 @@
 //! The store the server runs on: the embedded SQLite under `DATA_DIR`, or PostgreSQL when
 //! `DATABASE_URL` (or `[store] url` in the config file; the variable wins) names one (API.md
 //! section 13). The rest of the server sees only `Arc<dyn Store>`; what differs per backend
-//! (its kind, the database size, the schema version, closing) is answered here.
+//! (its kind, the database size, the schema version, closing) is answered here. Each process
+//! opens PostgreSQL as an instance of its own (a new UUID v7), heartbeating with the store's
+//! defaults (every 2 s, dead after 10 s unseen).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -67,7 +69,9 @@ impl Backend {
     pub(crate) async fn open(choice: Choice<'_>, wiring: Wiring) -> Result<Backend, ConfigError> {
         match choice {
             Choice::Sqlite(dir) => {
-                let mut builder = SqliteStore::builder(dir).create_dir(true);
+                let mut builder = SqliteStore::builder(dir)
+                    .create_dir(true)
+                    .version(env!("CARGO_PKG_VERSION"));
                 if let Some(bus) = wiring.bus {
                     builder = builder.bus(bus);
                 }
@@ -79,7 +83,11 @@ impl Backend {
             }
             #[cfg(feature = "postgres")]
             Choice::Postgres { name, url } => {
-                let mut builder = PgStore::builder(url);
+                // Each process is its own instance: its leases, heartbeat and row are its own,
+                // so opening never gives back another live process's leases.
+                let mut builder = PgStore::builder(url)
+                    .instance(nexus_store::new_instance_id())
+                    .version(env!("CARGO_PKG_VERSION"));
                 if let Some(bus) = wiring.bus {
                     builder = builder.bus(bus);
                 }

@@ -31,7 +31,8 @@ pub struct Health {
     pub status: HealthStatus,
 }
 
-/// `{status, version, uptimeSeconds, database, retry, breakers, websocket, memory, store}`.
+/// `{status, version, uptimeSeconds, database, retry, breakers, websocket, memory, store,
+/// instances}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HealthDetailed {
@@ -54,6 +55,10 @@ pub struct HealthDetailed {
     /// Which store serves (API.md section 13); absent when the embedding did not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreHealth>,
+    /// Live instances on the store (API.md section 13); `null` when the store cannot be read.
+    /// Read as `null` from a server that does not say.
+    #[serde(default)]
+    pub instances: Option<u64>,
 }
 
 /// `store: {kind}`.
@@ -142,7 +147,7 @@ mod tests {
         let body = json!({"status": "ok", "version": "0.1.0", "uptimeSeconds": 12,
             "database": {"sizeBytes": 4096}, "retry": {"pending": 0, "deadLetters": 1},
             "breakers": {"open": 1, "halfOpen": 0}, "websocket": {"connections": 2},
-            "memory": {"rssBytes": 1048576}});
+            "memory": {"rssBytes": 1048576}, "instances": 2});
         let h: HealthDetailed = serde_json::from_value(body.clone()).expect("health");
         assert_eq!(serde_json::to_value(&h).expect("ser"), body);
         for kind in ["sqlite", "postgres"] {
@@ -155,10 +160,14 @@ mod tests {
         newer["store"] = json!({ "kind": "cassandra" });
         let h: HealthDetailed = serde_json::from_value(newer).expect("newer kind");
         assert_eq!(h.store.map(|s| s.kind), Some(StoreKind::Unknown));
+        let mut older = body.clone();
+        older.as_object_mut().expect("object").remove("instances");
+        let h: HealthDetailed = serde_json::from_value(older).expect("no instances");
+        assert_eq!(h.instances, None);
         let degraded = json!({"status": "degraded", "version": "0.1.0", "uptimeSeconds": 1,
             "database": {"sizeBytes": null}, "retry": {"pending": null, "deadLetters": null},
             "breakers": {"open": 0, "halfOpen": 0}, "websocket": {"connections": 0},
-            "memory": {"rssBytes": null}});
+            "memory": {"rssBytes": null}, "instances": null});
         let h: HealthDetailed = serde_json::from_value(degraded.clone()).expect("degraded");
         assert_eq!(serde_json::to_value(&h).expect("ser"), degraded);
     }

@@ -7,7 +7,7 @@
 //! - [`envelope`], the success and error envelopes, error codes, list meta and list query;
 //! - [`publish`], the bodies of `POST /events` and `/events/batch` and their acks;
 //! - [`subscriptions`], [`dead_letters`] (with the retry stats and the counts), [`breakers`],
-//!   [`log`] (event listing and replay) and [`nodes`], the admin API;
+//!   [`log`] (event listing and replay), [`nodes`] and [`instances`], the admin API;
 //! - [`health`], the body of `/health/detailed`;
 //! - [`ws`], the WebSocket frames;
 //! - [`signature`], both signature schemes.
@@ -32,6 +32,7 @@ pub mod breakers;
 pub mod dead_letters;
 pub mod envelope;
 pub mod health;
+pub mod instances;
 pub mod log;
 pub mod nodes;
 pub mod publish;

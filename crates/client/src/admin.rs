@@ -38,6 +38,8 @@ pub use nexus_api::breakers::{Breaker, BreakerState};
 pub use nexus_api::dead_letters::DeadLetter;
 /// The retry queue's figures: `{pending, deadLetters, oldestRetry, inFlight}`.
 pub use nexus_api::dead_letters::RetryStats;
+/// A live server instance on the store: `{id, host, startedAt, lastSeenAt, version}`.
+pub use nexus_api::instances::Instance;
 /// What a replay enqueues again: `after` (exclusive), `until` (inclusive), `types`, and a
 /// subscription id or `reactors` as `target`.
 pub use nexus_api::log::Replay;
@@ -292,6 +294,11 @@ impl Admin {
             None,
         )?;
         Ok(counted.reset)
+    }
+
+    /// `GET /api/instances`: the live server instances, earliest started first.
+    pub fn instances(&self, page: &PageRequest) -> Result<Page<Instance>, Error> {
+        self.page(&format!("/api/instances{}", query(&Self::page_query(page))))
     }
 
     /// `GET /api/subscriptions`.

@@ -56,8 +56,9 @@ mod sign;
 mod subscriber;
 
 pub use admin::{
-    Admin, Breaker, BreakerState, DeadLetter, EventQuery, NewSubscription, Node, NodeWebhook, Page,
-    PageRequest, Replay, RetryStats, Selection, Subscription, SubscriptionUpdate,
+    Admin, Breaker, BreakerState, DeadLetter, EventQuery, Instance, NewSubscription, Node,
+    NodeWebhook, Page, PageRequest, Replay, RetryStats, Selection, Subscription,
+    SubscriptionUpdate,
 };
 pub use backoff::{Backoff, RetryPolicy, parse_retry_after};
 pub use error::{ApiError, Error};

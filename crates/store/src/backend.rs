@@ -270,6 +270,18 @@ pub(crate) async fn submit<J, T>(
     answer.await.map_err(|_| unavailable())?
 }
 
+/// The host name of this machine, `unknown` when the system does not tell.
+pub(crate) fn host_name() -> String {
+    match whoami::hostname() {
+        Ok(name) if !name.is_empty() => name,
+        Ok(_) => "unknown".to_owned(),
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot read the host name");
+            "unknown".to_owned()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,6 +66,7 @@ macro_rules! conformance_tests {
             expired_leases_keep_their_attempt_count,
             expired_leases_are_pending_not_in_flight,
             unknown_dead_letter_ids_are_skipped,
+            instances_list_the_process_that_opened_the_store,
         );
     };
     // With a way to close the store and open it again on the same data: the restart checks.
@@ -1302,6 +1303,26 @@ pub async fn unknown_dead_letter_ids_are_skipped<S: Store>(store: &S) {
         0
     );
     assert_eq!(store.stats().await.expect("stats").dead_letters, 0);
+}
+
+/// A fresh store lists one instance, the process that opened it: an id, its host, this crate's
+/// version (the builders' default), seen no earlier than it started; listed again, the same
+/// instance, seen no earlier than before.
+pub async fn instances_list_the_process_that_opened_the_store<S: Store>(store: &S) {
+    let first = store.instances().await.expect("instances");
+    assert_eq!(first.len(), 1, "{first:?}");
+    let me = &first[0];
+    assert!(!me.id.is_empty(), "{me:?}");
+    assert!(!me.host.is_empty(), "{me:?}");
+    assert_eq!(me.version, env!("CARGO_PKG_VERSION"), "{me:?}");
+    assert!(me.last_seen_at >= me.started_at, "{me:?}");
+    let again = store.instances().await.expect("instances again");
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(
+        (&again[0].id, again[0].started_at, &again[0].host),
+        (&me.id, me.started_at, &me.host)
+    );
+    assert!(again[0].last_seen_at >= me.last_seen_at, "{again:?}");
 }
 
 /// At open, every lease left by the previous process is given back, due at once, with its

@@ -1,7 +1,8 @@
 //! Nexus persistence.
 //!
 //! The traits at the storage boundary — [`EventLog`], [`DeliveryQueue`], [`Subscriptions`],
-//! [`Cursors`], together [`Store`] — and their SQLite implementation, [`SqliteStore`]: WAL with
+//! [`Cursors`], [`BreakerLog`], [`Instances`], together [`Store`] — and their SQLite
+//! implementation, [`SqliteStore`]: WAL with
 //! `synchronous=FULL`, one writer thread that groups concurrent operations into one transaction and
 //! one fsync (group commit) before answering any of them, and readers on their own connections.
 //!
@@ -12,7 +13,8 @@
 //! With the `postgres` feature, `PgStore` implements the same traits on PostgreSQL: a pool of
 //! connections, one writer task with the same group commit, sequences assigned under an
 //! advisory lock so they stay gap-free, leases taken with `FOR UPDATE SKIP LOCKED` and fenced by
-//! owner and generation.
+//! owner and generation. Each open store is an instance on the database with a heartbeat; the
+//! instances take over the leases of one not seen for `dead_after`.
 //!
 //! With the `conformance` feature, the `conformance` module holds the generic test suite every backend
 //! must pass.
@@ -41,17 +43,18 @@ mod traits;
 pub use copy::{CopyReport, copy_sqlite_to_postgres};
 pub use error::{Result, StoreError};
 pub use model::{
-    Appended, BreakerRecord, Consumer, DeadLetter, Failure, Lease, LeaseToken, MAX_PAGE,
-    NewSubscription, Page, QueueStats, ReplayTo, Route, Router, Selection, Subscription,
-    SubscriptionPatch, check_limit, target_origin,
+    Appended, BreakerRecord, Consumer, DeadLetter, Failure, InstanceRecord, Lease, LeaseToken,
+    MAX_PAGE, NewSubscription, Page, QueueStats, ReplayTo, Route, Router, Selection, Subscription,
+    SubscriptionPatch, check_limit, new_instance_id, target_origin,
 };
 #[cfg(feature = "postgres")]
 pub use postgres::{
-    DEFAULT_INSTANCE, DEFAULT_POOL_SIZE, PG_SCHEMA_VERSION, PgBuilder, PgStore, PoolStatus,
+    DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, DEFAULT_INSTANCE, DEFAULT_POOL_SIZE, PG_SCHEMA_VERSION,
+    PgBuilder, PgStore, PoolStatus,
 };
 #[cfg(feature = "sqlite")]
 pub use sqlite::{
     DB_FILE, DEFAULT_WRITER_QUEUE, Durability, LOCK_FILE, SQLITE_SCHEMA_VERSION, SqliteBuilder,
     SqliteStore,
 };
-pub use traits::{BreakerLog, Cursors, DeliveryQueue, EventLog, Store, Subscriptions};
+pub use traits::{BreakerLog, Cursors, DeliveryQueue, EventLog, Instances, Store, Subscriptions};

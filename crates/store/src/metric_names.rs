@@ -13,7 +13,7 @@ pub const STORE_POOL_CONNECTIONS: &str = "nexus_store_pool_connections";
 pub const STORE_POOL_MAX_CONNECTIONS: &str = "nexus_store_pool_max_connections";
 /// Tasks waiting for a connection of the PostgreSQL pool (saturation).
 pub const STORE_POOL_WAITING: &str = "nexus_store_pool_waiting";
-/// Live instances on the store (1 for the embedded store).
+/// Live instances on the store (1 for the embedded store), read by the server at scrape time.
 pub const INSTANCES: &str = "nexus_instances";
 
 /// Every metric of this crate: name, kind and description.

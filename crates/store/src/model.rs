@@ -424,3 +424,24 @@ mod tests {
         assert!(format!("{:?}", SubscriptionPatch::default()).contains("secret: None"));
     }
 }
+
+/// A live server instance on the store (API.md section 13): `GET /api/instances`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRecord {
+    /// The instance id, unique per process (a UUID v7 for a server).
+    pub id: String,
+    /// The host name of the machine it runs on.
+    pub host: String,
+    /// When it opened the store (by the database's clock on PostgreSQL).
+    pub started_at: Timestamp,
+    /// When it last showed it is alive (its last heartbeat on PostgreSQL; now on SQLite).
+    pub last_seen_at: Timestamp,
+    /// The version it runs.
+    pub version: String,
+}
+
+/// A new instance id: a UUID v7 (time-ordered, random), as text. Each process that opens a store
+/// takes one, so no two processes on one database share leases.
+pub fn new_instance_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

@@ -9,8 +9,8 @@ use tokio::sync::watch;
 
 use crate::error::Result;
 use crate::model::{
-    Appended, BreakerRecord, DeadLetter, Failure, Lease, LeaseToken, NewSubscription, Page,
-    QueueStats, ReplayTo, Selection, Subscription, SubscriptionPatch,
+    Appended, BreakerRecord, DeadLetter, Failure, InstanceRecord, Lease, LeaseToken,
+    NewSubscription, Page, QueueStats, ReplayTo, Selection, Subscription, SubscriptionPatch,
 };
 
 /// The durable, append-only event log.
@@ -170,7 +170,19 @@ pub trait BreakerLog: Send + Sync {
     async fn breakers(&self) -> Result<Vec<BreakerRecord>>;
 }
 
-/// Everything a Nexus server needs from its storage.
-pub trait Store: EventLog + DeliveryQueue + Subscriptions + Cursors + BreakerLog {}
+/// The server instances working on the store (API.md section 13): with PostgreSQL every process
+/// on the database that heartbeats; with the embedded store, which one process holds, that
+/// process alone.
+#[async_trait]
+pub trait Instances: Send + Sync {
+    /// The live instances, earliest started first.
+    async fn instances(&self) -> Result<Vec<InstanceRecord>>;
+}
 
-impl<T: EventLog + DeliveryQueue + Subscriptions + Cursors + BreakerLog> Store for T {}
+/// Everything a Nexus server needs from its storage.
+pub trait Store:
+    EventLog + DeliveryQueue + Subscriptions + Cursors + BreakerLog + Instances
+{
+}
+
+impl<T: EventLog + DeliveryQueue + Subscriptions + Cursors + BreakerLog + Instances> Store for T {}

@@ -91,6 +91,13 @@ pub(crate) async fn detailed(State(state): State<AppState>) -> Response {
         Some(probe) => probe().await,
         None => None,
     };
+    let instances = match state.store.instances().await {
+        Ok(live) => Some(live.len() as u64),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the instances");
+            None
+        }
+    };
     Json(HealthDetailed {
         status,
         version: state.config.version.clone(),
@@ -114,6 +121,7 @@ pub(crate) async fn detailed(State(state): State<AppState>) -> Response {
             rss_bytes: rss_bytes(),
         },
         store: state.store_kind.map(|kind| StoreHealth { kind }),
+        instances,
     })
     .into_response()
 }
@@ -132,6 +140,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         && let Some(size) = probe().await
     {
         metrics::gauge!(metric_names::DATABASE_SIZE_BYTES).set(size as f64);
+    }
+    if let Ok(live) = state.store.instances().await {
+        metrics::gauge!(nexus_store::metric_names::INSTANCES).set(live.len() as f64);
     }
     metrics::gauge!(metric_names::WEBSOCKET_CONNECTIONS).set(
         state

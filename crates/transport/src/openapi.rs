@@ -164,6 +164,15 @@ pub const ENDPOINTS: &[Endpoint] = &[
     .answers("Reset"),
     e(
         "get",
+        "/api/instances",
+        "The live server instances on the store",
+        Auth::Admin,
+        ADMIN_READ,
+    )
+    .answers("[Instance]")
+    .query(PAGE),
+    e(
+        "get",
         "/api/subscriptions",
         "Webhook subscriptions",
         Auth::Admin,
@@ -268,7 +277,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
     e(
         "get",
         "/health/detailed",
-        "Uptime, database, retry queue, breakers, connections, memory",
+        "Uptime, database, retry queue, breakers, connections, memory, store, instances",
         Auth::None,
         &[200],
     )
@@ -418,6 +427,9 @@ pub fn document(version: &str) -> Value {
                     ("consecutiveFailures", integer()), ("trips", integer()), ("openedAt", nullable_time()),
                     ("nextTrialAt", nullable_time())],
                     &["target", "state", "consecutiveFailures", "trips", "openedAt", "nextTrialAt"], true),
+                "Instance": object(&[("id", string()), ("host", string()), ("startedAt", time()),
+                    ("lastSeenAt", time()), ("version", string())],
+                    &["id", "host", "startedAt", "lastSeenAt", "version"], true),
                 "NewSubscription": object(&[("url", string()),
                     ("events", json!({ "type": "array", "minItems": 1, "items": string() })),
                     ("secret", string()), ("ordered", boolean())], &["url", "events"], false),
@@ -449,8 +461,11 @@ pub fn document(version: &str) -> Value {
                     ("breakers", object(&[("open", integer()), ("halfOpen", integer())], &["open", "halfOpen"], true)),
                     ("websocket", object(&[("connections", integer())], &["connections"], true)),
                     ("memory", object(&[("rssBytes", nullable("integer"))], &["rssBytes"], true)),
-                    ("store", object(&[("kind", json!({ "type": "string", "enum": ["sqlite", "postgres"] }))], &["kind"], true))],
-                    &["status", "version", "uptimeSeconds", "database", "retry", "breakers", "websocket", "memory"], true)
+                    ("store", object(&[("kind", json!({ "type": "string", "enum": ["sqlite", "postgres"] }))], &["kind"], true)),
+                    ("instances", json!({ "type": "integer", "nullable": true,
+                        "description": "live instances on the store; null when the store cannot be read" }))],
+                    &["status", "version", "uptimeSeconds", "database", "retry", "breakers", "websocket", "memory",
+                      "instances"], true)
             }
         }
     })
@@ -554,6 +569,7 @@ mod tests {
         BreakersHealth, DatabaseHealth, Health, HealthDetailed, HealthStatus, MemoryHealth,
         RetryHealth, StoreHealth, StoreKind, WebSocketHealth,
     };
+    use nexus_api::instances::Instance;
     use nexus_api::log::Replay;
     use nexus_api::nodes::{Node, NodeWebhook};
     use nexus_api::publish::{Ack, BatchAck, CloudEvent, PublishBatch, PublishEvent};
@@ -759,6 +775,17 @@ mod tests {
                     store: Some(StoreHealth {
                         kind: StoreKind::Postgres,
                     }),
+                    instances: Some(2),
+                }),
+            ),
+            (
+                "Instance",
+                value(Instance {
+                    id: "01938a6e-7f3a-7c2e-9b1d-5e8f2a4c6d10".into(),
+                    host: "node-1".into(),
+                    started_at: now,
+                    last_seen_at: now,
+                    version: "0.1.0".into(),
                 }),
             ),
             (

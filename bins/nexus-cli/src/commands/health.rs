@@ -36,6 +36,8 @@ pub(crate) fn health(
             ("breakers half-open", "/breakers/halfOpen"),
             ("websockets", "/websocket/connections"),
             ("memory rss (bytes)", "/memory/rssBytes"),
+            ("store", "/store/kind"),
+            ("instances", "/instances"),
         ]
         .iter()
         .map(|(k, p)| vec![(*k).to_owned(), get(p)])

@@ -5,6 +5,7 @@ mod breakers;
 mod dlq;
 mod events;
 mod health;
+mod instances;
 mod publish;
 mod replay;
 mod subs;
@@ -44,6 +45,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(c) => events::events(&admin()?, c, &mut out),
         Command::Dlq(c) => dlq::dlq(&admin()?, c, &mut out),
         Command::Breakers(c) => breakers::breakers(&admin()?, c, &mut out),
+        Command::Instances(list) => instances::instances(&admin()?, list, &mut out),
         Command::Subs(c) => subs::subs(&admin()?, c, &mut out),
         Command::Replay(args) => replay::replay(&admin()?, args, &mut out),
         Command::Health => health::health(&cli.server, cli.token.as_deref(), timeout, &mut out),

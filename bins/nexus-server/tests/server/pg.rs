@@ -1,7 +1,7 @@
-//! The real server on PostgreSQL, one instance (API.md section 13): `DATABASE_URL` or
-//! `[store] url` selects it, events and sequences outlive a restart, `migrate` applies the schema
-//! and refuses a newer one, an unreachable server stops the start with one line naming it, and a
-//! webhook is delivered.
+//! The real server on PostgreSQL (API.md section 13): `DATABASE_URL` or `[store] url` selects
+//! it, events and sequences outlive a restart, `migrate` applies the schema and refuses a newer
+//! one, an unreachable server stops the start with one line naming it, a webhook is delivered,
+//! and two processes on one database are two instances, each listing both.
 //!
 //! Each test creates a database of its own (`CREATE DATABASE t_<random>`) on the server of
 //! `NEXUS_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`, and drops
@@ -482,4 +482,97 @@ fn copy_moves_a_sqlite_node_to_postgres() {
     let (status, body) = publish(&s.base, "flowpay", &event("c-4"));
     assert_eq!((status, body["data"]["sequence"].clone()), (202, 4.into()));
     assert_eq!(terminate(&mut s.child).code(), Some(0));
+}
+
+/// The ids `GET /api/instances` lists on `base`, checking each instance's shape.
+fn instance_ids(base: &str) -> Vec<String> {
+    let page = admin_get(&format!("{base}/api/instances"));
+    assert_eq!(
+        page["meta"]["nextCursor"],
+        serde_json::Value::Null,
+        "{page}"
+    );
+    page["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no list: {page}"))
+        .iter()
+        .map(|i| {
+            assert_eq!(i["version"], env!("CARGO_PKG_VERSION"), "{i}");
+            assert!(i["host"].as_str().is_some_and(|h| !h.is_empty()), "{i}");
+            assert!(
+                i["startedAt"].is_string() && i["lastSeenAt"].is_string(),
+                "{i}"
+            );
+            i["id"].as_str().unwrap_or_default().to_owned()
+        })
+        .collect()
+}
+
+/// Two processes on one database are two instances (UUID v7 ids of their own), and each lists
+/// both, earliest started first, and counts them on `/health/detailed` and `nexus_instances`.
+/// One stopped with SIGTERM leaves the list at once; one killed with SIGKILL leaves it once the
+/// other takes it for dead (10 s unseen, heartbeat 2 s).
+#[test]
+fn two_processes_on_one_database_are_two_instances() {
+    let db = TestDb::create();
+    let env = [("DATABASE_URL", db.0.url())];
+    let mut a = start(&env, &[]);
+    let mut b = start(&env, &[]);
+    let ids = instance_ids(&a.base);
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_ne!(ids[0], ids[1]);
+    for id in &ids {
+        assert_eq!(id.len(), 36, "{id}");
+        assert_eq!(&id[14..15], "7", "a UUID v7: {id}");
+    }
+    assert_eq!(instance_ids(&b.base), ids, "the same list on either");
+    for base in [&a.base, &b.base] {
+        let (status, health) = get(&format!("{base}/health/detailed"));
+        assert_eq!(
+            (status, health["instances"].clone()),
+            (200, 2.into()),
+            "{health}"
+        );
+        let metrics = super::agent()
+            .get(&format!("{base}/metrics"))
+            .call()
+            .expect("metrics")
+            .body_mut()
+            .read_to_string()
+            .expect("text");
+        let gauge = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("nexus_instances "))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        assert_eq!(gauge, Some(2.0), "{metrics}");
+    }
+
+    // A third process, stopped cleanly, leaves the list at once.
+    let mut c = start(&env, &[]);
+    assert_eq!(instance_ids(&a.base).len(), 3);
+    assert_eq!(terminate(&mut c.child).code(), Some(0));
+    assert_eq!(instance_ids(&a.base), ids, "c left at its drain");
+
+    // b killed: a takes it for dead after 10 s unseen, on its heartbeat (every 2 s).
+    b.child.kill().expect("kill -9 b");
+    let _ = b.child.wait();
+    let killed = Instant::now();
+    // Listed no more once unseen for dead_after; its row deleted by a's next heartbeat.
+    while db.query_i64("SELECT count(*) FROM instances") > 1 {
+        assert!(
+            killed.elapsed() < Duration::from_secs(20),
+            "b not taken over {:?} after its kill",
+            killed.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let left = instance_ids(&a.base);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(ids.contains(&left[0]));
+    assert_eq!(terminate(&mut a.child).code(), Some(0));
+    assert_eq!(
+        db.query_i64("SELECT count(*) FROM instances"),
+        0,
+        "a left at its drain"
+    );
 }

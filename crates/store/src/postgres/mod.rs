@@ -2,6 +2,7 @@
 //! for writes, sequences assigned under an advisory lock.
 //!
 //! One file per concern, as for SQLite: [`open`] (URL, pool, migrations, leases given back),
+//! [`instances`] (registration, heartbeat, take-over from dead instances),
 //! [`log`] (events and their outbox), [`queue`] (leases and settling), [`dead_letters`],
 //! [`subscriptions`], [`cursor`], [`breakers`]; [`writer`] is the group-commit task they all
 //! write through, [`columns`] maps Rust values to columns and errors to [`StoreError`]s, and
@@ -13,6 +14,7 @@ mod cursor;
 mod dead_letters;
 #[cfg(feature = "sqlite")]
 pub(crate) mod import;
+mod instances;
 mod log;
 mod open;
 mod queue;
@@ -22,6 +24,7 @@ mod tls;
 mod writer;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use deadpool_postgres::{Object, Pool};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -34,6 +37,7 @@ use crate::model::Router;
 use columns::{db_err, pool_err};
 use writer::{BoxFuture, Completion, Ctx, Job, JobKind};
 
+pub use instances::{DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT};
 pub use open::{DEFAULT_INSTANCE, DEFAULT_POOL_SIZE, PgBuilder};
 
 /// The PostgreSQL schema version this build writes (table `nexus_schema`); opening a store
@@ -41,7 +45,9 @@ pub use open::{DEFAULT_INSTANCE, DEFAULT_POOL_SIZE, PgBuilder};
 pub const PG_SCHEMA_VERSION: i64 = schema::VERSION as i64;
 
 /// The PostgreSQL store. Cloning gives another handle to the same store; the writer stops when
-/// the last handle is dropped, after finishing what it was given.
+/// the last handle is dropped, after finishing what it was given, and so does the heartbeat
+/// (the instance's row then stays until another instance takes it for dead; [`PgStore::close`]
+/// deletes it at once).
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -63,7 +69,11 @@ struct Inner {
     /// `host:port/name`, for messages (never the password).
     database: String,
     instance: Arc<str>,
+    /// How long an instance may go unseen before it counts as dead.
+    dead_after: Duration,
     pool: Pool,
+    /// Stops when dropped with the last handle, or at close.
+    heartbeat: Option<instances::HeartbeatTask>,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<tokio::task::JoinHandle<()>>,
     changes: watch::Receiver<u64>,
@@ -112,8 +122,9 @@ impl PgStore {
     }
 
     /// Closes this handle and, if it is the last one, shuts the store down: the writer finishes
-    /// what it was given and stops, then the pool's connections are closed. With other handles
-    /// still alive it only drops this one.
+    /// what it was given and stops, the heartbeat stops, the instance gives back its leases and
+    /// deletes its row (so it leaves the list at once), then the pool's connections are closed.
+    /// With other handles still alive it only drops this one.
     pub async fn close(self) {
         let Ok(mut inner) = Arc::try_unwrap(self.inner) else {
             return;
@@ -123,6 +134,26 @@ impl PgStore {
             && writer.await.is_err()
         {
             tracing::error!("the postgres store writer ended abnormally");
+        }
+        if let Some(heartbeat) = inner.heartbeat.take() {
+            heartbeat.stop().await;
+        }
+        let left = match inner.pool.get().await {
+            Ok(mut client) => instances::leave(&mut client, &inner.instance).await,
+            Err(e) => Err(pool_err("close instance")(e)),
+        };
+        match left {
+            Ok(released) => tracing::debug!(
+                instance = %inner.instance,
+                released,
+                "instance left the database"
+            ),
+            Err(e) => tracing::warn!(
+                instance = %inner.instance,
+                error = %e,
+                "cannot delete this instance's row at close; the others take it for dead after \
+                 dead_after"
+            ),
         }
         inner.pool.close();
     }

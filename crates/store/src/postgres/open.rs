@@ -1,5 +1,6 @@
 //! Opening a store: the URL and its TLS settings (`tls`), the pool, the schema migrations
-//! under an advisory lock, the instance's leases given back, and the writer task's start.
+//! under an advisory lock, the instance registered and its leases given back, and the writer's
+//! and the heartbeat's start.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -12,10 +13,14 @@ use tokio::sync::{mpsc, watch};
 use tokio_postgres::Config;
 use tokio_postgres::config::Host;
 
-use super::columns::{ConsumerKind, DeliveryState, db_err};
+use super::columns::db_err;
+use super::instances::{
+    DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT, Heartbeat, Identity, give_back, register,
+};
 use super::subscriptions::load_subscription_routes;
 use super::writer::{State, Writer};
 use super::{Inner, PgStore, get, schema};
+use crate::backend::host_name;
 use crate::error::{Result, StoreError};
 use crate::model::Router;
 
@@ -45,6 +50,9 @@ pub struct PgBuilder {
     pool_size: usize,
     writer_queue: usize,
     instance: String,
+    version: String,
+    heartbeat: Duration,
+    dead_after: Duration,
     connect_timeout: Duration,
     bus: Option<Bus>,
     router: Option<Arc<dyn Router>>,
@@ -66,12 +74,36 @@ impl PgBuilder {
         self
     }
 
-    /// The name of this instance; the leases it takes carry it, and at open the leases of the
-    /// same name (left by its previous process) are given back, due at once. Default
-    /// [`DEFAULT_INSTANCE`] (`local`): one instance per database. Several instances on one
-    /// database need distinct names (issue 14 continues with their heartbeats).
+    /// The name of this instance; the leases it takes carry it, its row in `instances` is
+    /// keyed by it, and at open the leases of the same name (left by its previous process) are
+    /// given back, due at once. Default [`DEFAULT_INSTANCE`] (`local`): one instance per
+    /// database. Several instances on one database need distinct names: a server gives each
+    /// process its own ([`new_instance_id`](crate::new_instance_id)).
     pub fn instance(mut self, name: impl Into<String>) -> Self {
         self.instance = name.into();
+        self
+    }
+
+    /// The version this instance runs, as its row in `instances` says. Default this crate's
+    /// version; a server gives its own.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// How often the instance shows it is alive (and takes over from dead instances). Default
+    /// [`DEFAULT_HEARTBEAT`] (2 s); at least 1 ms.
+    pub fn heartbeat(mut self, every: Duration) -> Self {
+        self.heartbeat = every;
+        self
+    }
+
+    /// How long an instance may go unseen (by the database's clock) before the others take it
+    /// for dead: its leased deliveries are given back, due at once, and it leaves the list of
+    /// instances. Default [`DEFAULT_DEAD_AFTER`] (10 s); must be longer than the heartbeat, or
+    /// opening is refused. Every instance on a database should use the same value.
+    pub fn dead_after(mut self, unseen: Duration) -> Self {
+        self.dead_after = unseen;
         self
     }
 
@@ -130,6 +162,9 @@ impl PgStore {
             pool_size: DEFAULT_POOL_SIZE,
             writer_queue: DEFAULT_QUEUE,
             instance: DEFAULT_INSTANCE.into(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            heartbeat: DEFAULT_HEARTBEAT,
+            dead_after: DEFAULT_DEAD_AFTER,
             connect_timeout: Duration::from_secs(5),
             bus: None,
             router: None,
@@ -137,12 +172,15 @@ impl PgStore {
     }
 
     async fn open_with(options: PgBuilder) -> Result<PgStore> {
+        check_liveness(options.heartbeat, options.dead_after)?;
         let (mut config, tls) = super::tls::parse(&options.url)?;
         let database = describe(&config);
         let connector = tls.connector(&database)?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
+        let heartbeat_config = config.clone();
+        let heartbeat_tls = connector.clone();
         let manager = Manager::from_config(
             config,
             connector,
@@ -175,7 +213,13 @@ impl PgStore {
         })?;
         migrate(&mut client, &database).await?;
         let instance: Arc<str> = options.instance.into();
-        let released = release_leases(&client, &instance, Timestamp::now()).await?;
+        let me = Identity {
+            id: Arc::clone(&instance),
+            host: host_name(),
+            version: options.version,
+        };
+        let started_ms = register(&**client, &me).await?;
+        let released = give_back(&**client, &[&instance], Timestamp::now()).await?;
         if released > 0 {
             tracing::warn!(
                 released,
@@ -201,12 +245,24 @@ impl PgStore {
         let writer = tokio::spawn(writer.run(rx));
         // The error counter exists from the start, so a rate over it is 0 rather than absent.
         metrics::counter!(crate::metric_names::STORE_ERRORS_TOTAL).increment(0);
+        let heartbeat = Heartbeat {
+            config: heartbeat_config,
+            tls: heartbeat_tls,
+            database: database.clone(),
+            me,
+            started_ms,
+            every: options.heartbeat,
+            dead_after: options.dead_after,
+        }
+        .spawn();
         tracing::info!(database = %database, instance = %instance, "postgres store open");
         Ok(PgStore {
             inner: Arc::new(Inner {
                 database,
                 instance,
+                dead_after: options.dead_after,
                 pool,
+                heartbeat: Some(heartbeat),
                 jobs: Some(jobs),
                 writer: Some(writer),
                 changes,
@@ -278,24 +334,47 @@ async fn migrate(client: &mut Object, database: &str) -> Result<()> {
     tx.commit().await.map_err(&err)
 }
 
-/// Gives back every lease of this instance (its previous process died or stopped), due at once,
-/// attempts unchanged (API.md section 5).
-async fn release_leases(client: &Object, instance: &str, now: Timestamp) -> Result<u64> {
-    client
-        .execute(
-            "UPDATE deliveries SET state = CASE WHEN consumer_kind = $1 AND consumer IN \
-             (SELECT id FROM subscriptions WHERE NOT enabled) THEN $2::smallint ELSE $3::smallint END, \
-             due_ms = least(due_ms, $4), lease_owner = NULL, lease_instance = NULL \
-             WHERE state = $5 AND lease_instance = $6",
-            &[
-                &ConsumerKind::Subscription.code(),
-                &DeliveryState::Held.code(),
-                &DeliveryState::Waiting.code(),
-                &now.as_unix_millis(),
-                &DeliveryState::Leased.code(),
-                &instance,
-            ],
-        )
-        .await
-        .map_err(db_err("release leases"))
+/// Refuses a heartbeat of zero, or a `dead_after` no longer than the heartbeat (every instance
+/// would take the others for dead between two of their heartbeats).
+fn check_liveness(heartbeat: Duration, dead_after: Duration) -> Result<()> {
+    if heartbeat < Duration::from_millis(1) {
+        return Err(StoreError::Invalid {
+            field: "heartbeat",
+            message: format!("the heartbeat must be at least 1 ms, got {heartbeat:?}"),
+        });
+    }
+    if dead_after <= heartbeat {
+        return Err(StoreError::Invalid {
+            field: "dead_after",
+            message: format!(
+                "dead_after ({dead_after:?}) must be longer than the heartbeat ({heartbeat:?}), \
+                 or live instances are taken for dead; a few heartbeats is usual"
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dead_after_must_outlast_the_heartbeat() {
+        assert!(check_liveness(DEFAULT_HEARTBEAT, DEFAULT_DEAD_AFTER).is_ok());
+        assert!(check_liveness(Duration::from_millis(100), Duration::from_millis(101)).is_ok());
+        for (heartbeat, dead_after, field) in [
+            (Duration::from_secs(2), Duration::from_secs(2), "dead_after"),
+            (Duration::from_secs(5), Duration::from_secs(1), "dead_after"),
+            (Duration::ZERO, Duration::from_secs(1), "heartbeat"),
+        ] {
+            match check_liveness(heartbeat, dead_after) {
+                Err(StoreError::Invalid { field: f, message }) => {
+                    assert_eq!(f, field, "{message}");
+                    assert!(message.contains(&format!("{heartbeat:?}")), "{message}");
+                }
+                other => panic!("{heartbeat:?}/{dead_after:?}: {other:?}"),
+            }
+        }
+    }
 }

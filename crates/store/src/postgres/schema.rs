@@ -8,7 +8,8 @@
 //! instance that holds it (`lease_instance`), the worker (`lease_owner`) and its generation
 //! (`lease_gen`, the fence); while `state` is leased, `due_ms` is the lease's end (`lease_until`).
 //! Sequences are assigned under an advisory lock in the appending transaction, so they are
-//! gap-free and follow commit order whichever instance appends.
+//! gap-free and follow commit order whichever instance appends. Each instance heartbeats its row
+//! in `instances`; the leases of one not seen for a while are given back by the others.
 
 /// Migrations, in order; entry `i` moves from version `i` to `i + 1`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -102,6 +103,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         opened_ms            bigint,
         updated_ms           bigint  NOT NULL,
         generation           bigint  NOT NULL DEFAULT 0
+    );
+    "#,
+    // 2: the instances on the database and their heartbeats (times by the database's clock).
+    r#"
+    CREATE TABLE instances (
+        id           text   COLLATE "C" PRIMARY KEY,
+        host         text   NOT NULL,
+        started_ms   bigint NOT NULL,
+        last_seen_ms bigint NOT NULL,
+        version      text   NOT NULL
     );
     "#,
 ];

@@ -26,12 +26,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use async_trait::async_trait;
+use nexus_event::Timestamp;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backend::Admission;
 use crate::error::{Result, StoreError};
-use crate::model::{Router, Subscription};
+use crate::model::{InstanceRecord, Router, Subscription};
+use crate::traits::Instances;
 use columns::db_err;
 use writer::{Ctx, Job};
 
@@ -66,6 +69,8 @@ pub struct SqliteStore {
 
 struct Inner {
     path: PathBuf,
+    /// This process, the one instance on the store.
+    instance: Instance,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<JoinHandle<()>>,
     head: Arc<AtomicU64>,
@@ -79,6 +84,15 @@ struct Inner {
     subscription_cache: Mutex<(u64, HashMap<String, Subscription>)>,
     /// Held for the store's life: one store per data directory. Released after the writer.
     _lock: std::fs::File,
+}
+
+/// The process that holds the store, as [`Instances::instances`] lists it.
+struct Instance {
+    /// Made at open: a UUID v7.
+    id: String,
+    host: String,
+    started_at: Timestamp,
+    version: String,
 }
 
 impl Inner {
@@ -124,6 +138,11 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The id of this process's instance, made at open (a UUID v7).
+    pub fn instance(&self) -> &str {
+        &self.inner.instance.id
     }
 
     /// Size of the database and its write-ahead log, in bytes.
@@ -265,5 +284,20 @@ impl Inner {
         if idle.len() < self.max_idle_readers {
             idle.push(conn);
         }
+    }
+}
+
+/// One process holds the data directory (its lock file), so it is the only instance, seen now.
+#[async_trait]
+impl Instances for SqliteStore {
+    async fn instances(&self) -> Result<Vec<InstanceRecord>> {
+        let me = &self.inner.instance;
+        Ok(vec![InstanceRecord {
+            id: me.id.clone(),
+            host: me.host.clone(),
+            started_at: me.started_at,
+            last_seen_at: Timestamp::now().max(me.started_at),
+            version: me.version.clone(),
+        }])
     }
 }

@@ -16,9 +16,10 @@ use super::columns::execute;
 use super::queue::wait_state;
 use super::subscriptions::load_subscription_routes;
 use super::writer::{EventCache, State, Writer};
-use super::{Inner, SqliteStore, schema};
+use super::{Inner, Instance, SqliteStore, schema};
+use crate::backend::host_name;
 use crate::error::{Result, StoreError};
-use crate::model::Router;
+use crate::model::{Router, new_instance_id};
 
 /// Pragmas of the writer's connection beside `synchronous`.
 macro_rules! session_pragmas {
@@ -68,6 +69,7 @@ pub struct SqliteBuilder {
     max_size_bytes: Option<u64>,
     bus: Option<Bus>,
     router: Option<Arc<dyn Router>>,
+    version: String,
 }
 
 impl SqliteBuilder {
@@ -128,6 +130,13 @@ impl SqliteBuilder {
         self
     }
 
+    /// The version this process runs, as [`Instances::instances`](crate::Instances::instances)
+    /// lists it. Default this crate's version; a server gives its own.
+    pub fn version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
     /// Opens (creating or migrating) the store.
     pub fn open(self) -> Result<SqliteStore> {
         SqliteStore::open_with(self)
@@ -182,6 +191,7 @@ impl SqliteStore {
             max_size_bytes: None,
             bus: None,
             router: None,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
         }
     }
 
@@ -302,10 +312,17 @@ impl SqliteStore {
                 path: path.clone(),
                 source: e,
             })?;
-        tracing::info!(path = %path.display(), head, "store opened");
+        let instance = Instance {
+            id: new_instance_id(),
+            host: host_name(),
+            started_at: Timestamp::now(),
+            version: b.version,
+        };
+        tracing::info!(path = %path.display(), head, instance = %instance.id, "store opened");
         Ok(SqliteStore {
             inner: Arc::new(Inner {
                 path,
+                instance,
                 jobs: Some(jobs_tx),
                 writer: Some(handle),
                 head: head_cell,

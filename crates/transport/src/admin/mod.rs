@@ -22,6 +22,7 @@ use crate::ingress::read_body;
 mod breakers;
 mod dead_letters;
 mod events;
+mod instances;
 mod nodes;
 mod replay;
 mod retry;
@@ -54,6 +55,7 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/events/{id}", get(events::get))
         .route("/api/replay", post(replay::replay))
         .route("/api/nodes", get(nodes::list))
+        .route("/api/instances", get(instances::list))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin))
 }
 
