@@ -4,13 +4,14 @@
 //! One file per concern, as for SQLite: [`open`] (URL, pool, migrations, leases given back),
 //! [`log`] (events and their outbox), [`queue`] (leases and settling), [`dead_letters`],
 //! [`subscriptions`], [`cursor`], [`breakers`]; [`writer`] is the group-commit task they all
-//! write through, [`columns`] maps Rust values to columns and errors to [`StoreError`]s, and
+//! write through, [`follow`] brings the events and wake-ups of other instances on the database, [`columns`] maps Rust values to columns and errors to [`StoreError`]s, and
 //! [`schema`] holds the migrations. This file holds the handle that ties them together.
 
 mod breakers;
 mod columns;
 mod cursor;
 mod dead_letters;
+mod follow;
 mod log;
 mod open;
 mod queue;
@@ -63,6 +64,9 @@ struct Inner {
     pool: Pool,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<tokio::task::JoinHandle<()>>,
+    /// The task that brings other instances' events to the bus and their wake-ups to the
+    /// workers; stopped with the store.
+    follower: Option<follow::Follower>,
     changes: watch::Receiver<u64>,
 }
 
@@ -109,6 +113,9 @@ impl PgStore {
             && writer.await.is_err()
         {
             tracing::error!("the postgres store writer ended abnormally");
+        }
+        if let Some(follower) = inner.follower.take() {
+            follower.stop().await;
         }
         inner.pool.close();
     }

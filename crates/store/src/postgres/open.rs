@@ -15,7 +15,7 @@ use tokio_postgres::{Config, NoTls};
 use super::columns::{ConsumerKind, DeliveryState, db_err};
 use super::subscriptions::load_subscription_routes;
 use super::writer::{State, Writer};
-use super::{Inner, PgStore, get, schema};
+use super::{Inner, PgStore, follow, get, schema};
 use crate::error::{Result, StoreError};
 use crate::model::Router;
 
@@ -82,7 +82,9 @@ impl PgBuilder {
         self
     }
 
-    /// A bus to publish every committed event to, in commit order, right after the commit.
+    /// A bus to publish every event committed from now on to, by any instance on the database,
+    /// once each and in sequence order: this instance's right after their commit, other
+    /// instances' when the follower reads them (told by `NOTIFY`, within a second otherwise).
     /// Default none.
     pub fn bus(mut self, bus: Bus) -> Self {
         self.bus = Some(bus);
@@ -148,6 +150,7 @@ impl PgStore {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(options.connect_timeout);
         }
+        let follow_config = config.clone();
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -180,8 +183,10 @@ impl PgStore {
             );
         }
         let subscriptions = load_subscription_routes(&client).await?;
-        drop(client);
         let (changes_tx, changes) = watch::channel(0);
+        let (fanout, follower) =
+            follow::start(follow_config, &client, options.bus, changes_tx.clone()).await?;
+        drop(client);
         let (jobs, rx) = mpsc::channel(options.writer_queue);
         let writer = Writer {
             pool: pool.clone(),
@@ -191,7 +196,7 @@ impl PgStore {
                 routes_version: -1,
                 router: options.router,
             },
-            bus: options.bus,
+            fanout,
             changes: changes_tx,
         };
         let writer = tokio::spawn(writer.run(rx));
@@ -203,6 +208,7 @@ impl PgStore {
                 pool,
                 jobs: Some(jobs),
                 writer: Some(writer),
+                follower: Some(follower),
                 changes,
             }),
         })
