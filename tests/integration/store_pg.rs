@@ -464,3 +464,82 @@ async fn another_instance_workers_wake_when_work_becomes_due() {
         .expect("b woken within 5 s by a's append")
         .expect("b's watch is alive");
 }
+
+/// The end to end promise of API.md section 13: a WebSocket client on instance B (the real
+/// `GET /ws` of nexus-transport over B's store and bus) resumes with `since` from the store and
+/// then receives the events appended on A and on B, in sequence order, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_on_one_instance_receives_every_instance_events() {
+    use futures_util::{SinkExt, StreamExt};
+    use nexus_transport::auth::{Nodes, Secret};
+    use nexus_transport::{App, AppConfig};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    const ADMIN: &str = "admin-token-for-tests-0123456789abcdef";
+    let db = TestDb::create("t").await;
+    let (bus_a, bus_b) = (Bus::new(), Bus::new());
+    let a = instance_with_bus(&db, "a", &bus_a).await;
+    let b = instance_with_bus(&db, "b", &bus_b).await;
+    for i in 0..2 {
+        a.append(vec![draft(&format!("old{i}"))])
+            .await
+            .expect("append");
+    }
+    let app = App::new(
+        Arc::new(b.clone()),
+        bus_b.clone(),
+        Arc::new(nexus_resilience::Breakers::default()),
+        AppConfig::new(Nodes::configured([]), Secret::parse(ADMIN).expect("valid")),
+    );
+    app.lifecycle().set_ready();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(nexus_transport::serve(listener, app.router(), async move {
+        let _ = stopped.await;
+    }));
+    let mut request = format!("ws://{addr}/ws")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {ADMIN}").parse().expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect to B's /ws");
+    let subscribe = serde_json::json!({"action": "subscribe", "events": ["*"], "since": 1});
+    ws.send(Message::Text(subscribe.to_string().into()))
+        .await
+        .expect("send");
+    let mut sequences = Vec::new();
+    let mut appended = false;
+    while sequences.len() < 4 {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no frame within 5 s after {sequences:?}"))
+            .expect("the connection is open")
+            .expect("a frame");
+        let Message::Text(text) = frame else {
+            continue;
+        };
+        let frame: serde_json::Value = serde_json::from_str(text.as_str()).expect("JSON");
+        if frame.get("ack").is_some() {
+            continue;
+        }
+        sequences.push(frame["sequence"].as_u64().expect("an event frame"));
+        if !appended {
+            // The replay from the store reached the client: append on both instances.
+            appended = true;
+            a.append(vec![draft("a-new")]).await.expect("append on a");
+            b.append(vec![draft("b-new")]).await.expect("append on b");
+            a.append(vec![draft("a-newer")]).await.expect("append on a");
+        }
+    }
+    assert_eq!(sequences, [2, 3, 4, 5]);
+    let _ = shutdown.send(());
+    let _ = server.await;
+}
