@@ -24,7 +24,8 @@ use nexus_core::Bus;
 use nexus_event::Event;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls, Notification, Statement};
+use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
+use tokio_postgres::{AsyncMessage, Client, Config, Notification, Socket, Statement};
 
 use super::columns::{db_err, signed, unsigned};
 use super::get;
@@ -167,11 +168,38 @@ impl Follower {
     }
 }
 
+/// How the follower makes its connections: the pool's TLS connector (`NoTls` without TLS), with
+/// what a spawned task needs of it.
+pub(crate) trait Connector:
+    MakeTlsConnect<
+        Socket,
+        Stream: Send + 'static,
+        TlsConnect: TlsConnect<Socket, Future: Send> + Send,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> Connector for T where
+    T: MakeTlsConnect<
+            Socket,
+            Stream: Send + 'static,
+            TlsConnect: TlsConnect<Socket, Future: Send> + Send,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// Reads the head (the bus starts after it) and starts the follower on a connection of its own
-/// made from `config`. The connection is made by the task: a follower that cannot connect yet
-/// retries with backoff, and the store opens regardless.
-pub(crate) async fn start(
+/// made from `config` with `tls` (the pool's connector). The connection is made by the task: a
+/// follower that cannot connect yet retries with backoff, and the store opens regardless.
+pub(crate) async fn start<T: Connector>(
     mut config: Config,
+    tls: T,
     client: &Object,
     bus: Option<Bus>,
     changes: watch::Sender<u64>,
@@ -190,7 +218,7 @@ pub(crate) async fn start(
     });
     config.application_name(FOLLOWER_APPLICATION_NAME);
     let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(run(config, Arc::clone(&fanout), stopped));
+    let task = tokio::spawn(run(config, tls, Arc::clone(&fanout), stopped));
     Ok((fanout, Follower { stop, task }))
 }
 
@@ -204,14 +232,19 @@ enum Ended {
 
 /// The follower: connects, follows until the connection is lost, and connects again with a
 /// capped, doubling backoff; one warning per outage, one info line when back.
-async fn run(config: Config, fanout: Arc<Fanout>, mut stop: oneshot::Receiver<()>) {
+async fn run<T: Connector>(
+    config: Config,
+    tls: T,
+    fanout: Arc<Fanout>,
+    mut stop: oneshot::Receiver<()>,
+) {
     let mut backoff = BACKOFF_FIRST;
     // When the current outage began; `None` while connected (or before the first attempt).
     let mut outage: Option<Instant> = None;
     loop {
         let connected = tokio::select! {
             _ = &mut stop => return,
-            connected = listen(&config) => connected,
+            connected = listen(&config, tls.clone()) => connected,
         };
         let ended = match connected {
             Ok((client, notes)) => {
@@ -252,9 +285,12 @@ async fn run(config: Config, fanout: Arc<Fanout>, mut stop: oneshot::Receiver<()
 
 /// Connects, drives the connection in a task of its own that forwards notifications, and
 /// listens on both channels.
-async fn listen(config: &Config) -> Result<(Client, mpsc::UnboundedReceiver<Notification>)> {
+async fn listen<T: Connector>(
+    config: &Config,
+    tls: T,
+) -> Result<(Client, mpsc::UnboundedReceiver<Notification>)> {
     let (client, mut connection) = config
-        .connect(NoTls)
+        .connect(tls)
         .await
         .map_err(db_err("connect the event follower"))?;
     // Unbounded: the connection must never wait for the follower, which may itself be waiting

@@ -184,8 +184,14 @@ impl PgStore {
         }
         let subscriptions = load_subscription_routes(&client).await?;
         let (changes_tx, changes) = watch::channel(0);
-        let (fanout, follower) =
-            follow::start(follow_config, &client, options.bus, changes_tx.clone()).await?;
+        let (fanout, follower) = follow::start(
+            follow_config,
+            NoTls,
+            &client,
+            options.bus,
+            changes_tx.clone(),
+        )
+        .await?;
         drop(client);
         let (jobs, rx) = mpsc::channel(options.writer_queue);
         let writer = Writer {
