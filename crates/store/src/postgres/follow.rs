@@ -401,3 +401,58 @@ async fn catch_up(client: &Client, read: &Statement, fanout: &Fanout) -> Result<
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use nexus_event::{NewEvent, TypeFilter, WellKnown};
+
+    use super::*;
+
+    fn fanout(bus: &Bus, published: u64) -> Fanout {
+        Fanout {
+            bus: Some(bus.clone()),
+            published: Mutex::new(published),
+            writer_pid: AtomicI32::new(0),
+            wake: Notify::new(),
+            changes: watch::channel(0).0,
+        }
+    }
+
+    fn event(sequence: u64) -> Event {
+        NewEvent::new(WellKnown::PaymentReceived, "flowpay").into_event(sequence)
+    }
+
+    fn shared(sequences: impl IntoIterator<Item = u64>) -> Vec<Arc<Event>> {
+        sequences.into_iter().map(|s| Arc::new(event(s))).collect()
+    }
+
+    fn received(sub: &mut nexus_core::Subscription) -> Vec<u64> {
+        std::iter::from_fn(|| sub.try_recv().ok())
+            .map(|e| e.sequence)
+            .collect()
+    }
+
+    /// The writer's events next in order are published at once; events after a gap wait (and
+    /// wake the follower), and the read fills the gap and publishes them, each sequence once.
+    #[tokio::test]
+    async fn the_bus_sees_each_sequence_once_in_order() {
+        let bus = Bus::new();
+        let mut sub = bus.subscribe(TypeFilter::all());
+        let f = fanout(&bus, 10);
+        f.committed(shared([11, 12]));
+        assert_eq!(received(&mut sub), [11, 12]);
+        // 13 and 14 were committed by another instance: 15 and 16 wait for them.
+        f.committed(shared([15, 16]));
+        assert_eq!(received(&mut sub), Vec::<u64>::new());
+        tokio::time::timeout(Duration::from_secs(1), f.wake.notified())
+            .await
+            .expect("the follower is woken for the gap");
+        f.publish_read((12..=16).map(event).collect());
+        assert_eq!(received(&mut sub), [13, 14, 15, 16]);
+        // Read first, offered by the writer after: not again.
+        f.publish_read(vec![event(17)]);
+        f.committed(shared([17, 18]));
+        assert_eq!(received(&mut sub), [17, 18]);
+        assert_eq!(f.published(), 18);
+    }
+}

@@ -4,8 +4,9 @@
 //! One file per concern, as for SQLite: [`open`] (URL, pool, migrations, leases given back),
 //! [`log`] (events and their outbox), [`queue`] (leases and settling), [`dead_letters`],
 //! [`subscriptions`], [`cursor`], [`breakers`]; [`writer`] is the group-commit task they all
-//! write through, [`follow`] brings the events and wake-ups of other instances on the database, [`columns`] maps Rust values to columns and errors to [`StoreError`]s, and
-//! [`schema`] holds the migrations. This file holds the handle that ties them together.
+//! write through, [`follow`] brings other instances' events to the bus and their wake-ups to the
+//! workers (`LISTEN`/`NOTIFY`), [`columns`] maps Rust values to columns and errors to
+//! [`StoreError`]s, and [`schema`] holds the migrations. This file holds the handle that ties them together.
 
 mod breakers;
 mod columns;

@@ -276,9 +276,7 @@ impl Writer {
             }
         }
     }
-}
 
-impl Writer {
     /// A fresh connection from the pool; its backend process id goes to the fan-out, which tells
     /// this writer's notifications from other instances' by it.
     async fn connect(&self) -> Result<Object> {
