@@ -3,7 +3,10 @@
 //! single-row insert transactions over one connection to the same server in the same run.
 //!
 //! Cases: single-event appends from 1, 16 and 64 concurrent producers; one producer appending
-//! batches of 100 and 1000; lease + ack of queued deliveries by two workers. Every case runs with
+//! batches of 100 and 1000; lease + ack of queued deliveries by two workers. On PostgreSQL also
+//! the latency from an append on one instance to the event on another instance's bus (two stores
+//! on one database, light load), as p50/p99/max; `cargo bench --bench store -- fanout` runs that
+//! case alone. Every case runs with
 //! `synchronous=FULL` (durable); a few are repeated with `NORMAL`, labelled not durable. The
 //! baseline is a loop of 4 KiB writes + `fdatasync` on the same disk: "events per fsync" says
 //! how much group commit gets out of each flush the disk can do.
@@ -287,6 +290,111 @@ async fn pg_lease_and_ack(s: &Settings) -> f64 {
     rate
 }
 
+/// Events per second the fan-out case appends: light load.
+const FANOUT_RATE: u64 = 200;
+
+/// Latencies of the fan-out case: from the append call and from its acknowledgement (after the
+/// commit) to the event on the other instance's bus; and how many events.
+struct Fanout {
+    from_call: Vec<Duration>,
+    from_ack: Vec<Duration>,
+}
+
+/// Two instances on one database in a database of its own: appends on A at [`FANOUT_RATE`]
+/// events/s (one at a time, single events) for the case's time, each received on B's bus (read
+/// by B's follower, told by `NOTIFY`). Fails the bench if an event does not reach B within 5 s
+/// or arrives out of order.
+async fn pg_fanout(s: &Settings) -> Fanout {
+    let name = "nexus_bench_fanout";
+    let url = pg_database(name).await;
+    let a = PgStore::builder(&url)
+        .instance("a")
+        .pool_size(4)
+        .open()
+        .await
+        .expect("open instance a");
+    let bus = nexus_core::Bus::new();
+    let mut sub = bus.subscribe(nexus_core::TypeFilter::all());
+    let b = PgStore::builder(&url)
+        .instance("b")
+        .pool_size(4)
+        .bus(bus)
+        .open()
+        .await
+        .expect("open instance b");
+    // B's follower listens once it has read the log after connecting: wait for one event.
+    let warm = a.append(vec![draft(0)]).await.expect("append")[0].sequence;
+    let first = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+        .await
+        .expect("B receives A's first event within 5 s")
+        .expect("bus");
+    assert_eq!(first.sequence, warm);
+    let receiver = tokio::spawn(async move {
+        let mut received = Vec::new();
+        let mut expected = warm + 1;
+        while let Ok(got) = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await {
+            let event = got.expect("bus");
+            assert_eq!(event.sequence, expected, "B's bus out of order");
+            expected += 1;
+            received.push(Instant::now());
+        }
+        received
+    });
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / FANOUT_RATE));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sent = Vec::new();
+    let start = Instant::now();
+    let mut n = 0;
+    while start.elapsed() < s.run_for {
+        tick.tick().await;
+        n += 1;
+        let call = Instant::now();
+        a.append(vec![draft(n)]).await.expect("append on A");
+        sent.push((call, Instant::now()));
+    }
+    // The receiver ends 5 s after the last event it got.
+    let received = receiver.await.expect("receiver");
+    assert_eq!(received.len(), sent.len(), "every event reaches B's bus");
+    a.close().await;
+    b.close().await;
+    pg_drop_database(name).await;
+    let (mut from_call, mut from_ack) = (Vec::new(), Vec::new());
+    for ((call, ack), got) in sent.into_iter().zip(received) {
+        from_call.push(got.saturating_duration_since(call));
+        from_ack.push(got.saturating_duration_since(ack));
+    }
+    Fanout {
+        from_call,
+        from_ack,
+    }
+}
+
+/// `p50 / p99 / max` of `samples`, in milliseconds.
+fn percentiles(mut samples: Vec<Duration>) -> String {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1;
+        samples[i].as_secs_f64() * 1e3
+    };
+    format!(
+        "p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        at(0.50),
+        at(0.99),
+        at(1.0)
+    )
+}
+
+/// Prints the fan-out case.
+#[allow(clippy::print_stdout)]
+fn report_fanout(f: Fanout) {
+    println!(
+        "cross-instance fan-out, {FANOUT_RATE} ev/s appended on A, {} events received on B's bus:",
+        f.from_call.len()
+    );
+    println!("  append call -> B's bus:     {}", percentiles(f.from_call));
+    println!("  append answered -> B's bus: {}", percentiles(f.from_ack));
+}
+
 fn si(v: f64) -> String {
     if v >= 1e6 {
         format!("{:.2}M", v / 1e6)
@@ -302,9 +410,11 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     // `cargo bench` passes `--bench`; without it this is a smoke run.
     let quick = !args.iter().any(|a| a == "--bench");
-    // `cargo bench --bench store -- sqlite` or `-- postgres` runs one store's cases only.
-    let sqlite = !args.iter().any(|a| a == "postgres");
-    let postgres = !args.iter().any(|a| a == "sqlite");
+    // `cargo bench --bench store -- sqlite` or `-- postgres` runs one store's cases only,
+    // `-- fanout` the cross-instance fan-out case only.
+    let only_fanout = args.iter().any(|a| a == "fanout");
+    let sqlite = !only_fanout && !args.iter().any(|a| a == "postgres");
+    let postgres = !only_fanout && !args.iter().any(|a| a == "sqlite");
     let s = if quick {
         Settings {
             run_for: Duration::from_millis(200),
@@ -321,6 +431,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    if only_fanout {
+        println!("store bench: {} s per case", s.run_for.as_secs_f64());
+        report_fanout(rt.block_on(pg_fanout(&s)));
+        return;
+    }
     let probe_dir = tempfile::tempdir().expect("temp dir");
     let fsyncs = fsync_baseline(probe_dir.path(), s.run_for);
     println!("store bench: {} s per case", s.run_for.as_secs_f64());
@@ -495,6 +610,9 @@ fn main() {
         }
         let rate = rt.block_on(pg_lease_and_ack(&s));
         pg_report("lease + ack, 2 workers", "del/s", rate, None);
+    }
+    if postgres {
+        report_fanout(rt.block_on(pg_fanout(&s)));
     }
 
     if quick {

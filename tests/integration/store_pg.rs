@@ -857,3 +857,272 @@ async fn after_an_outage_the_others_get_dead_after_to_be_seen_again() {
     a.close().await;
     gone.close().await;
 }
+
+/// The next `n` sequences a bus subscription receives, each within a few seconds (a test
+/// failure otherwise, naming what was received so far).
+async fn receive(sub: &mut nexus_core::Subscription, n: usize, who: &str) -> Vec<u64> {
+    let mut got = Vec::with_capacity(n);
+    while got.len() < n {
+        match tokio::time::timeout(Duration::from_secs(5), sub.recv()).await {
+            Ok(Ok(event)) => got.push(event.sequence),
+            Ok(Err(e)) => panic!("{who}: the bus failed after {got:?}: {e}"),
+            Err(_) => panic!(
+                "{who}: nothing more within 5 s after {} events: {got:?}",
+                got.len()
+            ),
+        }
+    }
+    got
+}
+
+/// A store on `db` named `instance`, publishing to `bus`.
+async fn instance_with_bus(db: &TestDb, instance: &str, bus: &Bus) -> PgStore {
+    PgStore::builder(db.url())
+        .instance(instance)
+        .bus(bus.clone())
+        .open()
+        .await
+        .unwrap_or_else(|e| panic!("open {instance}: {e}"))
+}
+
+/// Waits (at most 10 s) until `n` event followers of `db` are connected and listening (their
+/// last statement was the read they prepare after `LISTEN`), other than the pids in `old`.
+async fn followers_listening(db: &TestDb, n: i64, old: &[i32]) -> Vec<i32> {
+    let admin = admin().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let pids: Vec<i32> = admin
+            .query(
+                "SELECT pid FROM pg_stat_activity WHERE datname = $1 \
+                 AND application_name = 'nexus-follower' AND query LIKE 'SELECT%' \
+                 AND NOT pid = ANY($2)",
+                &[&db.name(), &old],
+            )
+            .await
+            .expect("list followers")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if pids.len() as i64 >= n {
+            return pids;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{n} listening followers expected within 10 s, found {pids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two instances on one database, appending at once from several tasks each: each instance's
+/// bus receives every sequence exactly once, in order (its own events and the other's), and
+/// nothing twice afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_instance_bus_sees_every_instance_events_once_in_order() {
+    let db = TestDb::create("t").await;
+    let (bus_a, bus_b) = (Bus::new(), Bus::new());
+    let (mut sub_a, mut sub_b) = (
+        bus_a.subscribe(TypeFilter::all()),
+        bus_b.subscribe(TypeFilter::all()),
+    );
+    let a = instance_with_bus(&db, "a", &bus_a).await;
+    let b = instance_with_bus(&db, "b", &bus_b).await;
+    const PER_TASK: usize = 75;
+    let producers: Vec<_> = (0..4)
+        .map(|p| {
+            let store = if p % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                for i in 0..PER_TASK {
+                    store
+                        .append(vec![draft(&format!("p{p}-{i}"))])
+                        .await
+                        .expect("append");
+                }
+            })
+        })
+        .collect();
+    let total = 4 * PER_TASK;
+    let (got_a, got_b) = tokio::join!(
+        receive(&mut sub_a, total, "bus a"),
+        receive(&mut sub_b, total, "bus b")
+    );
+    for p in producers {
+        p.await.expect("producer");
+    }
+    let expected: Vec<u64> = (1..=total as u64).collect();
+    assert_eq!(got_a, expected, "bus a");
+    assert_eq!(got_b, expected, "bus b");
+    // Nothing published twice: the next event on each bus is the next sequence.
+    b.append(vec![draft("last")]).await.expect("append last");
+    let next = total as u64 + 1;
+    assert_eq!(receive(&mut sub_a, 1, "bus a").await, [next]);
+    assert_eq!(receive(&mut sub_b, 1, "bus b").await, [next]);
+}
+
+/// The follower's connection killed by the server: it connects again and catches up, so events
+/// appended on the other instance meanwhile reach the bus, in order before this instance's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_follower_connects_again_and_catches_up() {
+    let db = TestDb::create("t").await;
+    let (bus_a, bus_b) = (Bus::new(), Bus::new());
+    let mut sub_b = bus_b.subscribe(TypeFilter::all());
+    let a = instance_with_bus(&db, "a", &bus_a).await;
+    let b = instance_with_bus(&db, "b", &bus_b).await;
+    let old = followers_listening(&db, 2, &[]).await;
+    a.append(vec![draft("before")]).await.expect("append");
+    assert_eq!(receive(&mut sub_b, 1, "bus b").await, [1]);
+    let killed = admin()
+        .await
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = $1 AND application_name = 'nexus-follower'",
+            &[&db.name()],
+        )
+        .await
+        .expect("terminate");
+    assert_eq!(killed, 2, "one follower per instance");
+    for i in 0..3 {
+        a.append(vec![draft(&format!("a{i}"))])
+            .await
+            .expect("append on a");
+    }
+    // b's own events come after a's: they wait for the catch-up read.
+    for i in 0..2 {
+        b.append(vec![draft(&format!("b{i}"))])
+            .await
+            .expect("append on b");
+    }
+    assert_eq!(receive(&mut sub_b, 5, "bus b").await, [2, 3, 4, 5, 6]);
+    let new = followers_listening(&db, 2, &old).await;
+    assert!(new.iter().all(|p| !old.contains(p)), "{old:?} {new:?}");
+    a.append(vec![draft("after")]).await.expect("append");
+    assert_eq!(receive(&mut sub_b, 1, "bus b").await, [7]);
+}
+
+/// Another instance's retry worker wakes when one instance makes work due: a retry scheduled
+/// (`nexus_work`) and deliveries enqueued by an append (`nexus_events`) move its `changes()`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_instance_workers_wake_when_work_becomes_due() {
+    let db = TestDb::create("t").await;
+    let a = PgStore::builder(db.url())
+        .instance("a")
+        .open()
+        .await
+        .expect("open a");
+    nexus_store::conformance::subscribe_everything(&a, "http://127.0.0.1:4000/hook").await;
+    a.append(vec![draft("first")]).await.expect("append");
+    let leases = a
+        .lease_due("wa", t0(), 10, Duration::from_secs(60))
+        .await
+        .expect("lease");
+    assert_eq!(leases.len(), 1);
+    // b listens from here on: what a did before cannot move b's watch.
+    let b = PgStore::builder(db.url())
+        .instance("b")
+        .open()
+        .await
+        .expect("open b");
+    followers_listening(&db, 2, &[]).await;
+    let mut changes = b.changes();
+    changes.borrow_and_update();
+    a.retry_at(
+        &leases[0].token,
+        t0(),
+        nexus_store::Failure {
+            at: t0(),
+            error: "refused".into(),
+            status: Some(503),
+        },
+    )
+    .await
+    .expect("retry_at");
+    tokio::time::timeout(Duration::from_secs(5), changes.changed())
+        .await
+        .expect("b woken within 5 s by a's retry")
+        .expect("b's watch is alive");
+    changes.borrow_and_update();
+    a.append(vec![draft("second")]).await.expect("append");
+    tokio::time::timeout(Duration::from_secs(5), changes.changed())
+        .await
+        .expect("b woken within 5 s by a's append")
+        .expect("b's watch is alive");
+}
+
+/// The end to end promise of API.md section 13: a WebSocket client on instance B (the real
+/// `GET /ws` of nexus-transport over B's store and bus) resumes with `since` from the store and
+/// then receives the events appended on A and on B, in sequence order, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_on_one_instance_receives_every_instance_events() {
+    use futures_util::{SinkExt, StreamExt};
+    use nexus_transport::auth::{Nodes, Secret};
+    use nexus_transport::{App, AppConfig};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    const ADMIN: &str = "admin-token-for-tests-0123456789abcdef";
+    let db = TestDb::create("t").await;
+    let (bus_a, bus_b) = (Bus::new(), Bus::new());
+    let a = instance_with_bus(&db, "a", &bus_a).await;
+    let b = instance_with_bus(&db, "b", &bus_b).await;
+    for i in 0..2 {
+        a.append(vec![draft(&format!("old{i}"))])
+            .await
+            .expect("append");
+    }
+    let app = App::new(
+        Arc::new(b.clone()),
+        bus_b.clone(),
+        Arc::new(nexus_resilience::Breakers::default()),
+        AppConfig::new(Nodes::configured([]), Secret::parse(ADMIN).expect("valid")),
+    );
+    app.lifecycle().set_ready();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(nexus_transport::serve(listener, app.router(), async move {
+        let _ = stopped.await;
+    }));
+    let mut request = format!("ws://{addr}/ws")
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {ADMIN}").parse().expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect to B's /ws");
+    let subscribe = serde_json::json!({"action": "subscribe", "events": ["*"], "since": 1});
+    ws.send(Message::Text(subscribe.to_string().into()))
+        .await
+        .expect("send");
+    let mut sequences = Vec::new();
+    let mut appended = false;
+    while sequences.len() < 4 {
+        let frame = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("no frame within 5 s after {sequences:?}"))
+            .expect("the connection is open")
+            .expect("a frame");
+        let Message::Text(text) = frame else {
+            continue;
+        };
+        let frame: serde_json::Value = serde_json::from_str(text.as_str()).expect("JSON");
+        if frame.get("ack").is_some() {
+            continue;
+        }
+        sequences.push(frame["sequence"].as_u64().expect("an event frame"));
+        if !appended {
+            // The replay from the store reached the client: append on both instances.
+            appended = true;
+            a.append(vec![draft("a-new")]).await.expect("append on a");
+            b.append(vec![draft("b-new")]).await.expect("append on b");
+            a.append(vec![draft("a-newer")]).await.expect("append on a");
+        }
+    }
+    assert_eq!(sequences, [2, 3, 4, 5]);
+    let _ = shutdown.send(());
+    let _ = server.await;
+}

@@ -80,6 +80,11 @@ pub(crate) async fn events_by_sequence(
 pub(crate) async fn prepare_appends(ctx: &mut Ctx, ids: &[&str]) -> Result<()> {
     let err = db_err("append");
     if ctx.next_sequence.is_none() {
+        // The lock is a transaction lock: held until this group commits or rolls back, and
+        // released only after the commit is visible. So the head read below sees every earlier
+        // group's rows, sequences follow commit order, and once sequence N is visible every
+        // sequence below it is committed and visible too: the follower (`follow.rs`) reads the
+        // log after the last sequence it published and finds no hole to wait for.
         let lock = cached(&ctx.client, "SELECT pg_advisory_xact_lock($1)", "append").await?;
         ctx.client
             .execute(&lock, &[&schema::APPEND_LOCK])

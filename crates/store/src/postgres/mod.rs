@@ -5,13 +5,15 @@
 //! [`instances`] (registration, heartbeat, take-over from dead instances),
 //! [`log`] (events and their outbox), [`queue`] (leases and settling), [`dead_letters`],
 //! [`subscriptions`], [`cursor`], [`breakers`]; [`writer`] is the group-commit task they all
-//! write through, [`columns`] maps Rust values to columns and errors to [`StoreError`]s, and
-//! [`schema`] holds the migrations. This file holds the handle that ties them together.
+//! write through, [`follow`] brings other instances' events to the bus and their wake-ups to the
+//! workers (`LISTEN`/`NOTIFY`), [`columns`] maps Rust values to columns and errors to
+//! [`StoreError`]s, and [`schema`] holds the migrations. This file holds the handle that ties them together.
 
 mod breakers;
 mod columns;
 mod cursor;
 mod dead_letters;
+mod follow;
 #[cfg(feature = "sqlite")]
 pub(crate) mod import;
 mod instances;
@@ -76,6 +78,9 @@ struct Inner {
     heartbeat: Option<instances::HeartbeatTask>,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<tokio::task::JoinHandle<()>>,
+    /// The task that brings other instances' events to the bus and their wake-ups to the
+    /// workers; stopped with the store.
+    follower: Option<follow::Follower>,
     changes: watch::Receiver<u64>,
 }
 
@@ -134,6 +139,9 @@ impl PgStore {
             && writer.await.is_err()
         {
             tracing::error!("the postgres store writer ended abnormally");
+        }
+        if let Some(follower) = inner.follower.take() {
+            follower.stop().await;
         }
         if let Some(heartbeat) = inner.heartbeat.take() {
             heartbeat.stop().await;

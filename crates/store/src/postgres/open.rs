@@ -19,7 +19,7 @@ use super::instances::{
 };
 use super::subscriptions::load_subscription_routes;
 use super::writer::{State, Writer};
-use super::{Inner, PgStore, get, schema};
+use super::{Inner, PgStore, follow, get, schema};
 use crate::backend::host_name;
 use crate::error::{Result, StoreError};
 use crate::model::Router;
@@ -114,7 +114,9 @@ impl PgBuilder {
         self
     }
 
-    /// A bus to publish every committed event to, in commit order, right after the commit.
+    /// A bus to publish every event committed from now on to, by any instance on the database,
+    /// once each and in sequence order: this instance's right after their commit, other
+    /// instances' when the follower reads them (told by `NOTIFY`, within a second otherwise).
     /// Default none.
     pub fn bus(mut self, bus: Bus) -> Self {
         self.bus = Some(bus);
@@ -181,6 +183,8 @@ impl PgStore {
         }
         let heartbeat_config = config.clone();
         let heartbeat_tls = connector.clone();
+        let follow_config = config.clone();
+        let follow_tls = connector.clone();
         let manager = Manager::from_config(
             config,
             connector,
@@ -228,8 +232,16 @@ impl PgStore {
             );
         }
         let subscriptions = load_subscription_routes(&client).await?;
-        drop(client);
         let (changes_tx, changes) = watch::channel(0);
+        let (fanout, follower) = follow::start(
+            follow_config,
+            follow_tls,
+            &client,
+            options.bus,
+            changes_tx.clone(),
+        )
+        .await?;
+        drop(client);
         let (jobs, rx) = mpsc::channel(options.writer_queue);
         let writer = Writer {
             pool: pool.clone(),
@@ -239,7 +251,7 @@ impl PgStore {
                 routes_version: -1,
                 router: options.router,
             },
-            bus: options.bus,
+            fanout,
             changes: changes_tx,
         };
         let writer = tokio::spawn(writer.run(rx));
@@ -265,6 +277,7 @@ impl PgStore {
                 heartbeat: Some(heartbeat),
                 jobs: Some(jobs),
                 writer: Some(writer),
+                follower: Some(follower),
                 changes,
             }),
         })

@@ -13,11 +13,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use deadpool_postgres::{Object, Pool};
-use nexus_core::Bus;
 use nexus_event::Event;
 use tokio::sync::{mpsc, watch};
 
 use super::columns::{db_err, pool_err};
+use super::follow::{EVENTS_CHANNEL, Fanout, WORK_CHANNEL};
 use super::log::{Pending, prepare_appends};
 use crate::error::{Result, StoreError};
 use crate::model::Router;
@@ -114,7 +114,8 @@ pub(crate) struct Ctx {
 pub(crate) struct Writer {
     pub(crate) pool: Pool,
     pub(crate) state: State,
-    pub(crate) bus: Option<Bus>,
+    /// Where committed events go (the bus, in order, with the follower filling gaps).
+    pub(crate) fanout: Arc<Fanout>,
     pub(crate) changes: watch::Sender<u64>,
 }
 
@@ -141,10 +142,9 @@ impl Writer {
     async fn run_group(&mut self, conn: Option<Object>, group: &mut Vec<Job>) -> Option<Object> {
         let client = match conn.filter(|c| !c.is_closed()) {
             Some(c) => c,
-            None => match self.pool.get().await {
+            None => match self.connect().await {
                 Ok(c) => c,
                 Err(e) => {
-                    let e = pool_err("begin")(e);
                     tracing::error!(error = %e, "store writer has no connection");
                     refuse_all(group, &e).await;
                     return None;
@@ -226,11 +226,21 @@ impl Writer {
             ..
         } = ctx;
         self.state = state;
+        // The notification goes with the commit, in the same round trip, and is delivered only
+        // if the commit succeeds; one per group. Its payload is a hint (listeners read the log).
+        let commit = match appended.last() {
+            Some(last) => format!(
+                "SELECT pg_notify('{EVENTS_CHANNEL}', '{}'); COMMIT",
+                last.sequence
+            ),
+            None if work => format!("SELECT pg_notify('{WORK_CHANNEL}', ''); COMMIT"),
+            None => "COMMIT".to_owned(),
+        };
         let committed = if broken {
             Err(group_lost())
         } else {
             client
-                .batch_execute("COMMIT")
+                .batch_execute(&commit)
                 .await
                 .map_err(db_err("commit"))
         };
@@ -240,12 +250,9 @@ impl Writer {
                     self.changes.send_modify(|n| *n = n.wrapping_add(1));
                 }
                 // Publish before answering, so a caller whose append returned finds its events on
-                // the bus; publishing never blocks, and the bus sees commit order.
-                if let Some(bus) = &self.bus {
-                    for event in appended {
-                        bus.publish(event);
-                    }
-                }
+                // the bus when they were next in order (the usual case); otherwise the follower
+                // reads them after the other instances' events before them. Never blocks.
+                self.fanout.committed(appended);
                 for completion in completions {
                     completion(Ok(()));
                 }
@@ -268,6 +275,18 @@ impl Writer {
                 alive.then_some(client)
             }
         }
+    }
+
+    /// A fresh connection from the pool; its backend process id goes to the fan-out, which tells
+    /// this writer's notifications from other instances' by it.
+    async fn connect(&self) -> Result<Object> {
+        let client = self.pool.get().await.map_err(pool_err("begin"))?;
+        let row = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .map_err(db_err("begin"))?;
+        self.fanout.writer_connected(super::get(&row, 0, "begin")?);
+        Ok(client)
     }
 }
 
