@@ -53,6 +53,20 @@ impl TestDb {
         })
     }
 
+    /// The rows of a query as one JSON array, for failure messages.
+    pub(super) fn rows_json(&self, sql: &str) -> String {
+        block_on(async {
+            let wrapped = format!("SELECT coalesce(json_agg(x), '[]')::text FROM ({sql}) x");
+            let row = connect(self.0.url())
+                .await
+                .query_one(&wrapped, &[])
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            let text: String = row.get(0);
+            text
+        })
+    }
+
     fn execute(&self, sql: &str) {
         block_on(async {
             connect(self.0.url())

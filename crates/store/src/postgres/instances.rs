@@ -84,13 +84,15 @@ pub(super) async fn register<C: GenericClient + Sync>(client: &C, me: &Identity)
 /// Gives back every delivery leased by one of `instances`: due at `now` at the latest (held
 /// when its subscription is disabled), lease cleared, generation bumped so a late settle by the
 /// old holder fails with `LeaseLost`; attempts unchanged (API.md section 5). Rows are locked in
-/// id order, so two instances giving back the same leases cannot deadlock. Returns how many.
+/// id order, so two instances giving back the same leases cannot deadlock. When it gave any back
+/// it notifies `nexus_work` in the same transaction, so every instance's worker wakes for them at
+/// the commit instead of sleeping until the old leases would have expired. Returns how many.
 pub(super) async fn give_back<C: GenericClient + Sync>(
     client: &C,
     instances: &[&str],
     now: Timestamp,
 ) -> Result<u64> {
-    client
+    let released = client
         .execute(
             "UPDATE deliveries SET state = CASE WHEN consumer_kind = $1 AND consumer IN \
              (SELECT id FROM subscriptions WHERE NOT enabled) THEN $2::smallint ELSE $3::smallint END, \
@@ -108,7 +110,14 @@ pub(super) async fn give_back<C: GenericClient + Sync>(
             ],
         )
         .await
-        .map_err(db_err("give back leases"))
+        .map_err(db_err("give back leases"))?;
+    if released > 0 {
+        client
+            .execute("SELECT pg_notify($1, '')", &[&super::follow::WORK_CHANNEL])
+            .await
+            .map_err(db_err("give back leases"))?;
+    }
+    Ok(released)
 }
 
 /// At close: gives this instance's leases back and deletes its row, in one transaction.
