@@ -60,7 +60,10 @@ import os, sys
 tick = os.sysconf("SC_CLK_TCK")
 total = 0
 for pid in sys.argv[1:]:
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        continue  # exited meanwhile
     total += int(fields[11]) + int(fields[12])
 print(total / tick)
 PY
@@ -100,11 +103,29 @@ print(f"{rps:.0f} {p50:.2f} {p99:.2f} {errors}")
 PY
 }
 
-report() { # case, "rps p50 p99 errors", cpu seconds, stored, highest
+# The machine's busy CPU seconds (all CPUs, from /proc/stat).
+machine_cpu() {
+    python3 -c "
+import os
+f = open('/proc/stat').readline().split()[1:]
+busy = sum(int(x) for x in f[:3]) + sum(int(x) for x in f[5:8])
+print(busy / os.sysconf('SC_CLK_TCK'))"
+}
+
+# PIDs of the PostgreSQL server processes on this machine (none when it runs elsewhere).
+pg_pids() { pgrep -x postgres || true; }
+
+report() { # case, "rps p50 p99 errors", server cpu s, stored, highest, [postgres cpu s, machine cpu s]
     read -r rps p50 p99 errors <<<"$2"
     local per_event="" gap=""
     if [ -n "${4:-}" ]; then
         per_event=$(python3 -c "print(f'{$3 / max($4, 1) * 1e6:.0f} µs server CPU/event')")
+        if [ -n "${6:-}" ]; then
+            per_event+=$(python3 -c "print(f', {$6 / max($4, 1) * 1e6:.0f} µs PostgreSQL CPU/event')")
+        fi
+        if [ -n "${7:-}" ]; then
+            per_event+=$(python3 -c "print(f', machine {$7 / ($DURATION * $(nproc)) * 100:.0f}% busy')")
+        fi
         if [ "$4" = "$5" ]; then gap="gap-free ($4 stored = highest sequence)"; else gap="GAP: $4 stored, highest $5"; fi
     fi
     printf '%-7s %8s req/s  p50 %6s ms  p99 %6s ms  non-2xx %s  %s  %s\n' "$1" "$rps" "$p50" "$p99" "$errors" "$per_event" "$gap"
@@ -172,13 +193,21 @@ EOF
             wait_up "$SERVER_URL"
             pids+=("$SERVER_PID") urls+=("$SERVER_URL")
         done
+        mapfile -t pgs < <(pg_pids)
         before=$(cpu "${pids[@]}")
+        pg_before=$( ((${#pgs[@]})) && cpu "${pgs[@]}" || echo 0)
+        m_before=$(machine_cpu)
         result=$(load "${urls[@]}")
         after=$(cpu "${pids[@]}")
+        m_after=$(machine_cpu)
+        # The PostgreSQL processes that were there before the load (the pools' backends, the
+        # WAL writer, the checkpointer); one that exited meanwhile is left out of both sums.
+        pg_after=$( ((${#pgs[@]})) && cpu "${pgs[@]}" || echo 0)
         kill "${pids[@]}"
         wait "${pids[@]}" 2>/dev/null || true
         counts=$(psql "$dburl" -Atc "select count(*), coalesce(max(sequence),0) from events" | tr '|' ' ')
-        report "$c" "$result" "$(python3 -c "print($after - $before)")" $counts
+        report "$c" "$result" "$(python3 -c "print($after - $before)")" $counts \
+            "$(python3 -c "print(max($pg_after - $pg_before, 0))")" "$(python3 -c "print($m_after - $m_before)")"
         psql "$PGURL" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null
         ;;
     *)
