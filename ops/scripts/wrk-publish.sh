@@ -90,13 +90,18 @@ import re, sys
 work, n = sys.argv[1], int(sys.argv[2])
 rps, p50, p99, errors = 0.0, 0.0, 0.0, 0
 def ms(v):
-    num, unit = re.match(r"([\d.]+)(\w+)", v).groups()
-    return float(num) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
+    if m is None:
+        sys.exit(f"wrk-publish: cannot read the latency {v!r}")
+    num, unit = m.groups()
+    return float(num) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 for i in range(n):
     text = open(f"{work}/wrk.{i}").read()
+    if "Requests/sec" not in text or "99%" not in text:
+        sys.exit(f"wrk-publish: wrk gave no figures:\n{text}")
     rps += float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
-    p50 = max(p50, ms(re.search(r"50%\s+(\S+)", text).group(1)))
-    p99 = max(p99, ms(re.search(r"99%\s+(\S+)", text).group(1)))
+    p50 = max(p50, ms(re.search(r"^\s*50%\s+(\S+)", text, re.M).group(1)))
+    p99 = max(p99, ms(re.search(r"^\s*99%\s+(\S+)", text, re.M).group(1)))
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     errors += int(m.group(1)) if m else 0
 print(f"{rps:.0f} {p50:.2f} {p99:.2f} {errors}")
@@ -166,7 +171,10 @@ http {
 }
 EOF
         nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
-        sleep 0.5
+        for _ in $(seq 1 100); do
+            curl -s -o /dev/null http://127.0.0.1:39180/ && break
+            sleep 0.05
+        done
         report nginx "$(load http://127.0.0.1:39180)"
         kill %nginx 2>/dev/null || kill "$(cat "$WORK/nginx.pid")"
         ;;
