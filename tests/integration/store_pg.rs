@@ -1130,3 +1130,37 @@ async fn a_websocket_client_on_one_instance_receives_every_instance_events() {
     let _ = shutdown.send(());
     let _ = server.await;
 }
+
+/// A row of the log that cannot be read as an event (changed by hand) is skipped with an error
+/// line: the other instance's bus still gets every later event, instead of its follower failing
+/// on the same row for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_row_does_not_stop_the_fan_out() {
+    let db = TestDb::create("t").await;
+    let (bus_a, bus_b) = (Bus::new(), Bus::new());
+    let mut sub_a = bus_a.subscribe(TypeFilter::all());
+    let a = instance_with_bus(&db, "a", &bus_a).await;
+    let b = instance_with_bus(&db, "b", &bus_b).await;
+    b.append(vec![draft("first")]).await.expect("append 1");
+    assert_eq!(receive(&mut sub_a, 1, "a").await, [1]);
+    // Sequence 2 written by hand with a payload that is not JSON, as its appender would (under
+    // the append lock, schema::APPEND_LOCK = 0x6e6578757301, with the notification).
+    let raw = pg::connect(db.url()).await;
+    raw.batch_execute(
+        "BEGIN; SELECT pg_advisory_xact_lock(121382091715329); \
+         INSERT INTO events (sequence, id, source, type, time_ms, payload) \
+         VALUES (2, 'broken', 'flowpay', 'PAYMENT_RECEIVED', 0, '{not json'); \
+         SELECT pg_notify('nexus_events', '2'); COMMIT",
+    )
+    .await
+    .expect("the broken row");
+    b.append(vec![draft("third")]).await.expect("append 3");
+    b.append(vec![draft("fourth")]).await.expect("append 4");
+    assert_eq!(
+        receive(&mut sub_a, 2, "a").await,
+        [3, 4],
+        "the unreadable row is skipped, the rest arrives"
+    );
+    a.close().await;
+    b.close().await;
+}

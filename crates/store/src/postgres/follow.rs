@@ -40,8 +40,9 @@ pub(crate) const WORK_CHANNEL: &str = "nexus_work";
 /// The `application_name` of the follower's connection (visible in `pg_stat_activity`).
 pub(crate) const FOLLOWER_APPLICATION_NAME: &str = "nexus-follower";
 
-/// Events read per query when catching up.
-const PAGE: i64 = 512;
+/// Events read per query when catching up: small enough that a page of the largest payloads
+/// (256 KiB each) reads well within [`READ_TIMEOUT`].
+const PAGE: i64 = 128;
 /// How often the follower reads the log without being told to: covers a lost notification.
 const TICK: Duration = Duration::from_secs(1);
 /// The first wait before connecting again after the connection is lost; doubled each failure.
@@ -49,7 +50,7 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 /// The longest wait between two connection attempts.
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How long one catch-up read may take before the connection counts as lost.
-const READ_TIMEOUT: Duration = Duration::from_secs(5);
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What the writer and the follower share: the bus, the last sequence given to it, and how to
 /// wake the follower and the retry workers.
@@ -124,6 +125,18 @@ impl Fanout {
             }
             *published = event.sequence;
             bus.publish(Arc::new(event));
+        }
+    }
+
+    /// Moves the last published sequence up to `sequence` without publishing: rows the
+    /// follower read but could not decode (each logged), so it does not read them forever.
+    fn pass(&self, sequence: u64) {
+        let mut published = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *published < sequence {
+            *published = sequence;
         }
     }
 
@@ -342,10 +355,12 @@ async fn follow(
         Ok(statement) => statement,
         Err(e) => return Ended::Lost(db_err("follow the log")(e)),
     };
-    if fanout.bus.is_some()
-        && let Err(e) = catch_up(client, &read, fanout).await
-    {
-        return Ended::Lost(e);
+    if fanout.bus.is_some() {
+        match catch_up(client, &read, fanout, stop).await {
+            Ok(CaughtUp::Yes) => {}
+            Ok(CaughtUp::Stopped) => return Ended::Stopped,
+            Err(e) => return Ended::Lost(e),
+        }
     }
     *backoff = BACKOFF_FIRST;
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
@@ -368,36 +383,71 @@ async fn follow(
             () = fanout.wake.notified() => true,
             _ = tick.tick() => true,
         };
-        if wanted
-            && fanout.bus.is_some()
-            && let Err(e) = catch_up(client, &read, fanout).await
-        {
-            return Ended::Lost(e);
+        if wanted && fanout.bus.is_some() {
+            match catch_up(client, &read, fanout, stop).await {
+                Ok(CaughtUp::Yes) => {}
+                Ok(CaughtUp::Stopped) => return Ended::Stopped,
+                Err(e) => return Ended::Lost(e),
+            }
         }
     }
 }
 
-/// Reads the log after `published` page by page and publishes it, until a page is not full.
-async fn catch_up(client: &Client, read: &Statement, fanout: &Fanout) -> Result<()> {
+/// How a catch-up ended without an error.
+enum CaughtUp {
+    /// A page was not full: the bus has everything committed when it was read.
+    Yes,
+    /// The store is closing: it stopped between pages.
+    Stopped,
+}
+
+/// Reads the log after `published` page by page and publishes it, until a page is not full or
+/// the store closes (a backlog of millions of events must not hold `close` up). A row that
+/// cannot be read as an event (changed by hand) is skipped with an error line, as a hole is: it
+/// must not stop the fan-out for every later event.
+async fn catch_up(
+    client: &Client,
+    read: &Statement,
+    fanout: &Fanout,
+    stop: &mut oneshot::Receiver<()>,
+) -> Result<CaughtUp> {
     loop {
         let after = signed(fanout.published());
-        let rows = tokio::time::timeout(READ_TIMEOUT, client.query(read, &[&after, &PAGE]))
-            .await
-            .map_err(|_| StoreError::Unavailable {
-                reason: format!(
-                    "the event follower's read took more than {} s",
-                    READ_TIMEOUT.as_secs()
-                ),
-            })?
-            .map_err(db_err("follow the log"))?;
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&after, &PAGE];
+        let rows = tokio::select! {
+            _ = &mut *stop => return Ok(CaughtUp::Stopped),
+            read = tokio::time::timeout(READ_TIMEOUT, client.query(read, &params)) => read,
+        }
+        .map_err(|_| StoreError::Unavailable {
+            reason: format!(
+                "the event follower's read took more than {} s",
+                READ_TIMEOUT.as_secs()
+            ),
+        })?
+        .map_err(db_err("follow the log"))?;
         let full = rows.len() as i64 == PAGE;
+        let last = rows.last().and_then(|row| row.try_get::<_, i64>(0).ok());
         let events = rows
             .iter()
-            .map(event_from_row)
-            .collect::<Result<Vec<_>>>()?;
+            .filter_map(|row| match event_from_row(row) {
+                Ok(event) => Some(event),
+                Err(e) => {
+                    tracing::error!(
+                        error = %e,
+                        sequence = row.try_get::<_, i64>(0).ok(),
+                        "an event of the log cannot be read; the bus skips it"
+                    );
+                    None
+                }
+            })
+            .collect();
         fanout.publish_read(events);
+        // Unreadable rows at the end of a page are passed, so the next page starts after them.
+        if let Some(last) = last {
+            fanout.pass(unsigned(last));
+        }
         if !full {
-            return Ok(());
+            return Ok(CaughtUp::Yes);
         }
     }
 }

@@ -263,8 +263,11 @@ impl Heartbeat {
         let mut warned: Option<Instant> = None;
         // When a round last failed. If the database was away for this instance it probably was
         // for the others too: they get dead_after from then to be seen again before this one
-        // takes any of them for dead.
-        let mut failed_at: Option<Instant> = None;
+        // takes any of them for dead. A new instance counts its start as such a moment: it may
+        // have been started just after an outage (by a supervisor retrying a failed open), when
+        // every other instance still looks unseen although it is alive and about to reconnect.
+        // Its first take-over comes dead_after after the start, inside the contract's 30 s.
+        let mut failed_at: Option<Instant> = Some(Instant::now());
         loop {
             tokio::select! {
                 _ = &mut stopped => return,
