@@ -589,9 +589,39 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
     assert!(
         shown.contains("7 events")
             && shown.contains("1 subscriptions")
+            && shown.contains("1 running nexus-server instance(s)")
             && shown.contains(db.name()),
         "{shown}"
     );
+}
+
+/// An empty database on which a server runs is refused too (that server would publish the
+/// copied history to its WebSocket clients as new); once it stopped, the copy goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_refuses_a_target_a_server_runs_on() {
+    use nexus_store::{SqliteStore, copy_sqlite_to_postgres};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = SqliteStore::open(dir.path()).expect("open sqlite");
+    sqlite.append(vec![draft("only")]).await.expect("append");
+    sqlite.close().await;
+    let db = TestDb::create("t").await;
+    let running = PgStore::builder(db.url())
+        .instance("server")
+        .open()
+        .await
+        .expect("a server on the empty target");
+    let err = copy_sqlite_to_postgres(dir.path(), PgStore::builder(db.url()))
+        .await
+        .expect_err("a server runs on the target");
+    assert!(
+        matches!(&err, StoreError::NotEmpty { holds, .. } if holds.contains("1 running nexus-server")),
+        "{err:?}"
+    );
+    running.close().await;
+    let report = copy_sqlite_to_postgres(dir.path(), PgStore::builder(db.url()))
+        .await
+        .expect("copied once the server stopped");
+    assert_eq!(report.events, 1);
 }
 
 /// A copy from a directory without a store fails before touching the target, naming it.
@@ -687,7 +717,8 @@ async fn a_dead_instance_is_taken_over_and_its_late_ack_fenced() {
     let waited = started.elapsed();
     // a registered at open, up to moments before the clock started.
     assert!(
-        waited <= dead_after + heartbeat + Duration::from_millis(500),
+        // Slack for a loaded CI machine; the contract's bound (30 s) is far above.
+        waited <= dead_after + heartbeat + Duration::from_secs(3),
         "taken over after {waited:?}"
     );
     assert_eq!(taken.len(), 1);

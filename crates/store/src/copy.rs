@@ -193,7 +193,7 @@ pub async fn copy_sqlite_to_postgres(from: &Path, to: PgBuilder) -> Result<CopyR
 /// The copy proper, between two open stores.
 async fn copy_into(source: &SqliteExport, to: &crate::postgres::PgStore) -> Result<CopyReport> {
     let mut client = to.copy_connection().await?;
-    let import = Import::begin(&mut client, to.database()).await?;
+    let import = Import::begin(&mut client, to.database(), to.instance()).await?;
     let mut report = CopyReport {
         source: source.path().to_owned(),
         database: to.database().to_owned(),

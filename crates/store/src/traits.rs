@@ -177,6 +177,14 @@ pub trait BreakerLog: Send + Sync {
 pub trait Instances: Send + Sync {
     /// The live instances, earliest started first.
     async fn instances(&self) -> Result<Vec<InstanceRecord>>;
+
+    /// Whether this instance reached the store the last time it checked on its own (the
+    /// heartbeat, on a connection of its own): `false` while a database is away. Readiness
+    /// uses it when a probe only timed out, which a busy pool also causes. A store without a
+    /// heartbeat (the embedded one) is always reachable.
+    fn reachable(&self) -> bool {
+        true
+    }
 }
 
 /// Everything a Nexus server needs from its storage.

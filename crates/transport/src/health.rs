@@ -34,7 +34,8 @@ const READY_PROBE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// `GET /health/ready`: 503 until the store is open and the workers run, while draining, and
 /// while the store cannot be reached (a PostgreSQL that is away, API.md section 13): each call
-/// reads the store's head, so a load balancer takes the instance out until it answers again.
+/// reads the store's head, so a load balancer takes the instance out until it answers again. A
+/// read that only takes longer than 2 s counts as away when the store's own check says so too.
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     let lc = &state.lifecycle;
     let status = if lc.is_draining() {
@@ -52,6 +53,15 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "not ready: the store does not answer");
                 HealthStatus::Degraded
+            }
+            // A pool busy with requests also makes the probe wait: that is load, not an
+            // outage, unless the store's own check (the heartbeat) failed too. Taking every
+            // instance out of the load balancer at its busiest would make things worse.
+            Err(_) if state.store.reachable() => {
+                return Json(Health {
+                    status: HealthStatus::Ready,
+                })
+                .into_response();
             }
             Err(_) => {
                 tracing::debug!("not ready: the store did not answer within 2 s");

@@ -37,8 +37,14 @@ pub(crate) struct Import<'c> {
 
 impl<'c> Import<'c> {
     /// Begins the copy's transaction: takes the append lock (no instance appends meanwhile)
-    /// and refuses a database that holds any row of the tables a copy fills, naming them.
-    pub(crate) async fn begin(client: &'c mut Object, database: &str) -> Result<Import<'c>> {
+    /// and refuses a database that holds any row of the tables a copy fills, naming them, or
+    /// on which a server other than the copy (`own`, its instance name) is running: that server
+    /// would publish the whole copied history to its WebSocket clients as new.
+    pub(crate) async fn begin(
+        client: &'c mut Object,
+        database: &str,
+        own: &str,
+    ) -> Result<Import<'c>> {
         let err = db_err("copy: begin");
         let tx = client.transaction().await.map_err(&err)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&schema::APPEND_LOCK])
@@ -54,6 +60,18 @@ impl<'c> Import<'c> {
             .await
             .map_err(&err)?;
         let mut holds = Vec::new();
+        let running: i64 = get(
+            &tx.query_one("SELECT count(*) FROM instances WHERE id <> $1", &[&own])
+                .await
+                .map_err(&err)?,
+            0,
+            "copy: begin",
+        )?;
+        if running > 0 {
+            holds.push(format!(
+                "{running} running nexus-server instance(s) (stop them before copying)"
+            ));
+        }
         for (i, (_, words)) in TABLES.iter().enumerate() {
             let count: i64 = get(&row, i, "copy: begin")?;
             if count > 0 {

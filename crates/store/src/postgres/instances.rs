@@ -15,6 +15,7 @@
 //! for the others too, and they get that long to be seen again.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -222,6 +223,8 @@ pub(super) struct Heartbeat {
     pub(super) started_ms: i64,
     pub(super) every: Duration,
     pub(super) dead_after: Duration,
+    /// Whether the last round reached the database, for [`Instances::reachable`].
+    pub(super) reachable: Arc<AtomicBool>,
 }
 
 /// A running heartbeat: stop it with [`HeartbeatTask::stop`], or drop it (the task ends at its
@@ -300,9 +303,11 @@ impl Heartbeat {
                         failures = 0;
                         warned = None;
                     }
+                    self.reachable.store(true, Ordering::Release);
                     self.report(&round);
                 }
                 Err(e) => {
+                    self.reachable.store(false, Ordering::Release);
                     // A connection that failed once is made again next round.
                     client = None;
                     failures += 1;
@@ -368,6 +373,12 @@ impl Heartbeat {
 
 #[async_trait]
 impl Instances for PgStore {
+    /// `false` from a failed heartbeat round until one succeeds (the heartbeat has its own
+    /// connection, so a pool busy with requests does not make the store look away).
+    fn reachable(&self) -> bool {
+        self.inner.reachable.load(Ordering::Acquire)
+    }
+
     async fn instances(&self) -> Result<Vec<InstanceRecord>> {
         let op = "instances";
         let client = self.conn(op).await?;

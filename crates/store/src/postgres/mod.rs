@@ -76,6 +76,8 @@ struct Inner {
     pool: Pool,
     /// Stops when dropped with the last handle, or at close.
     heartbeat: Option<instances::HeartbeatTask>,
+    /// Whether the heartbeat's last round reached the database.
+    reachable: Arc<std::sync::atomic::AtomicBool>,
     jobs: Option<mpsc::Sender<Job>>,
     writer: Option<tokio::task::JoinHandle<()>>,
     /// The task that brings other instances' events to the bus and their wake-ups to the

@@ -257,7 +257,9 @@ impl PgStore {
         let writer = tokio::spawn(writer.run(rx));
         // The error counter exists from the start, so a rate over it is 0 rather than absent.
         metrics::counter!(crate::metric_names::STORE_ERRORS_TOTAL).increment(0);
+        let reachable = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let heartbeat = Heartbeat {
+            reachable: Arc::clone(&reachable),
             config: heartbeat_config,
             tls: heartbeat_tls,
             database: database.clone(),
@@ -275,6 +277,7 @@ impl PgStore {
                 dead_after: options.dead_after,
                 pool,
                 heartbeat: Some(heartbeat),
+                reachable,
                 jobs: Some(jobs),
                 writer: Some(writer),
                 follower: Some(follower),
