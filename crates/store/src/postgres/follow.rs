@@ -85,6 +85,13 @@ impl Fanout {
             .published
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        if bus.subscription_count() == 0 {
+            // Nobody listens: nothing to publish and no gap to read (see `unheard`).
+            if let Some(last) = events.last() {
+                *published = (*published).max(last.sequence);
+            }
+            return;
+        }
         for event in events {
             if event.sequence <= *published {
                 // The follower read it first.
@@ -156,7 +163,34 @@ impl Fanout {
             return false;
         }
         self.wake_workers();
-        note.channel() == EVENTS_CHANNEL
+        if note.channel() != EVENTS_CHANNEL {
+            return false;
+        }
+        !self.unheard(note.payload())
+    }
+
+    /// With no subscription on the bus, another instance's events need not be read at all (a
+    /// cluster without WebSocket clients would otherwise read every event back on every
+    /// instance): `published` moves to the notified head, which its transaction committed.
+    /// Safe for a subscriber that arrives meanwhile: it subscribes to the bus before it reads
+    /// the head or replays `since` from the log, so what was passed over is either before its
+    /// start or in its replay. Answers whether it passed (no read needed).
+    fn unheard(&self, head: &str) -> bool {
+        let Some(bus) = &self.bus else {
+            return false;
+        };
+        let Ok(head) = head.parse::<u64>() else {
+            return false;
+        };
+        let mut published = self
+            .published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if bus.subscription_count() > 0 {
+            return false;
+        }
+        *published = (*published).max(head);
+        true
     }
 
     /// Moves the local retry workers' watch.
@@ -504,5 +538,36 @@ mod tests {
         f.committed(shared([17, 18]));
         assert_eq!(received(&mut sub), [17, 18]);
         assert_eq!(f.published(), 18);
+    }
+
+    /// With nobody subscribed, neither the writer's events nor another instance's head make the
+    /// follower read: `published` just moves on. Once someone subscribes, events after it are
+    /// published in order again.
+    #[tokio::test]
+    async fn without_subscribers_nothing_is_read_back() {
+        let bus = Bus::new();
+        let f = fanout(&bus, 10);
+        f.committed(shared([13, 14]));
+        assert_eq!(f.published(), 14, "no gap to read for nobody");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), f.wake.notified())
+                .await
+                .is_err(),
+            "the follower is not woken"
+        );
+        assert!(
+            f.unheard("20"),
+            "another instance's head is passed, not read"
+        );
+        assert_eq!(f.published(), 20);
+        assert!(
+            !f.unheard("not a number"),
+            "a payload it cannot read is read the long way"
+        );
+        let mut sub = bus.subscribe(TypeFilter::all());
+        assert!(!f.unheard("22"), "with a subscriber the follower reads");
+        f.publish_read((21..=22).map(event).collect());
+        f.committed(shared([23]));
+        assert_eq!(received(&mut sub), [21, 22, 23]);
     }
 }
