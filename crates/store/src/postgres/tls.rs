@@ -189,7 +189,7 @@ pub(crate) fn parse(url: &str) -> Result<(Config, TlsSettings)> {
     if config.get_hosts().is_empty() && mode != Mode::VerifyFull {
         let addresses: Vec<_> = config.get_hostaddrs().to_vec();
         for address in addresses {
-            config.host(&address.to_string());
+            config.host(address.to_string());
         }
     }
     config.ssl_mode(match mode {
