@@ -335,13 +335,144 @@ async fn tls_follows_sslmode() {
             && shown.contains("not valid for name"),
         "{shown}"
     );
+    // Against the public roots, verify-full refuses it as not signed by one; verify-ca is
+    // refused before connecting (with the public roots it would take any public certificate).
+    let shown = refused("sslmode=verify-full&sslrootcert=system".to_owned()).await;
+    assert!(
+        shown.contains("sslmode=verify-full") && shown.contains("UnknownIssuer"),
+        "not signed by a public root: {shown}"
+    );
     let shown = refused("sslmode=verify-ca".to_owned()).await;
     assert!(
-        shown.contains("sslmode=verify-ca") && shown.contains("UnknownIssuer"),
-        "not signed by a public root: {shown}"
+        shown.contains(db.name())
+            && shown.contains("sslmode=verify-ca")
+            && shown.contains("sslrootcert"),
+        "{shown}"
+    );
+    let shown = refused("sslmode=require&sslrootcert=system".to_owned()).await;
+    assert!(
+        shown.contains(db.name())
+            && shown.contains("sslrootcert=system")
+            && shown.contains("sslmode=require"),
+        "{shown}"
     );
     let shown = refused("sslmode=verify-full&sslrootcert=/nonexistent/root.pem".to_owned()).await;
     assert!(shown.contains("/nonexistent/root.pem"), "{shown}");
+}
+
+/// A setting of the server the tests use.
+async fn setting(admin: &tokio_postgres::Client, query: &str) -> String {
+    admin
+        .query_one(query, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+        .get(0)
+}
+
+/// A store at `url` opens, appends, heartbeats and follows; its connections are encrypted or
+/// not as `encrypted` says, and come over a Unix socket (no client address) when `unix`.
+async fn works_at(db: &TestDb, url: &str, encrypted: bool, unix: bool) {
+    let store = PgStore::builder(url)
+        .heartbeat(Duration::from_millis(100))
+        .dead_after(Duration::from_secs(2))
+        .open()
+        .await
+        .unwrap_or_else(|e| panic!("open {url}: {e}"));
+    store
+        .append(vec![draft(&format!("at-{}", url.len()))])
+        .await
+        .unwrap_or_else(|e| panic!("append at {url}: {e}"));
+    assert_eq!(
+        store.encrypted().await.expect("ssl state"),
+        encrypted,
+        "{url}"
+    );
+    followers_listening(db, 1, &[]).await;
+    // The heartbeat's own connection works: this instance's last_seen_at moves on.
+    let first = store.instances().await.expect("instances")[0].last_seen_at;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.instances().await.expect("instances")[0].last_seen_at == first {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url}: no heartbeat within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let admin = admin().await;
+    let row = admin
+        .query_one(
+            "SELECT count(*), count(client_addr) FROM pg_stat_activity WHERE datname = $1",
+            &[&db.name()],
+        )
+        .await
+        .expect("connections");
+    let (all, tcp): (i64, i64) = (row.get(0), row.get(1));
+    assert!(
+        all >= 3,
+        "{url}: pool, follower and heartbeat expected, {all} connections"
+    );
+    assert_eq!(tcp == 0, unix, "{url}: {tcp} of {all} connections over TCP");
+    store.close().await;
+}
+
+/// A Unix socket (its directory and the port read from the test server) opens the store, with
+/// the default `sslmode` (`prefer`: the server offers no TLS over a socket) and with `disable`,
+/// as a URL and as a `key=value` string, while `require` there is refused; a `hostaddr` without
+/// `host` opens it too, encrypted under `prefer` (the server has ssl on), while `verify-full`
+/// there is refused for want of a name to check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unix_socket_or_a_bare_hostaddr_opens_the_store() {
+    let admin = admin().await;
+    let dirs = setting(&admin, "SHOW unix_socket_directories").await;
+    let dir = dirs
+        .split(',')
+        .map(str::trim)
+        .find(|d| d.starts_with('/'))
+        .unwrap_or_else(|| panic!("no socket directory in unix_socket_directories = {dirs:?}"))
+        .to_owned();
+    let port = setting(&admin, "SHOW port").await;
+    let user = setting(&admin, "SELECT current_user::text").await;
+    let address = setting(
+        &admin,
+        "SELECT coalesce(host(inet_server_addr()), 'none: the admin URL is a socket')",
+    )
+    .await;
+    drop(admin);
+    let db = TestDb::create("t").await;
+    let name = db.name();
+
+    let url = format!("postgres:///{name}?host={dir}&port={port}&user={user}");
+    works_at(&db, &url, false, true).await;
+    let url = format!("host={dir} port={port} user={user} dbname={name} sslmode=disable");
+    works_at(&db, &url, false, true).await;
+    let url = format!("hostaddr={address} port={port} user={user} dbname={name}");
+    works_at(&db, &url, true, false).await;
+
+    let url =
+        format!("hostaddr={address} port={port} user={user} dbname={name} sslmode=verify-full");
+    let err = PgStore::open(&url)
+        .await
+        .expect_err("verify-full without a host name");
+    let shown = err.to_string();
+    assert!(
+        matches!(err, StoreError::Tls { .. })
+            && shown.contains(&format!("{address}:{port}/{name}"))
+            && shown.contains("sslmode=verify-full")
+            && shown.contains("no hostname"),
+        "{shown}"
+    );
+    // TLS asked of a socket is refused: the server offers none there.
+    let url = format!("host={dir} port={port} user={user} dbname={name} sslmode=require");
+    let err = PgStore::open(&url)
+        .await
+        .expect_err("require over a socket");
+    let shown = err.to_string();
+    assert!(
+        matches!(err, StoreError::Tls { .. })
+            && shown.contains("sslmode=require")
+            && shown.contains("server does not support TLS"),
+        "{shown}"
+    );
 }
 
 /// A server that does not answer is `Unavailable` (transient: ingress answers 503), not a hang.

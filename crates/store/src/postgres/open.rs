@@ -141,7 +141,10 @@ fn describe(config: &Config) -> String {
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
         Some(Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".into(),
+        None => config
+            .get_hostaddrs()
+            .first()
+            .map_or_else(|| "localhost".into(), ToString::to_string),
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let name = config

@@ -5,13 +5,23 @@
 //! | `disable` | never | — |
 //! | `prefer` (the default) | when the server offers it | none (as libpq without a root certificate) |
 //! | `require` | always | none; with `sslrootcert`, as `verify-ca` (libpq does the same) |
-//! | `verify-ca` | always | chain to `sslrootcert` (or the Mozilla roots), any host name |
+//! | `verify-ca` | always | chain to `sslrootcert` (a PEM file, required), any host name |
 //! | `verify-full` | always | chain and host name |
 //!
-//! `sslrootcert=<PEM file>` names the roots; without it (or with `sslrootcert=system`) the
-//! Mozilla roots of `webpki-roots` are used. tokio-postgres knows only `disable`, `prefer` and
-//! `require`, so [`parse`] takes `verify-ca`, `verify-full` and `sslrootcert` out of the URL
-//! (or `key=value` string) before handing it over, as `require`.
+//! `sslrootcert=<PEM file>` names the roots; `verify-full` without it (or with
+//! `sslrootcert=system`, which makes `verify-full` the default mode) checks against the Mozilla
+//! roots of `webpki-roots`. As libpq, `verify-ca` without a root file and `sslrootcert=system`
+//! with any mode but `verify-full` are refused: a public root vouches for any public host name,
+//! so a chain check against them without the name check lets any such certificate through.
+//! tokio-postgres knows only `disable`, `prefer` and `require`, so [`parse`] takes `verify-ca`,
+//! `verify-full` and `sslrootcert` out of the URL (or `key=value` string) before handing it
+//! over, as `require`.
+//!
+//! A Unix socket (`host=/var/run/postgresql`) has no host name: tokio-postgres asks for a
+//! connector all the same, and the server answers "no TLS" over a socket, so the connector made
+//! for it fails only if a handshake is attempted. A `hostaddr` without `host` gets the address
+//! as its host name (as libpq, no SNI is sent for it), so `prefer` and `require` encrypt there;
+//! `verify-full` still needs a `host` to check the certificate against.
 //!
 //! No channel binding is offered (SCRAM works without it, as with libpq's default `prefer`).
 //!
@@ -20,6 +30,7 @@
 //! `x509-certificate` tree for channel binding, and `verify-ca` needs a verifier of our own
 //! anyway.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::path::PathBuf;
@@ -78,8 +89,19 @@ impl Mode {
 pub(crate) struct TlsSettings {
     /// The `sslmode`.
     pub(crate) mode: Mode,
-    /// `sslrootcert`: a PEM file of root certificates; `None` for the Mozilla roots.
-    pub(crate) root_cert: Option<PathBuf>,
+    /// `sslrootcert`.
+    pub(crate) root_cert: RootCert,
+}
+
+/// Where the root certificates of `sslrootcert` come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RootCert {
+    /// Not given: the Mozilla roots for `verify-full`; `verify-ca` is refused.
+    Unset,
+    /// `sslrootcert=system`: the Mozilla roots, for `verify-full` only.
+    System,
+    /// A PEM file of root certificates.
+    File(PathBuf),
 }
 
 /// Parses a `postgres://` URL or `key=value` string: the connection settings for tokio-postgres
@@ -90,7 +112,7 @@ pub(crate) fn parse(url: &str) -> Result<(Config, TlsSettings)> {
         message,
     };
     let mut mode = None;
-    let mut root_cert = None;
+    let mut root_cert = RootCert::Unset;
     let mut take = |key: &str, value: &str| -> Result<bool> {
         match key {
             "sslmode" => {
@@ -112,7 +134,11 @@ pub(crate) fn parse(url: &str) -> Result<(Config, TlsSettings)> {
                 Ok(true)
             }
             "sslrootcert" => {
-                root_cert = (value != "system").then(|| PathBuf::from(value));
+                root_cert = if value == "system" {
+                    RootCert::System
+                } else {
+                    RootCert::File(PathBuf::from(value))
+                };
                 Ok(true)
             }
             _ => Ok(false),
@@ -150,7 +176,22 @@ pub(crate) fn parse(url: &str) -> Result<(Config, TlsSettings)> {
     let mut config: Config = rest
         .parse()
         .map_err(|e| invalid(format!("not a PostgreSQL URL: {e}")))?;
-    let mode = mode.unwrap_or(Mode::Prefer);
+    // libpq: `sslrootcert=system` makes `verify-full` the default.
+    let mode = mode.unwrap_or(if root_cert == RootCert::System {
+        Mode::VerifyFull
+    } else {
+        Mode::Prefer
+    });
+    // A `hostaddr` without `host` leaves tokio-postgres no name for the handshake, and it then
+    // fails any TLS the server offers; the address itself serves as the name (no SNI is sent
+    // for an address). `verify-full` is left without one, so it fails as libpq does: it needs a
+    // host name to check.
+    if config.get_hosts().is_empty() && mode != Mode::VerifyFull {
+        let addresses: Vec<_> = config.get_hostaddrs().to_vec();
+        for address in addresses {
+            config.host(address.to_string());
+        }
+    }
     config.ssl_mode(match mode {
         Mode::Disable => SslMode::Disable,
         Mode::Prefer => SslMode::Prefer,
@@ -183,20 +224,42 @@ fn percent_decode(value: &str) -> String {
 }
 
 impl TlsSettings {
-    /// The connector for these settings; fails, naming the database and the file, when the
-    /// root certificates cannot be read.
+    /// The connector for these settings; fails, naming the database and the parameter, when
+    /// the root certificates cannot be read or the settings would check a certificate against
+    /// public roots without its host name (`verify-ca` without a root file, `sslrootcert=system`
+    /// with a mode other than `verify-full`; libpq refuses both).
     pub(crate) fn connector(&self, database: &str) -> Result<RustlsConnect> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls_err = |message: String| StoreError::Tls {
             database: database.to_owned(),
             message,
         };
+        match (self.mode, &self.root_cert) {
+            (Mode::VerifyCa, RootCert::Unset) => {
+                return Err(tls_err(
+                    "sslmode=verify-ca needs sslrootcert=<PEM file of the server's CA>: against \
+                     the public roots, without the host name check, any publicly trusted \
+                     certificate for any domain would pass (use sslmode=verify-full to check \
+                     against the public roots)"
+                        .to_owned(),
+                ));
+            }
+            (mode, RootCert::System) if mode != Mode::VerifyFull => {
+                return Err(tls_err(format!(
+                    "sslrootcert=system may be used only with sslmode=verify-full, not \
+                     sslmode={}: the public roots vouch for any public domain, so only the host \
+                     name check makes them mean anything",
+                    mode.name()
+                )));
+            }
+            _ => {}
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder: ConfigBuilder<ClientConfig, _> =
             ClientConfig::builder_with_provider(Arc::clone(&provider))
                 .with_safe_default_protocol_versions()
                 .map_err(|e| tls_err(e.to_string()))?;
         let check = match (self.mode, &self.root_cert) {
-            (Mode::Disable | Mode::Prefer, _) | (Mode::Require, None) => None,
+            (Mode::Disable | Mode::Prefer, _) | (Mode::Require, RootCert::Unset) => None,
             (Mode::Require | Mode::VerifyCa, _) => Some(false),
             (Mode::VerifyFull, _) => Some(true),
         };
@@ -207,7 +270,7 @@ impl TlsSettings {
             Some(host_name) => {
                 let mut roots = RootCertStore::empty();
                 match &self.root_cert {
-                    Some(path) => {
+                    RootCert::File(path) => {
                         let certs = CertificateDer::pem_file_iter(path)
                             .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
                             .map_err(|e| {
@@ -221,7 +284,9 @@ impl TlsSettings {
                             )));
                         }
                     }
-                    None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+                    RootCert::Unset | RootCert::System => {
+                        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+                    }
                 }
                 let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
                     .build()
@@ -351,23 +416,37 @@ where
 {
     type Stream = RustlsStream<S>;
     type TlsConnect = RustlsConnector;
-    type Error = rustls::pki_types::InvalidDnsNameError;
+    type Error = Infallible;
 
+    /// Never fails: tokio-postgres asks for a connector before it knows whether TLS will be
+    /// used, with `""` for a Unix socket, and a server never offers TLS over a socket. A name
+    /// that cannot be one makes a connector that fails if a handshake is attempted.
     fn make_tls_connect(
         &mut self,
         domain: &str,
     ) -> std::result::Result<RustlsConnector, Self::Error> {
+        let name = if domain.is_empty() {
+            Err(
+                "no host name to check the server's certificate against (a Unix socket, or \
+                 hostaddr without host)"
+                    .to_owned(),
+            )
+        } else {
+            ServerName::try_from(domain.to_owned())
+                .map_err(|e| format!("host {domain:?} cannot be named in a TLS handshake: {e}"))
+        };
         Ok(RustlsConnector {
             config: Arc::clone(&self.config),
-            name: ServerName::try_from(domain.to_owned())?,
+            name,
         })
     }
 }
 
-/// One connection's TLS handshake, to the host name (or address) of the URL.
+/// One connection's TLS handshake, to the host name (or address) of the URL; or, when there is
+/// none that TLS can use, why a handshake cannot be made.
 pub(crate) struct RustlsConnector {
     config: Arc<ClientConfig>,
-    name: ServerName<'static>,
+    name: std::result::Result<ServerName<'static>, String>,
 }
 
 impl<S> TlsConnect<S> for RustlsConnector
@@ -381,8 +460,11 @@ where
     fn connect(self, stream: S) -> Self::Future {
         let connector = tokio_rustls::TlsConnector::from(self.config);
         Box::pin(async move {
+            let name = self
+                .name
+                .map_err(|message| io::Error::new(io::ErrorKind::InvalidInput, message))?;
             connector
-                .connect(self.name, stream)
+                .connect(name, stream)
                 .await
                 .map(|s| RustlsStream(Box::new(s)))
         })
@@ -477,18 +559,21 @@ mod tests {
         )
         .expect("parse");
         assert_eq!(tls.mode, Mode::VerifyFull);
-        assert_eq!(tls.root_cert, Some(PathBuf::from("/etc/ca.pem")));
+        assert_eq!(tls.root_cert, RootCert::File(PathBuf::from("/etc/ca.pem")));
         assert_eq!(config.get_ssl_mode(), SslMode::Require);
         assert_eq!(config.get_application_name(), Some("n"));
         assert_eq!(config.get_dbname(), Some("nexus"));
 
         let (config, tls) = parse("postgres://db/nexus").expect("parse");
-        assert_eq!((tls.mode, tls.root_cert), (Mode::Prefer, None));
+        assert_eq!((tls.mode, tls.root_cert), (Mode::Prefer, RootCert::Unset));
         assert_eq!(config.get_ssl_mode(), SslMode::Prefer);
 
         let (config, tls) =
             parse("host=db dbname=nexus sslmode=verify-ca sslrootcert=system").expect("parse");
-        assert_eq!((tls.mode, tls.root_cert), (Mode::VerifyCa, None));
+        assert_eq!(
+            (tls.mode, tls.root_cert),
+            (Mode::VerifyCa, RootCert::System)
+        );
         assert_eq!(config.get_ssl_mode(), SslMode::Require);
 
         let (config, _) = parse("postgres://db/nexus?sslmode=disable").expect("parse");
@@ -506,7 +591,7 @@ mod tests {
     fn an_unreadable_root_certificate_is_named() {
         let tls = TlsSettings {
             mode: Mode::VerifyFull,
-            root_cert: Some(PathBuf::from("/nonexistent/root.pem")),
+            root_cert: RootCert::File(PathBuf::from("/nonexistent/root.pem")),
         };
         let err = tls.connector("db:5432/nexus").err().expect("no such file");
         let shown = err.to_string();
@@ -514,5 +599,99 @@ mod tests {
             shown.contains("db:5432/nexus") && shown.contains("/nonexistent/root.pem"),
             "{shown}"
         );
+    }
+
+    /// The refusal of `settings` for database `db:5432/nexus`, as shown.
+    fn refusal(url: &str) -> String {
+        let (_, tls) = parse(url).expect("parse");
+        let err = tls.connector("db:5432/nexus").err().expect(url);
+        assert!(matches!(err, StoreError::Tls { .. }), "{url}: {err:?}");
+        err.to_string()
+    }
+
+    #[test]
+    fn verify_ca_without_a_root_file_is_refused() {
+        for url in [
+            "postgres://db/nexus?sslmode=verify-ca",
+            "host=db dbname=nexus sslmode=verify-ca",
+        ] {
+            let shown = refusal(url);
+            assert!(
+                shown.contains("db:5432/nexus")
+                    && shown.contains("sslmode=verify-ca")
+                    && shown.contains("sslrootcert"),
+                "{url}: {shown}"
+            );
+        }
+        // With a root file it is built (the file is read), and verify-full without one checks
+        // the name against the public roots.
+        let (_, tls) =
+            parse("postgres://db/nexus?sslmode=verify-ca&sslrootcert=/nonexistent/ca.pem")
+                .expect("parse");
+        let shown = tls
+            .connector("db:5432/nexus")
+            .err()
+            .expect("no such file")
+            .to_string();
+        assert!(shown.contains("/nonexistent/ca.pem"), "{shown}");
+        let (_, tls) = parse("postgres://db/nexus?sslmode=verify-full").expect("parse");
+        assert!(tls.connector("db:5432/nexus").is_ok());
+    }
+
+    #[test]
+    fn sslrootcert_system_is_only_for_verify_full() {
+        for mode in ["disable", "allow", "prefer", "require", "verify-ca"] {
+            let url = format!("postgres://db/nexus?sslmode={mode}&sslrootcert=system");
+            let shown = refusal(&url);
+            let named = if mode == "allow" { "prefer" } else { mode };
+            assert!(
+                shown.contains("db:5432/nexus")
+                    && shown.contains("sslrootcert=system")
+                    && shown.contains(&format!("sslmode={named}")),
+                "{url}: {shown}"
+            );
+        }
+        // Alone, it means verify-full (libpq's default with it).
+        let (config, tls) = parse("host=db dbname=nexus sslrootcert=system").expect("parse");
+        assert_eq!(
+            (tls.mode, &tls.root_cert),
+            (Mode::VerifyFull, &RootCert::System)
+        );
+        assert_eq!(config.get_ssl_mode(), SslMode::Require);
+        assert!(tls.connector("db:5432/nexus").is_ok());
+        let (_, tls) =
+            parse("postgres://db/nexus?sslmode=verify-full&sslrootcert=system").expect("parse");
+        assert!(tls.connector("db:5432/nexus").is_ok());
+    }
+
+    #[test]
+    fn a_hostaddr_without_host_is_its_own_host_name_except_for_verify_full() {
+        use tokio_postgres::config::Host;
+        let (config, _) = parse("hostaddr=10.0.0.7 dbname=nexus").expect("parse");
+        assert_eq!(config.get_hosts(), &[Host::Tcp("10.0.0.7".to_owned())]);
+        let (config, _) = parse("host=db hostaddr=10.0.0.7 dbname=nexus").expect("parse");
+        assert_eq!(config.get_hosts(), &[Host::Tcp("db".to_owned())]);
+        let (config, _) =
+            parse("hostaddr=10.0.0.7 dbname=nexus sslmode=verify-full").expect("parse");
+        assert!(config.get_hosts().is_empty());
+    }
+
+    /// A Unix socket's empty name (or a name TLS cannot use) makes a connector all the same,
+    /// which refuses only a handshake, naming why.
+    #[tokio::test]
+    async fn a_connector_without_a_usable_name_fails_only_at_the_handshake() {
+        let (_, tls) = parse("postgres://db/nexus?sslmode=require").expect("parse");
+        let mut make = tls.connector("db:5432/nexus").expect("connector");
+        for (name, says) in [("", "no host name"), ("-bad_.name-", "-bad_.name-")] {
+            let connector =
+                MakeTlsConnect::<tokio::io::DuplexStream>::make_tls_connect(&mut make, name)
+                    .expect("never fails");
+            let (ours, _theirs) = tokio::io::duplex(64);
+            let err = match connector.connect(ours).await {
+                Ok(_) => panic!("{name:?}: a handshake without a name"),
+                Err(e) => e,
+            };
+            assert!(err.to_string().contains(says), "{name:?}: {err}");
+        }
     }
 }
