@@ -79,17 +79,17 @@ pub(crate) async fn events_by_sequence(
 /// query which of `ids` (every id the group's appends carry) are already stored.
 pub(crate) async fn prepare_appends(ctx: &mut Ctx, ids: &[&str]) -> Result<()> {
     let err = db_err("append");
-    if ctx.next_sequence.is_none() {
+    let rows = if ctx.next_sequence.is_none() {
         // The lock is a transaction lock: held until this group commits or rolls back, and
         // released only after the commit is visible. So the head read below sees every earlier
         // group's rows, sequences follow commit order, and once sequence N is visible every
         // sequence below it is committed and visible too: the follower (`follow.rs`) reads the
         // log after the last sequence it published and finds no hole to wait for.
+        //
+        // The three statements go out together (pipelined, one round trip instead of three):
+        // PostgreSQL runs the statements of a connection one after the other, so the head and
+        // the id lookup still run, each with a snapshot of its own, only once the lock is held.
         let lock = cached(&ctx.client, "SELECT pg_advisory_xact_lock($1)", "append").await?;
-        ctx.client
-            .execute(&lock, &[&schema::APPEND_LOCK])
-            .await
-            .map_err(&err)?;
         let head = cached(
             &ctx.client,
             "SELECT (SELECT coalesce(max(sequence), 0) FROM events), \
@@ -97,7 +97,15 @@ pub(crate) async fn prepare_appends(ctx: &mut Ctx, ids: &[&str]) -> Result<()> {
             "append",
         )
         .await?;
-        let row = ctx.client.query_one(&head, &[]).await.map_err(&err)?;
+        let client = &ctx.client;
+        let (locked, row, rows) = tokio::join!(
+            client.execute(&lock, &[&schema::APPEND_LOCK]),
+            client.query_one(&head, &[]),
+            lookup(client, ids),
+        );
+        locked.map_err(&err)?;
+        let row = row.map_err(&err)?;
+        let rows = rows.map_err(&err)?;
         ctx.next_sequence = Some(unsigned(get(&row, 0, "append")?) + 1);
         let routes: i64 = get(&row, 1, "append")?;
         if routes != ctx.state.routes_version {
@@ -105,21 +113,10 @@ pub(crate) async fn prepare_appends(ctx: &mut Ctx, ids: &[&str]) -> Result<()> {
             ctx.state.subscriptions = load_subscription_routes(&ctx.client).await?;
             ctx.state.routes_version = routes;
         }
-    }
-    if ids.is_empty() {
-        return Ok(());
-    }
-    // Not a cached statement: prepared, PostgreSQL soon plans it generically, for an array of
-    // unknown size, and scans the log (measured: 64 producers fell from 23k to 5k events/s, and a
-    // join from `unnest` did no better). Unnamed, it is planned for the ids it is given.
-    let rows = ctx
-        .client
-        .query(
-            "SELECT id, source, sequence FROM events WHERE id = ANY($1)",
-            &[&ids],
-        )
-        .await
-        .map_err(&err)?;
+        rows
+    } else {
+        lookup(&ctx.client, ids).await.map_err(&err)?
+    };
     for r in &rows {
         let source: String = get(r, 1, "append")?;
         let sequence: i64 = get(r, 2, "append")?;
@@ -127,6 +124,27 @@ pub(crate) async fn prepare_appends(ctx: &mut Ctx, ids: &[&str]) -> Result<()> {
             .insert(get(r, 0, "append")?, (source, unsigned(sequence)));
     }
     Ok(())
+}
+
+/// The stored `(id, source, sequence)` of those of `ids` already in the log; no query for none.
+///
+/// Not a cached statement: prepared, PostgreSQL soon plans it generically, for an array of
+/// unknown size, and scans the log (measured: 64 producers fell from 23k to 5k events/s, and a
+/// join from `unnest` did no better). Sent unnamed with its parameter type (`query_typed`), it is
+/// planned for the ids it is given, in one round trip rather than a prepare and an execute.
+async fn lookup(
+    client: &ClientWrapper,
+    ids: &[&str],
+) -> std::result::Result<Vec<Row>, tokio_postgres::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    client
+        .query_typed(
+            "SELECT id, source, sequence FROM events WHERE id = ANY($1)",
+            &[(&ids, Type::TEXT_ARRAY)],
+        )
+        .await
 }
 
 /// Events appended by the group's jobs and their deliveries, inserted together (one `unnest`
@@ -158,7 +176,9 @@ impl Pending {
     /// Inserts what is pending and forgets it.
     pub(crate) async fn flush(&mut self, client: &ClientWrapper) -> Result<()> {
         if self.sequences.len() >= COPY_FROM {
+            // COPY holds the connection until it ends: the deliveries follow it.
             self.copy(client).await?;
+            self.outbox.insert(client).await?;
         } else if !self.sequences.is_empty() {
             let insert = cached(
                 client,
@@ -169,23 +189,23 @@ impl Pending {
                 "append",
             )
             .await?;
-            client
-                .execute(
-                    &insert,
-                    &[
-                        &self.sequences,
-                        &self.ids,
-                        &self.sources,
-                        &self.types,
-                        &self.times,
-                        &self.payloads,
-                        &self.correlations,
-                    ],
-                )
-                .await
-                .map_err(db_err("append"))?;
+            let params: [&(dyn ToSql + Sync); 7] = [
+                &self.sequences,
+                &self.ids,
+                &self.sources,
+                &self.types,
+                &self.times,
+                &self.payloads,
+                &self.correlations,
+            ];
+            // The events and their deliveries go out together (pipelined, one round trip).
+            let (events, deliveries) =
+                tokio::join!(client.execute(&insert, &params), self.outbox.insert(client),);
+            events.map_err(db_err("append"))?;
+            deliveries?;
+        } else {
+            self.outbox.insert(client).await?;
         }
-        self.outbox.insert(client).await?;
         *self = Pending::default();
         Ok(())
     }
