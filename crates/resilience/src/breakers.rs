@@ -26,13 +26,22 @@ struct Kept {
     /// The newest generation of the target's record this process has saved or adopted: a record
     /// up to it is not news.
     seen: u64,
-    /// A transition made here that no save has taken yet (or whose save failed): it supersedes
-    /// whatever the store holds now, so nothing is adopted until it is saved, by
-    /// [`Breakers::persist`] or else by the next [`Breakers::sync`].
+    /// A transition made here that no save has taken yet (or whose save failed, or that an older
+    /// state saved alongside it overwrote in the store): it supersedes whatever the store holds
+    /// now, so nothing is adopted until it is saved, by [`Breakers::persist`] or else by the next
+    /// [`Breakers::sync`].
     unsaved: bool,
     /// Saves of this target running now; nothing is adopted meanwhile either (the record read
     /// may be older than the one being written).
     saving: u32,
+    /// How many transitions this process has made here (trips, closes, resets; not the adopted
+    /// ones): names the state a save carries.
+    changes: u64,
+    /// The transition count of the state the store's record at generation `seen` carries: of
+    /// this process's newest save that landed, or `changes` once a record is adopted. Saves of
+    /// one target may overlap and land in either order; when the last one ends and this is not
+    /// `changes`, the store holds an older state than the one here, and it is unsaved again.
+    stored: u64,
 }
 
 impl Kept {
@@ -41,6 +50,14 @@ impl Kept {
             breaker: CircuitBreaker::from_record(record),
             seen: record.generation,
             ..Kept::default()
+        }
+    }
+
+    /// Notes a transition made here (if `changed`): it is to be saved.
+    fn changed(&mut self, changed: bool) {
+        if changed {
+            self.unsaved = true;
+            self.changes += 1;
         }
     }
 }
@@ -132,7 +149,7 @@ impl Breakers {
     ) -> Option<BreakerState> {
         let change = self.with(target, |k| {
             let change = k.breaker.record(trial, result, now, &self.config);
-            k.unsaved |= change.is_some();
+            k.changed(change.is_some());
             change
         });
         self.report(target, change)
@@ -150,7 +167,7 @@ impl Breakers {
     pub fn reset(&self, target: &str) -> bool {
         let change = self.lock().get_mut(target).map(|k| {
             let change = k.breaker.reset();
-            k.unsaved |= change.is_some();
+            k.changed(change.is_some());
             change
         });
         match change {
@@ -205,6 +222,7 @@ impl Breakers {
                             continue;
                         }
                         k.seen = record.generation;
+                        k.stored = k.changes;
                         if let Some(state) = k.breaker.adopt(&record) {
                             changes.push((record.target, state));
                         }
@@ -248,15 +266,21 @@ impl Breakers {
     /// the store gave it so [`Breakers::sync`] does not take it back as news. `Ok(None)` when no
     /// breaker is known for `target`. A save that fails (or is dropped halfway) leaves the state
     /// unsaved, for the next sync to save.
+    ///
+    /// Saves of one target may run at once (a worker's trip and an admin's reset) and reach the
+    /// store in either order. When the last of them ends, if the one the store took last (the
+    /// highest generation) carries an older state than the one here, the state is unsaved again:
+    /// the next sync saves it over, instead of this process keeping its state while the others
+    /// adopt the older one.
     pub async fn persist<L: BreakerLog + ?Sized>(
         &self,
         target: &str,
         log: &L,
     ) -> nexus_store::Result<Option<u64>> {
-        let Some(record) = self.lock().get_mut(target).map(|k| {
+        let Some((record, changes)) = self.lock().get_mut(target).map(|k| {
             k.unsaved = false;
             k.saving += 1;
-            k.breaker.to_record(target)
+            (k.breaker.to_record(target), k.changes)
         }) else {
             return Ok(None);
         };
@@ -264,13 +288,11 @@ impl Breakers {
         let mut saving = Saving {
             breakers: self,
             target,
-            saved: false,
+            changes,
+            generation: None,
         };
         let generation = log.save_breaker(record).await?;
-        saving.saved = true;
-        if let Some(k) = self.lock().get_mut(target) {
-            k.seen = k.seen.max(generation);
-        }
+        saving.generation = Some(generation);
         Ok(Some(generation))
     }
 
@@ -302,19 +324,40 @@ impl Breakers {
     }
 }
 
-/// A save of [`Breakers::persist`] in progress; its drop counts it finished, and unless it
-/// `saved`, leaves the state for the next sync to save.
+/// A save of [`Breakers::persist`] in progress; its drop counts it finished and notes what the
+/// store holds now. A save without a `generation` (failed, or dropped halfway) leaves the state
+/// for the next sync to save, and so does the last save of a target ending while the store's
+/// newest record of ours is older than the state here.
 struct Saving<'a> {
     breakers: &'a Breakers,
     target: &'a str,
-    saved: bool,
+    /// The transition count of the state being saved.
+    changes: u64,
+    /// The generation the store gave the record, once it did.
+    generation: Option<u64>,
 }
 
 impl Drop for Saving<'_> {
     fn drop(&mut self) {
-        if let Some(k) = self.breakers.lock().get_mut(self.target) {
-            k.saving = k.saving.saturating_sub(1);
-            k.unsaved |= !self.saved;
+        let mut map = self.breakers.lock();
+        let Some(k) = map.get_mut(self.target) else {
+            return;
+        };
+        k.saving = k.saving.saturating_sub(1);
+        match self.generation {
+            // The newest record of this target the store holds: what it carries is kept.
+            Some(generation) if generation > k.seen => {
+                k.seen = generation;
+                k.stored = self.changes;
+            }
+            // Overtaken: a save of ours running alongside landed after this one in the store
+            // (a later generation) and returned first; its state is the one the store holds.
+            Some(_) => {}
+            None => k.unsaved = true,
+        }
+        // Decided once no save is running: a save still running may yet land over this one.
+        if k.saving == 0 && k.stored != k.changes {
+            k.unsaved = true;
         }
     }
 }
@@ -447,12 +490,16 @@ mod tests {
     }
 
     /// A store's breaker table: each save bumps the target's generation. `gate`, while held,
-    /// holds every save back; while `down`, every call fails.
+    /// holds every save back; while `down`, every call fails. The next save to start after
+    /// [`MemLog::hold_before`] waits for its release before it reaches the table; the next one
+    /// after [`MemLog::hold_after`] writes, then waits before it answers.
     #[derive(Default)]
     struct MemLog {
         kept: Mutex<HashMap<String, BreakerRecord>>,
         gate: tokio::sync::Mutex<()>,
         down: std::sync::atomic::AtomicBool,
+        before: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
+        after: Mutex<Option<tokio::sync::oneshot::Receiver<()>>>,
     }
 
     impl MemLog {
@@ -464,17 +511,55 @@ mod tests {
             }
             Ok(())
         }
+
+        /// Holds the next save back before it writes, until the answer is sent.
+        fn hold_before(&self) -> tokio::sync::oneshot::Sender<()> {
+            let (release, held) = tokio::sync::oneshot::channel();
+            *self.before.lock().expect("lock") = Some(held);
+            release
+        }
+
+        /// Holds the next save's answer back once it wrote, until the answer is sent.
+        fn hold_after(&self) -> tokio::sync::oneshot::Sender<()> {
+            let (release, held) = tokio::sync::oneshot::channel();
+            *self.after.lock().expect("lock") = Some(held);
+            release
+        }
+
+        /// What the table holds for `T`: open or not, at which generation.
+        fn kept_of_t(&self) -> Option<(bool, u64)> {
+            self.kept
+                .lock()
+                .expect("lock")
+                .get(T)
+                .map(|r| (r.open, r.generation))
+        }
+    }
+
+    /// Waits for a hold of [`MemLog`] to be released, if `slot` has one.
+    async fn wait_release(slot: &Mutex<Option<tokio::sync::oneshot::Receiver<()>>>) {
+        let held = slot.lock().expect("lock").take();
+        if let Some(held) = held {
+            held.await.expect("the test releases the held save");
+        }
     }
 
     #[async_trait::async_trait]
     impl BreakerLog for MemLog {
         async fn save_breaker(&self, mut record: BreakerRecord) -> nexus_store::Result<u64> {
-            let _open = self.gate.lock().await;
+            wait_release(&self.before).await;
+            let open = self.gate.lock().await;
             self.up()?;
-            let mut kept = self.kept.lock().expect("lock");
-            record.generation = kept.get(&record.target).map_or(0, |r| r.generation) + 1;
-            let generation = record.generation;
-            kept.insert(record.target.clone(), record);
+            let generation = {
+                let mut kept = self.kept.lock().expect("lock");
+                record.generation = kept.get(&record.target).map_or(0, |r| r.generation) + 1;
+                let generation = record.generation;
+                kept.insert(record.target.clone(), record);
+                generation
+            };
+            // Written: a save held after this point lets the others through.
+            drop(open);
+            wait_release(&self.after).await;
             Ok(generation)
         }
 
@@ -647,6 +732,108 @@ mod tests {
         assert!(other.sync(&log).await.expect("sync").is_empty());
         assert_eq!(state(&other), Some(BreakerState::Open));
         assert_eq!(state(&a), Some(BreakerState::Open));
+    }
+
+    /// Polls `save` once: it must be held back, not done.
+    async fn held<F: std::future::Future + Unpin>(save: &mut F) {
+        tokio::select! {
+            biased;
+            _ = save => panic!("the save was not held back"),
+            () = std::future::ready(()) => {}
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reset_that_lands_before_an_older_trip_is_saved_again() {
+        let log = MemLog::default();
+        let (a, other) = (
+            instance(&Arc::new(Heard::default())),
+            instance(&Arc::new(Heard::default())),
+        );
+        // A worker trips the breaker and saves it; the save is held back before the store.
+        assert_eq!(
+            a.record(T, false, CallResult::Failure, t(0)),
+            Some(BreakerState::Open)
+        );
+        let release = log.hold_before();
+        let trip = a.persist(T, &log);
+        tokio::pin!(trip);
+        held(&mut trip).await;
+        // An admin resets it meanwhile, and that save lands first.
+        assert!(a.reset(T));
+        assert_eq!(a.persist(T, &log).await.expect("save"), Some(1));
+        // Then the trip's, over it: the store says open, at the newer generation.
+        release.send(()).expect("the trip's save waits");
+        assert_eq!(trip.await.expect("save"), Some(2));
+        assert_eq!(log.kept_of_t(), Some((true, 2)));
+        assert!(other.sync(&log).await.expect("sync").is_empty());
+        assert_eq!(state(&other), Some(BreakerState::Open));
+        // Closed here, so the next sync saves the reset again, over the trip.
+        assert_eq!(state(&a), Some(BreakerState::Closed));
+        assert!(a.sync(&log).await.expect("sync").is_empty());
+        assert_eq!(
+            log.kept_of_t(),
+            Some((false, 3)),
+            "the reset is saved again"
+        );
+        assert_eq!(
+            other.sync(&log).await.expect("sync"),
+            vec![T.to_owned()],
+            "the reset reaches the others"
+        );
+        assert_eq!(state(&other), Some(BreakerState::Closed));
+        // Saved again once: every instance agrees, nothing more to save.
+        assert!(a.sync(&log).await.expect("sync").is_empty());
+        assert_eq!(log.kept_of_t(), Some((false, 3)));
+        assert_eq!(state(&a), Some(BreakerState::Closed));
+    }
+
+    #[tokio::test]
+    async fn overlapping_saves_that_land_in_order_are_not_saved_again() {
+        let log = MemLog::default();
+        let a = instance(&Arc::new(Heard::default()));
+        a.record(T, false, CallResult::Failure, t(0));
+        // The trip's save queues first, the reset's second (the gate lets them in in order).
+        let gate = log.gate.lock().await;
+        let trip = a.persist(T, &log);
+        tokio::pin!(trip);
+        held(&mut trip).await;
+        assert!(a.reset(T));
+        let reset = a.persist(T, &log);
+        tokio::pin!(reset);
+        held(&mut reset).await;
+        drop(gate);
+        let (trip, reset) = tokio::join!(trip, reset);
+        assert_eq!(
+            (trip.expect("save"), reset.expect("save")),
+            (Some(1), Some(2))
+        );
+        // The store holds the newest state already: the next sync saves nothing.
+        assert!(a.sync(&log).await.expect("sync").is_empty());
+        assert_eq!(log.kept_of_t(), Some((false, 2)));
+        assert_eq!(a.record_of(T).map(|r| r.generation), Some(2));
+    }
+
+    #[tokio::test]
+    async fn a_save_answered_after_a_newer_one_changes_nothing() {
+        let log = MemLog::default();
+        let a = instance(&Arc::new(Heard::default()));
+        a.record(T, false, CallResult::Failure, t(0));
+        // The trip is written at generation 1, its answer held back.
+        let release = log.hold_after();
+        let trip = a.persist(T, &log);
+        tokio::pin!(trip);
+        held(&mut trip).await;
+        assert_eq!(log.kept_of_t(), Some((true, 1)));
+        assert!(a.reset(T));
+        assert_eq!(a.persist(T, &log).await.expect("save"), Some(2));
+        release.send(()).expect("the trip's save waits");
+        assert_eq!(trip.await.expect("save"), Some(1));
+        // The reset, written last, is what the store holds: nothing to save again.
+        assert!(a.sync(&log).await.expect("sync").is_empty());
+        assert_eq!(log.kept_of_t(), Some((false, 2)));
+        assert_eq!(a.record_of(T).map(|r| r.generation), Some(2));
+        assert_eq!(state(&a), Some(BreakerState::Closed));
     }
 
     #[tokio::test]
