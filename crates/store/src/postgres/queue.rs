@@ -6,12 +6,14 @@
 //! between statements are macros that fix the numbers of the parameters they use; each names
 //! them.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use deadpool_postgres::ClientWrapper;
 use nexus_event::{Timestamp, TypeFilter};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_postgres::types::ToSql;
 
 use super::columns::{
@@ -20,8 +22,9 @@ use super::columns::{
 use super::dead_letters;
 use super::log::{Outbox, event_columns, event_from_row, events_by_sequence};
 use super::subscriptions::subscription_in;
-use super::writer::Ctx;
+use super::writer::{Completion, Ctx, JobKind, job};
 use super::{PgStore, cached, get};
+use crate::backend::Admission;
 use crate::error::{Result, StoreError};
 use crate::model::{
     Consumer, DeadLetter, Failure, Lease, LeaseToken, Page, QueueStats, ReplayTo, Selection,
@@ -181,6 +184,94 @@ async fn settle(
     Ok(())
 }
 
+/// Whether one ack of a group deleted its delivery: set when the group's acks ran, read once the
+/// group committed.
+type AckOutcome = Arc<OnceLock<bool>>;
+
+/// The acks of a group not run yet, as the columns of one `DELETE ... USING unnest(...)`: one
+/// statement settles them all, and each ack learns from the ids it returns whether its token
+/// still held the lease.
+#[derive(Default)]
+pub(crate) struct PendingAcks {
+    deliveries: Vec<i64>,
+    owners: Vec<String>,
+    generations: Vec<i64>,
+    outcomes: Vec<AckOutcome>,
+    /// The deliveries of `deliveries`, to see a second ack of one of them in the group.
+    named: HashSet<i64>,
+}
+
+impl PendingAcks {
+    /// Records `token`'s ack; its outcome is known once the acks are flushed. A second ack of
+    /// a delivery already pending flushes the first, so each sees the row as the one before it
+    /// left it (the second answers [`StoreError::LeaseLost`] if the first deleted it).
+    async fn push(&mut self, client: &ClientWrapper, token: &LeaseToken) -> Result<AckOutcome> {
+        if self.named.contains(&token.delivery) {
+            self.flush(client).await?;
+        }
+        let outcome = AckOutcome::default();
+        self.named.insert(token.delivery);
+        self.deliveries.push(token.delivery);
+        self.owners.push(token.owner.to_string());
+        self.generations.push(token.generation);
+        self.outcomes.push(Arc::clone(&outcome));
+        Ok(outcome)
+    }
+
+    /// Deletes the pending acks' deliveries that their tokens still hold, tells each ack whether
+    /// its did, and forgets them. On a failure in the database the outcomes stay unknown (the
+    /// group is lost and every ack of it answers the failure).
+    pub(crate) async fn flush(&mut self, client: &ClientWrapper) -> Result<()> {
+        if self.deliveries.is_empty() {
+            return Ok(());
+        }
+        let acks = std::mem::take(self);
+        let op = "ack";
+        let stmt = cached(
+            client,
+            "DELETE FROM deliveries d \
+             USING unnest($1::bigint[], $2::text[], $3::bigint[]) AS t(id, owner, generation) \
+             WHERE d.id = t.id AND d.lease_owner = t.owner AND d.lease_gen = t.generation \
+             AND d.state = $4 RETURNING d.id",
+            op,
+        )
+        .await?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &acks.deliveries,
+                    &acks.owners,
+                    &acks.generations,
+                    &DeliveryState::Leased.code(),
+                ],
+            )
+            .await
+            .map_err(db_err(op))?;
+        let deleted = rows
+            .iter()
+            .map(|r| get::<i64>(r, 0, op))
+            .collect::<Result<HashSet<i64>>>()?;
+        for (delivery, outcome) in acks.deliveries.iter().zip(&acks.outcomes) {
+            // Each outcome is set once: the acks are forgotten here.
+            let _ = outcome.set(deleted.contains(delivery));
+        }
+        Ok(())
+    }
+}
+
+/// The answer to an ack once its group committed (`committed`), from its outcome.
+fn ack_answer(delivery: i64, committed: Result<()>, outcome: &AckOutcome) -> Result<()> {
+    committed?;
+    match outcome.get() {
+        Some(true) => Ok(()),
+        Some(false) => Err(StoreError::LeaseLost { delivery }),
+        None => Err(StoreError::Unavailable {
+            reason: format!("the ack of delivery {delivery} was not run before the commit"),
+        }),
+    }
+}
+
 /// The parameters `$5` to `$7` of [`wait_state`].
 fn wait_args() -> [i16; 3] {
     [
@@ -209,15 +300,37 @@ impl DeliveryQueue for PgStore {
             .await
     }
 
+    /// Batched: the acks of a group are deleted by one statement (see [`PendingAcks`]), and each
+    /// answers once the group committed.
     async fn ack(&self, token: &LeaseToken) -> Result<()> {
         let token = token.clone();
-        self.call(move |ctx| {
+        let (tx, rx) = oneshot::channel::<Result<()>>();
+        let ack = job(JobKind::Ack, move |ctx| {
             Box::pin(async move {
-                let sql = concat!("DELETE FROM deliveries WHERE ", leased_by_token!());
-                settle(ctx, "ack", sql, &token, &[]).await
+                let ctx = match ctx {
+                    Ok(ctx) => ctx,
+                    Err(refused) => {
+                        let _ = tx.send(Err(refused));
+                        return None;
+                    }
+                };
+                let delivery = token.delivery;
+                let completion: Completion = match ctx.acks.push(&ctx.client, &token).await {
+                    Ok(outcome) => Box::new(move |committed: Result<()>| {
+                        let _ = tx.send(ack_answer(delivery, committed, &outcome));
+                    }),
+                    Err(e) => {
+                        // Only a failure in the database refuses a push: the group is lost.
+                        ctx.broken = true;
+                        Box::new(move |committed: Result<()>| {
+                            let _ = tx.send(committed.and(Err(e)));
+                        })
+                    }
+                };
+                Some(completion)
             })
-        })
-        .await
+        });
+        crate::backend::submit(self.inner.jobs.as_ref(), ack, Admission::Wait, rx).await
     }
 
     async fn retry_at(&self, token: &LeaseToken, when: Timestamp, failure: Failure) -> Result<()> {
