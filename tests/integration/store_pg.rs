@@ -190,13 +190,13 @@ async fn many_acks_in_one_group_each_get_their_own_answer() {
 
     // Every fourth token is stale: alternately a generation the delivery never had and an owner
     // that does not hold it.
-    let stale = |i: usize| i % 4 == 0;
+    let stale = |i: usize| i.is_multiple_of(4);
     let tokens: Vec<(bool, nexus_store::LeaseToken)> = rest
         .iter()
         .enumerate()
         .map(|(i, l)| {
             let mut token = l.token.clone();
-            if stale(i) && i % 8 == 0 {
+            if stale(i) && i.is_multiple_of(8) {
                 token.generation += 1;
             } else if stale(i) {
                 token.owner = "someone-else".into();
