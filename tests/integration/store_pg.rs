@@ -274,6 +274,87 @@ async fn many_acks_in_one_group_each_get_their_own_answer() {
     assert_eq!((stats.pending, stats.in_flight), (0, 0));
 }
 
+/// Retries that reach the writer together are settled by one statement too: 100 concurrent
+/// retries, a quarter with stale tokens (`LeaseLost`, their deliveries still leased), the rest
+/// due again at once with their attempt counted; an ack right behind a retry of the same token
+/// is fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_retries_in_one_group_each_get_their_own_answer() {
+    let (store, _db) = fresh().await;
+    nexus_store::conformance::subscribe_everything(&store, "http://127.0.0.1:4000/hook").await;
+    let drafts: Vec<NewEvent> = (0..101).map(|i| draft(&format!("retry-{i}"))).collect();
+    store.append(drafts).await.expect("append");
+    let now = Timestamp::now();
+    let leases = store
+        .lease_due("w", now, 1000, Duration::from_secs(600))
+        .await
+        .expect("lease");
+    assert_eq!(leases.len(), 101);
+    let (last, rest) = leases.split_last().expect("leases");
+    let failure = move |i: usize| nexus_store::Failure {
+        error: format!("attempt {i} failed"),
+        status: Some(503),
+        at: now,
+    };
+    let stale = |i: usize| i.is_multiple_of(4);
+    let barrier = Arc::new(tokio::sync::Barrier::new(rest.len()));
+    let mut tasks = Vec::new();
+    for (i, lease) in rest.iter().enumerate() {
+        let mut token = lease.token.clone();
+        if stale(i) {
+            token.generation += 1;
+        }
+        let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            (
+                i,
+                token.delivery,
+                store.retry_at(&token, now, failure(i)).await,
+            )
+        }));
+    }
+    for task in tasks {
+        let (i, delivery, result) = task.await.expect("retry task");
+        if stale(i) {
+            assert!(
+                matches!(result, Err(StoreError::LeaseLost { delivery: d }) if d == delivery),
+                "stale token of delivery {delivery}: {result:?}"
+            );
+        } else {
+            assert!(result.is_ok(), "retry of delivery {delivery}: {result:?}");
+        }
+    }
+    let stats = store.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.in_flight), (75, 26));
+    let again = store
+        .lease_due("w", now, 1000, Duration::from_secs(600))
+        .await
+        .expect("lease again");
+    assert_eq!(again.len(), 75);
+    assert!(again.iter().all(|l| l.attempt == 2), "{again:?}");
+
+    // An ack behind a retry of the same token, in one burst: the retry wins, the ack is fenced.
+    let (retry, ack) = tokio::join!(
+        store.retry_at(&last.token, now, failure(100)),
+        store.ack(&last.token)
+    );
+    retry.expect("retry");
+    assert!(
+        matches!(ack, Err(StoreError::LeaseLost { delivery }) if delivery == last.token.delivery),
+        "{ack:?}"
+    );
+    let due = store
+        .lease_due("w", now, 1000, Duration::from_secs(600))
+        .await
+        .expect("lease the retried one");
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].token.delivery, due[0].attempt),
+        (last.token.delivery, 2)
+    );
+}
+
 /// A batch large enough to go in with `COPY` (events and deliveries) reads back exactly as a small
 /// one: sequences, ids, payloads, correlation ids, one delivery each; and a repeat of it is a
 /// duplicate throughout.

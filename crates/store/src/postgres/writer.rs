@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use super::columns::{db_err, pool_err};
 use super::follow::{EVENTS_CHANNEL, Fanout, WORK_CHANNEL};
 use super::log::{Pending, prepare_appends};
-use super::queue::PendingAcks;
+use super::queue::PendingSettles;
 use crate::error::{Result, StoreError};
 use crate::model::Router;
 
@@ -49,11 +49,11 @@ pub(crate) enum JobKind {
     /// A change of subscriptions: it takes the append lock too (before anything else of its
     /// group), so appends of every instance route by it from the moment it commits.
     Routes,
-    /// An ack: it records its token in the group's [`PendingAcks`], which are deleted together
-    /// (before the next job of another kind that could settle the same rows, and before the
-    /// commit).
-    Ack,
-    /// Anything else: it sees every earlier append and ack of its group in the tables.
+    /// An ack or a retry: it records its token in the group's [`PendingSettles`], which run
+    /// together (before the next job of another kind that could touch the same rows, and
+    /// before the commit).
+    Settle,
+    /// Anything else: it sees every earlier append and settle of its group in the tables.
     Other,
 }
 
@@ -106,8 +106,8 @@ pub(crate) struct Ctx {
     pub(crate) known: HashMap<String, (String, u64)>,
     /// Rows of the group's appends not inserted yet.
     pub(crate) pending: Pending,
-    /// Acks of the group not run yet.
-    pub(crate) acks: PendingAcks,
+    /// Acks and retries of the group not run yet.
+    pub(crate) settles: PendingSettles,
     /// Events committed by this group, in sequence order, to publish after the commit.
     pub(crate) appended: Vec<Arc<Event>>,
     /// Whether the group made deliveries due (wakes sleeping workers after the commit).
@@ -180,7 +180,7 @@ impl Writer {
             next_sequence: None,
             known: HashMap::new(),
             pending: Pending::default(),
-            acks: PendingAcks::default(),
+            settles: PendingSettles::default(),
             appended: Vec::new(),
             work: false,
             subscriptions_changed: false,
@@ -190,7 +190,7 @@ impl Writer {
             .iter()
             .flat_map(|j| match &j.kind {
                 JobKind::Append { ids } => ids.as_slice(),
-                JobKind::Routes | JobKind::Ack | JobKind::Other => &[],
+                JobKind::Routes | JobKind::Settle | JobKind::Other => &[],
             })
             .map(String::as_str)
             .collect();
@@ -204,13 +204,14 @@ impl Writer {
         }
         let mut completions = Vec::with_capacity(group.len());
         for job in group.drain(..) {
-            // Appends and acks touch rows no other append or ack of the group does (new rows,
-            // rows leased before the group): each kind waits only for jobs of other kinds.
+            // Appends and settles touch rows no other append or settle of the group does (new
+            // rows, rows leased before the group; a second settle of one delivery flushes the
+            // first): each kind waits only for jobs of other kinds.
             if !ctx.broken
-                && !matches!(job.kind, JobKind::Append { .. } | JobKind::Ack)
+                && !matches!(job.kind, JobKind::Append { .. } | JobKind::Settle)
                 && let Err(e) = ctx.flush().await
             {
-                tracing::error!(error = %e, "store writer cannot write the group's appends or acks");
+                tracing::error!(error = %e, "store writer cannot write the group's appends or settles");
                 ctx.broken = true;
             }
             if ctx.broken {
@@ -223,7 +224,7 @@ impl Writer {
         if !ctx.broken
             && let Err(e) = ctx.flush().await
         {
-            tracing::error!(error = %e, "store writer cannot write the group's appends or acks");
+            tracing::error!(error = %e, "store writer cannot write the group's appends or settles");
             ctx.broken = true;
         }
         let Ctx {
@@ -302,10 +303,12 @@ impl Writer {
 
 impl Ctx {
     /// Inserts the rows of the group's appends that are still pending, then runs its pending
-    /// acks.
+    /// acks and retries (a retry that took makes work due).
     pub(crate) async fn flush(&mut self) -> Result<()> {
         self.pending.flush(&self.client).await?;
-        self.acks.flush(&self.client).await
+        self.settles.flush(&self.client).await?;
+        self.work |= std::mem::take(&mut self.settles.retried);
+        Ok(())
     }
 }
 
