@@ -171,6 +171,190 @@ async fn two_stores_on_one_database_share_sequences_ids_and_leases() {
     );
 }
 
+/// Acks that reach the writer together are settled by one statement, and each still gets its own
+/// answer: 200 concurrent acks, a quarter of them with stale tokens (a later generation or
+/// another owner) that answer `LeaseLost` for their own delivery while the rest succeed; a token
+/// acked twice succeeds once; and a retry of an acked token right behind the ack sees it gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_acks_in_one_group_each_get_their_own_answer() {
+    let (store, _db) = fresh().await;
+    nexus_store::conformance::subscribe_everything(&store, "http://127.0.0.1:4000/hook").await;
+    let drafts: Vec<NewEvent> = (0..202).map(|i| draft(&format!("ack-{i}"))).collect();
+    store.append(drafts).await.expect("append");
+    let leases = store
+        .lease_due("w", Timestamp::now(), 1000, Duration::from_secs(600))
+        .await
+        .expect("lease");
+    assert_eq!(leases.len(), 202);
+    let (twice, rest) = leases.split_at(2);
+
+    // Every fourth token is stale: alternately a generation the delivery never had and an owner
+    // that does not hold it.
+    let stale = |i: usize| i.is_multiple_of(4);
+    let tokens: Vec<(bool, nexus_store::LeaseToken)> = rest
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut token = l.token.clone();
+            if stale(i) && i.is_multiple_of(8) {
+                token.generation += 1;
+            } else if stale(i) {
+                token.owner = "someone-else".into();
+            }
+            (stale(i), token)
+        })
+        .collect();
+    let barrier = Arc::new(tokio::sync::Barrier::new(tokens.len() + 2));
+    let mut tasks = Vec::new();
+    for (is_stale, token) in tokens.iter().cloned() {
+        let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            (is_stale, token.delivery, store.ack(&token).await)
+        }));
+    }
+    // The same token twice, in the same burst.
+    for _ in 0..2 {
+        let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+        let token = twice[0].token.clone();
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            (false, token.delivery, store.ack(&token).await)
+        }));
+    }
+    let (mut acked, mut lost, mut twice_ok) = (0, 0, 0);
+    for task in tasks {
+        let (is_stale, delivery, result) = task.await.expect("ack task");
+        if delivery == twice[0].token.delivery {
+            match result {
+                Ok(()) => twice_ok += 1,
+                Err(StoreError::LeaseLost { delivery: d }) if d == delivery => {}
+                other => panic!("second ack of delivery {delivery}: {other:?}"),
+            }
+        } else if is_stale {
+            assert!(
+                matches!(result, Err(StoreError::LeaseLost { delivery: d }) if d == delivery),
+                "stale token of delivery {delivery}: {result:?}"
+            );
+            lost += 1;
+        } else {
+            assert!(result.is_ok(), "ack of delivery {delivery}: {result:?}");
+            acked += 1;
+        }
+    }
+    assert_eq!((acked, lost, twice_ok), (150, 50, 1));
+    let stats = store.stats().await.expect("stats");
+    assert_eq!(
+        (stats.pending, stats.in_flight),
+        (0, 51),
+        "the stale tokens' deliveries and the untouched one stay leased"
+    );
+
+    // A retry behind an ack of the same token, in one burst: the ack wins, the retry is fenced.
+    let last = &twice[1].token;
+    let failure = nexus_store::Failure {
+        error: "late".into(),
+        status: None,
+        at: t0(),
+    };
+    let (ack, retry) = tokio::join!(store.ack(last), store.retry_at(last, t0(), failure));
+    ack.expect("ack");
+    assert!(
+        matches!(retry, Err(StoreError::LeaseLost { delivery }) if delivery == last.delivery),
+        "{retry:?}"
+    );
+    // The stale tokens' deliveries are still theirs to ack with the real tokens.
+    for (i, lease) in rest.iter().enumerate().filter(|(i, _)| stale(*i)) {
+        store
+            .ack(&lease.token)
+            .await
+            .unwrap_or_else(|e| panic!("ack {i} with its real token: {e}"));
+    }
+    let stats = store.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.in_flight), (0, 0));
+}
+
+/// Retries that reach the writer together are settled by one statement too: 100 concurrent
+/// retries, a quarter with stale tokens (`LeaseLost`, their deliveries still leased), the rest
+/// due again at once with their attempt counted; an ack right behind a retry of the same token
+/// is fenced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_retries_in_one_group_each_get_their_own_answer() {
+    let (store, _db) = fresh().await;
+    nexus_store::conformance::subscribe_everything(&store, "http://127.0.0.1:4000/hook").await;
+    let drafts: Vec<NewEvent> = (0..101).map(|i| draft(&format!("retry-{i}"))).collect();
+    store.append(drafts).await.expect("append");
+    let now = Timestamp::now();
+    let leases = store
+        .lease_due("w", now, 1000, Duration::from_secs(600))
+        .await
+        .expect("lease");
+    assert_eq!(leases.len(), 101);
+    let (last, rest) = leases.split_last().expect("leases");
+    let failure = move |i: usize| nexus_store::Failure {
+        error: format!("attempt {i} failed"),
+        status: Some(503),
+        at: now,
+    };
+    let stale = |i: usize| i.is_multiple_of(4);
+    let barrier = Arc::new(tokio::sync::Barrier::new(rest.len()));
+    let mut tasks = Vec::new();
+    for (i, lease) in rest.iter().enumerate() {
+        let mut token = lease.token.clone();
+        if stale(i) {
+            token.generation += 1;
+        }
+        let (store, barrier) = (store.clone(), Arc::clone(&barrier));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            (
+                i,
+                token.delivery,
+                store.retry_at(&token, now, failure(i)).await,
+            )
+        }));
+    }
+    for task in tasks {
+        let (i, delivery, result) = task.await.expect("retry task");
+        if stale(i) {
+            assert!(
+                matches!(result, Err(StoreError::LeaseLost { delivery: d }) if d == delivery),
+                "stale token of delivery {delivery}: {result:?}"
+            );
+        } else {
+            assert!(result.is_ok(), "retry of delivery {delivery}: {result:?}");
+        }
+    }
+    let stats = store.stats().await.expect("stats");
+    assert_eq!((stats.pending, stats.in_flight), (75, 26));
+    let again = store
+        .lease_due("w", now, 1000, Duration::from_secs(600))
+        .await
+        .expect("lease again");
+    assert_eq!(again.len(), 75);
+    assert!(again.iter().all(|l| l.attempt == 2), "{again:?}");
+
+    // An ack behind a retry of the same token, in one burst: the retry wins, the ack is fenced.
+    let (retry, ack) = tokio::join!(
+        store.retry_at(&last.token, now, failure(100)),
+        store.ack(&last.token)
+    );
+    retry.expect("retry");
+    assert!(
+        matches!(ack, Err(StoreError::LeaseLost { delivery }) if delivery == last.token.delivery),
+        "{ack:?}"
+    );
+    let due = store
+        .lease_due("w", now, 1000, Duration::from_secs(600))
+        .await
+        .expect("lease the retried one");
+    assert_eq!(due.len(), 1);
+    assert_eq!(
+        (due[0].token.delivery, due[0].attempt),
+        (last.token.delivery, 2)
+    );
+}
+
 /// A batch large enough to go in with `COPY` (events and deliveries) reads back exactly as a small
 /// one: sequences, ids, payloads, correlation ids, one delivery each; and a repeat of it is a
 /// duplicate throughout.

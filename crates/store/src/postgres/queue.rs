@@ -6,12 +6,14 @@
 //! between statements are macros that fix the numbers of the parameters they use; each names
 //! them.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use deadpool_postgres::ClientWrapper;
 use nexus_event::{Timestamp, TypeFilter};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_postgres::types::ToSql;
 
 use super::columns::{
@@ -20,8 +22,9 @@ use super::columns::{
 use super::dead_letters;
 use super::log::{Outbox, event_columns, event_from_row, events_by_sequence};
 use super::subscriptions::subscription_in;
-use super::writer::Ctx;
+use super::writer::{Completion, Ctx, JobKind, job};
 use super::{PgStore, cached, get};
+use crate::backend::Admission;
 use crate::error::{Result, StoreError};
 use crate::model::{
     Consumer, DeadLetter, Failure, Lease, LeaseToken, Page, QueueStats, ReplayTo, Selection,
@@ -181,6 +184,221 @@ async fn settle(
     Ok(())
 }
 
+/// Whether one settle (ack or retry) of a group changed its delivery: set when the group's
+/// settles ran, read once the group committed.
+type Outcome = Arc<OnceLock<bool>>;
+
+/// The columns every batched settle has: the token and the outcome to set.
+#[derive(Default)]
+struct Tokens {
+    deliveries: Vec<i64>,
+    owners: Vec<String>,
+    generations: Vec<i64>,
+    outcomes: Vec<Outcome>,
+}
+
+impl Tokens {
+    fn push(&mut self, token: &LeaseToken) -> Outcome {
+        let outcome = Outcome::default();
+        self.deliveries.push(token.delivery);
+        self.owners.push(token.owner.to_string());
+        self.generations.push(token.generation);
+        self.outcomes.push(Arc::clone(&outcome));
+        outcome
+    }
+
+    /// Tells each settle whether its delivery is among the `changed` ones; hands back whether
+    /// any was.
+    fn answer(&self, rows: &[tokio_postgres::Row], op: &'static str) -> Result<bool> {
+        let changed = rows
+            .iter()
+            .map(|r| get::<i64>(r, 0, op))
+            .collect::<Result<HashSet<i64>>>()?;
+        for (delivery, outcome) in self.deliveries.iter().zip(&self.outcomes) {
+            // Each outcome is set once: the settles are forgotten after their statement.
+            let _ = outcome.set(changed.contains(delivery));
+        }
+        Ok(!changed.is_empty())
+    }
+}
+
+/// The acks and retries of a group not run yet, each kind as the columns of one statement over
+/// `unnest(...)` (`DELETE ... USING`, `UPDATE ... FROM`): one statement settles them all, and
+/// each learns from the ids it returns whether its token still held the lease.
+#[derive(Default)]
+pub(crate) struct PendingSettles {
+    acks: Tokens,
+    retries: Tokens,
+    retry_dues: Vec<i64>,
+    retry_errors: Vec<String>,
+    retry_statuses: Vec<Option<i32>>,
+    retry_ats: Vec<i64>,
+    /// The deliveries pending, to see a second settle of one of them in the group.
+    named: HashSet<i64>,
+    /// A retry made a delivery due again since the group's work was last noted.
+    pub(crate) retried: bool,
+}
+
+impl PendingSettles {
+    /// Flushes first when `delivery` is already pending, so a second settle of it sees the row
+    /// as the first left it (and answers [`StoreError::LeaseLost`] if the first settled it).
+    async fn make_room(&mut self, client: &ClientWrapper, delivery: i64) -> Result<()> {
+        if self.named.contains(&delivery) {
+            self.flush(client).await?;
+        }
+        self.named.insert(delivery);
+        Ok(())
+    }
+
+    /// Records `token`'s ack; its outcome is known once the settles are flushed.
+    async fn push_ack(&mut self, client: &ClientWrapper, token: &LeaseToken) -> Result<Outcome> {
+        self.make_room(client, token.delivery).await?;
+        Ok(self.acks.push(token))
+    }
+
+    /// Records `token`'s retry at `when` after `failure`; its outcome is known once the settles
+    /// are flushed.
+    async fn push_retry(
+        &mut self,
+        client: &ClientWrapper,
+        token: &LeaseToken,
+        when: Timestamp,
+        failure: Failure,
+    ) -> Result<Outcome> {
+        self.make_room(client, token.delivery).await?;
+        self.retry_dues.push(when.as_unix_millis());
+        self.retry_errors.push(failure.error);
+        self.retry_statuses.push(failure.status.map(i32::from));
+        self.retry_ats.push(failure.at.as_unix_millis());
+        Ok(self.retries.push(token))
+    }
+
+    /// Runs the pending acks and retries on the deliveries their tokens still hold, tells each
+    /// whether its did, and forgets them. On a failure in the database the outcomes stay
+    /// unknown (the group is lost and every settle of it answers the failure).
+    pub(crate) async fn flush(&mut self, client: &ClientWrapper) -> Result<()> {
+        if self.named.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(self);
+        self.retried = pending.retried;
+        let leased = DeliveryState::Leased.code();
+        if !pending.acks.deliveries.is_empty() {
+            let op = "ack";
+            let stmt = cached(
+                client,
+                "DELETE FROM deliveries d \
+                 USING unnest($1::bigint[], $2::text[], $3::bigint[]) AS t(id, owner, generation) \
+                 WHERE d.id = t.id AND d.lease_owner = t.owner AND d.lease_gen = t.generation \
+                 AND d.state = $4 RETURNING d.id",
+                op,
+            )
+            .await?;
+            let acks = &pending.acks;
+            let rows = client
+                .query(
+                    &stmt,
+                    &[&acks.deliveries, &acks.owners, &acks.generations, &leased],
+                )
+                .await
+                .map_err(db_err(op))?;
+            acks.answer(&rows, op)?;
+        }
+        if !pending.retries.deliveries.is_empty() {
+            let op = "retry_at";
+            let stmt = cached(
+                client,
+                concat!(
+                    "UPDATE deliveries SET state = ",
+                    wait_state!(),
+                    ", due_ms = t.due, attempts = attempts + 1, lease_owner = NULL, \
+                     lease_instance = NULL, last_error = t.error, last_status = t.status, \
+                     first_attempt_ms = coalesce(first_attempt_ms, t.at), last_attempt_ms = t.at \
+                     FROM unnest($1::bigint[], $2::text[], $3::bigint[], $8::bigint[], \
+                     $9::text[], $10::integer[], $11::bigint[]) \
+                     AS t(id, owner, generation, due, error, status, at) \
+                     WHERE deliveries.id = t.id AND deliveries.lease_owner = t.owner \
+                     AND deliveries.lease_gen = t.generation AND deliveries.state = $4 \
+                     RETURNING deliveries.id"
+                ),
+                op,
+            )
+            .await?;
+            let retries = &pending.retries;
+            let [webhook, held, waiting] = wait_args();
+            let rows = client
+                .query(
+                    &stmt,
+                    &[
+                        &retries.deliveries,
+                        &retries.owners,
+                        &retries.generations,
+                        &leased,
+                        &webhook,
+                        &held,
+                        &waiting,
+                        &pending.retry_dues,
+                        &pending.retry_errors,
+                        &pending.retry_statuses,
+                        &pending.retry_ats,
+                    ],
+                )
+                .await
+                .map_err(db_err(op))?;
+            self.retried |= retries.answer(&rows, op)?;
+        }
+        Ok(())
+    }
+}
+
+/// Queues a settle for the writer: `push` records it in the group's [`PendingSettles`], and the
+/// caller is answered from its outcome once the group committed.
+async fn submit_settle<P>(store: &PgStore, delivery: i64, push: P) -> Result<()>
+where
+    P: for<'c> FnOnce(&'c mut Ctx) -> super::writer::BoxFuture<'c, Result<Outcome>>
+        + Send
+        + 'static,
+{
+    let (tx, rx) = oneshot::channel::<Result<()>>();
+    let settle = job(JobKind::Settle, move |ctx| {
+        Box::pin(async move {
+            let ctx = match ctx {
+                Ok(ctx) => ctx,
+                Err(refused) => {
+                    let _ = tx.send(Err(refused));
+                    return None;
+                }
+            };
+            let completion: Completion = match push(&mut *ctx).await {
+                Ok(outcome) => Box::new(move |committed: Result<()>| {
+                    let _ = tx.send(settle_answer(delivery, committed, &outcome));
+                }),
+                Err(e) => {
+                    // Only a failure in the database refuses a push: the group is lost.
+                    ctx.broken = true;
+                    Box::new(move |committed: Result<()>| {
+                        let _ = tx.send(committed.and(Err(e)));
+                    })
+                }
+            };
+            Some(completion)
+        })
+    });
+    crate::backend::submit(store.inner.jobs.as_ref(), settle, Admission::Wait, rx).await
+}
+
+/// The answer to a settle once its group committed (`committed`), from its outcome.
+fn settle_answer(delivery: i64, committed: Result<()>, outcome: &Outcome) -> Result<()> {
+    committed?;
+    match outcome.get() {
+        Some(true) => Ok(()),
+        Some(false) => Err(StoreError::LeaseLost { delivery }),
+        None => Err(StoreError::Unavailable {
+            reason: format!("the settle of delivery {delivery} was not run before the commit"),
+        }),
+    }
+}
+
 /// The parameters `$5` to `$7` of [`wait_state`].
 fn wait_args() -> [i16; 3] {
     [
@@ -209,51 +427,24 @@ impl DeliveryQueue for PgStore {
             .await
     }
 
+    /// Batched: the acks of a group are deleted by one statement (see [`PendingSettles`]), and
+    /// each answers once the group committed.
     async fn ack(&self, token: &LeaseToken) -> Result<()> {
         let token = token.clone();
-        self.call(move |ctx| {
-            Box::pin(async move {
-                let sql = concat!("DELETE FROM deliveries WHERE ", leased_by_token!());
-                settle(ctx, "ack", sql, &token, &[]).await
-            })
+        submit_settle(self, token.delivery, move |ctx| {
+            Box::pin(async move { ctx.settles.push_ack(&ctx.client, &token).await })
         })
         .await
     }
 
+    /// Batched as acks are (see [`PendingSettles`]).
     async fn retry_at(&self, token: &LeaseToken, when: Timestamp, failure: Failure) -> Result<()> {
         let token = token.clone();
-        self.call(move |ctx| {
+        submit_settle(self, token.delivery, move |ctx| {
             Box::pin(async move {
-                let sql = concat!(
-                    "UPDATE deliveries SET state = ",
-                    wait_state!(),
-                    ", due_ms = $8, attempts = attempts + 1, lease_owner = NULL, \
-                     lease_instance = NULL, last_error = $9, last_status = $10, \
-                     first_attempt_ms = coalesce(first_attempt_ms, $11), last_attempt_ms = $11 \
-                     WHERE ",
-                    leased_by_token!()
-                );
-                let [webhook, held, waiting] = wait_args();
-                let (due, at) = (when.as_unix_millis(), failure.at.as_unix_millis());
-                let status = failure.status.map(i32::from);
-                settle(
-                    ctx,
-                    "retry_at",
-                    sql,
-                    &token,
-                    &[
-                        &webhook,
-                        &held,
-                        &waiting,
-                        &due,
-                        &failure.error,
-                        &status,
-                        &at,
-                    ],
-                )
-                .await?;
-                ctx.work = true;
-                Ok(())
+                ctx.settles
+                    .push_retry(&ctx.client, &token, when, failure)
+                    .await
             })
         })
         .await

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, watch};
 use super::columns::{db_err, pool_err};
 use super::follow::{EVENTS_CHANNEL, Fanout, WORK_CHANNEL};
 use super::log::{Pending, prepare_appends};
+use super::queue::PendingSettles;
 use crate::error::{Result, StoreError};
 use crate::model::Router;
 
@@ -48,7 +49,11 @@ pub(crate) enum JobKind {
     /// A change of subscriptions: it takes the append lock too (before anything else of its
     /// group), so appends of every instance route by it from the moment it commits.
     Routes,
-    /// Anything else: it sees every earlier append of its group in the tables.
+    /// An ack or a retry: it records its token in the group's [`PendingSettles`], which run
+    /// together (before the next job of another kind that could touch the same rows, and
+    /// before the commit).
+    Settle,
+    /// Anything else: it sees every earlier append and settle of its group in the tables.
     Other,
 }
 
@@ -101,6 +106,8 @@ pub(crate) struct Ctx {
     pub(crate) known: HashMap<String, (String, u64)>,
     /// Rows of the group's appends not inserted yet.
     pub(crate) pending: Pending,
+    /// Acks and retries of the group not run yet.
+    pub(crate) settles: PendingSettles,
     /// Events committed by this group, in sequence order, to publish after the commit.
     pub(crate) appended: Vec<Arc<Event>>,
     /// Whether the group made deliveries due (wakes sleeping workers after the commit).
@@ -173,6 +180,7 @@ impl Writer {
             next_sequence: None,
             known: HashMap::new(),
             pending: Pending::default(),
+            settles: PendingSettles::default(),
             appended: Vec::new(),
             work: false,
             subscriptions_changed: false,
@@ -182,7 +190,7 @@ impl Writer {
             .iter()
             .flat_map(|j| match &j.kind {
                 JobKind::Append { ids } => ids.as_slice(),
-                JobKind::Routes | JobKind::Other => &[],
+                JobKind::Routes | JobKind::Settle | JobKind::Other => &[],
             })
             .map(String::as_str)
             .collect();
@@ -196,11 +204,14 @@ impl Writer {
         }
         let mut completions = Vec::with_capacity(group.len());
         for job in group.drain(..) {
+            // Appends and settles touch rows no other append or settle of the group does (new
+            // rows, rows leased before the group; a second settle of one delivery flushes the
+            // first): each kind waits only for jobs of other kinds.
             if !ctx.broken
-                && !matches!(job.kind, JobKind::Append { .. })
+                && !matches!(job.kind, JobKind::Append { .. } | JobKind::Settle)
                 && let Err(e) = ctx.flush().await
             {
-                tracing::error!(error = %e, "store writer cannot insert the group's appends");
+                tracing::error!(error = %e, "store writer cannot write the group's appends or settles");
                 ctx.broken = true;
             }
             if ctx.broken {
@@ -213,7 +224,7 @@ impl Writer {
         if !ctx.broken
             && let Err(e) = ctx.flush().await
         {
-            tracing::error!(error = %e, "store writer cannot insert the group's appends");
+            tracing::error!(error = %e, "store writer cannot write the group's appends or settles");
             ctx.broken = true;
         }
         let Ctx {
@@ -291,9 +302,13 @@ impl Writer {
 }
 
 impl Ctx {
-    /// Inserts the rows of the group's appends that are still pending.
+    /// Inserts the rows of the group's appends that are still pending, then runs its pending
+    /// acks and retries (a retry that took makes work due).
     pub(crate) async fn flush(&mut self) -> Result<()> {
-        self.pending.flush(&self.client).await
+        self.pending.flush(&self.client).await?;
+        self.settles.flush(&self.client).await?;
+        self.work |= std::mem::take(&mut self.settles.retried);
+        Ok(())
     }
 }
 
