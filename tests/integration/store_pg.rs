@@ -1510,3 +1510,74 @@ async fn an_unreadable_row_does_not_stop_the_fan_out() {
     a.close().await;
     b.close().await;
 }
+
+/// `subscription()` is cached (every webhook delivery reads it), and a change made on another
+/// instance reaches this instance's cache through its `nexus_subscriptions` notification, well
+/// before the cache's 10 s bound; a change made here is seen at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_changed_elsewhere_is_not_served_stale() {
+    use nexus_event::Pattern;
+    use nexus_store::{NewSubscription, SubscriptionPatch, Subscriptions};
+    let db = TestDb::create("t").await;
+    let a = instance(&db, "a", Duration::from_secs(2), Duration::from_secs(10)).await;
+    let b = instance(&db, "b", Duration::from_secs(2), Duration::from_secs(10)).await;
+    followers_listening(&db, 2, &[]).await;
+    let made = a
+        .create_subscription(NewSubscription {
+            url: "http://127.0.0.1:4000/old".into(),
+            events: vec![Pattern::new("*").expect("pattern")],
+            secret: "first-secret".into(),
+            ordered: false,
+        })
+        .await
+        .expect("create");
+    let read = |s: &PgStore| {
+        let s = s.clone();
+        let id = made.id.clone();
+        async move { s.subscription(&id).await.expect("read").expect("exists") }
+    };
+    assert_eq!(
+        read(&b).await.url,
+        "http://127.0.0.1:4000/old",
+        "cached on b now"
+    );
+    a.update_subscription(
+        &made.id,
+        SubscriptionPatch {
+            url: Some("http://127.0.0.1:4000/new".into()),
+            secret: Some("second-secret".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("update on a");
+    assert_eq!(
+        read(&a).await.secret,
+        "second-secret",
+        "seen at once where it was made"
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let seen = read(&b).await;
+        if seen.url.ends_with("/new") {
+            assert_eq!(seen.secret, "second-secret");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "b still serves the old subscription after 3 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.delete_subscription(&made.id).await.expect("delete");
+    let started = std::time::Instant::now();
+    while b.subscription(&made.id).await.expect("read").is_some() {
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "b still serves a deleted subscription after 3 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.close().await;
+    b.close().await;
+}

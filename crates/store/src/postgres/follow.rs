@@ -5,7 +5,8 @@
 //! Two parts share a [`Fanout`]: the writer, which after each commit offers the events it
 //! committed (the fast path: published at once when they are next in order), and the follower, a
 //! task with a connection of its own (not from the pool; `application_name` `nexus-follower`)
-//! that runs `LISTEN nexus_events` and `LISTEN nexus_work`. On a notification from another
+//! that runs `LISTEN nexus_events`, `LISTEN nexus_work` and `LISTEN nexus_subscriptions` (the
+//! last drops the cache of subscriptions). On a notification from another
 //! instance, on a wake from the writer (its events were not next: another instance committed
 //! before them), and on a tick of about a second (a lost notification), it reads the log after
 //! the last sequence given to the bus, in bounded pages, and publishes what it finds. The
@@ -15,7 +16,7 @@
 //! are assigned under an advisory lock held until the commit), so reading "after `published`"
 //! in sequence order yields exactly the events the bus still lacks.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -37,6 +38,9 @@ pub(crate) const EVENTS_CHANNEL: &str = "nexus_events";
 /// The channel a group that made deliveries due without appending notifies (retry, release,
 /// park, unpark, redrive, replay, subscription enabled), with an empty payload.
 pub(crate) const WORK_CHANNEL: &str = "nexus_work";
+/// The channel a group that changed subscriptions notifies: every instance drops its cache of
+/// subscriptions (`subscription()`, read for every webhook delivery).
+pub(crate) const SUBSCRIPTIONS_CHANNEL: &str = "nexus_subscriptions";
 /// The `application_name` of the follower's connection (visible in `pg_stat_activity`).
 pub(crate) const FOLLOWER_APPLICATION_NAME: &str = "nexus-follower";
 
@@ -64,11 +68,25 @@ pub(crate) struct Fanout {
     writer_pid: AtomicI32,
     /// The writer's events were not next in order: the follower reads the gap.
     wake: Notify,
+    /// Moves whenever subscriptions may have changed (a local change committed, another
+    /// instance's notification, a reconnect that may have missed one): the cache of
+    /// `subscription()` is valid for one value only.
+    subscriptions_version: AtomicU64,
     /// The local retry workers' wake-up (`DeliveryQueue::changes`).
     changes: watch::Sender<u64>,
 }
 
 impl Fanout {
+    /// Subscriptions may have changed: the cache of `subscription()` starts over.
+    pub(crate) fn subscriptions_changed(&self) {
+        self.subscriptions_version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The value the cache of `subscription()` is valid for.
+    pub(crate) fn subscriptions_version(&self) -> u64 {
+        self.subscriptions_version.load(Ordering::Acquire)
+    }
+
     /// Records the backend process id of the writer's (new) connection.
     pub(crate) fn writer_connected(&self, pid: i32) {
         self.writer_pid.store(pid, Ordering::Relaxed);
@@ -159,6 +177,10 @@ impl Fanout {
     /// (its append may have enqueued deliveries; its settle made work due). Whether the log is
     /// to be read: a notification on the events channel from another instance.
     fn noted(&self, note: &Notification) -> bool {
+        if note.channel() == SUBSCRIPTIONS_CHANNEL {
+            self.subscriptions_changed();
+            return false;
+        }
         if note.process_id() == self.writer_pid.load(Ordering::Relaxed) {
             return false;
         }
@@ -261,6 +283,7 @@ pub(crate) async fn start<T: Connector>(
         published: Mutex::new(head),
         writer_pid: AtomicI32::new(0),
         wake: Notify::new(),
+        subscriptions_version: AtomicU64::new(0),
         changes,
     });
     config.application_name(FOLLOWER_APPLICATION_NAME);
@@ -361,7 +384,9 @@ async fn listen<T: Connector>(
         }
     });
     client
-        .batch_execute(&format!("LISTEN {EVENTS_CHANNEL}; LISTEN {WORK_CHANNEL}"))
+        .batch_execute(&format!(
+            "LISTEN {EVENTS_CHANNEL}; LISTEN {WORK_CHANNEL}; LISTEN {SUBSCRIPTIONS_CHANNEL}"
+        ))
         .await
         .map_err(db_err("listen"))?;
     Ok((client, notes))
@@ -397,6 +422,8 @@ async fn follow(
         }
     }
     *backoff = BACKOFF_FIRST;
+    // Notifications sent while there was no connection are lost: subscriptions may have changed.
+    fanout.subscriptions_changed();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -498,6 +525,7 @@ mod tests {
             published: Mutex::new(published),
             writer_pid: AtomicI32::new(0),
             wake: Notify::new(),
+            subscriptions_version: AtomicU64::new(0),
             changes: watch::channel(0).0,
         }
     }

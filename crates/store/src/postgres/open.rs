@@ -254,7 +254,7 @@ impl PgStore {
                 routes_version: -1,
                 router: options.router,
             },
-            fanout,
+            fanout: Arc::clone(&fanout),
             changes: changes_tx,
         };
         let writer = tokio::spawn(writer.run(rx));
@@ -284,6 +284,8 @@ impl PgStore {
                 jobs: Some(jobs),
                 writer: Some(writer),
                 follower: Some(follower),
+                fanout,
+                subscription_cache: std::sync::Mutex::new(super::SubscriptionCache::default()),
                 changes,
             }),
         })

@@ -144,9 +144,30 @@ impl Subscriptions for PgStore {
         .await
     }
 
+    /// From the cache while no change was committed or notified since it was read (every
+    /// webhook delivery reads its subscription: without the cache, one query each).
     async fn subscription(&self, id: &str) -> Result<Option<Subscription>> {
+        let version = self.inner.fanout.subscriptions_version();
+        if let Some(found) = self
+            .inner
+            .subscription_cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(version, id)
+        {
+            return Ok(Some(found));
+        }
         let client = self.conn("read subscription").await?;
-        subscription_in(&client, id).await
+        let found = subscription_in(&client, id).await?;
+        if let Some(found) = &found {
+            let now = self.inner.fanout.subscriptions_version();
+            self.inner
+                .subscription_cache
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .put(version, now, found);
+        }
+        Ok(found)
     }
 
     async fn subscriptions(

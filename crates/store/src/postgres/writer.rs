@@ -17,7 +17,7 @@ use nexus_event::Event;
 use tokio::sync::{mpsc, watch};
 
 use super::columns::{db_err, pool_err};
-use super::follow::{EVENTS_CHANNEL, Fanout, WORK_CHANNEL};
+use super::follow::{EVENTS_CHANNEL, Fanout, SUBSCRIPTIONS_CHANNEL, WORK_CHANNEL};
 use super::log::{Pending, prepare_appends};
 use super::queue::PendingSettles;
 use crate::error::{Result, StoreError};
@@ -239,7 +239,7 @@ impl Writer {
         self.state = state;
         // The notification goes with the commit, in the same round trip, and is delivered only
         // if the commit succeeds; one per group. Its payload is a hint (listeners read the log).
-        let commit = match appended.last() {
+        let mut commit = match appended.last() {
             Some(last) => format!(
                 "SELECT pg_notify('{EVENTS_CHANNEL}', '{}'); COMMIT",
                 last.sequence
@@ -247,6 +247,13 @@ impl Writer {
             None if work => format!("SELECT pg_notify('{WORK_CHANNEL}', ''); COMMIT"),
             None => "COMMIT".to_owned(),
         };
+        if subscriptions_changed {
+            // Every instance drops its cache of subscriptions once this commits.
+            commit.insert_str(
+                0,
+                &format!("SELECT pg_notify('{SUBSCRIPTIONS_CHANNEL}', ''); "),
+            );
+        }
         let committed = if broken {
             Err(group_lost())
         } else {
@@ -264,6 +271,9 @@ impl Writer {
                 // the bus when they were next in order (the usual case); otherwise the follower
                 // reads them after the other instances' events before them. Never blocks.
                 self.fanout.committed(appended);
+                if subscriptions_changed {
+                    self.fanout.subscriptions_changed();
+                }
                 for completion in completions {
                     completion(Ok(()));
                 }
@@ -276,6 +286,7 @@ impl Writer {
                 if subscriptions_changed {
                     // Read the routes again before the next append.
                     self.state.routes_version = -1;
+                    self.fanout.subscriptions_changed();
                 }
                 let reason = e.to_string();
                 for completion in completions {
