@@ -77,6 +77,13 @@ pub(crate) struct Fanout {
 }
 
 impl Fanout {
+    /// The last sequence given to the bus, locked: publishing happens under it.
+    fn lock_published(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.published
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Subscriptions may have changed: the cache of `subscription()` starts over.
     pub(crate) fn subscriptions_changed(&self) {
         self.subscriptions_version.fetch_add(1, Ordering::AcqRel);
@@ -99,10 +106,7 @@ impl Fanout {
         let Some(bus) = &self.bus else {
             return;
         };
-        let mut published = self
-            .published
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut published = self.lock_published();
         if bus.subscription_count() == 0 {
             // Nobody listens: nothing to publish and no gap to read (see `unheard`).
             if let Some(last) = events.last() {
@@ -131,10 +135,7 @@ impl Fanout {
         let Some(bus) = &self.bus else {
             return;
         };
-        let mut published = self
-            .published
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut published = self.lock_published();
         for event in events {
             if event.sequence <= *published {
                 continue;
@@ -156,10 +157,7 @@ impl Fanout {
     /// Moves the last published sequence up to `sequence` without publishing: rows the
     /// follower read but could not decode (each logged), so it does not read them forever.
     fn pass(&self, sequence: u64) {
-        let mut published = self
-            .published
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut published = self.lock_published();
         if *published < sequence {
             *published = sequence;
         }
@@ -167,10 +165,7 @@ impl Fanout {
 
     /// The last sequence given to the bus.
     fn published(&self) -> u64 {
-        *self
-            .published
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+        *self.lock_published()
     }
 
     /// Takes a notification into account: another instance's wakes the local retry workers
@@ -204,10 +199,7 @@ impl Fanout {
         let Ok(head) = head.parse::<u64>() else {
             return false;
         };
-        let mut published = self
-            .published
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut published = self.lock_published();
         if bus.subscription_count() > 0 {
             return false;
         }

@@ -33,25 +33,8 @@ impl SqliteExport {
     /// ([`StoreError::MissingDir`], [`StoreError::NoStore`]) that no server has open
     /// ([`StoreError::Locked`]). An older schema is migrated first, as opening it would.
     pub(crate) fn open(dir: &Path) -> Result<SqliteExport> {
-        match std::fs::metadata(dir) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                return Err(StoreError::NotADirectory {
-                    path: dir.to_owned(),
-                });
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(StoreError::MissingDir {
-                    path: dir.to_owned(),
-                });
-            }
-            Err(source) => {
-                return Err(StoreError::Io {
-                    path: dir.to_owned(),
-                    source,
-                });
-            }
-        }
+        // As a server's open checks it, without creating it: the copy takes the lock file too.
+        super::open::check_dir(dir, false)?;
         let path = dir.join(DB_FILE);
         let no_store = || StoreError::NoStore {
             path: dir.to_owned(),

@@ -355,7 +355,7 @@ fn release_leases(conn: &Connection, now: Timestamp) -> rusqlite::Result<usize> 
     )
 }
 
-fn check_dir(dir: &Path, create: bool) -> Result<()> {
+pub(super) fn check_dir(dir: &Path, create: bool) -> Result<()> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
