@@ -427,7 +427,7 @@ impl DeliveryQueue for PgStore {
             .await
     }
 
-    /// Batched: the acks of a group are deleted by one statement (see [`PendingSettles`]), and
+    /// Batched: the acks of a group are deleted by one statement (see `PendingSettles`), and
     /// each answers once the group committed.
     async fn ack(&self, token: &LeaseToken) -> Result<()> {
         let token = token.clone();
@@ -437,7 +437,7 @@ impl DeliveryQueue for PgStore {
         .await
     }
 
-    /// Batched as acks are (see [`PendingSettles`]).
+    /// Batched as acks are (see `PendingSettles`).
     async fn retry_at(&self, token: &LeaseToken, when: Timestamp, failure: Failure) -> Result<()> {
         let token = token.clone();
         submit_settle(self, token.delivery, move |ctx| {
