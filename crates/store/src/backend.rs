@@ -282,9 +282,91 @@ pub(crate) fn host_name() -> String {
     }
 }
 
+/// `subscription()`'s cache, shared by both backends: subscriptions by id as read for one value
+/// of the store's subscriptions version, which moves with every committed change of subscriptions
+/// (on PostgreSQL also with every other instance's notification and each reconnect of the
+/// follower). An entry read while the version moved is kept under the old value and never served
+/// after it. With a `ttl`, an entry is also used at most that long (a bound should a change go
+/// unnoticed).
+pub(crate) struct SubscriptionCache {
+    version: u64,
+    filled: std::time::Instant,
+    entries: std::collections::HashMap<String, Subscription>,
+    ttl: Option<std::time::Duration>,
+}
+
+impl SubscriptionCache {
+    /// An empty cache; `ttl` bounds how long an entry is used.
+    pub(crate) fn new(ttl: Option<std::time::Duration>) -> Self {
+        SubscriptionCache {
+            version: 0,
+            filled: std::time::Instant::now(),
+            entries: std::collections::HashMap::new(),
+            ttl,
+        }
+    }
+
+    fn expired(&self) -> bool {
+        self.ttl.is_some_and(|ttl| self.filled.elapsed() >= ttl)
+    }
+
+    /// The subscription cached for `version`, if any (and young enough).
+    pub(crate) fn get(&self, version: u64, id: &str) -> Option<Subscription> {
+        if self.version != version || self.expired() {
+            return None;
+        }
+        self.entries.get(id).cloned()
+    }
+
+    /// Keeps `found`, read at `version` (or later).
+    pub(crate) fn put(&mut self, version: u64, found: &Subscription) {
+        if self.version < version || self.expired() {
+            self.entries.clear();
+            self.version = self.version.max(version);
+            self.filled = std::time::Instant::now();
+        }
+        if self.version == version {
+            self.entries.insert(found.id.clone(), found.clone());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sub(id: &str, url: &str) -> Subscription {
+        Subscription {
+            id: id.into(),
+            url: url.into(),
+            target: "http://a.example:80".into(),
+            events: vec![Pattern::new("*").expect("pattern")],
+            secret: "s".into(),
+            ordered: false,
+            enabled: true,
+            created_at: Timestamp::from_unix_millis(0).expect("time"),
+        }
+    }
+
+    /// An entry serves its version only; one read while the version moved on is never served;
+    /// with a ttl, an old entry is not served either.
+    #[test]
+    fn the_subscription_cache_serves_only_its_version() {
+        let mut cache = SubscriptionCache::new(None);
+        cache.put(3, &sub("a", "http://a.example/1"));
+        assert_eq!(
+            cache.get(3, "a").map(|s| s.url),
+            Some("http://a.example/1".into())
+        );
+        assert_eq!(cache.get(4, "a"), None, "a change moved the version on");
+        cache.put(5, &sub("b", "http://b.example/1"));
+        cache.put(4, &sub("a", "http://a.example/stale"));
+        assert_eq!(cache.get(5, "a"), None, "read at 4, never served at 5");
+        assert!(cache.get(5, "b").is_some());
+        let mut young = SubscriptionCache::new(Some(std::time::Duration::ZERO));
+        young.put(1, &sub("a", "http://a.example/1"));
+        assert_eq!(young.get(1, "a"), None, "past its ttl");
+    }
 
     #[test]
     fn codes_round_trip_and_unknown_ones_are_refused() {

@@ -79,7 +79,7 @@ struct Inner {
     /// What the writer and the follower share; here for the version of the subscription cache.
     fanout: Arc<follow::Fanout>,
     /// Subscriptions read by `subscription()` (every webhook delivery reads its subscription).
-    subscription_cache: std::sync::Mutex<SubscriptionCache>,
+    subscription_cache: std::sync::Mutex<crate::backend::SubscriptionCache>,
     /// Whether the heartbeat's last round reached the database.
     reachable: Arc<std::sync::atomic::AtomicBool>,
     jobs: Option<mpsc::Sender<Job>>,
@@ -233,47 +233,9 @@ impl PgStore {
     }
 }
 
-/// Subscriptions by id as read for one value of the fan-out's subscriptions version, which moves
-/// with every change committed here and every change another instance notifies (and at each
-/// reconnect of the follower, which may have missed one). An entry is also at most
-/// [`SUBSCRIPTION_CACHE_TTL`] old: a bound should a notification go astray.
-#[derive(Default)]
-pub(crate) struct SubscriptionCache {
-    version: u64,
-    filled: Option<std::time::Instant>,
-    entries: std::collections::HashMap<String, crate::model::Subscription>,
-}
-
-/// The longest a cached subscription is used.
-const SUBSCRIPTION_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
-
-impl SubscriptionCache {
-    /// The cached subscription, if the cache is for `version` and young enough.
-    fn get(&self, version: u64, id: &str) -> Option<crate::model::Subscription> {
-        let fresh = self.version == version
-            && self
-                .filled
-                .is_some_and(|at| at.elapsed() < SUBSCRIPTION_CACHE_TTL);
-        fresh.then(|| self.entries.get(id).cloned()).flatten()
-    }
-
-    /// Keeps `found`, read for `version`, unless the cache moved on meanwhile (`now` is the
-    /// version after the read: a change committed during the read makes it stale).
-    fn put(&mut self, version: u64, now: u64, found: &crate::model::Subscription) {
-        if now != version {
-            return;
-        }
-        let expired = self
-            .filled
-            .is_none_or(|at| at.elapsed() >= SUBSCRIPTION_CACHE_TTL);
-        if self.version != version || expired {
-            self.entries.clear();
-            self.version = version;
-            self.filled = Some(std::time::Instant::now());
-        }
-        self.entries.insert(found.id.clone(), found.clone());
-    }
-}
+/// The longest a cached subscription is used on PostgreSQL: a bound should a notification of
+/// another instance's change go astray.
+pub(crate) const SUBSCRIPTION_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Connections of a [`PgStore`]'s pool at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -285,7 +285,9 @@ impl PgStore {
                 writer: Some(writer),
                 follower: Some(follower),
                 fanout,
-                subscription_cache: std::sync::Mutex::new(super::SubscriptionCache::default()),
+                subscription_cache: std::sync::Mutex::new(crate::backend::SubscriptionCache::new(
+                    Some(super::SUBSCRIPTION_CACHE_TTL),
+                )),
                 changes,
             }),
         })

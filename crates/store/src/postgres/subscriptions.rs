@@ -160,12 +160,11 @@ impl Subscriptions for PgStore {
         let client = self.conn("read subscription").await?;
         let found = subscription_in(&client, id).await?;
         if let Some(found) = &found {
-            let now = self.inner.fanout.subscriptions_version();
             self.inner
                 .subscription_cache
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .put(version, now, found);
+                .put(version, found);
         }
         Ok(found)
     }

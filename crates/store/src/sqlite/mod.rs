@@ -19,7 +19,6 @@ mod schema;
 mod subscriptions;
 mod writer;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,7 +32,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::backend::Admission;
 use crate::error::{Result, StoreError};
-use crate::model::{InstanceRecord, Router, Subscription};
+use crate::model::{InstanceRecord, Router};
 use crate::traits::Instances;
 use columns::db_err;
 use writer::{Ctx, Job};
@@ -81,7 +80,7 @@ struct Inner {
     subscriptions_version: Arc<AtomicU64>,
     /// Subscriptions read at a version: every delivery looks its subscription up, and a read
     /// on the pool per delivery costs more than the delivery's HTTP call.
-    subscription_cache: Mutex<(u64, HashMap<String, Subscription>)>,
+    subscription_cache: Mutex<crate::backend::SubscriptionCache>,
     /// Held for the store's life: one store per data directory. Released after the writer.
     _lock: std::fs::File,
 }

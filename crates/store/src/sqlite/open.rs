@@ -1,7 +1,6 @@
 //! Opening a store: the data directory checks, its lock, the connection's pragmas, the schema
 //! migrations, and the writer thread's start.
 
-use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -330,7 +329,7 @@ impl SqliteStore {
                 idle_readers: Mutex::new(Vec::new()),
                 max_idle_readers: b.max_idle_readers,
                 subscriptions_version,
-                subscription_cache: Mutex::new((0, HashMap::new())),
+                subscription_cache: Mutex::new(crate::backend::SubscriptionCache::new(None)),
                 _lock: lock,
             }),
         })

@@ -1,6 +1,5 @@
 //! Webhook subscriptions, and the routes the writer keeps of them.
 
-use std::collections::HashMap;
 use std::sync::PoisonError;
 use std::sync::atomic::Ordering;
 
@@ -119,34 +118,23 @@ impl Subscriptions for SqliteStore {
 
     async fn subscription(&self, id: &str) -> Result<Option<Subscription>> {
         let version = self.inner.subscriptions_version.load(Ordering::Acquire);
+        if let Some(found) = self
+            .inner
+            .subscription_cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(version, id)
         {
-            let cache = self
-                .inner
-                .subscription_cache
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if cache.0 == version
-                && let Some(found) = cache.1.get(id)
-            {
-                return Ok(Some(found.clone()));
-            }
+            return Ok(Some(found));
         }
         let owned = id.to_owned();
         let found = self.read(move |conn| subscription_in(conn, &owned)).await?;
         if let Some(sub) = &found {
-            let mut cache = self
-                .inner
+            self.inner
                 .subscription_cache
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if cache.0 < version {
-                *cache = (version, HashMap::new());
-            }
-            // Read at `version` (or later): a change committed meanwhile has moved the version
-            // on, so this entry is never served after it.
-            if cache.0 == version {
-                cache.1.insert(id.to_owned(), sub.clone());
-            }
+                .unwrap_or_else(PoisonError::into_inner)
+                .put(version, sub);
         }
         Ok(found)
     }
