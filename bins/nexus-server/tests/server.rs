@@ -617,6 +617,22 @@ fn admin_get(url: &str) -> serde_json::Value {
         .expect("json")
 }
 
+/// An admin API call with a JSON body: its status and JSON answer.
+fn admin_send(method: &str, url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+    let agent = agent();
+    let request = match method {
+        "POST" => agent.post(url),
+        "PATCH" => agent.patch(url),
+        other => panic!("no {other} here"),
+    };
+    let mut r = request
+        .header("authorization", &format!("Bearer {ADMIN}"))
+        .send_json(body)
+        .expect("the admin API answers");
+    let status = r.status().as_u16();
+    (status, r.body_mut().read_json().unwrap_or_default())
+}
+
 fn b64_decode(s: &str) -> Vec<u8> {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let vals: Vec<u32> = s

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use nexus_store::conformance::pg::{admin_url, with_database};
 
 use super::pg::TestDb;
-use super::{ADMIN, Server, admin_get, agent, get, publish, start, try_publish};
+use super::{ADMIN, Server, admin_get, admin_send, get, publish, start, try_publish};
 
 /// Settings of every instance: no rate limit in the way of the load, JSON logs.
 fn instance(url: &str) -> Server {
@@ -321,25 +321,14 @@ fn sender_gone(stream: &TcpStream) -> bool {
     stream.set_nonblocking(false).is_err() || gone
 }
 
-fn admin_post(base: &str, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-    let mut r = agent()
-        .post(&format!("{base}{path}"))
-        .header("authorization", &format!("Bearer {ADMIN}"))
-        .header("content-type", "application/json")
-        .send(body.to_string())
-        .expect("the admin API answers");
-    let status = r.status().as_u16();
-    (status, r.body_mut().read_json().unwrap_or_default())
-}
-
 #[test]
 fn kill_9_under_load_loses_nothing_and_the_dead_instances_deliveries_resume() {
     let db = TestDb::create();
     let receiver = Receiver::start(Duration::from_millis(50));
     let mut nodes: Vec<Server> = (0..2).map(|_| instance(db.url())).collect();
-    let (status, body) = admin_post(
-        &nodes[0].base,
-        "/api/subscriptions",
+    let (status, body) = admin_send(
+        "POST",
+        &format!("{}/api/subscriptions", nodes[0].base),
         &serde_json::json!({"url": receiver.url, "events": ["*"]}),
     );
     assert_eq!(status, 201, "{body}");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nexus_store::conformance::pg::{TestDatabase, connect};
 
-use super::{admin_get, command, get, publish, receiver, start, terminate};
+use super::{admin_get, admin_send, command, get, publish, receiver, start, terminate};
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -313,22 +313,6 @@ fn delivers_a_webhook_on_postgres() {
     assert_eq!(db.query_i64("SELECT count(*) FROM deliveries"), 0);
     assert_eq!(terminate(&mut s.child).code(), Some(0));
     assert_eq!(received.try_iter().count(), 0, "one delivery only");
-}
-
-/// An admin API call with a JSON body: its status and JSON answer.
-fn admin_send(method: &str, url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-    let agent = super::agent();
-    let request = match method {
-        "POST" => agent.post(url),
-        "PATCH" => agent.patch(url),
-        other => panic!("no {other} here"),
-    };
-    let mut r = request
-        .header("authorization", &format!("Bearer {}", super::ADMIN))
-        .send_json(body)
-        .expect("the admin API answers");
-    let status = r.status().as_u16();
-    (status, r.body_mut().read_json().unwrap_or_default())
 }
 
 /// `nexus-server copy --from <from> --to <to>`: exit code, standard output and error.
