@@ -878,20 +878,7 @@ mod tests {
 
     #[test]
     fn instrument_sees_every_change() {
-        #[derive(Default)]
-        struct Seen(Mutex<Vec<String>>);
-        impl BreakerInstrument for Seen {
-            fn state_changed(&self, target: &str, state: BreakerState) {
-                self.0
-                    .lock()
-                    .expect("lock")
-                    .push(format!("{target} {}", state.as_str()));
-            }
-            fn tripped(&self, target: &str) {
-                self.0.lock().expect("lock").push(format!("{target} trip"));
-            }
-        }
-        let seen = Arc::new(Seen::default());
+        let seen = Arc::new(Heard::default());
         let b = Breakers::with_instrument(
             BreakerConfig {
                 failure_threshold: 1,
