@@ -82,6 +82,22 @@ fn event(id: &str) -> String {
     format!(r#"{{"type":"PAYMENT_RECEIVED","id":"{id}","payload":{{"n":"{id}"}}}}"#)
 }
 
+/// The value of an unlabelled gauge on `base`'s `/metrics`, and the whole scrape for messages.
+fn gauge(base: &str, name: &str) -> (Option<f64>, String) {
+    let metrics = super::agent()
+        .get(&format!("{base}/metrics"))
+        .call()
+        .expect("metrics")
+        .body_mut()
+        .read_to_string()
+        .expect("text");
+    let value = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    (value, metrics)
+}
+
 /// `(id, sequence)` of every event `GET /api/events` lists.
 fn listed(base: &str) -> Vec<(String, u64)> {
     let page = admin_get(&format!("{base}/api/events?limit=100"));
@@ -119,18 +135,8 @@ fn serves_from_postgres_and_keeps_events_and_sequences_across_a_restart() {
     ];
     assert_eq!(listed(&s.base), first);
     assert_eq!(db.query_i64("SELECT count(*) FROM events"), 3);
-    let metrics = super::agent()
-        .get(&format!("{}/metrics", s.base))
-        .call()
-        .expect("metrics")
-        .body_mut()
-        .read_to_string()
-        .expect("text");
-    let gauge = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("nexus_database_size_bytes "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no nexus_database_size_bytes in {metrics}"));
+    let (gauge, metrics) = gauge(&s.base, "nexus_database_size_bytes");
+    let gauge = gauge.unwrap_or_else(|| panic!("no nexus_database_size_bytes in {metrics}"));
     assert!(gauge > 0.0, "{gauge}");
     assert_eq!(terminate(&mut s.child).code(), Some(0), "a drain exits 0");
 
@@ -531,17 +537,7 @@ fn two_processes_on_one_database_are_two_instances() {
             (200, 2.into()),
             "{health}"
         );
-        let metrics = super::agent()
-            .get(&format!("{base}/metrics"))
-            .call()
-            .expect("metrics")
-            .body_mut()
-            .read_to_string()
-            .expect("text");
-        let gauge = metrics
-            .lines()
-            .find_map(|l| l.strip_prefix("nexus_instances "))
-            .and_then(|v| v.trim().parse::<f64>().ok());
+        let (gauge, metrics) = gauge(base, "nexus_instances");
         assert_eq!(gauge, Some(2.0), "{metrics}");
     }
 
