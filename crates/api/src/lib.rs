@@ -8,6 +8,7 @@
 //! - [`publish`], the bodies of `POST /events` and `/events/batch` and their acks;
 //! - [`subscriptions`], [`dead_letters`] (with the retry stats and the counts), [`breakers`],
 //!   [`log`] (event listing and replay), [`nodes`] and [`instances`], the admin API;
+//! - [`event_types`], the event-type catalogue (section 11);
 //! - [`health`], the body of `/health/detailed`;
 //! - [`ws`], the WebSocket frames;
 //! - [`signature`], both signature schemes.
@@ -31,6 +32,7 @@
 pub mod breakers;
 pub mod dead_letters;
 pub mod envelope;
+pub mod event_types;
 pub mod health;
 pub mod instances;
 pub mod log;
