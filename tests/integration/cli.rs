@@ -5,8 +5,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use crate::support::catalogue::{CONFIG_TYPE, CatalogueStub};
 use crate::support::process::bin;
 use crate::support::server::{ADMIN, SECRET, TestServer};
 
@@ -80,6 +81,13 @@ fn admin(s: &TestServer, args: &[&str]) -> Run {
     let mut all = vec!["--server", &s.base, "--token", ADMIN];
     all.extend_from_slice(args);
     cli(&all)
+}
+
+/// `--server <stub> --token <admin>` and then `args`, with `stdin` as input.
+fn on_stub(stub: &CatalogueStub, args: &[&str], stdin: &str) -> Run {
+    let mut all = vec!["--server", &stub.base, "--token", ADMIN];
+    all.extend_from_slice(args);
+    cli_in(&all, stdin)
 }
 
 fn publish_args<'a>(s: &'a TestServer, rest: &[&'a str]) -> Vec<&'a str> {
@@ -422,4 +430,177 @@ fn exit_codes_tell_server_errors_usage_errors_and_unreachable_servers_apart() {
     let help = cli(&["--help"]).ok();
     assert!(help.stdout.contains("Exit codes:"), "{}", help.stdout);
     assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+/// `types` against the stand-in of API.md section 11 (`support::catalogue`); the server's
+/// own `/api/event-types` handlers come with the catalogue itself.
+#[test]
+fn types_declare_list_show_check_and_delete_event_types() {
+    let stub = CatalogueStub::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let schema_path = dir.path().join("payment.json");
+    std::fs::write(
+        &schema_path,
+        r#"{"type": "object", "required": ["amount"],
+            "properties": {"amount": {"type": "integer", "minimum": 1}}}"#,
+    )
+    .expect("write schema");
+    let schema = schema_path.to_str().expect("utf-8 path");
+    let declared = on_stub(
+        &stub,
+        &[
+            "types",
+            "put",
+            "PAYMENT_RECEIVED",
+            "--schema",
+            schema,
+            "--description",
+            "A customer paid.",
+            "--example",
+            r#"{"amount":5}"#,
+        ],
+        "",
+    )
+    .ok();
+    assert_eq!(
+        declared.stdout.trim(),
+        "declared event type PAYMENT_RECEIVED"
+    );
+
+    // A whole body from stdin, a flag over it: replaced.
+    let body = r#"{"description": "Paid.", "schema": {"type": "object"}, "examples": [{}]}"#;
+    let replaced = on_stub(
+        &stub,
+        &[
+            "--json",
+            "types",
+            "put",
+            "legacy.order:v1",
+            "--file",
+            "-",
+            "--deprecated",
+        ],
+        body,
+    )
+    .ok()
+    .json();
+    assert_eq!(replaced["created"], true);
+    assert_eq!(replaced["eventType"]["deprecated"], true);
+    assert_eq!(replaced["eventType"]["description"], "Paid.");
+    let again = on_stub(
+        &stub,
+        &["--json", "types", "put", "legacy.order:v1", "--file", "-"],
+        body,
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        (&again["created"], &again["eventType"]["deprecated"]),
+        (&json!(false), &json!(false))
+    );
+
+    let listed = on_stub(
+        &stub,
+        &["--json", "types", "list", "--limit", "2", "--all"],
+        "",
+    )
+    .ok()
+    .json();
+    let names: Vec<&str> = listed["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, [CONFIG_TYPE, "PAYMENT_RECEIVED", "legacy.order:v1"]);
+    assert_eq!(listed["nextCursor"], Value::Null);
+    let table = on_stub(&stub, &["types", "list"], "").ok();
+    assert!(table.stdout.starts_with("NAME"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("A customer paid."),
+        "{}",
+        table.stdout
+    );
+
+    let shown = on_stub(&stub, &["types", "get", "PAYMENT_RECEIVED"], "").ok();
+    assert!(shown.stdout.contains("schema:\n{"), "{}", shown.stdout);
+    assert!(shown.stdout.contains("example 1:"), "{}", shown.stdout);
+    let shown = on_stub(&stub, &["--json", "types", "get", "PAYMENT_RECEIVED"], "")
+        .ok()
+        .json();
+    assert_eq!(shown["examples"], json!([{"amount": 5}]));
+
+    // The local check: valid, invalid (exit 1 with the violations), no schema.
+    let valid = on_stub(
+        &stub,
+        &["types", "check", "PAYMENT_RECEIVED", r#"{"amount":3}"#],
+        "",
+    )
+    .ok();
+    assert_eq!(valid.stdout.trim(), "valid PAYMENT_RECEIVED payload");
+    let invalid = on_stub(
+        &stub,
+        &["--json", "types", "check", "PAYMENT_RECEIVED", "-"],
+        r#"{"amount": 0}"#,
+    );
+    assert_eq!(invalid.code, 1, "{:?}", invalid.stderr);
+    let refused = invalid.json();
+    assert_eq!(
+        (&refused["valid"], &refused["pointer"]),
+        (&json!(false), &json!("/amount"))
+    );
+    assert_eq!(refused["errors"][0]["pointer"], "/amount");
+    let open = on_stub(&stub, &["types", "check", CONFIG_TYPE, "[1]"], "").ok();
+    assert!(
+        open.stdout.contains("declares no schema"),
+        "{}",
+        open.stdout
+    );
+
+    // Refusals: the server's (exit 1) and the CLI's own (exit 2).
+    let bad = on_stub(
+        &stub,
+        &["--json", "types", "put", "BAD", "--file", "-"],
+        r#"{"schema": {"type": 5}}"#,
+    );
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr.contains("\"field\":\"schema\""),
+        "{}",
+        bad.stderr
+    );
+    let both = on_stub(
+        &stub,
+        &["types", "put", "BAD", "--file", "-", "--schema", "-"],
+        "{}",
+    );
+    assert_eq!(both.code, 2, "{}", both.stderr);
+    let not_a_body = on_stub(
+        &stub,
+        &["types", "put", "BAD", "--file", "-"],
+        r#"{"name": "X"}"#,
+    );
+    assert_eq!(not_a_body.code, 2, "{}", not_a_body.stderr);
+    assert!(
+        not_a_body.stderr.contains("not an event type body"),
+        "{}",
+        not_a_body.stderr
+    );
+    assert_eq!(
+        on_stub(&stub, &["types", "delete", CONFIG_TYPE], "").code,
+        1
+    );
+
+    let deleted = on_stub(
+        &stub,
+        &["--json", "types", "delete", "PAYMENT_RECEIVED"],
+        "",
+    )
+    .ok()
+    .json();
+    assert_eq!(deleted, json!({"deleted": 1}));
+    let gone = on_stub(&stub, &["types", "get", "PAYMENT_RECEIVED"], "");
+    assert_eq!(gone.code, 1, "{}", gone.stderr);
+    assert!(gone.stderr.contains("NOT_FOUND"), "{}", gone.stderr);
+    assert_eq!(stub.names(), [CONFIG_TYPE, "legacy.order:v1"]);
 }

@@ -6,14 +6,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nexus_client::{
-    Admin, Backoff, Draft, Error, EventQuery, Incoming, NewSubscription, PageRequest, Publisher,
-    Replay, RetryPolicy, Scheme, Selection, State, Subscriber, SubscriptionUpdate, WsEvent,
+    Admin, Backoff, DeclaredTypePut, Draft, Error, EventQuery, Incoming, NewSubscription,
+    PageRequest, Publisher, Replay, RetryPolicy, Scheme, Selection, State, Subscriber,
+    SubscriptionUpdate, WsEvent,
 };
 use nexus_event::{TypeFilter, WellKnown};
 use nexus_transport::WsToken;
 use nexus_transport::auth::Secret;
 use serde_json::json;
 
+use crate::support::catalogue::{CONFIG_TYPE, CatalogueStub};
 use crate::support::process::{self, ServerProcess};
 use crate::support::server::{ADMIN, SECRET, TestServer};
 
@@ -337,6 +339,173 @@ fn admin_client_reads_the_log_manages_subscriptions_and_replays() {
     assert_eq!(
         e.api().map(|a| (a.status, a.code.as_str())),
         Some((401, "UNAUTHORIZED"))
+    );
+}
+
+/// The catalogue calls against the stand-in of API.md section 11 (`support::catalogue`): the
+/// server's own `/api/event-types` handlers come with the catalogue itself.
+#[test]
+fn admin_client_manages_the_event_type_catalogue_and_checks_drafts_locally() {
+    let stub = CatalogueStub::start();
+    let admin = Admin::new(&stub.base, ADMIN).expect("valid");
+    let schema = json!({
+        "type": "object",
+        "required": ["order", "amount"],
+        "properties": {
+            "order": { "type": "string" },
+            "amount": { "type": "integer", "minimum": 1 },
+            "currency": { "enum": ["EUR", "USD"] }
+        }
+    });
+    let body = DeclaredTypePut {
+        description: "A customer paid.".into(),
+        schema: Some(schema.clone()),
+        examples: vec![json!({"order": "o-1", "amount": 2500, "currency": "EUR"})],
+        deprecated: false,
+    };
+    let first = admin
+        .put_event_type("PAYMENT_RECEIVED", &body)
+        .expect("declared");
+    assert!(first.created);
+    assert_eq!(first.event_type.schema.as_ref(), Some(&schema));
+    let again = admin
+        .put_event_type(
+            "PAYMENT_RECEIVED",
+            &DeclaredTypePut {
+                deprecated: true,
+                ..body.clone()
+            },
+        )
+        .expect("replaced");
+    assert!(!again.created);
+    assert!(again.event_type.deprecated);
+    assert_eq!(again.event_type.created_at, first.event_type.created_at);
+    admin
+        .put_event_type("legacy.order:v1", &DeclaredTypePut::default())
+        .expect("a type without a schema");
+
+    // Paging: one at a time, by name, until the cursor runs out.
+    let mut names = Vec::new();
+    let mut page = PageRequest {
+        limit: Some(1),
+        cursor: None,
+    };
+    loop {
+        let listed = admin.event_types(&page).expect("a page");
+        assert!(listed.items.len() <= 1);
+        names.extend(listed.items.into_iter().map(|t| t.name));
+        match listed.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(names, [CONFIG_TYPE, "PAYMENT_RECEIVED", "legacy.order:v1"]);
+    assert_eq!(names, stub.names());
+    let too_long = admin
+        .event_types(&PageRequest {
+            limit: Some(1001),
+            cursor: None,
+        })
+        .expect_err("limit");
+    assert_eq!(
+        too_long.api().map(|a| (a.status, a.code.as_str())),
+        Some((400, "VALIDATION_ERROR"))
+    );
+
+    let got = admin.event_type("legacy.order:v1").expect("declared");
+    assert_eq!((got.schema, got.examples.len()), (None, 0));
+    let missing = admin.event_type("NOPE").expect_err("unknown");
+    assert_eq!(missing.api().map(|a| a.status), Some(404));
+
+    // Refusals carry the field.
+    let field = |e: Error| {
+        let api = e.api().expect("an API error").clone();
+        (
+            api.status,
+            api.details
+                .and_then(|d| d["field"].as_str().map(str::to_owned)),
+        )
+    };
+    let bad_schema = DeclaredTypePut {
+        schema: Some(json!({"type": "no-such-type"})),
+        ..DeclaredTypePut::default()
+    };
+    let e = admin
+        .put_event_type("BAD", &bad_schema)
+        .expect_err("schema");
+    assert_eq!(field(e), (400, Some("schema".into())));
+    let bad_example = DeclaredTypePut {
+        examples: vec![json!({"order": "o-1", "amount": 1}), json!({"amount": 0})],
+        ..body.clone()
+    };
+    let e = admin
+        .put_event_type("BAD", &bad_example)
+        .expect_err("example");
+    assert_eq!(field(e), (400, Some("examples/1".into())));
+    for e in [
+        admin
+            .put_event_type(CONFIG_TYPE, &body)
+            .expect_err("config"),
+        admin.delete_event_type(CONFIG_TYPE).expect_err("config"),
+    ] {
+        assert_eq!(
+            e.api().map(|a| (a.status, a.code.as_str())),
+            Some((409, "CONFLICT"))
+        );
+    }
+    let e = Admin::new(&stub.base, "not-the-token")
+        .expect("valid")
+        .event_types(&PageRequest::default())
+        .expect_err("wrong token");
+    assert_eq!(e.api().map(|a| a.status), Some(401));
+
+    // A draft checked against the fetched schema before it is sent.
+    let fetched = admin
+        .payload_schema("PAYMENT_RECEIVED")
+        .expect("fetched")
+        .expect("it has a schema");
+    Draft::new(WellKnown::PaymentReceived)
+        .payload(json!({"order": "o-9", "amount": 10}))
+        .check(&fetched)
+        .expect("valid");
+    let refused = Draft::new(WellKnown::PaymentReceived)
+        .payload(json!({"order": "o-9", "amount": 0, "currency": "GBP"}))
+        .check(&fetched)
+        .expect_err("two violations");
+    let (pointer, errors) = refused.schema_violations().expect("violations");
+    assert_eq!(pointer, "/amount");
+    let pointers: Vec<&str> = errors.iter().map(|e| e.pointer.as_str()).collect();
+    assert_eq!(pointers, ["/amount", "/currency"]);
+    assert!(
+        admin
+            .payload_schema("legacy.order:v1")
+            .expect("fetched")
+            .is_none(),
+        "no schema: nothing to check"
+    );
+
+    assert_eq!(
+        admin
+            .delete_event_type("PAYMENT_RECEIVED")
+            .expect("deleted"),
+        1
+    );
+    let gone = admin
+        .delete_event_type("PAYMENT_RECEIVED")
+        .expect_err("gone");
+    assert_eq!(gone.api().map(|a| a.status), Some(404));
+    let e = admin
+        .event_type("bad name")
+        .expect_err("refused before sending");
+    assert!(
+        matches!(
+            e,
+            Error::Invalid {
+                what: "event type",
+                ..
+            }
+        ),
+        "{e}"
     );
 }
 

@@ -1140,11 +1140,13 @@ fn the_openapi_document_lists_only_real_routes() {
             let concrete = path
                 .replace("{node}", "flowpay")
                 .replace("{id}", "x")
-                .replace("{target}", "x");
+                .replace("{target}", "x")
+                .replace("{name}", "X");
             let a = Call::new(
                 match method.as_str() {
                     "get" => "GET",
                     "post" => "POST",
+                    "put" => "PUT",
                     "patch" => "PATCH",
                     "delete" => "DELETE",
                     other => panic!("unexpected method {other}"),

@@ -52,6 +52,9 @@ pub(crate) enum Command {
     /// Webhook subscriptions: list, get, create, update, delete.
     #[command(subcommand)]
     Subs(SubsCommand),
+    /// The event-type catalogue: list, get, put, delete, and check a payload locally.
+    #[command(subcommand)]
+    Types(TypesCommand),
     /// Enqueue stored events again for a subscription or the reactors.
     Replay(ReplayArgs),
     /// The server's detailed health; exits 1 unless its status is ok.
@@ -220,6 +223,55 @@ pub(crate) enum SubsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum TypesCommand {
+    /// List the declared event types, by name.
+    List(ListArgs),
+    /// Show one declared type with its schema and examples.
+    Get {
+        /// The type's name.
+        name: String,
+    },
+    /// Declare a type or replace it whole: what is not given is cleared (no schema, no
+    /// examples, empty description, not deprecated).
+    Put(TypePutArgs),
+    /// Delete a declared type (events already stored are kept).
+    Delete {
+        /// The type's name.
+        name: String,
+    },
+    /// Check a payload against the type's schema, fetched from the catalogue, without
+    /// publishing it; exits 1 listing the violations when it does not match.
+    Check {
+        /// The type's name.
+        name: String,
+        /// The payload as JSON (`{}` when left out; `-` reads it from stdin).
+        payload: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TypePutArgs {
+    /// The type's name.
+    pub(crate) name: String,
+    /// A file with the whole body, `{"description"?, "schema"?, "examples"?, "deprecated"?}`
+    /// (`-` reads stdin); the flags below override its fields.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) file: Option<String>,
+    /// A file with the payload's JSON Schema (draft 2020-12) alone (`-` reads stdin).
+    #[arg(long, value_name = "PATH")]
+    pub(crate) schema: Option<String>,
+    /// What the type means.
+    #[arg(long)]
+    pub(crate) description: Option<String>,
+    /// An example payload as JSON; repeat for several (replaces the file's examples).
+    #[arg(long = "example", value_name = "JSON")]
+    pub(crate) examples: Vec<String>,
+    /// Mark it deprecated (`--deprecated=false` to clear it over the file's value).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub(crate) deprecated: Option<bool>,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct ReplayArgs {
     /// Events after this sequence.
@@ -248,6 +300,53 @@ mod tests {
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
     }
+    #[test]
+    fn types_put_takes_a_body_file_or_a_schema_and_flags() {
+        let cli = Cli::try_parse_from([
+            "nexus-cli",
+            "types",
+            "put",
+            "PAYMENT_RECEIVED",
+            "--schema",
+            "s.json",
+            "--example",
+            r#"{"amount":1}"#,
+            "--example",
+            r#"{"amount":2}"#,
+            "--deprecated",
+        ])
+        .expect("parses");
+        match cli.command {
+            Command::Types(TypesCommand::Put(put)) => {
+                assert_eq!(put.name, "PAYMENT_RECEIVED");
+                assert_eq!(put.schema.as_deref(), Some("s.json"));
+                assert_eq!(put.examples.len(), 2);
+                assert_eq!(put.deprecated, Some(true));
+                assert!(put.file.is_none() && put.description.is_none());
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "nexus-cli",
+            "types",
+            "put",
+            "X",
+            "--file",
+            "-",
+            "--deprecated=false",
+        ])
+        .expect("parses");
+        match cli.command {
+            Command::Types(TypesCommand::Put(put)) => {
+                assert_eq!(
+                    (put.file.as_deref(), put.deprecated),
+                    (Some("-"), Some(false))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn a_subscriptions_url_is_not_the_servers_url() {
         let cli = Cli::try_parse_from([

@@ -12,6 +12,10 @@ use serde_json::Value;
 use crate::Error;
 use crate::http::{Http, base_url};
 
+mod event_types;
+
+pub use event_types::Declaration;
+
 /// One page of a list and the cursor of the next (`None` on the last page).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -38,6 +42,13 @@ pub use nexus_api::breakers::{Breaker, BreakerState};
 pub use nexus_api::dead_letters::DeadLetter;
 /// The retry queue's figures: `{pending, deadLetters, oldestRetry, inFlight}`.
 pub use nexus_api::dead_letters::RetryStats;
+/// A declared event type of the catalogue (API.md section 11): `{name, description, schema |
+/// null, examples, deprecated, createdAt, updatedAt}` (nexus-api's `EventType`, not the
+/// event model's type name).
+pub use nexus_api::event_types::EventType as DeclaredType;
+/// The body of `PUT /api/event-types/{name}`: `{description?, schema?, examples?,
+/// deprecated?}`; it replaces the whole declaration.
+pub use nexus_api::event_types::EventTypePut as DeclaredTypePut;
 /// A live server instance on the store: `{id, host, startedAt, lastSeenAt, version}`.
 pub use nexus_api::instances::Instance;
 /// What a replay enqueues again: `after` (exclusive), `until` (inclusive), `types`, and a
@@ -153,25 +164,44 @@ impl Admin {
         self.http.base()
     }
 
+    fn send<B: Serialize>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<crate::http::Answer, Error> {
+        let bytes = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| Error::invalid("request body", e.to_string()))?;
+        self.http.send(
+            method,
+            path,
+            &[("authorization", self.authorization.as_str())],
+            bytes.as_deref(),
+            SystemTime::now(),
+        )
+    }
+
     fn call<B: Serialize>(
         &self,
         method: &str,
         path: &str,
         body: Option<&B>,
     ) -> Result<(Value, Option<ListMeta>), Error> {
-        let bytes = body
-            .map(serde_json::to_vec)
-            .transpose()
-            .map_err(|e| Error::invalid("request body", e.to_string()))?;
-        self.http
-            .send(
-                method,
-                path,
-                &[("authorization", self.authorization.as_str())],
-                bytes.as_deref(),
-                SystemTime::now(),
-            )?
-            .data()
+        self.send(method, path, body)?.data()
+    }
+
+    /// Like `call`, with the success status (for the calls whose 200 and 201 differ).
+    fn call_with_status<B: Serialize>(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(u16, Value), Error> {
+        let answer = self.send(method, path, body)?;
+        let status = answer.status;
+        Ok((status, answer.data()?.0))
     }
 
     fn typed<T: DeserializeOwned>(&self, path: &str, value: Value) -> Result<T, Error> {

@@ -2,7 +2,19 @@
 
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+/// One way a payload fails its type's schema: the JSON pointer of the failing value (`""` for
+/// the root) and what is wrong, as the server writes them in `details.errors` of a `400
+/// VALIDATION_ERROR` (API.md section 11).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SchemaViolation {
+    /// Where, as a JSON pointer into the payload.
+    pub pointer: String,
+    /// What is wrong.
+    pub message: String,
+}
 
 /// An error answer of the server: its HTTP status and the envelope's `error` (API.md section 3).
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +103,18 @@ pub enum Error {
         #[source]
         last: Box<Error>,
     },
+    /// A draft's payload fails its type's schema, found before sending (see
+    /// `Draft::check`, feature `schema`): the first failing pointer and at most 10
+    /// violations, as the server's `details.pointer` and `details.errors`.
+    #[error("the payload of {event_type} does not match its schema at {pointer:?}: {}", first_message(.errors))]
+    Schema {
+        /// The draft's type.
+        event_type: String,
+        /// The JSON pointer of the first failing value (`""` for the root).
+        pointer: String,
+        /// The violations, at most 10.
+        errors: Vec<SchemaViolation>,
+    },
     /// The subscriber's outgoing queue is full (it holds frames while offline).
     #[error("the outgoing queue is full ({capacity} frames waiting for a connection)")]
     QueueFull {
@@ -133,10 +157,35 @@ impl Error {
         }
     }
 
+    /// A payload's schema violations: the first failing pointer and the errors, whether found
+    /// before sending ([`Error::Schema`]) or by the server (a `400 VALIDATION_ERROR` whose
+    /// `details.field` is `payload`), so both are handled alike.
+    pub fn schema_violations(&self) -> Option<(String, Vec<SchemaViolation>)> {
+        match self.last() {
+            Error::Schema {
+                pointer, errors, ..
+            } => Some((pointer.clone(), errors.clone())),
+            Error::Api(api) if api.status == 400 => {
+                let details = api.details.as_ref()?;
+                if details.get("field")?.as_str()? != "payload" {
+                    return None;
+                }
+                let pointer = details.get("pointer")?.as_str()?.to_owned();
+                let errors = serde_json::from_value(details.get("errors")?.clone()).ok()?;
+                Some((pointer, errors))
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn invalid(what: &'static str, reason: impl Into<String>) -> Error {
         Error::Invalid {
             what,
             reason: reason.into(),
         }
     }
+}
+
+fn first_message(errors: &[SchemaViolation]) -> &str {
+    errors.first().map_or("", |e| e.message.as_str())
 }

@@ -12,12 +12,17 @@
 //!   request id.
 //! - [`Subscriber`]: an async WebSocket subscriber (tokio) that reconnects by itself, resumes
 //!   with `since` so nothing is lost or repeated, resubscribes, pings, and counts.
-//! - [`Admin`]: a blocking client of the admin API and the health endpoints.
+//! - [`Admin`]: a blocking client of the admin API and the health endpoints, the event-type
+//!   catalogue included ([`Admin::event_types`], [`Admin::put_event_type`], ...).
+//! - With the `schema` feature (on by default): [`PayloadSchema`], a type's schema fetched from
+//!   the catalogue ([`Admin::payload_schema`]) and compiled once, and [`Draft::check`], which
+//!   refuses a payload before it is sent with the `{pointer, message}` violations the server
+//!   would answer. `default-features = false` leaves out the `jsonschema` dependency.
 //!
 //! It is not the server: it depends on `nexus-event` for the event model and on `nexus-api`
 //! for every wire body (the same types the server writes, so the two cannot drift), and on no
 //! server crate, so a node pulls in an HTTP client, a WebSocket client and `ring`, nothing more.
-//! `https`/`wss` URLs need the `tls` feature.
+//! `https`/`wss` URLs need the `tls` feature; the local schema check needs `schema` (default).
 //!
 //! Publishing from a node:
 //!
@@ -52,16 +57,20 @@ mod backoff;
 mod error;
 mod http;
 mod publisher;
+#[cfg(feature = "schema")]
+mod schema;
 mod sign;
 mod subscriber;
 
 pub use admin::{
-    Admin, Breaker, BreakerState, DeadLetter, EventQuery, Instance, NewSubscription, Node,
-    NodeWebhook, Page, PageRequest, Replay, RetryStats, Selection, Subscription,
-    SubscriptionUpdate,
+    Admin, Breaker, BreakerState, DeadLetter, Declaration, DeclaredType, DeclaredTypePut,
+    EventQuery, Instance, NewSubscription, Node, NodeWebhook, Page, PageRequest, Replay,
+    RetryStats, Selection, Subscription, SubscriptionUpdate,
 };
 pub use backoff::{Backoff, RetryPolicy, parse_retry_after};
-pub use error::{ApiError, Error};
+pub use error::{ApiError, Error, SchemaViolation};
 pub use publisher::{Ack, Draft, MAX_BATCH, Publisher, PublisherBuilder};
+#[cfg(feature = "schema")]
+pub use schema::{MAX_SCHEMA_ERRORS, PayloadSchema};
 pub use sign::{Scheme, SigningKey};
 pub use subscriber::{Counters, Incoming, State, Subscriber, SubscriberBuilder, WsEvent};

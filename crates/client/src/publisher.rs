@@ -119,6 +119,12 @@ impl Draft {
         Ok(draft)
     }
 
+    /// The payload, if one was set.
+    #[cfg_attr(not(feature = "schema"), allow(dead_code))]
+    pub(crate) fn payload_value(&self) -> Option<&Value> {
+        self.payload.as_ref()
+    }
+
     /// Gives the draft an id if it has none; returns it.
     fn ensure_id(&mut self) -> EventId {
         self.id.get_or_insert_with(EventId::new_v7).clone()

@@ -13,6 +13,7 @@
 
 mod admin;
 mod app;
+pub mod asyncapi;
 pub mod auth;
 pub mod envelope;
 mod extract;

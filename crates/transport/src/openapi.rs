@@ -22,7 +22,7 @@ pub enum Auth {
 /// One operation of the API.
 #[derive(Debug, Clone, Copy)]
 pub struct Endpoint {
-    /// `get`, `post`, `patch`, `delete`.
+    /// `get`, `post`, `put`, `patch`, `delete`.
     pub method: &'static str,
     /// The path, with `{name}` parameters.
     pub path: &'static str,
@@ -284,6 +284,48 @@ pub const ENDPOINTS: &[Endpoint] = &[
     .answers("HealthDetailed"),
     e("get", "/metrics", "Prometheus metrics", Auth::None, &[200]),
     e("get", "/openapi.json", "This document", Auth::None, &[200]),
+    e(
+        "get",
+        "/api/event-types",
+        "The declared event types, by name",
+        Auth::Admin,
+        ADMIN_READ,
+    )
+    .answers("[EventType]")
+    .query(PAGE),
+    e(
+        "get",
+        "/api/event-types/{name}",
+        "One declared event type",
+        Auth::Admin,
+        &[200, 401, 404],
+    )
+    .answers("EventType"),
+    e(
+        "put",
+        "/api/event-types/{name}",
+        "Declare or replace an event type (201 when created, 200 when replaced)",
+        Auth::Admin,
+        &[201, 200, 400, 401, 409],
+    )
+    .body("EventTypePut")
+    .answers("EventType"),
+    e(
+        "delete",
+        "/api/event-types/{name}",
+        "Delete a declared event type (events already stored are kept)",
+        Auth::Admin,
+        &[200, 401, 404, 409],
+    )
+    .answers("Deleted"),
+    e(
+        "get",
+        "/asyncapi.json",
+        "An AsyncAPI 3.0 document of the event-type catalogue, webhook delivery and WebSocket",
+        Auth::None,
+        &[200],
+    )
+    .answers("AsyncApi"),
 ];
 
 fn describe(status: u16) -> &'static str {
@@ -296,7 +338,9 @@ fn describe(status: u16) -> &'static str {
         401 => "UNAUTHORIZED: missing or wrong signature or token, unknown node, stale timestamp",
         403 => "FORBIDDEN: type not permitted for this node",
         404 => "NOT_FOUND",
-        409 => "CONFLICT: the id was published by another node",
+        409 => {
+            "CONFLICT: the id was published by another node, or the event type is declared in the config file"
+        }
         413 => "PAYLOAD_TOO_LARGE: body too large or more than 1000 events",
         415 => "UNSUPPORTED_MEDIA_TYPE",
         429 => "RATE_LIMITED, with Retry-After",
@@ -449,6 +493,23 @@ pub fn document(version: &str) -> Value {
                     ("webhook", json!({ "nullable": true, "allOf": [object(&[("eventType", string()),
                         ("idPointer", nullable("string"))], &["eventType", "idPointer"], true)] }))],
                     &["name", "publish", "webhook"], true),
+                "EventType": object(&[("name", string()), ("description", string()),
+                    ("schema", json!({ "nullable": true,
+                        "description": "the payload's JSON Schema (draft 2020-12, an object or a boolean); null for none" })),
+                    ("examples", array(any())), ("deprecated", boolean()),
+                    ("createdAt", time()), ("updatedAt", time())],
+                    &["name", "description", "schema", "examples", "deprecated", "createdAt", "updatedAt"], true),
+                "EventTypePut": object(&[("description", string()),
+                    ("schema", json!({ "nullable": true,
+                        "description": "a JSON Schema (draft 2020-12) that compiles; null or absent for none" })),
+                    ("examples", json!({ "type": "array", "items": any(),
+                        "description": "each valid against the schema" })),
+                    ("deprecated", boolean())], &[], false),
+                "AsyncApi": object(&[("asyncapi", json!({ "type": "string", "enum": ["3.0.0"] })),
+                    ("info", json!({ "type": "object" })), ("defaultContentType", string()),
+                    ("servers", json!({ "type": "object" })), ("channels", json!({ "type": "object" })),
+                    ("operations", json!({ "type": "object" })), ("components", json!({ "type": "object" }))],
+                    &["asyncapi", "info", "channels", "operations"], true),
                 "Deleted": count("deleted"),
                 "Redriven": count("redriven"),
                 "Reset": count("reset"),
@@ -565,6 +626,7 @@ mod tests {
         DeadLetter, Deleted, Enqueued, IdsSelection, Redriven, Reset, RetryStats,
     };
     use nexus_api::envelope::ListMeta;
+    use nexus_api::event_types::{EventType as ApiEventType, EventTypePut};
     use nexus_api::health::{
         BreakersHealth, DatabaseHealth, Health, HealthDetailed, HealthStatus, MemoryHealth,
         RetryHealth, StoreHealth, StoreKind, WebSocketHealth,
@@ -600,6 +662,48 @@ mod tests {
                 "{name}: {key:?} is required but the type does not write it"
             );
         }
+    }
+
+    #[test]
+    fn the_event_type_endpoints_and_the_asyncapi_document_are_described() {
+        let doc = document("test");
+        let list = &doc["paths"]["/api/event-types"]["get"];
+        let params: Vec<&str> = list["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert_eq!(params, ["limit", "cursor"]);
+        assert_eq!(
+            list["responses"]["200"]["content"]["application/json"]["schema"]["allOf"][1]["properties"]
+                ["data"]["items"]["$ref"],
+            "#/components/schemas/EventType"
+        );
+        let one = &doc["paths"]["/api/event-types/{name}"];
+        let put = &one["put"];
+        assert_eq!(
+            put["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/EventTypePut"
+        );
+        for status in ["200", "201", "400", "401", "409"] {
+            assert!(put["responses"][status].is_object(), "PUT answers {status}");
+        }
+        assert_eq!(put["parameters"][0]["name"], "name");
+        assert_eq!(put["security"], json!([{ "adminToken": [] }]));
+        assert!(one["get"]["responses"]["404"].is_object());
+        assert_eq!(
+            one["delete"]["responses"]["200"]["content"]["application/json"]["schema"]["allOf"][1]
+                ["properties"]["data"]["$ref"],
+            "#/components/schemas/Deleted"
+        );
+        let asyncapi = &doc["paths"]["/asyncapi.json"]["get"];
+        assert_eq!(asyncapi["security"], json!([]), "no token");
+        assert_eq!(
+            asyncapi["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/AsyncApi",
+            "a plain body, not an envelope"
+        );
     }
 
     fn value<T: serde::Serialize>(t: T) -> Value {
@@ -748,6 +852,37 @@ mod tests {
                 value(Health {
                     status: HealthStatus::Ready,
                 }),
+            ),
+            (
+                "EventType",
+                value(ApiEventType {
+                    name: "PAYMENT_RECEIVED".into(),
+                    description: "A customer paid.".into(),
+                    schema: Some(json!({"type": "object"})),
+                    examples: vec![json!({})],
+                    deprecated: false,
+                    created_at: now,
+                    updated_at: now,
+                }),
+            ),
+            (
+                "EventTypePut",
+                value(EventTypePut {
+                    description: "A customer paid.".into(),
+                    schema: Some(json!({"type": "object"})),
+                    examples: vec![json!({})],
+                    deprecated: true,
+                }),
+            ),
+            (
+                "AsyncApi",
+                crate::asyncapi::document(
+                    &[],
+                    crate::asyncapi::Info {
+                        version: "1",
+                        base_url: None,
+                    },
+                ),
             ),
             ("Deleted", value(Deleted { deleted: 1 })),
             ("Redriven", value(Redriven { redriven: 1 })),

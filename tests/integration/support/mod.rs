@@ -1,5 +1,6 @@
 //! Shared helpers of the integration tests.
 
 pub mod alloc;
+pub mod catalogue;
 pub mod process;
 pub mod server;

@@ -10,6 +10,7 @@ mod publish;
 mod replay;
 mod subs;
 mod tail;
+mod types;
 
 use std::time::Duration;
 
@@ -47,6 +48,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Breakers(c) => breakers::breakers(&admin()?, c, &mut out),
         Command::Instances(list) => instances::instances(&admin()?, list, &mut out),
         Command::Subs(c) => subs::subs(&admin()?, c, &mut out),
+        Command::Types(c) => types::types(&admin()?, c, &mut out),
         Command::Replay(args) => replay::replay(&admin()?, args, &mut out),
         Command::Health => health::health(&cli.server, cli.token.as_deref(), timeout, &mut out),
     }
