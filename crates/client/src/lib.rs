@@ -58,7 +58,7 @@ mod subscriber;
 pub use admin::{
     Admin, Breaker, BreakerState, DeadLetter, EventQuery, Instance, NewSubscription, Node,
     NodeWebhook, Page, PageRequest, Replay, RetryStats, Selection, Subscription,
-    SubscriptionUpdate,
+    SubscriptionUpdate, When, WhenError,
 };
 pub use backoff::{Backoff, RetryPolicy, parse_retry_after};
 pub use error::{ApiError, Error};
