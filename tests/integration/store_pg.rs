@@ -1597,3 +1597,60 @@ async fn a_subscription_changed_elsewhere_is_not_served_stale() {
     a.close().await;
     b.close().await;
 }
+
+/// A filter set, changed or removed on one instance routes the very next append on another
+/// (the routes version moves with the change, under the append lock): the shared queue holds a
+/// delivery for the events the filter passes only (API.md section 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_set_on_one_instance_routes_the_next_append_on_another() {
+    use nexus_event::{Pattern, When};
+    use nexus_store::{NewSubscription, SubscriptionPatch, Subscriptions};
+    let db = TestDb::create("t").await;
+    let a = instance(&db, "a", Duration::from_secs(2), Duration::from_secs(10)).await;
+    let b = instance(&db, "b", Duration::from_secs(2), Duration::from_secs(10)).await;
+    let made = a
+        .create_subscription(NewSubscription {
+            url: "http://127.0.0.1:4000/hook".into(),
+            events: vec![Pattern::new("*").expect("pattern")],
+            secret: "s".into(),
+            ordered: false,
+            filter: None,
+        })
+        .await
+        .expect("create");
+    let pay = |id: &str, amount: i64| draft(id).payload(serde_json::json!({ "amount": amount }));
+    let pending = |s: &PgStore| {
+        let s = s.clone();
+        async move { s.stats().await.expect("stats").pending }
+    };
+    b.append(vec![pay("p1", 5)]).await.expect("append");
+    assert_eq!(pending(&b).await, 1, "no filter yet");
+    a.update_subscription(
+        &made.id,
+        SubscriptionPatch {
+            filter: Some(Some(
+                When::from_value(&serde_json::json!({"/amount": {"gte": 10}})).expect("filter"),
+            )),
+            ..SubscriptionPatch::default()
+        },
+    )
+    .await
+    .expect("set the filter on a");
+    b.append(vec![pay("p2", 5), pay("p3", 50)])
+        .await
+        .expect("append on b");
+    assert_eq!(pending(&b).await, 2, "b routed by a's filter: p3 only");
+    a.update_subscription(
+        &made.id,
+        SubscriptionPatch {
+            filter: Some(None),
+            ..SubscriptionPatch::default()
+        },
+    )
+    .await
+    .expect("clear it on a");
+    b.append(vec![pay("p4", 5)]).await.expect("append on b");
+    assert_eq!(pending(&b).await, 3, "cleared: p4 is routed");
+    a.close().await;
+    b.close().await;
+}
