@@ -3,7 +3,10 @@
 //! single-row insert transactions over one connection to the same server in the same run.
 //!
 //! Cases: single-event appends from 1, 16 and 64 concurrent producers; one producer appending
-//! batches of 100 and 1000; lease + ack of queued deliveries by two workers. On PostgreSQL also
+//! batches of 100 and 1000; lease + ack of queued deliveries by two workers; on SQLite, single
+//! appends with 100 subscriptions without a filter, with filters every event passes and with
+//! filters none passes (the ratio filtered / unfiltered is judged against 0.9), and the CPU
+//! cost of one filter per event and subscription (judged against 1 us). On PostgreSQL also
 //! the latency from an append on one instance to the event on another instance's bus (two stores
 //! on one database, light load), as p50/p99/max; `cargo bench --bench store -- fanout` runs that
 //! case alone. Every case runs with
@@ -20,13 +23,16 @@
 //!
 //! Run with `cargo bench --bench store` (`-- sqlite` or `-- postgres` for one store only).
 
+use std::hint::black_box;
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use nexus_event::{NewEvent, Timestamp, WellKnown};
-use nexus_store::{DeliveryQueue, Durability, EventLog, PgStore, SqliteStore, Subscriptions};
+use nexus_event::{NewEvent, Pattern, Timestamp, WellKnown, When};
+use nexus_store::{
+    DeliveryQueue, Durability, EventLog, NewSubscription, PgStore, SqliteStore, Subscriptions,
+};
 use serde_json::json;
 use tokio::task::JoinSet;
 
@@ -86,6 +92,52 @@ async fn appends(
         subscribe_all(&store).await;
     }
     append_for(store, producers, batch, s).await
+}
+
+/// `producers` tasks appending single events, with `subscriptions` webhook subscriptions to every
+/// type, each with `filter` (API.md section 12); events/s acknowledged.
+async fn filtered_appends(
+    producers: usize,
+    subscriptions: usize,
+    filter: Option<&When>,
+    s: &Settings,
+) -> f64 {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(dir.path(), Durability::Full);
+    for i in 0..subscriptions {
+        store
+            .create_subscription(NewSubscription {
+                url: format!("http://127.0.0.1:4000/hook/{i}"),
+                events: vec![Pattern::new("*").expect("glob")],
+                secret: "s".into(),
+                ordered: false,
+                filter: filter.cloned(),
+            })
+            .await
+            .expect("subscribe");
+    }
+    append_for(store, producers, 1, s).await
+}
+
+/// Nanoseconds per evaluation of `filter` on the bench's payload, as routing does it per event
+/// and subscription (the type glob, then the filter).
+fn filter_ns(filter: &When, run_for: Duration) -> f64 {
+    let event = draft(7).into_event(1);
+    let glob = Pattern::new("*").expect("glob");
+    let mut n = 0u64;
+    let mut held = 0u64;
+    let start = Instant::now();
+    while start.elapsed() < run_for {
+        for _ in 0..10_000 {
+            let e = black_box(&event);
+            if glob.matches_type(&e.event_type) && black_box(filter).holds(&e.payload) {
+                held += 1;
+            }
+        }
+        n += 10_000;
+    }
+    black_box(held);
+    start.elapsed().as_nanos() as f64 / n as f64
 }
 
 /// `producers` tasks each appending batches of `batch` to `store` until time is up; events/s
@@ -555,6 +607,68 @@ fn main() {
         let rate = rt.block_on(lease_and_ack(d, &s));
         let target = (d == Durability::Full).then_some(50_000.0);
         report("lease + ack, 2 workers", d, "del/s", rate, target);
+    }
+    if sqlite {
+        // Subscription filters (issue 15): the same 100 subscriptions without a filter, with one
+        // every event passes (every condition is evaluated and every delivery still written,
+        // so the difference is the filters' cost), and with one no event passes.
+        let passes = When::from_value(&json!({"/amount": {"gte": 10}, "/currency": {"eq": "EUR"}}))
+            .expect("filter");
+        let refuses =
+            When::from_value(&json!({"/amount": {"gte": 10000}, "/currency": {"eq": "EUR"}}))
+                .expect("filter");
+        let d = Durability::Full;
+        let plain = rt.block_on(filtered_appends(64, 100, None, &s));
+        report("64 producers, 100 subs, no filter", d, "ev/s", plain, None);
+        let filtered = rt.block_on(filtered_appends(64, 100, Some(&passes), &s));
+        report(
+            "64 producers, 100 subs, all pass",
+            d,
+            "ev/s",
+            filtered,
+            None,
+        );
+        let refused = rt.block_on(filtered_appends(64, 100, Some(&refuses), &s));
+        report(
+            "64 producers, 100 subs, none pass",
+            d,
+            "ev/s",
+            refused,
+            None,
+        );
+        let ratio = filtered / plain;
+        let pass_ns = filter_ns(&passes, s.run_for);
+        let refuse_ns = filter_ns(&refuses, s.run_for);
+        let judge = |ok: bool, goal: &str| match (quick, ok) {
+            (true, _) => String::new(),
+            (false, true) => format!("{goal}: ok"),
+            (false, false) => format!("{goal}: MISSED"),
+        };
+        let ratio_verdict = judge(ratio >= 0.9, ">= 0.90");
+        println!(
+            "{:<34} {:<22} {:>12} {:>16}  {ratio_verdict}",
+            "filtered / unfiltered (100 subs)",
+            label(d),
+            format!("{ratio:.3}"),
+            ""
+        );
+        let cost_verdict = judge(pass_ns.max(refuse_ns) <= 1_000.0, "<= 1 us");
+        println!(
+            "{:<34} {:<22} {:>12} {:>16}  {cost_verdict}",
+            "filter per event and sub",
+            "CPU, 2 conditions",
+            format!("{pass_ns:.0} ns"),
+            format!("refused: {refuse_ns:.0} ns"),
+        );
+        if !quick && ratio < 0.9 {
+            missed.push(format!("filtered / unfiltered appends ({ratio:.3} < 0.90)"));
+        }
+        if !quick && pass_ns.max(refuse_ns) > 1_000.0 {
+            missed.push(format!(
+                "filter cost ({:.0} ns > 1 us)",
+                pass_ns.max(refuse_ns)
+            ));
+        }
     }
 
     if postgres {

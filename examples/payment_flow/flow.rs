@@ -489,6 +489,7 @@ impl Nexus {
                 events: vec![nexus_event::Pattern::new("MINT_*").expect("glob")],
                 secret: NOTIFIER_SECRET.to_owned(),
                 ordered: false,
+                filter: None,
             })
             .await
             .expect("the notifier subscribes");

@@ -281,6 +281,33 @@ fn admin_client_reads_the_log_manages_subscriptions_and_replays() {
         )
         .expect("updated");
     assert!(!updated.enabled);
+    // A filter goes through typed, set and cleared (API.md section 12).
+    let filter =
+        nexus_client::When::from_value(&json!({"/amount": {"gte": 10000}})).expect("a filter");
+    let filtered = admin
+        .update_subscription(
+            &created.id,
+            &SubscriptionUpdate {
+                filter: Some(Some(filter.clone())),
+                ..SubscriptionUpdate::default()
+            },
+        )
+        .expect("filter set");
+    assert_eq!(filtered.filter, Some(filter.clone()));
+    assert_eq!(
+        admin.subscription(&created.id).expect("read").filter,
+        Some(filter)
+    );
+    let cleared = admin
+        .update_subscription(
+            &created.id,
+            &SubscriptionUpdate {
+                filter: Some(None),
+                ..SubscriptionUpdate::default()
+            },
+        )
+        .expect("filter cleared");
+    assert_eq!(cleared.filter, None);
     let enqueued = admin
         .replay(&Replay {
             after: 2,

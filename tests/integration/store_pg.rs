@@ -735,12 +735,16 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
 
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = SqliteStore::open(dir.path()).expect("open sqlite");
+    // A filter the first events pass (they have no amount), so the copy must carry it for e8.
+    let filter = nexus_event::When::from_value(&serde_json::json!({"/amount": {"exists": false}}))
+        .expect("filter");
     let sub = sqlite
         .create_subscription(NewSubscription {
             url: "http://a.example/hook".into(),
             events: vec![Pattern::new("PAYMENT_*").expect("pattern")],
             secret: "s3cret".into(),
             ordered: false,
+            filter: Some(filter),
         })
         .await
         .expect("subscription");
@@ -839,7 +843,7 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
         .expect("copied");
     assert!(
         copied == sub,
-        "the subscription with its id, secret and creation time"
+        "the subscription with its id, secret, filter and creation time"
     );
     assert_eq!(pg.dead_letters(10, None).await.expect("dead letters"), dead);
     assert_eq!(pg.cursor("reader").await.expect("cursor"), Some(3));
@@ -890,6 +894,17 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
         Consumer::Subscription(sub.id.clone()),
         "routed by the copied subscription"
     );
+    pg.append(vec![draft("e8").payload(serde_json::json!({"amount": 1}))])
+        .await
+        .expect("append e8");
+    assert_eq!(
+        pg.lease_due("w3", later(now, 7_500_000), 10, Duration::from_secs(36_000))
+            .await
+            .expect("lease after e8")
+            .len(),
+        0,
+        "the copied filter refuses e8: no delivery"
+    );
 
     // A copy into it now is refused, and leaves the running store's lease alone.
     let err = copy_sqlite_to_postgres(dir.path(), PgStore::builder(db.url()))
@@ -902,7 +917,7 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
     assert!(matches!(err, StoreError::NotEmpty { .. }), "{err:?}");
     let shown = err.to_string();
     assert!(
-        shown.contains("7 events")
+        shown.contains("8 events")
             && shown.contains("1 subscriptions")
             && shown.contains("1 running nexus-server instance(s)")
             && shown.contains(db.name()),
@@ -1528,6 +1543,7 @@ async fn a_subscription_changed_elsewhere_is_not_served_stale() {
             events: vec![Pattern::new("*").expect("pattern")],
             secret: "first-secret".into(),
             ordered: false,
+            filter: None,
         })
         .await
         .expect("create");
@@ -1578,6 +1594,63 @@ async fn a_subscription_changed_elsewhere_is_not_served_stale() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    a.close().await;
+    b.close().await;
+}
+
+/// A filter set, changed or removed on one instance routes the very next append on another
+/// (the routes version moves with the change, under the append lock): the shared queue holds a
+/// delivery for the events the filter passes only (API.md section 12).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_filter_set_on_one_instance_routes_the_next_append_on_another() {
+    use nexus_event::{Pattern, When};
+    use nexus_store::{NewSubscription, SubscriptionPatch, Subscriptions};
+    let db = TestDb::create("t").await;
+    let a = instance(&db, "a", Duration::from_secs(2), Duration::from_secs(10)).await;
+    let b = instance(&db, "b", Duration::from_secs(2), Duration::from_secs(10)).await;
+    let made = a
+        .create_subscription(NewSubscription {
+            url: "http://127.0.0.1:4000/hook".into(),
+            events: vec![Pattern::new("*").expect("pattern")],
+            secret: "s".into(),
+            ordered: false,
+            filter: None,
+        })
+        .await
+        .expect("create");
+    let pay = |id: &str, amount: i64| draft(id).payload(serde_json::json!({ "amount": amount }));
+    let pending = |s: &PgStore| {
+        let s = s.clone();
+        async move { s.stats().await.expect("stats").pending }
+    };
+    b.append(vec![pay("p1", 5)]).await.expect("append");
+    assert_eq!(pending(&b).await, 1, "no filter yet");
+    a.update_subscription(
+        &made.id,
+        SubscriptionPatch {
+            filter: Some(Some(
+                When::from_value(&serde_json::json!({"/amount": {"gte": 10}})).expect("filter"),
+            )),
+            ..SubscriptionPatch::default()
+        },
+    )
+    .await
+    .expect("set the filter on a");
+    b.append(vec![pay("p2", 5), pay("p3", 50)])
+        .await
+        .expect("append on b");
+    assert_eq!(pending(&b).await, 2, "b routed by a's filter: p3 only");
+    a.update_subscription(
+        &made.id,
+        SubscriptionPatch {
+            filter: Some(None),
+            ..SubscriptionPatch::default()
+        },
+    )
+    .await
+    .expect("clear it on a");
+    b.append(vec![pay("p4", 5)]).await.expect("append on b");
+    assert_eq!(pending(&b).await, 3, "cleared: p4 is routed");
     a.close().await;
     b.close().await;
 }

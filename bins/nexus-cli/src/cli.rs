@@ -2,6 +2,8 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use nexus_client::When;
+
 use crate::exit::EXIT_CODES;
 
 /// The Nexus operator tool.
@@ -195,6 +197,10 @@ pub(crate) enum SubsCommand {
         /// Deliver in strict sequence order.
         #[arg(long)]
         ordered: bool,
+        /// Deliver only events whose payload passes these conditions, as JSON:
+        /// '{"/amount": {"gte": 10000}}' (JSON pointers; eq ne gt gte lt lte exists).
+        #[arg(long, value_parser = filter)]
+        filter: Option<When>,
     },
     /// Change a subscription.
     Update {
@@ -215,6 +221,12 @@ pub(crate) enum SubsCommand {
         /// Enabled or not (re-enable one disabled by a 410).
         #[arg(long)]
         enabled: Option<bool>,
+        /// A new filter, as JSON (see `subs create --help`); it replaces the one it has.
+        #[arg(long, value_parser = filter, conflicts_with = "clear_filter")]
+        filter: Option<When>,
+        /// Remove its filter: every event whose type matches is delivered again.
+        #[arg(long)]
+        clear_filter: bool,
     },
     /// Delete a subscription.
     Delete {
@@ -289,6 +301,16 @@ pub(crate) struct ReplayArgs {
     /// Then follow the retry queue until it is empty (or this many seconds pass).
     #[arg(long, value_name = "SECS")]
     pub(crate) wait: Option<u64>,
+}
+
+/// `--filter`: a condition object, checked here so a typo is a usage error naming the key.
+fn filter(text: &str) -> Result<When, String> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    if value.is_null() {
+        return Err("null is no filter; `subs update --clear-filter` removes one".into());
+    }
+    When::from_value(&value).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -369,5 +391,51 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn filters_are_checked_and_cleared_apart() {
+        let parse =
+            |args: &[&str]| Cli::try_parse_from(["nexus-cli", "subs"].iter().chain(args).copied());
+        let create = parse(&[
+            "create",
+            "--url",
+            "http://hooks/in",
+            "--events",
+            "*",
+            "--filter",
+            r#"{"/amount": {"gte": 10000}}"#,
+        ])
+        .expect("parses");
+        match create.command {
+            Command::Subs(SubsCommand::Create {
+                filter: Some(f), ..
+            }) => assert!(f.holds(&serde_json::json!({"amount": 10000}))),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["update", "s1", "--clear-filter"])
+            .expect("parses")
+            .command
+        {
+            Command::Subs(SubsCommand::Update {
+                clear_filter: true,
+                filter: None,
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        for (bad, needle) in [
+            ("{", "not JSON"),
+            ("null", "--clear-filter"),
+            ("[1]", "object"),
+            (r#"{"/a": {"near": 1}}"#, r#""/a".near"#),
+        ] {
+            let e = parse(&["update", "s1", "--filter", bad]).expect_err(bad);
+            assert!(e.to_string().contains(needle), "{bad}: {e}");
+        }
+        assert!(
+            parse(&["update", "s1", "--filter", "{}", "--clear-filter"]).is_err(),
+            "set and clear at once"
+        );
     }
 }

@@ -397,8 +397,9 @@ async fn wait_for_signal() {
     }
 }
 
-/// `[[subscriptions]]`, keyed by URL: created when none has it, else updated (its `enabled` is
-/// left as it is). Removing one from the file deletes nothing.
+/// `[[subscriptions]]`, keyed by URL: created when none has it, else updated: events, ordered
+/// and filter as the file says (no `filter` removes one), the secret when the file names one;
+/// its `enabled` is left as it is. Removing one from the file deletes nothing.
 async fn apply_subscriptions(store: &dyn Store, checked: &Checked) -> anyhow::Result<()> {
     let mut existing = Vec::new();
     let mut cursor: Option<String> = None;
@@ -420,6 +421,9 @@ async fn apply_subscriptions(store: &dyn Store, checked: &Checked) -> anyhow::Re
                             events: Some(s.events.clone()),
                             ordered: Some(s.ordered),
                             secret: s.secret.as_ref().map(|s| s.expose().to_owned()),
+                            // The file says the filter, as it says the events: none there
+                            // removes one set through the API.
+                            filter: Some(s.filter.clone()),
                             ..Default::default()
                         },
                     )
@@ -446,6 +450,7 @@ async fn apply_subscriptions(store: &dyn Store, checked: &Checked) -> anyhow::Re
                         events: s.events.clone(),
                         secret,
                         ordered: s.ordered,
+                        filter: s.filter.clone(),
                     })
                     .await
                     .map_err(|e| config_error(&format!("subscriptions[{i}]"), e))?;

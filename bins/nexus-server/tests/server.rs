@@ -19,6 +19,10 @@ mod pg;
 #[path = "server/cluster.rs"]
 mod cluster;
 
+// Payload filters on subscriptions: from the config and the admin API, checked at the queue.
+#[path = "server/filters.rs"]
+mod filters;
+
 const BIN: &str = env!("CARGO_BIN_EXE_nexus-server");
 const SECRET: &str = "test-secret-of-the-nodes-0123456789";
 const ADMIN: &str = "test-admin-token-0123456789abcdef";

@@ -1,13 +1,13 @@
-//! Webhook subscriptions (API.md sections 4 and 6): the creation and patch bodies, and the
+//! Webhook subscriptions (API.md sections 4, 6 and 12): the creation and patch bodies, and the
 //! subscription as the admin API shows it.
 
 use std::fmt;
 
-use nexus_event::Timestamp;
-use serde::{Deserialize, Serialize};
+use nexus_event::{Timestamp, When};
+use serde::{Deserialize, Deserializer, Serialize};
 
-/// `POST /api/subscriptions`: `{"url", "events", "secret"?, "ordered"?}`; unknown keys are
-/// refused.
+/// `POST /api/subscriptions`: `{"url", "events", "secret"?, "ordered"?, "filter"?}`; unknown keys
+/// are refused, and so is a filter that is not a valid condition object (API.md section 12).
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewSubscription {
@@ -21,6 +21,10 @@ pub struct NewSubscription {
     /// Strict sequence order. Default `false`.
     #[serde(default)]
     pub ordered: bool,
+    /// Conditions on the payload an event must meet to be delivered; `None` (absent or `null`)
+    /// for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<When>,
 }
 
 impl NewSubscription {
@@ -29,7 +33,8 @@ impl NewSubscription {
 }
 
 /// `PATCH /api/subscriptions/{id}`: changes; `None` leaves a field as it is. Unknown keys are
-/// refused, and so is a patch that changes nothing.
+/// refused, and so is a patch that changes nothing. `filter` has three states: absent (`None`,
+/// left as it is), `null` (`Some(None)`, cleared) and a condition object (`Some(Some(_))`, set).
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionPatch {
@@ -48,6 +53,21 @@ pub struct SubscriptionPatch {
     /// Enabled or not (`true` re-enables a subscription a `410 Gone` disabled).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
+    /// A new filter, or `Some(None)` (written `"filter": null`) to remove it.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub filter: Option<Option<When>>,
+}
+
+/// A key that is present, `null` included, as `Some`; with `#[serde(default)]` an absent one stays
+/// `None`, so a patch tells "leave it" from "clear it".
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 impl SubscriptionPatch {
@@ -60,8 +80,8 @@ impl SubscriptionPatch {
     }
 }
 
-/// A subscription: `{id, url, events, ordered, enabled, createdAt}`, plus `secret` in the answer
-/// to its creation only.
+/// A subscription: `{id, url, events, ordered, enabled, filter, createdAt}` (`filter` is `null`
+/// when it has none), plus `secret` in the answer to its creation only.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Subscription {
@@ -75,6 +95,9 @@ pub struct Subscription {
     pub ordered: bool,
     /// `false` after a 410 until re-enabled.
     pub enabled: bool,
+    /// Its conditions on the payload; `null` when it has none.
+    #[serde(default)]
+    pub filter: Option<When>,
     /// When it was created.
     pub created_at: Timestamp,
     /// Its signing secret: only in the answer to its creation.
@@ -94,6 +117,7 @@ impl fmt::Debug for NewSubscription {
             .field("events", &self.events)
             .field("secret", &redacted(&self.secret))
             .field("ordered", &self.ordered)
+            .field("filter", &self.filter)
             .finish()
     }
 }
@@ -106,6 +130,7 @@ impl fmt::Debug for SubscriptionPatch {
             .field("secret", &redacted(&self.secret))
             .field("ordered", &self.ordered)
             .field("enabled", &self.enabled)
+            .field("filter", &self.filter)
             .finish()
     }
 }
@@ -118,6 +143,7 @@ impl fmt::Debug for Subscription {
             .field("events", &self.events)
             .field("ordered", &self.ordered)
             .field("enabled", &self.enabled)
+            .field("filter", &self.filter)
             .field("created_at", &self.created_at)
             .field("secret", &redacted(&self.secret))
             .finish()
@@ -167,9 +193,65 @@ mod tests {
     }
 
     #[test]
+    fn a_patch_tells_an_absent_filter_from_a_null_one() {
+        let absent: SubscriptionPatch =
+            serde_json::from_value(json!({"enabled": true})).expect("p");
+        assert_eq!(absent.filter, None);
+        let cleared: SubscriptionPatch =
+            serde_json::from_value(json!({"filter": null})).expect("p");
+        assert_eq!(cleared.filter, Some(None));
+        assert!(!cleared.is_empty(), "clearing the filter is a change");
+        assert_eq!(
+            serde_json::to_value(&cleared).expect("ser"),
+            json!({"filter": null})
+        );
+        let set: SubscriptionPatch =
+            serde_json::from_value(json!({"filter": {"/amount": {"gte": 10000}}})).expect("p");
+        let when = set.filter.clone().flatten().expect("a filter");
+        assert!(when.holds(&json!({"amount": 10000})));
+        assert_eq!(
+            serde_json::to_value(&set).expect("ser"),
+            json!({"filter": {"/amount": {"gte": 10000}}})
+        );
+        for bad in [
+            json!({"filter": []}),
+            json!({"filter": {"amount": {"eq": 1}}}),
+            json!({"filter": {"/a": {"near": 1}}}),
+            json!({"filter": {"/a": {"gt": {}}}}),
+        ] {
+            assert!(
+                serde_json::from_value::<SubscriptionPatch>(bad.clone()).is_err(),
+                "{bad}"
+            );
+            let mut new = bad.clone();
+            new["url"] = json!("https://x/");
+            new["events"] = json!(["*"]);
+            assert!(
+                serde_json::from_value::<NewSubscription>(new).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_subscription_shows_its_filter_or_null() {
+        let with = json!({"id": "sub-1", "url": "https://crm.example/hooks",
+            "events": ["PAYMENT_*"], "ordered": false, "enabled": true,
+            "filter": {"/amount": {"gte": 10000}, "/currency": {"eq": "EUR"}},
+            "createdAt": "2026-02-09T20:30:00.123Z"});
+        let sub: Subscription = serde_json::from_value(with.clone()).expect("sub");
+        assert!(sub.filter.is_some());
+        assert_eq!(serde_json::to_value(&sub).expect("ser"), with);
+        let created: NewSubscription =
+            serde_json::from_value(json!({"url": "https://x/", "events": ["*"], "filter": null}))
+                .expect("null filter on creation");
+        assert_eq!(created.filter, None);
+    }
+
+    #[test]
     fn the_secret_is_shown_only_when_given() {
         let created = json!({"id": "sub-1", "url": "https://crm.example/hooks",
-            "events": ["MINT_*"], "ordered": false, "enabled": true,
+            "events": ["MINT_*"], "ordered": false, "enabled": true, "filter": null,
             "createdAt": "2026-02-09T20:30:00.123Z", "secret": "whsec_bm90aWZpZXItc2VjcmV0"});
         let mut sub: Subscription = serde_json::from_value(created.clone()).expect("sub");
         assert_eq!(serde_json::to_value(&sub).expect("ser"), created);
@@ -186,6 +268,7 @@ mod tests {
             events: vec!["MINT_*".into()],
             secret: Some("hunter2-secret".into()),
             ordered: false,
+            filter: None,
         };
         let patch = SubscriptionPatch {
             secret: Some("hunter2-secret".into()),

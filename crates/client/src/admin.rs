@@ -60,8 +60,14 @@ pub use nexus_api::nodes::{Node, NodeWebhook};
 pub use nexus_api::subscriptions::NewSubscription;
 /// A webhook subscription; `secret` only in the answer to its creation.
 pub use nexus_api::subscriptions::Subscription;
-/// Changes to a subscription; `None` leaves a field as it is.
+/// Changes to a subscription; `None` leaves a field as it is, and `filter: Some(None)` removes
+/// the filter.
 pub use nexus_api::subscriptions::SubscriptionPatch as SubscriptionUpdate;
+/// A subscription's filter: conditions on the payload, in the same language as a reactor's
+/// `when` (API.md section 12). Parse one with `When::from_value` to check it before sending.
+pub use nexus_event::When;
+/// Why a filter was refused, naming the key inside it.
+pub use nexus_event::WhenError;
 
 /// Which dead letters an operation takes.
 #[derive(Debug, Clone, PartialEq, Eq)]

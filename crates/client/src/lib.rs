@@ -65,7 +65,7 @@ mod subscriber;
 pub use admin::{
     Admin, Breaker, BreakerState, DeadLetter, Declaration, DeclaredType, DeclaredTypePut,
     EventQuery, Instance, NewSubscription, Node, NodeWebhook, Page, PageRequest, Replay,
-    RetryStats, Selection, Subscription, SubscriptionUpdate,
+    RetryStats, Selection, Subscription, SubscriptionUpdate, When, WhenError,
 };
 pub use backoff::{Backoff, RetryPolicy, parse_retry_after};
 pub use error::{ApiError, Error, SchemaViolation};

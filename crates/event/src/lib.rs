@@ -2,7 +2,9 @@
 //!
 //! What every other crate agrees on: the [`Event`] as stored and delivered, its validated parts
 //! ([`EventType`], [`EventId`], [`CorrelationId`], [`Timestamp`]), the [`WellKnown`] protocol
-//! types, and the type-glob [`Pattern`]s and [`TypeFilter`]s used wherever Nexus filters by type.
+//! types, the type-glob [`Pattern`]s and [`TypeFilter`]s used wherever Nexus filters by type, and
+//! the [`When`] conditions used wherever it filters on a payload (reactors' `when`, subscriptions'
+//! `filter`).
 //! Its JSON forms match the wire contract (API.md section 1) exactly.
 //!
 //! It is not for I/O: no storage, no HTTP, no signatures. Those live in `nexus-store` and
@@ -23,6 +25,7 @@ mod event_type;
 mod glob;
 mod id;
 mod timestamp;
+pub mod when;
 
 pub use error::Error;
 pub use event::{Event, NEXUS_SOURCE, NewEvent, valid_node_name};
@@ -30,3 +33,4 @@ pub use event_type::{EventType, MAX_TYPE_LEN, WellKnown};
 pub use glob::{Pattern, TypeFilter};
 pub use id::{CorrelationId, EventId, MAX_ID_LEN};
 pub use timestamp::Timestamp;
+pub use when::{Condition, Test, When, WhenError};

@@ -46,10 +46,10 @@ mod engine;
 mod error;
 pub mod metric_names;
 mod rule;
-mod when;
 
 pub use bus::BusReactors;
 pub use engine::{DEFAULT_MAX_DEPTH, DeliveryTarget, Reactors, emitted, emitted_id};
 pub use error::ReactorError;
+/// The condition language of `when`, shared with subscriptions' `filter` (`nexus_event::when`).
+pub use nexus_event::when::{Condition, Test, When, WhenError};
 pub use rule::{Action, HttpAction, HttpConfig, ReactFailure, Reactor, ReactorConfig, Rule};
-pub use when::{Condition, Test, When};

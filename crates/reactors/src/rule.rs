@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::ReactorError;
-use crate::when::When;
+use nexus_event::When;
 
 /// Why an in-process reactor failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -276,8 +276,10 @@ impl ReactorConfig {
                 .transpose()
                 .map_err(|e| ReactorError::invalid(field, e.to_string()))
         };
-        let mut rule =
-            Rule::new(&self.name, on, Action::Http(http))?.when(When::parse(&self.when)?);
+        let mut rule = Rule::new(&self.name, on, Action::Http(http))?.when(
+            When::parse(&self.when)
+                .map_err(|e| ReactorError::invalid(e.field_under("when"), e.reason()))?,
+        );
         rule.emit_on_success = event_type("emit_on_success", &self.emit_on_success)?;
         rule.emit_on_failure = event_type("emit_on_failure", &self.emit_on_failure)?;
         Ok(rule)

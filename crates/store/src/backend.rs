@@ -3,7 +3,7 @@
 //! and the checks and changes of subscriptions and list cursors that do not depend on the
 //! database.
 
-use nexus_event::{Event, EventId, Pattern, Timestamp};
+use nexus_event::{Event, EventId, Pattern, Timestamp, When};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::sync::oneshot;
 
@@ -116,10 +116,23 @@ pub(crate) struct SubRoute {
     pub(crate) target: String,
     pub(crate) patterns: Vec<Pattern>,
     pub(crate) enabled: bool,
+    pub(crate) filter: Option<When>,
+}
+
+impl SubRoute {
+    /// Whether an event goes to this subscription: its type matches a pattern and its payload
+    /// passes the filter (the type first: it is the cheaper test).
+    pub(crate) fn wants(&self, event: &Event) -> bool {
+        self.patterns
+            .iter()
+            .any(|p| p.matches_type(&event.event_type))
+            && self.filter.as_ref().is_none_or(|f| f.holds(&event.payload))
+    }
 }
 
 /// The deliveries a new event gets, in the same commit (the outbox): one per subscription whose
-/// patterns match (held while it is disabled), then one per route of the router (reactors).
+/// patterns match and whose filter the payload passes (held while it is disabled), then one per
+/// route of the router (reactors).
 /// `enqueue` writes one (kind, consumer, target, state); the answer is whether any of them is
 /// due now, so the writer knows to wake the workers.
 pub(crate) fn route_event(
@@ -131,11 +144,7 @@ pub(crate) fn route_event(
 ) -> Result<bool, StoreError> {
     let mut due_now = false;
     for sub in subscriptions {
-        if sub
-            .patterns
-            .iter()
-            .any(|p| p.matches_type(&event.event_type))
-        {
+        if sub.wants(event) {
             enqueue(
                 ConsumerKind::Subscription,
                 &sub.id,
@@ -182,6 +191,26 @@ pub(crate) fn patterns_json(events: &[Pattern]) -> Result<String, StoreError> {
     })
 }
 
+/// The `filter` column: the filter's JSON form, `NULL` for none.
+pub(crate) fn filter_json(filter: Option<&When>) -> Option<String> {
+    filter.map(|f| f.to_value().to_string())
+}
+
+/// A `filter` column as read; a value that does not parse is a corrupt row.
+pub(crate) fn parse_filter(column: Option<&str>) -> Result<Option<When>, StoreError> {
+    let corrupt = |source: Box<dyn std::error::Error + Send + Sync>| StoreError::Database {
+        op: "read subscription filter",
+        source,
+    };
+    column
+        .map(|text| {
+            let value: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| corrupt(Box::new(e)))?;
+            When::from_value(&value).map_err(|e| corrupt(Box::new(e)))
+        })
+        .transpose()
+}
+
 /// A new subscription as it is stored: checked, with a new id, its URL's origin as its target,
 /// enabled, created now.
 pub(crate) fn subscription_row(new: NewSubscription) -> Result<Subscription, StoreError> {
@@ -195,6 +224,7 @@ pub(crate) fn subscription_row(new: NewSubscription) -> Result<Subscription, Sto
         secret: new.secret,
         ordered: new.ordered,
         enabled: true,
+        filter: new.filter,
         created_at: Timestamp::now(),
     })
 }
@@ -221,6 +251,9 @@ pub(crate) fn apply_patch(
     }
     if let Some(enabled) = patch.enabled {
         sub.enabled = enabled;
+    }
+    if let Some(filter) = patch.filter {
+        sub.filter = filter;
     }
     check_subscription(&sub.events, &sub.secret)
 }
@@ -344,6 +377,7 @@ mod tests {
             secret: "s".into(),
             ordered: false,
             enabled: true,
+            filter: None,
             created_at: Timestamp::from_unix_millis(0).expect("time"),
         }
     }

@@ -23,7 +23,7 @@ pub mod pg;
 
 use std::time::Duration;
 
-use nexus_event::{EventId, NewEvent, Pattern, Timestamp, TypeFilter, WellKnown};
+use nexus_event::{EventId, NewEvent, Pattern, Timestamp, TypeFilter, WellKnown, When};
 use serde_json::json;
 
 use crate::{
@@ -67,6 +67,8 @@ macro_rules! conformance_tests {
             expired_leases_are_pending_not_in_flight,
             unknown_dead_letter_ids_are_skipped,
             instances_list_the_process_that_opened_the_store,
+            filters_choose_deliveries_at_append,
+            replay_to_a_filtered_subscription_applies_its_filter,
         );
     };
     // With a way to close the store and open it again on the same data: the restart checks.
@@ -125,6 +127,7 @@ pub async fn subscribe_everything<S: crate::Subscriptions + ?Sized>(
             events: vec![Pattern::new("*").expect("valid")],
             secret: "s".into(),
             ordered: false,
+            filter: None,
         })
         .await
         .expect("create subscription")
@@ -141,6 +144,7 @@ async fn subscribe<S: Store>(store: &S, globs: &[&str]) -> String {
                 .collect(),
             secret: "s3cret".into(),
             ordered: false,
+            filter: None,
         })
         .await
         .expect("create subscription")
@@ -710,6 +714,7 @@ pub async fn subscriptions_crud<S: Store>(store: &S) {
                 events: vec![Pattern::new("MINT_*").expect("valid")],
                 secret: format!("whsec_{i}"),
                 ordered: i == 0,
+                filter: None,
             })
             .await
             .expect("create");
@@ -794,6 +799,7 @@ pub async fn subscriptions_crud<S: Store>(store: &S) {
                 events: vec![],
                 secret: "s".into(),
                 ordered: false,
+                filter: None,
             })
             .await,
         Err(StoreError::Invalid {
@@ -995,6 +1001,7 @@ pub async fn changes_apply_to_appends_committed_with_them<S: Store>(store: &S) {
         events: vec![Pattern::new("PAYMENT_*").expect("valid")],
         secret: "s".into(),
         ordered: false,
+        filter: None,
     };
     let (a, b, c) = tokio::join!(
         store.append(big()),
@@ -1157,6 +1164,7 @@ pub async fn ordered_subscriptions_go_one_at_a_time_in_sequence<S: Store>(store:
             events: vec![Pattern::new("*").expect("valid")],
             secret: "s".into(),
             ordered: true,
+            filter: None,
         })
         .await
         .expect("create")
@@ -1323,6 +1331,223 @@ pub async fn instances_list_the_process_that_opened_the_store<S: Store>(store: &
         (&me.id, me.started_at, &me.host)
     );
     assert!(again[0].last_seen_at >= me.last_seen_at, "{again:?}");
+}
+
+fn filter(spec: serde_json::Value) -> When {
+    When::from_value(&spec).expect("a valid filter")
+}
+
+fn payment(id: &str, payload: serde_json::Value) -> NewEvent {
+    NewEvent::new(WellKnown::PaymentReceived, "flowpay")
+        .id(EventId::new(id).expect("test ids are valid"))
+        .time(t0())
+        .payload(payload)
+}
+
+/// The event ids the queue holds for each of `subs`, leased at `now_ms` and released again
+/// (a release counts no attempt), sorted.
+async fn queued_for<S: Store>(store: &S, subs: &[&str], now_ms: i64) -> Vec<Vec<String>> {
+    let leases = lease(store, "filter-check", now_ms).await;
+    let mut out = vec![Vec::new(); subs.len()];
+    for l in &leases {
+        let Consumer::Subscription(id) = &l.consumer else {
+            continue;
+        };
+        if let Some(i) = subs.iter().position(|s| s == id) {
+            out[i].push(l.event.id.as_str().to_owned());
+        }
+        store.release(&l.token, at(now_ms)).await.expect("release");
+    }
+    for ids in &mut out {
+        ids.sort_unstable();
+    }
+    out
+}
+
+/// A subscription's filter (API.md section 12) is applied when the event is appended: an event
+/// it refuses gets no delivery row at all, a matching one gets one; the filter round-trips
+/// through every read; a patch that sets or clears it applies to the events appended after it,
+/// and a patch that does not name it leaves it alone.
+pub async fn filters_choose_deliveries_at_append<S: Store>(store: &S) {
+    let big = filter(json!({"/amount": {"gte": 10000}, "/currency": {"eq": "EUR"}}));
+    let filtered = store
+        .create_subscription(NewSubscription {
+            url: "http://127.0.0.1:4000/big".into(),
+            events: vec![Pattern::new("PAYMENT_*").expect("valid")],
+            secret: "s".into(),
+            ordered: false,
+            filter: Some(big.clone()),
+        })
+        .await
+        .expect("create filtered");
+    assert_eq!(filtered.filter.as_ref(), Some(&big));
+    let all = subscribe(store, &["*"]).await;
+    let got = store
+        .subscription(&filtered.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(got.filter.as_ref(), Some(&big), "read back");
+    let listed = store.subscriptions(10, None).await.expect("list").items;
+    let shown = |id: &str| listed.iter().find(|s| s.id == id).map(|s| s.filter.clone());
+    assert_eq!(shown(&filtered.id), Some(Some(big.clone())), "listed");
+    assert_eq!(shown(&all), Some(None), "no filter is None");
+
+    store
+        .append(vec![
+            payment("small", json!({"amount": 500, "currency": "EUR"})),
+            payment("big", json!({"amount": 25000, "currency": "EUR"})),
+            payment("big-usd", json!({"amount": 25000, "currency": "USD"})),
+            payment("no-amount", json!({"currency": "EUR"})),
+            payment("not-an-object", json!([1, 2])),
+        ])
+        .await
+        .expect("append");
+    let stats = store.stats().await.expect("stats");
+    assert_eq!(
+        stats.pending, 6,
+        "5 for the unfiltered subscription, 1 for the filtered one: refused events have no row"
+    );
+    assert_eq!(
+        queued_for(store, &[&filtered.id, &all], 0).await,
+        vec![
+            vec!["big".to_owned()],
+            vec![
+                "big".to_owned(),
+                "big-usd".to_owned(),
+                "no-amount".to_owned(),
+                "not-an-object".to_owned(),
+                "small".to_owned()
+            ]
+        ]
+    );
+
+    // A patch that does not name the filter keeps it.
+    let kept = store
+        .update_subscription(
+            &filtered.id,
+            SubscriptionPatch {
+                ordered: Some(false),
+                ..SubscriptionPatch::default()
+            },
+        )
+        .await
+        .expect("patch without filter");
+    assert_eq!(kept.filter.as_ref(), Some(&big));
+
+    // Set one on the unfiltered subscription, clear the other's.
+    let small = filter(json!({"/amount": {"lt": 1000}}));
+    let set = store
+        .update_subscription(
+            &all,
+            SubscriptionPatch {
+                filter: Some(Some(small.clone())),
+                ..SubscriptionPatch::default()
+            },
+        )
+        .await
+        .expect("set a filter");
+    assert_eq!(set.filter.as_ref(), Some(&small));
+    let cleared = store
+        .update_subscription(
+            &filtered.id,
+            SubscriptionPatch {
+                filter: Some(None),
+                ..SubscriptionPatch::default()
+            },
+        )
+        .await
+        .expect("clear the filter");
+    assert_eq!(cleared.filter, None);
+    assert_eq!(
+        store
+            .subscription(&filtered.id)
+            .await
+            .expect("get")
+            .expect("exists")
+            .filter,
+        None,
+        "cleared as read back"
+    );
+    store
+        .append(vec![
+            payment("small-2", json!({"amount": 500, "currency": "USD"})),
+            payment("big-2", json!({"amount": 90000, "currency": "USD"})),
+        ])
+        .await
+        .expect("append after the patches");
+    assert_eq!(
+        store.stats().await.expect("stats").pending,
+        6 + 3,
+        "the cleared one takes both, the newly filtered one the small one only"
+    );
+    let queued = queued_for(store, &[&filtered.id, &all], 0).await;
+    assert_eq!(
+        queued[0],
+        vec!["big".to_owned(), "big-2".to_owned(), "small-2".to_owned()]
+    );
+    assert!(
+        queued[1].contains(&"small-2".to_owned()) && !queued[1].contains(&"big-2".to_owned()),
+        "{:?}",
+        queued[1]
+    );
+    assert_eq!(queued[1].len(), 6, "the rows made before the patch stay");
+}
+
+/// A replay to a subscription with a filter enqueues only the events its filter passes, as
+/// routing would have; one without a filter takes every event of the range.
+pub async fn replay_to_a_filtered_subscription_applies_its_filter<S: Store>(store: &S) {
+    let batch: Vec<NewEvent> = (0..10)
+        .map(|i| payment(&format!("r{i}"), json!({ "amount": i * 1000 })))
+        .collect();
+    store.append(batch).await.expect("append");
+    let sub = store
+        .create_subscription(NewSubscription {
+            url: "http://127.0.0.1:4000/replayed".into(),
+            events: vec![Pattern::new("*").expect("valid")],
+            secret: "s".into(),
+            ordered: false,
+            filter: Some(filter(json!({"/amount": {"gte": 4000}}))),
+        })
+        .await
+        .expect("create")
+        .id;
+    let n = store
+        .replay(
+            2,
+            Some(8),
+            &TypeFilter::all(),
+            ReplayTo::Subscription(sub.clone()),
+            at(0),
+        )
+        .await
+        .expect("replay");
+    assert_eq!(n, 4, "sequences 5 to 8 carry amounts 4000 to 7000");
+    assert_eq!(
+        queued_for(store, &[&sub], 0).await,
+        vec![vec!["r4", "r5", "r6", "r7"]]
+    );
+    store
+        .update_subscription(
+            &sub,
+            SubscriptionPatch {
+                filter: Some(None),
+                ..SubscriptionPatch::default()
+            },
+        )
+        .await
+        .expect("clear");
+    let n = store
+        .replay(
+            0,
+            Some(2),
+            &TypeFilter::all(),
+            ReplayTo::Subscription(sub),
+            at(0),
+        )
+        .await
+        .expect("replay without filter");
+    assert_eq!(n, 2, "no filter: the whole range");
 }
 
 /// At open, every lease left by the previous process is given back, due at once, with its

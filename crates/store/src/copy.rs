@@ -47,6 +47,8 @@ pub(crate) struct SubscriptionRow {
     pub(crate) ordered: bool,
     pub(crate) enabled: bool,
     pub(crate) created_ms: i64,
+    /// The filter's JSON form, as both schemas store it; `None` for none.
+    pub(crate) filter: Option<String>,
 }
 
 /// A row of `deliveries`, never leased (a lease is given back on the way).

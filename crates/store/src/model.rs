@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use nexus_event::{Event, EventId, EventType, Pattern, Timestamp, TypeFilter};
+use nexus_event::{Event, EventId, EventType, Pattern, Timestamp, TypeFilter, When};
 
 use crate::error::{Result, StoreError};
 
@@ -230,6 +230,9 @@ pub struct Subscription {
     pub ordered: bool,
     /// Whether deliveries are attempted (a `410 Gone` disables it).
     pub enabled: bool,
+    /// Conditions on the payload an event must meet to be delivered (API.md section 12); `None`
+    /// takes every event whose type matches.
+    pub filter: Option<When>,
     /// When it was created.
     pub created_at: Timestamp,
 }
@@ -245,6 +248,8 @@ pub struct NewSubscription {
     pub secret: String,
     /// Strict sequence order.
     pub ordered: bool,
+    /// Conditions on the payload; `None` for none.
+    pub filter: Option<When>,
 }
 
 /// Changes to a subscription; `None` leaves a field as it is.
@@ -260,6 +265,9 @@ pub struct SubscriptionPatch {
     pub ordered: Option<bool>,
     /// Enable or disable.
     pub enabled: Option<bool>,
+    /// A new filter (`Some(Some(_))`) or none any more (`Some(None)`); it applies to events
+    /// appended after the change.
+    pub filter: Option<Option<When>>,
 }
 
 /// The origin `scheme://host:port` of an absolute `http` or `https` URL, with the port always
@@ -322,6 +330,7 @@ impl fmt::Debug for Subscription {
             .field("secret", &Redacted)
             .field("ordered", &self.ordered)
             .field("enabled", &self.enabled)
+            .field("filter", &self.filter)
             .field("created_at", &self.created_at)
             .finish()
     }
@@ -334,6 +343,7 @@ impl fmt::Debug for NewSubscription {
             .field("events", &self.events)
             .field("secret", &Redacted)
             .field("ordered", &self.ordered)
+            .field("filter", &self.filter)
             .finish()
     }
 }
@@ -346,6 +356,7 @@ impl fmt::Debug for SubscriptionPatch {
             .field("secret", &self.secret.as_ref().map(|_| Redacted))
             .field("ordered", &self.ordered)
             .field("enabled", &self.enabled)
+            .field("filter", &self.filter)
             .finish()
     }
 }
@@ -390,6 +401,7 @@ mod tests {
             events: events.clone(),
             secret: "hunter2-new".into(),
             ordered: false,
+            filter: None,
         };
         let sub = Subscription {
             id: "s1".into(),
@@ -399,6 +411,7 @@ mod tests {
             secret: "hunter2-stored".into(),
             ordered: false,
             enabled: true,
+            filter: None,
             created_at: Timestamp::now(),
         };
         let patch = SubscriptionPatch {

@@ -127,11 +127,27 @@ mod tests {
                 "ordered",
             ),
             (json!([1]), "body"),
+            (
+                json!({"url": "http://x/", "events": ["*"], "filter": [1]}),
+                "filter",
+            ),
+            (
+                json!({"url": "http://x/", "events": ["*"], "filter": {"/a": {"gt": {}}}}),
+                "filter",
+            ),
         ];
         for (body, expected) in cases {
             let e = typed::<NewSubscription>(body.clone(), req, "the body").expect_err("refused");
             assert_eq!(field(&e), Some(expected), "{body}: {}", e.message);
         }
+        let e = typed::<nexus_api::subscriptions::SubscriptionPatch>(
+            json!({"filter": {"amount": {"eq": 1}}}),
+            &[],
+            "the body",
+        )
+        .expect_err("not a pointer");
+        assert_eq!(field(&e), Some("filter"), "{}", e.message);
+        assert!(e.message.contains("JSON pointer"), "{}", e.message);
         let e = json_body::<NewSubscription>(b"{not json", req).expect_err("not JSON");
         assert_eq!(e.code, nexus_api::envelope::ErrorCode::BadRequest);
         let e = json_body::<NewSubscription>(b"", req).expect_err("empty");

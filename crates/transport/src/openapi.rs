@@ -474,18 +474,40 @@ pub fn document(version: &str) -> Value {
                 "Instance": object(&[("id", string()), ("host", string()), ("startedAt", time()),
                     ("lastSeenAt", time()), ("version", string())],
                     &["id", "host", "startedAt", "lastSeenAt", "version"], true),
+                "Filter": {
+                    "type": "object",
+                    "description": "conditions on the payload, all of which must hold: JSON pointers (RFC 6901; \"\" for the whole payload) to one or more tests; an event whose payload fails them gets no delivery",
+                    "additionalProperties": {
+                        "type": "object", "minProperties": 1, "additionalProperties": false,
+                        "properties": {
+                            "eq": { "description": "equal (numbers by value)" },
+                            "ne": { "description": "not equal; a missing value is not equal to anything" },
+                            "gt": { "oneOf": [{ "type": "number" }, string()] },
+                            "gte": { "oneOf": [{ "type": "number" }, string()] },
+                            "lt": { "oneOf": [{ "type": "number" }, string()] },
+                            "lte": { "oneOf": [{ "type": "number" }, string()] },
+                            "exists": boolean()
+                        }
+                    },
+                    "example": { "/amount": { "gte": 10000 }, "/currency": { "eq": "EUR" } }
+                },
                 "NewSubscription": object(&[("url", string()),
                     ("events", json!({ "type": "array", "minItems": 1, "items": string() })),
-                    ("secret", string()), ("ordered", boolean())], &["url", "events"], false),
+                    ("secret", string()), ("ordered", boolean()),
+                    ("filter", json!({ "nullable": true, "allOf": [reference("Filter")] }))], &["url", "events"], false),
                 "SubscriptionPatch": {
                     "minProperties": 1,
                     "allOf": [object(&[("url", string()), ("events", json!({ "type": "array", "minItems": 1, "items": string() })),
-                        ("secret", string()), ("ordered", boolean()), ("enabled", boolean())], &[], false)]
+                        ("secret", string()), ("ordered", boolean()), ("enabled", boolean()),
+                        ("filter", json!({ "nullable": true, "allOf": [reference("Filter")],
+                            "description": "a filter replaces the one it has; null removes it; events stored after the change follow it" }))],
+                        &[], false)]
                 },
                 "Subscription": object(&[("id", string()), ("url", string()), ("events", array(string())),
-                    ("ordered", boolean()), ("enabled", boolean()), ("createdAt", time()),
+                    ("ordered", boolean()), ("enabled", boolean()),
+                    ("filter", json!({ "nullable": true, "allOf": [reference("Filter")] })), ("createdAt", time()),
                     ("secret", json!({ "type": "string", "description": "in the answer to its creation only" }))],
-                    &["id", "url", "events", "ordered", "enabled", "createdAt"], true),
+                    &["id", "url", "events", "ordered", "enabled", "filter", "createdAt"], true),
                 "Replay": object(&[("after", integer()), ("until", integer()), ("types", array(string())),
                     ("target", json!({ "type": "string", "description": "a subscription id, or \"reactors\"" }))],
                     &["after", "target"], false),
@@ -720,6 +742,8 @@ mod tests {
             payload: Some(Value::Null),
             correlation_id: Some(CorrelationId::new("req-1").expect("valid")),
         };
+        let filter = nexus_event::When::from_value(&serde_json::json!({"/amount": {"gte": 1}}))
+            .expect("valid");
         let ack = Ack {
             id: "pay-1".into(),
             sequence: 1,
@@ -803,6 +827,7 @@ mod tests {
                     events: vec!["*".into()],
                     secret: Some("s".into()),
                     ordered: true,
+                    filter: Some(filter.clone()),
                 }),
             ),
             (
@@ -813,6 +838,7 @@ mod tests {
                     secret: Some("s".into()),
                     ordered: Some(true),
                     enabled: Some(true),
+                    filter: Some(Some(filter.clone())),
                 }),
             ),
             (
@@ -823,6 +849,7 @@ mod tests {
                     events: vec!["*".into()],
                     ordered: false,
                     enabled: true,
+                    filter: Some(filter),
                     created_at: now,
                     secret: Some("whsec_x".into()),
                 }),

@@ -15,12 +15,22 @@ pub(crate) fn sub_rows(s: &nexus_client::Subscription) -> Vec<String> {
         s.events.join(","),
         s.ordered.to_string(),
         s.enabled.to_string(),
+        s.filter
+            .as_ref()
+            .map_or_else(|| "-".to_owned(), |f| f.to_value().to_string()),
         s.created_at.to_string(),
     ]
 }
 
-pub(crate) const SUB_HEADERS: [&str; 6] =
-    ["ID", "URL", "EVENTS", "ORDERED", "ENABLED", "CREATED AT"];
+pub(crate) const SUB_HEADERS: [&str; 7] = [
+    "ID",
+    "URL",
+    "EVENTS",
+    "ORDERED",
+    "ENABLED",
+    "FILTER",
+    "CREATED AT",
+];
 
 pub(crate) fn one_sub(out: &mut Out, s: &nexus_client::Subscription) -> anyhow::Result<()> {
     if out.json() {
@@ -45,12 +55,14 @@ pub(crate) fn subs(admin: &Admin, c: SubsCommand, out: &mut Out) -> anyhow::Resu
             events,
             secret,
             ordered,
+            filter,
         } => {
             let created = admin.create_subscription(&NewSubscription {
                 url,
                 events,
                 secret,
                 ordered,
+                filter,
             })?;
             one_sub(out, &created)
         }
@@ -61,6 +73,8 @@ pub(crate) fn subs(admin: &Admin, c: SubsCommand, out: &mut Out) -> anyhow::Resu
             secret,
             ordered,
             enabled,
+            filter,
+            clear_filter,
         } => {
             let update = SubscriptionUpdate {
                 url,
@@ -68,10 +82,16 @@ pub(crate) fn subs(admin: &Admin, c: SubsCommand, out: &mut Out) -> anyhow::Resu
                 secret,
                 ordered,
                 enabled,
+                filter: if clear_filter {
+                    Some(None)
+                } else {
+                    filter.map(Some)
+                },
             };
             if update == SubscriptionUpdate::default() {
                 return Err(usage(
-                    "nothing to change: give --url, --events, --secret, --ordered or --enabled",
+                    "nothing to change: give --url, --events, --secret, --ordered, --enabled, \
+                     --filter or --clear-filter",
                 ));
             }
             one_sub(out, &admin.update_subscription(&id, &update)?)

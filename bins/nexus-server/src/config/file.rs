@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use nexus_event::{EventType, Pattern, TypeFilter};
+use nexus_event::{EventType, Pattern, TypeFilter, When};
 use nexus_resilience::{BreakerConfig, Schedule};
 use serde::Deserialize;
 
@@ -62,6 +62,8 @@ pub(crate) struct SubscriptionEntry {
     pub(crate) secret_env: Option<String>,
     #[serde(default)]
     pub(crate) ordered: bool,
+    /// Conditions on the payload (API.md section 12), checked as `nexus_event::When`.
+    pub(crate) filter: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +105,8 @@ pub(crate) struct SubscriptionSpec {
     pub(crate) events: Vec<Pattern>,
     pub(crate) secret: Option<SecretText>,
     pub(crate) ordered: bool,
+    /// `None` when the entry has no `filter`; the sync then removes one set through the API.
+    pub(crate) filter: Option<When>,
 }
 
 /// The checked file.
@@ -318,11 +322,18 @@ impl FileConfig {
             }
             .resolve(mode, &get)?
             .map(|r| r.value);
+            let filter = s
+                .filter
+                .as_ref()
+                .map(When::from_value)
+                .transpose()
+                .map_err(|e| err(e.field_under(&key("filter")), e.reason()))?;
             checked.subscriptions.push(SubscriptionSpec {
                 url: s.url,
                 events,
                 secret,
                 ordered: s.ordered,
+                filter,
             });
         }
         if let Some(r) = self.retry {
@@ -449,6 +460,7 @@ mod tests {
             url = "https://crm.example/hooks"
             events = ["MINT_*"]
             ordered = true
+            filter = { "/amount" = { gte = 10000 }, "/currency" = { eq = "EUR" } }
 
             [retry]
             schedule_ms = [1000, 2000]
@@ -468,6 +480,9 @@ mod tests {
         assert_eq!(c.schedule.max_attempts(), 3);
         assert_eq!(c.breaker.failure_threshold, 3);
         assert!(c.subscriptions[0].ordered);
+        let filter = c.subscriptions[0].filter.as_ref().expect("a filter");
+        assert!(filter.holds(&serde_json::json!({"amount": 10000, "currency": "EUR"})));
+        assert!(!filter.holds(&serde_json::json!({"amount": 9999, "currency": "EUR"})));
 
         let missing = FileConfig::parse(text)
             .expect("parses")
@@ -529,6 +544,42 @@ mod tests {
             .check(Mode::Development, env(&[("S", "whsec_!!")]))
             .expect_err("bad secret");
         assert_eq!(e.name, "S");
+    }
+
+    #[test]
+    fn subscription_filters_are_checked_key_by_key() {
+        let sub = |filter: &str| {
+            FileConfig::parse(&format!(
+                "[[subscriptions]]\nurl = \"https://x.example/h\"\nevents = [\"*\"]\nfilter = {filter}\n"
+            ))
+            .and_then(|f| f.check(Mode::Development, env(&[])))
+        };
+        assert!(sub(r#"{ "/a" = { exists = true } }"#).is_ok());
+        for (filter, name) in [
+            ("[1]", "subscriptions[0].filter"),
+            ("\"x\"", "subscriptions[0].filter"),
+            (
+                r#"{ amount = { eq = 1 } }"#,
+                r#"subscriptions[0].filter."amount""#,
+            ),
+            (r#"{ "/a" = 1 }"#, r#"subscriptions[0].filter."/a""#),
+            (r#"{ "/a" = {} }"#, r#"subscriptions[0].filter."/a""#),
+            (
+                r#"{ "/a" = { near = 1 } }"#,
+                r#"subscriptions[0].filter."/a".near"#,
+            ),
+            (
+                r#"{ "/a" = { gt = [1] } }"#,
+                r#"subscriptions[0].filter."/a".gt"#,
+            ),
+            (
+                r#"{ "/a" = { exists = "yes" } }"#,
+                r#"subscriptions[0].filter."/a".exists"#,
+            ),
+        ] {
+            let e = sub(filter).expect_err(filter);
+            assert_eq!(e.name, name, "{filter}: {e}");
+        }
     }
 
     #[test]

@@ -126,10 +126,11 @@ impl<'c> Import<'c> {
         let ordered: Vec<bool> = rows.iter().map(|r| r.ordered).collect();
         let enabled: Vec<bool> = rows.iter().map(|r| r.enabled).collect();
         let created: Vec<i64> = rows.iter().map(|r| r.created_ms).collect();
+        let filter: Vec<Option<String>> = rows.iter().map(|r| r.filter.clone()).collect();
         self.insert(
             "INSERT INTO subscriptions (id, url, target, events, secret, ordered, enabled, \
-             created_ms) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
-             $5::text[], $6::boolean[], $7::boolean[], $8::bigint[])",
+             created_ms, filter) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
+             $4::text[], $5::text[], $6::boolean[], $7::boolean[], $8::bigint[], $9::text[])",
             &[
                 &col(|r| r.id.clone()),
                 &col(|r| r.url.clone()),
@@ -139,6 +140,7 @@ impl<'c> Import<'c> {
                 &ordered,
                 &enabled,
                 &created,
+                &filter,
             ],
         )
         .await

@@ -17,7 +17,8 @@ use tokio::sync::{oneshot, watch};
 use tokio_postgres::types::ToSql;
 
 use super::columns::{
-    ConsumerKind, DeliveryState, consumer_from, db_err, like_patterns, signed, ts, unsigned,
+    ConsumerKind, DeliveryState, consumer_from, corrupt, db_err, like_patterns, signed, ts,
+    unsigned,
 };
 use super::dead_letters;
 use super::log::{Outbox, event_columns, event_from_row, events_by_sequence};
@@ -598,6 +599,42 @@ impl DeliveryQueue for PgStore {
                                 id: id.clone(),
                             }
                         })?;
+                        let state = DeliveryState::waiting_if(sub.enabled);
+                        if let Some(filter) = &sub.filter {
+                            // As routing would have chosen (API.md section 12): only the events
+                            // whose payload passes the filter.
+                            let rows = ctx
+                                .client
+                                .query(
+                                    "SELECT sequence, payload FROM events \
+                                     WHERE sequence > $1 AND sequence <= $2 \
+                                     AND ($3::text[] IS NULL OR type LIKE ANY($3)) \
+                                     ORDER BY sequence",
+                                    &[&after, &until, &likes],
+                                )
+                                .await
+                                .map_err(&err)?;
+                            let mut outbox = Outbox::default();
+                            for row in &rows {
+                                let sequence: i64 = get(row, 0, "replay")?;
+                                let payload: String = get(row, 1, "replay")?;
+                                let payload: serde_json::Value =
+                                    serde_json::from_str(&payload).map_err(corrupt("replay"))?;
+                                if filter.holds(&payload) {
+                                    outbox.push(
+                                        unsigned(sequence),
+                                        ConsumerKind::Subscription,
+                                        &sub.id,
+                                        &sub.target,
+                                        state,
+                                        now,
+                                    );
+                                }
+                            }
+                            let n = outbox.insert(&ctx.client).await?;
+                            ctx.work |= n > 0;
+                            return Ok(n);
+                        }
                         ctx.client
                             .execute(
                                 "INSERT INTO deliveries (event_sequence, consumer_kind, consumer, \
@@ -610,7 +647,7 @@ impl DeliveryQueue for PgStore {
                                     &ConsumerKind::Subscription.code(),
                                     &sub.id,
                                     &sub.target,
-                                    &DeliveryState::waiting_if(sub.enabled).code(),
+                                    &state.code(),
                                     &now,
                                     &after,
                                     &until,

@@ -115,6 +115,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         version      text   NOT NULL
     );
     "#,
+    // 3: a subscription's filter on the payload (API.md section 12): the JSON form of its
+    // conditions, NULL for none.
+    r#"
+    ALTER TABLE subscriptions ADD COLUMN filter text;
+    "#,
 ];
 
 /// The schema version this build writes.

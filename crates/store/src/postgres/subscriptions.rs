@@ -6,7 +6,7 @@ use tokio_postgres::Row;
 use super::columns::{ConsumerKind, DeliveryState, corrupt, db_err, ts};
 use super::writer::{BoxFuture, Ctx, JobKind, SubRoute};
 use super::{Admission, PgStore, get};
-use crate::backend::{apply_patch, patterns_json, subscription_row};
+use crate::backend::{apply_patch, filter_json, parse_filter, patterns_json, subscription_row};
 use crate::error::{Result, StoreError};
 use crate::model::{
     NewSubscription, Page, Subscription, SubscriptionPatch, check_limit, target_origin,
@@ -16,7 +16,7 @@ use crate::traits::Subscriptions;
 /// The columns of a subscription, in the order [`subscription_from_row`] reads them.
 macro_rules! subscription_columns {
     () => {
-        "id, url, target, events, secret, ordered, enabled, created_ms"
+        "id, url, target, events, secret, ordered, enabled, created_ms, filter"
     };
 }
 
@@ -27,7 +27,7 @@ pub(super) async fn load_subscription_routes(
     let op = "load subscriptions";
     let rows = client
         .query(
-            "SELECT id, target, events, enabled FROM subscriptions ORDER BY id",
+            "SELECT id, target, events, enabled, filter FROM subscriptions ORDER BY id",
             &[],
         )
         .await
@@ -35,11 +35,13 @@ pub(super) async fn load_subscription_routes(
     rows.iter()
         .map(|r| {
             let events: String = get(r, 2, op)?;
+            let filter: Option<String> = get(r, 4, op)?;
             Ok(SubRoute {
                 id: get(r, 0, op)?,
                 target: get(r, 1, op)?,
                 patterns: serde_json::from_str(&events).map_err(corrupt(op))?,
                 enabled: get(r, 3, op)?,
+                filter: parse_filter(filter.as_deref())?,
             })
         })
         .collect()
@@ -48,6 +50,7 @@ pub(super) async fn load_subscription_routes(
 fn subscription_from_row(r: &Row) -> Result<Subscription> {
     let op = "read subscription";
     let events: String = get(r, 3, op)?;
+    let filter: Option<String> = get(r, 8, op)?;
     Ok(Subscription {
         id: get(r, 0, op)?,
         url: get(r, 1, op)?,
@@ -57,6 +60,7 @@ fn subscription_from_row(r: &Row) -> Result<Subscription> {
         ordered: get(r, 5, op)?,
         enabled: get(r, 6, op)?,
         created_at: ts(get(r, 7, op)?)?,
+        filter: parse_filter(filter.as_deref())?,
     })
 }
 
@@ -115,6 +119,7 @@ impl Subscriptions for PgStore {
     async fn create_subscription(&self, new: NewSubscription) -> Result<Subscription> {
         let sub = subscription_row(new)?;
         let events = patterns_json(&sub.events)?;
+        let filter = filter_json(sub.filter.as_ref());
         self.change_routes(move |ctx| {
             Box::pin(async move {
                 ctx.client
@@ -122,7 +127,7 @@ impl Subscriptions for PgStore {
                         concat!(
                             "INSERT INTO subscriptions (",
                             subscription_columns!(),
-                            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
                         ),
                         &[
                             &sub.id,
@@ -133,6 +138,7 @@ impl Subscriptions for PgStore {
                             &sub.ordered,
                             &sub.enabled,
                             &sub.created_at.as_unix_millis(),
+                            &filter,
                         ],
                     )
                     .await
@@ -219,11 +225,12 @@ impl Subscriptions for PgStore {
                 let was_enabled = sub.enabled;
                 apply_patch(&mut sub, patch, target)?;
                 let events = patterns_json(&sub.events)?;
+                let filter = filter_json(sub.filter.as_ref());
                 let err = db_err("update subscription");
                 ctx.client
                     .execute(
                         "UPDATE subscriptions SET url = $2, target = $3, events = $4, \
-                         secret = $5, ordered = $6, enabled = $7 WHERE id = $1",
+                         secret = $5, ordered = $6, enabled = $7, filter = $8 WHERE id = $1",
                         &[
                             &sub.id,
                             &sub.url,
@@ -232,6 +239,7 @@ impl Subscriptions for PgStore {
                             &sub.secret,
                             &sub.ordered,
                             &sub.enabled,
+                            &filter,
                         ],
                     )
                     .await

@@ -133,7 +133,7 @@ impl SqliteExport {
         self.read(move |conn| {
             page(
                 conn,
-                "SELECT id, url, target, events, secret, ordered, enabled, created_ms \
+                "SELECT id, url, target, events, secret, ordered, enabled, created_ms, filter \
                  FROM subscriptions WHERE id > :after ORDER BY id LIMIT :limit",
                 &[(":after", &after)],
                 limit,
@@ -147,6 +147,7 @@ impl SqliteExport {
                         ordered: r.get::<_, i64>(5)? != 0,
                         enabled: r.get::<_, i64>(6)? != 0,
                         created_ms: r.get(7)?,
+                        filter: r.get(8)?,
                     })
                 },
             )

@@ -448,7 +448,7 @@ pub(super) fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::traits::{BreakerLog, EventLog};
+    use crate::traits::{BreakerLog, DeliveryQueue, EventLog, Subscriptions};
 
     /// A database left at schema version 1 is migrated at open and keeps its data.
     #[tokio::test]
@@ -471,7 +471,7 @@ mod tests {
             .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
             .expect("version");
         assert_eq!(version, schema::VERSION);
-        assert_eq!(schema::VERSION, 3);
+        assert_eq!(schema::VERSION, 4);
     }
 
     /// A database left at schema version 2 keeps its breakers, each at generation 0, and their
@@ -502,5 +502,39 @@ mod tests {
             .await
             .expect("save after the migration");
         assert_eq!(saved, 1);
+    }
+
+    /// A database left at schema version 3 keeps its subscriptions, without a filter, and
+    /// routes to them as before.
+    #[tokio::test]
+    async fn subscriptions_of_version_3_have_no_filter() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+            for m in &schema::MIGRATIONS[..3] {
+                conn.execute_batch(m).expect("schema v3");
+            }
+            conn.execute_batch(
+                "INSERT INTO subscriptions (id, url, target, events, secret, ordered, enabled, created_ms) \
+                 VALUES ('old', 'http://old.example/h', 'http://old.example:80', '[\"*\"]', 's', 0, 1, 0); \
+                 PRAGMA user_version = 3;",
+            )
+            .expect("v3 data");
+        }
+        let store = SqliteStore::open(dir.path()).expect("open and migrate");
+        let sub = store
+            .subscription("old")
+            .await
+            .expect("read")
+            .expect("kept");
+        assert_eq!(sub.filter, None);
+        store
+            .append(vec![nexus_event::NewEvent::new(
+                nexus_event::WellKnown::PaymentReceived,
+                "flowpay",
+            )])
+            .await
+            .expect("append");
+        assert_eq!(store.stats().await.expect("stats").pending, 1);
     }
 }

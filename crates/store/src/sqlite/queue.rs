@@ -9,11 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use nexus_event::{Timestamp, TypeFilter};
+use nexus_event::{Timestamp, TypeFilter, When};
+use rusqlite::Connection;
 use tokio::sync::watch;
 
 use super::SqliteStore;
-use super::columns::{Arg, ConsumerKind, DeliveryState, bind, consumer_from, db_err, execute, ts};
+use super::columns::{
+    Arg, ConsumerKind, DeliveryState, bind, consumer_from, conv, db_err, execute, ts,
+};
 use super::dead_letters;
 use super::log::{event_by_sequence, event_columns, event_from_row, globs_param, type_passes};
 use super::subscriptions::subscription_in;
@@ -21,6 +24,7 @@ use super::writer::Ctx;
 use crate::error::{Result, StoreError};
 use crate::model::{
     Consumer, DeadLetter, Failure, Lease, LeaseToken, Page, QueueStats, ReplayTo, Selection,
+    Subscription,
 };
 use crate::traits::DeliveryQueue;
 
@@ -159,6 +163,49 @@ fn settle(
         });
     }
     Ok(())
+}
+
+/// Replays to a subscription with a filter: the events in the range whose payload passes it, as
+/// routing would have chosen them (API.md section 12). Read one at a time, so a long range does
+/// not sit in memory.
+fn replay_filtered(
+    conn: &Connection,
+    range: &[Arg<'_>],
+    filter: &When,
+    sub: &Subscription,
+    state: DeliveryState,
+    now: i64,
+) -> rusqlite::Result<u64> {
+    let mut select = conn.prepare_cached(concat!(
+        "SELECT sequence, payload FROM events \
+         WHERE sequence > :after AND sequence <= :until AND ",
+        type_passes!(),
+        " ORDER BY sequence"
+    ))?;
+    bind(&mut select, range)?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO deliveries (event_sequence, consumer_kind, consumer, target, state, due_ms, \
+         created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+    )?;
+    let mut rows = select.raw_query();
+    let mut n = 0;
+    while let Some(row) = rows.next()? {
+        let sequence: i64 = row.get(0)?;
+        let payload: String = row.get(1)?;
+        let payload: serde_json::Value = serde_json::from_str(&payload).map_err(conv(1))?;
+        if filter.holds(&payload) {
+            insert.execute(rusqlite::params![
+                sequence,
+                ConsumerKind::Subscription,
+                sub.id,
+                sub.target,
+                state,
+                now
+            ])?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 #[async_trait]
@@ -343,6 +390,12 @@ impl DeliveryQueue for SqliteStore {
                         id: id.clone(),
                     })?;
                     let state = DeliveryState::waiting_if(sub.enabled);
+                    if let Some(filter) = &sub.filter {
+                        let n = replay_filtered(ctx.conn, &range, filter, &sub, state, now)
+                            .map_err(&err)?;
+                        ctx.work |= n > 0;
+                        return Ok(n);
+                    }
                     let sql = concat!(
                         "INSERT INTO deliveries (event_sequence, consumer_kind, consumer, target, \
                          state, due_ms, created_ms) \

@@ -92,6 +92,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE breakers ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
     "#,
+    // 4: a subscription's filter on the payload (API.md section 12): the JSON form of its
+    // conditions, NULL for none.
+    r#"
+    ALTER TABLE subscriptions ADD COLUMN filter TEXT;
+    "#,
 ];
 
 /// The schema version this build writes.

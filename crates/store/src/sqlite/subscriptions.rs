@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::SqliteStore;
 use super::columns::{ConsumerKind, conv, db_err, execute, ts};
 use super::writer::SubRoute;
-use crate::backend::{apply_patch, patterns_json, subscription_row};
+use crate::backend::{apply_patch, filter_json, parse_filter, patterns_json, subscription_row};
 use crate::error::{Result, StoreError};
 use crate::model::{
     NewSubscription, Page, Subscription, SubscriptionPatch, check_limit, target_origin,
@@ -20,14 +20,14 @@ use crate::traits::Subscriptions;
 /// The columns of a subscription, in the order [`subscription_from_row`] reads them.
 macro_rules! subscription_columns {
     () => {
-        "id, url, target, events, secret, ordered, enabled, created_ms"
+        "id, url, target, events, secret, ordered, enabled, created_ms, filter"
     };
 }
 
 /// Every subscription as the writer routes by it.
 pub(super) fn load_subscription_routes(conn: &Connection) -> Result<Vec<SubRoute>> {
     let mut stmt = conn
-        .prepare("SELECT id, target, events, enabled FROM subscriptions ORDER BY id")
+        .prepare("SELECT id, target, events, enabled, filter FROM subscriptions ORDER BY id")
         .map_err(db_err("load subscriptions"))?;
     let rows = stmt
         .query_map([], |r| {
@@ -36,14 +36,16 @@ pub(super) fn load_subscription_routes(conn: &Connection) -> Result<Vec<SubRoute
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
                 r.get::<_, bool>(3)?,
+                r.get::<_, Option<String>>(4)?,
             ))
         })
         .map_err(db_err("load subscriptions"))?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, target, events, enabled) = row.map_err(db_err("load subscriptions"))?;
+        let (id, target, events, enabled, filter) = row.map_err(db_err("load subscriptions"))?;
         out.push(SubRoute {
             patterns: parse_patterns(&events)?,
+            filter: parse_filter(filter.as_deref())?,
             id,
             target,
             enabled,
@@ -61,6 +63,7 @@ fn parse_patterns(json: &str) -> Result<Vec<Pattern>> {
 
 fn subscription_from_row(r: &Row<'_>) -> rusqlite::Result<Subscription> {
     let events: String = r.get(3)?;
+    let filter: Option<String> = r.get(8)?;
     Ok(Subscription {
         id: r.get(0)?,
         url: r.get(1)?,
@@ -70,6 +73,7 @@ fn subscription_from_row(r: &Row<'_>) -> rusqlite::Result<Subscription> {
         ordered: r.get(5)?,
         enabled: r.get(6)?,
         created_at: ts(r.get(7)?)?,
+        filter: parse_filter(filter.as_deref()).map_err(conv(8))?,
     })
 }
 
@@ -89,13 +93,14 @@ impl Subscriptions for SqliteStore {
     async fn create_subscription(&self, new: NewSubscription) -> Result<Subscription> {
         let sub = subscription_row(new)?;
         let events = patterns_json(&sub.events)?;
+        let filter = filter_json(sub.filter.as_ref());
         self.call(move |ctx| {
             ctx.conn
                 .execute(
                     concat!(
                         "INSERT INTO subscriptions (",
                         subscription_columns!(),
-                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+                        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
                     ),
                     params![
                         sub.id,
@@ -105,7 +110,8 @@ impl Subscriptions for SqliteStore {
                         sub.secret,
                         sub.ordered,
                         sub.enabled,
-                        sub.created_at.as_unix_millis()
+                        sub.created_at.as_unix_millis(),
+                        filter
                     ],
                 )
                 .map_err(db_err("create subscription"))?;
@@ -186,8 +192,8 @@ impl Subscriptions for SqliteStore {
             let err = db_err("update subscription");
             ctx.conn
                 .execute(
-                    "UPDATE subscriptions SET url = ?2, target = ?3, events = ?4, secret = ?5, ordered = ?6, enabled = ?7 WHERE id = ?1",
-                    params![sub.id, sub.url, sub.target, patterns_json(&sub.events)?, sub.secret, sub.ordered, sub.enabled],
+                    "UPDATE subscriptions SET url = ?2, target = ?3, events = ?4, secret = ?5, ordered = ?6, enabled = ?7, filter = ?8 WHERE id = ?1",
+                    params![sub.id, sub.url, sub.target, patterns_json(&sub.events)?, sub.secret, sub.ordered, sub.enabled, filter_json(sub.filter.as_ref())],
                 )
                 .map_err(&err)?;
             // Waiting deliveries follow the subscription's target and its enabled state.

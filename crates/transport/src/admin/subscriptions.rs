@@ -1,4 +1,8 @@
 //! `GET, POST /api/subscriptions` and `GET, PATCH, DELETE /api/subscriptions/{id}`.
+//!
+//! A `filter` (API.md section 12) is checked while the body is read: the body's type holds a
+//! [`nexus_event::When`], so a bad one is `400 VALIDATION_ERROR` with `details.field = "filter"`
+//! and a message naming the key inside it.
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -24,6 +28,7 @@ fn wire(s: Subscription, secret: Option<String>) -> api::Subscription {
         events: s.events.iter().map(|p| p.as_str().to_owned()).collect(),
         ordered: s.ordered,
         enabled: s.enabled,
+        filter: s.filter,
         created_at: s.created_at,
         secret,
     }
@@ -74,6 +79,7 @@ pub(super) async fn create(State(state): State<AppState>, raw: Body) -> Result<R
             events,
             secret: secret.clone(),
             ordered: new.ordered,
+            filter: new.filter,
         })
         .await?;
     Ok(ok(wire(sub, Some(secret)))
@@ -135,6 +141,7 @@ pub(super) async fn update(
                 secret: patch.secret,
                 ordered: patch.ordered,
                 enabled: patch.enabled,
+                filter: patch.filter,
             },
         )
         .await?;
