@@ -13,7 +13,9 @@ use nexus_core::Bus;
 use nexus_event::{EventId, NewEvent, Timestamp, TypeFilter, WellKnown};
 use nexus_store::conformance::pg::{self, TestDatabase};
 use nexus_store::conformance::t0;
-use nexus_store::{Consumer, DeliveryQueue, EventLog, Instances, PgStore, Route, StoreError};
+use nexus_store::{
+    Consumer, DeliveryQueue, EventLog, EventTypes, Instances, PgStore, Route, StoreError,
+};
 use tokio_postgres::NoTls;
 
 /// The database of one test: created on `NEXUS_TEST_DATABASE_URL`'s server, dropped after.
@@ -779,6 +781,18 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
         .await
         .expect("release e6");
     sqlite.set_cursor("reader", 3).await.expect("cursor");
+    let declared = sqlite
+        .put_event_type(nexus_store::EventTypePut {
+            name: nexus_event::EventType::new("PAYMENT_RECEIVED").expect("type"),
+            description: "paid".into(),
+            schema: Some(serde_json::json!({"type": "object", "required": ["amount"]})),
+            examples: vec![serde_json::json!({"amount": 1})],
+            deprecated: true,
+            origin: nexus_store::TypeOrigin::Config,
+        })
+        .await
+        .expect("event type")
+        .record;
     let breaker = BreakerRecord {
         target: "http://a.example".into(),
         open: true,
@@ -815,6 +829,7 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
     assert_eq!(
         report.tables(),
         [
+            ("event_types", 1),
             ("subscriptions", 1),
             ("events", 6),
             ("deliveries", 4),
@@ -844,6 +859,11 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
     assert_eq!(pg.dead_letters(10, None).await.expect("dead letters"), dead);
     assert_eq!(pg.cursor("reader").await.expect("cursor"), Some(3));
     assert_eq!(pg.breakers().await.expect("breakers"), vec![breaker]);
+    assert_eq!(
+        pg.event_types(10, None).await.expect("event types").items,
+        vec![declared],
+        "the type with its origin and times"
+    );
     let stats = pg.stats().await.expect("stats");
     assert_eq!(
         (stats.pending, stats.in_flight, stats.dead_letters),

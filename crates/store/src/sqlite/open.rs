@@ -330,6 +330,7 @@ impl SqliteStore {
                 max_idle_readers: b.max_idle_readers,
                 subscriptions_version,
                 subscription_cache: Mutex::new(crate::backend::SubscriptionCache::new(None)),
+                event_types: watch::channel(0).0,
                 _lock: lock,
             }),
         })
