@@ -16,13 +16,13 @@ use crate::error::{Result, StoreError};
 
 /// The tables a copy fills, in the words of the refusal ("already holds 120 events").
 const TABLES: [(&str, &str); 7] = [
-    ("event_types", "event types"),
     ("events", "events"),
     ("subscriptions", "subscriptions"),
     ("deliveries", "queued deliveries"),
     ("dead_letters", "dead letters"),
     ("cursors", "cursors"),
     ("breakers", "breakers"),
+    ("event_types", "event types"),
 ];
 
 impl PgStore {
