@@ -7,6 +7,9 @@
 //! baseline's receivers apply the same filter by hand. Events/s counts events published,
 //! deliveries/s counts events handed to subscribers that wanted them.
 //!
+//! After the dispatch table, the cost the event-type catalogue adds to a publish (a 1 KB payload
+//! checked against a 10-property schema; see `support/catalog_cost.rs`).
+//!
 //! Run with `cargo bench --bench dispatch`. Criterion prints its statistics for every case; the
 //! table at the end interleaves bus and baseline rounds and reports medians and their ratio, which
 //! is what to compare across machines.
@@ -19,6 +22,9 @@ use criterion::{Criterion, Throughput};
 use nexus_core::{Bus, RecvError, Subscription};
 use nexus_event::{Event, NewEvent, TypeFilter, WellKnown};
 use tokio::sync::broadcast;
+
+#[path = "support/catalog_cost.rs"]
+mod catalog_cost;
 
 const BURST: usize = 1024;
 const SUBSCRIBERS: [usize; 3] = [1, 4, 16];
@@ -274,5 +280,6 @@ fn main() {
     c.final_summary();
     if !listing {
         summary(&events, quick);
+        catalog_cost::run(quick);
     }
 }

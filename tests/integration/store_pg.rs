@@ -1601,3 +1601,81 @@ async fn a_subscription_changed_elsewhere_is_not_served_stale() {
     a.close().await;
     b.close().await;
 }
+
+/// Two instances on one database, each with its catalogue: a type declared, changed or deleted
+/// through one is applied by the other within a bounded time (the `nexus_event_types`
+/// notification), with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalogue_follows_changes_made_on_another_instance() {
+    use nexus_api::event_types::EventTypePut;
+    use nexus_catalog::{Catalog, Refusal};
+    use serde_json::json;
+
+    const BOUND: Duration = Duration::from_secs(2);
+    let db = TestDb::create("t").await;
+    let a = Arc::new(PgStore::open(db.url()).await.expect("instance a"));
+    let b = Arc::new(PgStore::open(db.url()).await.expect("instance b"));
+    let here = Catalog::open(a.clone(), false).await.expect("catalogue a");
+    let there = Catalog::open(b.clone(), false).await.expect("catalogue b");
+    let paid = nexus_event::EventType::new("PAYMENT_RECEIVED").expect("type");
+    let amount = |kind: &str| EventTypePut {
+        schema: Some(json!({"type": "object", "required": ["amount"],
+            "properties": {"amount": {"type": kind}}})),
+        ..EventTypePut::default()
+    };
+    // Waits until `there` answers `wanted` for `payload`; how long it took.
+    let until = |payload: serde_json::Value,
+                 wanted: fn(&Result<nexus_catalog::Accepted, Refusal>) -> bool| {
+        let there = Arc::clone(&there);
+        let paid = paid.clone();
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let answer = there.check(&paid, &payload);
+                if wanted(&answer) {
+                    return started.elapsed();
+                }
+                assert!(
+                    started.elapsed() < BOUND,
+                    "not seen within {BOUND:?}: {answer:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+
+    here.put(
+        paid.clone(),
+        amount("integer"),
+        nexus_store::TypeOrigin::Api,
+    )
+    .await
+    .expect("declared on a");
+    let took = until(json!({"amount": "1"}), |r| {
+        matches!(r, Err(Refusal::Schema { .. }))
+    })
+    .await;
+    assert!(there.check(&paid, &json!({"amount": 1})).is_ok());
+    let replaced_in = {
+        here.put(paid.clone(), amount("string"), nexus_store::TypeOrigin::Api)
+            .await
+            .expect("replaced on a");
+        until(json!({"amount": "1"}), |r| r.is_ok()).await
+    };
+    assert!(
+        there.check(&paid, &json!({"amount": 1})).is_err(),
+        "the new validator"
+    );
+    assert!(here.delete("PAYMENT_RECEIVED").await.expect("deleted on a"));
+    let deleted_in = until(json!({"amount": 1}), |r| r.is_ok()).await;
+    assert!(there.declared().is_empty());
+    eprintln!(
+        "seen on the other instance after {took:?} (declared), {replaced_in:?} (replaced), {deleted_in:?} (deleted)"
+    );
+    drop((here, there));
+    for store in [a, b] {
+        if let Ok(store) = Arc::try_unwrap(store) {
+            store.close().await;
+        }
+    }
+}
