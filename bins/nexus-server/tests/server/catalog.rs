@@ -528,3 +528,57 @@ fn a_reactor_whose_event_fails_its_schema_is_dead_lettered() {
     assert_eq!(rejected(&scrape(&s), "MINT_REQUESTED", "schema"), 1);
     assert_eq!(terminate(&mut s.child).code(), Some(0));
 }
+
+/// Two server processes on one PostgreSQL database: a type declared through one applies to
+/// publishes on the other within a bounded time, and so does its deletion.
+#[test]
+fn on_postgres_a_type_declared_on_one_instance_guards_the_other() {
+    let db = super::pg::TestDb::create();
+    let mut one = start(&[("DATABASE_URL", db.url())], &[]);
+    let mut two = start(&[("DATABASE_URL", db.url())], &[]);
+    let url = format!("{}/api/event-types/PAYMENT_RECEIVED", one.base);
+    let (status, body) = admin(
+        "PUT",
+        &url,
+        Some(&json!({"schema": {"type": "object", "required": ["amount"]}})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let bound = Duration::from_secs(2);
+    let started = Instant::now();
+    let refused = loop {
+        let answer = publish_json(
+            &two.base,
+            &json!({"type": "PAYMENT_RECEIVED", "payload": {}}),
+        );
+        if answer.0 == 400 {
+            break answer;
+        }
+        assert_eq!(answer.0, 202, "{}", answer.2);
+        assert!(
+            started.elapsed() < bound,
+            "not applied on the other instance within {bound:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_payload_refused(&refused, "");
+    let (status, body) = admin("DELETE", &url, None);
+    assert_eq!(status, 200, "{body}");
+    let started = Instant::now();
+    loop {
+        let answer = publish_json(
+            &two.base,
+            &json!({"type": "PAYMENT_RECEIVED", "payload": {}}),
+        );
+        if answer.0 == 202 {
+            break;
+        }
+        assert!(
+            started.elapsed() < bound,
+            "deletion not applied within {bound:?}: {}",
+            answer.2
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(terminate(&mut one.child).code(), Some(0));
+    assert_eq!(terminate(&mut two.child).code(), Some(0));
+}
