@@ -314,7 +314,7 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
     };
     let store_gauges = backend.gauges();
     let app = App::new(dyn_store, bus, breakers, config)
-        .catalog(catalog)
+        .catalog(Arc::clone(&catalog))
         .metrics(Arc::new(move || {
             store_gauges();
             // Read at scrape time, like the other gauges that are read rather than counted.
@@ -385,6 +385,9 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
     // blocking pool, after its final commit. A handle still held elsewhere (a task that outlived
     // the drain) stops the store when it goes, through `Drop`.
     drop(app);
+    // The catalogue's follower holds a handle of the store; closing needs the last one.
+    catalog.stop().await;
+    drop(catalog);
     backend.close().await;
     Ok(())
 }

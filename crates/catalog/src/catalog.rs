@@ -188,6 +188,8 @@ pub struct Catalog {
     /// One read of the store at a time, so a read that began before a change can never replace
     /// the snapshot of a read that began after it.
     reading: tokio::sync::Mutex<()>,
+    /// The task that follows the store's changes; see [`Catalog::stop`].
+    following: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -209,7 +211,7 @@ impl Catalog {
         let changes = store.event_type_changes();
         let catalog = Arc::new(Catalog::empty(store, require_declared));
         catalog.reload().await?;
-        watch_changes(Arc::downgrade(&catalog), changes);
+        catalog.follow(changes);
         Ok(catalog)
     }
 
@@ -221,7 +223,7 @@ impl Catalog {
         changes.mark_changed();
         let catalog = Arc::new(Catalog::empty(store, require_declared));
         if tokio::runtime::Handle::try_current().is_ok() {
-            watch_changes(Arc::downgrade(&catalog), changes);
+            catalog.follow(changes);
         } else {
             tracing::warn!(
                 "the event-type catalogue started outside a runtime; it reads the store only after its own changes"
@@ -236,6 +238,47 @@ impl Catalog {
             require_declared,
             snapshot: RwLock::new(Arc::default()),
             reading: tokio::sync::Mutex::new(()),
+            following: std::sync::Mutex::new(None),
+        }
+    }
+
+    fn follow(self: &Arc<Self>, changes: watch::Receiver<u64>) {
+        let task = watch_changes(Arc::downgrade(self), changes);
+        if let Some(old) = self
+            .following
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .replace(task)
+        {
+            old.abort();
+        }
+    }
+
+    /// Stops following the store's changes and waits until the following task is gone, so it
+    /// holds no handle of the store any more (a read it was making is dropped): call it before
+    /// closing the store, whose close needs the last handle. The catalogue still answers from
+    /// what it read, and its own changes still read the store again.
+    pub async fn stop(&self) {
+        let task = self
+            .following
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// [`Catalog::stop`] without waiting: for a catalogue being replaced.
+    pub fn stop_now(&self) {
+        if let Some(task) = self
+            .following
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
         }
     }
 
@@ -440,7 +483,10 @@ impl Catalog {
 
 /// Reads the catalogue again whenever the store's watch moves, until the catalogue or the
 /// store is gone. A failed read is tried again after [`RETRY_AFTER`].
-fn watch_changes(catalog: Weak<Catalog>, mut changes: watch::Receiver<u64>) {
+fn watch_changes(
+    catalog: Weak<Catalog>,
+    mut changes: watch::Receiver<u64>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         while changes.changed().await.is_ok() {
             loop {
@@ -457,5 +503,5 @@ fn watch_changes(catalog: Weak<Catalog>, mut changes: watch::Receiver<u64>) {
                 }
             }
         }
-    });
+    })
 }

@@ -251,6 +251,8 @@ impl App {
     /// Checks publishes against this event-type catalogue (over the same store), and serves it
     /// on `/api/event-types`.
     pub fn catalog(mut self, catalog: Arc<nexus_catalog::Catalog>) -> Self {
+        // The one `new` started holds the store: let it go now, so the store can close.
+        self.state.catalog.stop_now();
         self.state.catalog = catalog;
         self
     }

@@ -246,7 +246,8 @@ fn alerts_and_dashboard_use_only_metrics_the_server_exports() {
          [[reactors]]\nname = \"mint\"\non = \"PAYMENT_RECEIVED\"\n\
          http = {{ url = \"{good}\", secret_env = \"HOOK_SECRET\" }}\n\n\
          [retry]\nschedule_ms = [50]\njitter = 0.0\n\n\
-         [breaker]\nfailure_threshold = 2\nreset_timeout_ms = 100\n"
+         [breaker]\nfailure_threshold = 2\nreset_timeout_ms = 100\n\n\
+         [[event_types]]\nname = \"PAYMENT_REFUNDED\"\nschema = {{ required = [\"amount\"] }}\n"
     );
     // On PostgreSQL, so the store's own metrics (pool, errors, instances) are exported too.
     let db = super::pg::TestDb::create();
@@ -266,6 +267,13 @@ fn alerts_and_dashboard_use_only_metrics_the_server_exports() {
         let (status, answer) = publish(&s.base, "flowpay", &body);
         assert_eq!(status, 202, "{answer}");
     }
+    // Refused by the catalogue: `nexus_events_rejected_total`.
+    let (status, answer) = publish(
+        &s.base,
+        "flowpay",
+        r#"{"type":"PAYMENT_REFUNDED","id":"ops-refused","payload":{}}"#,
+    );
+    assert_eq!(status, 400, "{answer}");
     received
         .recv_timeout(Duration::from_secs(20))
         .expect("a delivery to the receiver");

@@ -449,7 +449,7 @@ pub(super) fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::traits::{BreakerLog, EventLog};
+    use crate::traits::{BreakerLog, EventLog, EventTypes};
 
     /// A database left at schema version 1 is migrated at open and keeps its data.
     #[tokio::test]
@@ -468,11 +468,20 @@ mod tests {
         let store = SqliteStore::open(dir.path()).expect("open and migrate");
         assert_eq!(store.head().await.expect("head"), 1);
         assert!(store.breakers().await.expect("v2 table").is_empty());
+        assert!(
+            store
+                .event_types(10, None)
+                .await
+                .expect("v4 table")
+                .items
+                .is_empty(),
+            "the event-type catalogue's table"
+        );
         let version: i64 = Connection::open(dir.path().join(DB_FILE))
             .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
             .expect("version");
         assert_eq!(version, schema::VERSION);
-        assert_eq!(schema::VERSION, 3);
+        assert_eq!(schema::VERSION, 4);
     }
 
     /// A database left at schema version 2 keeps its breakers, each at generation 0, and their
