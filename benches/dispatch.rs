@@ -7,7 +7,10 @@
 //! baseline's receivers apply the same filter by hand. Events/s counts events published,
 //! deliveries/s counts events handed to subscribers that wanted them.
 //!
-//! Run with `cargo bench --bench dispatch`. Criterion prints its statistics for every case; the
+//! After the dispatch table, the cost the event-type catalogue adds to a publish (a 1 KB payload
+//! checked against a 10-property schema; see `support/catalog_cost.rs`).
+//!
+//! Run with `cargo bench --bench dispatch` (`-- catalogue` for the catalogue's part alone). Criterion prints its statistics for every case; the
 //! table at the end interleaves bus and baseline rounds and reports medians and their ratio, which
 //! is what to compare across machines.
 
@@ -19,6 +22,9 @@ use criterion::{Criterion, Throughput};
 use nexus_core::{Bus, RecvError, Subscription};
 use nexus_event::{Event, NewEvent, TypeFilter, WellKnown};
 use tokio::sync::broadcast;
+
+#[path = "support/catalog_cost.rs"]
+mod catalog_cost;
 
 const BURST: usize = 1024;
 const SUBSCRIBERS: [usize; 3] = [1, 4, 16];
@@ -265,6 +271,10 @@ fn main() {
     // every case runs once and the summary is a smoke run.
     let quick = !args.iter().any(|a| a == "--bench") || args.iter().any(|a| a == "--test");
     let listing = args.iter().any(|a| a == "--list");
+    if args.iter().any(|a| a == "catalogue") {
+        catalog_cost::run(quick);
+        return;
+    }
     let events = events();
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
@@ -274,5 +284,6 @@ fn main() {
     c.final_summary();
     if !listing {
         summary(&events, quick);
+        catalog_cost::run(quick);
     }
 }

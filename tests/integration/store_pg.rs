@@ -13,7 +13,9 @@ use nexus_core::Bus;
 use nexus_event::{EventId, NewEvent, Timestamp, TypeFilter, WellKnown};
 use nexus_store::conformance::pg::{self, TestDatabase};
 use nexus_store::conformance::t0;
-use nexus_store::{Consumer, DeliveryQueue, EventLog, Instances, PgStore, Route, StoreError};
+use nexus_store::{
+    Consumer, DeliveryQueue, EventLog, EventTypes, Instances, PgStore, Route, StoreError,
+};
 use tokio_postgres::NoTls;
 
 /// The database of one test: created on `NEXUS_TEST_DATABASE_URL`'s server, dropped after.
@@ -783,6 +785,18 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
         .await
         .expect("release e6");
     sqlite.set_cursor("reader", 3).await.expect("cursor");
+    let declared = sqlite
+        .put_event_type(nexus_store::EventTypePut {
+            name: nexus_event::EventType::new("PAYMENT_RECEIVED").expect("type"),
+            description: "paid".into(),
+            schema: Some(serde_json::json!({"type": "object", "required": ["amount"]})),
+            examples: vec![serde_json::json!({"amount": 1})],
+            deprecated: true,
+            origin: nexus_store::TypeOrigin::Config,
+        })
+        .await
+        .expect("event type")
+        .record;
     let breaker = BreakerRecord {
         target: "http://a.example".into(),
         open: true,
@@ -819,6 +833,7 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
     assert_eq!(
         report.tables(),
         [
+            ("event_types", 1),
             ("subscriptions", 1),
             ("events", 6),
             ("deliveries", 4),
@@ -848,6 +863,11 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
     assert_eq!(pg.dead_letters(10, None).await.expect("dead letters"), dead);
     assert_eq!(pg.cursor("reader").await.expect("cursor"), Some(3));
     assert_eq!(pg.breakers().await.expect("breakers"), vec![breaker]);
+    assert_eq!(
+        pg.event_types(10, None).await.expect("event types").items,
+        vec![declared],
+        "the type with its origin and times"
+    );
     let stats = pg.stats().await.expect("stats");
     assert_eq!(
         (stats.pending, stats.in_flight, stats.dead_letters),
@@ -1653,4 +1673,82 @@ async fn a_filter_set_on_one_instance_routes_the_next_append_on_another() {
     assert_eq!(pending(&b).await, 3, "cleared: p4 is routed");
     a.close().await;
     b.close().await;
+}
+
+/// Two instances on one database, each with its catalogue: a type declared, changed or deleted
+/// through one is applied by the other within a bounded time (the `nexus_event_types`
+/// notification), with no restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catalogue_follows_changes_made_on_another_instance() {
+    use nexus_api::event_types::EventTypePut;
+    use nexus_catalog::{Catalog, Refusal};
+    use serde_json::json;
+
+    const BOUND: Duration = Duration::from_secs(2);
+    let db = TestDb::create("t").await;
+    let a = Arc::new(PgStore::open(db.url()).await.expect("instance a"));
+    let b = Arc::new(PgStore::open(db.url()).await.expect("instance b"));
+    let here = Catalog::open(a.clone(), false).await.expect("catalogue a");
+    let there = Catalog::open(b.clone(), false).await.expect("catalogue b");
+    let paid = nexus_event::EventType::new("PAYMENT_RECEIVED").expect("type");
+    let amount = |kind: &str| EventTypePut {
+        schema: Some(json!({"type": "object", "required": ["amount"],
+            "properties": {"amount": {"type": kind}}})),
+        ..EventTypePut::default()
+    };
+    // Waits until `there` answers `wanted` for `payload`; how long it took.
+    let until = |payload: serde_json::Value,
+                 wanted: fn(&Result<nexus_catalog::Accepted, Refusal>) -> bool| {
+        let there = Arc::clone(&there);
+        let paid = paid.clone();
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let answer = there.check(&paid, &payload);
+                if wanted(&answer) {
+                    return started.elapsed();
+                }
+                assert!(
+                    started.elapsed() < BOUND,
+                    "not seen within {BOUND:?}: {answer:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    };
+
+    here.put(
+        paid.clone(),
+        amount("integer"),
+        nexus_store::TypeOrigin::Api,
+    )
+    .await
+    .expect("declared on a");
+    let took = until(json!({"amount": "1"}), |r| {
+        matches!(r, Err(Refusal::Schema { .. }))
+    })
+    .await;
+    assert!(there.check(&paid, &json!({"amount": 1})).is_ok());
+    let replaced_in = {
+        here.put(paid.clone(), amount("string"), nexus_store::TypeOrigin::Api)
+            .await
+            .expect("replaced on a");
+        until(json!({"amount": "1"}), |r| r.is_ok()).await
+    };
+    assert!(
+        there.check(&paid, &json!({"amount": 1})).is_err(),
+        "the new validator"
+    );
+    assert!(here.delete("PAYMENT_RECEIVED").await.expect("deleted on a"));
+    let deleted_in = until(json!({"amount": 1}), |r| r.is_ok()).await;
+    assert!(there.declared().is_empty());
+    eprintln!(
+        "seen on the other instance after {took:?} (declared), {replaced_in:?} (replaced), {deleted_in:?} (deleted)"
+    );
+    drop((here, there));
+    for store in [a, b] {
+        if let Ok(store) = Arc::try_unwrap(store) {
+            store.close().await;
+        }
+    }
 }

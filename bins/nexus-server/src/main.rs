@@ -136,7 +136,9 @@ fn read_config(settings: &Settings) -> Result<Checked, ConfigError> {
                     format!("cannot read {}: {e}", path.display()),
                 )
             })?;
-            FileConfig::parse(&text)?.check(settings.mode, env)
+            FileConfig::parse(&text)?
+                .relative_to(&config::base_of(Some(path)))
+                .check(settings.mode, env)
         }
         None => Ok(Checked::default()),
     }
@@ -208,6 +210,7 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
         .chain(nexus_resilience::metric_names::ALL)
         .chain(nexus_reactors::metric_names::ALL)
         .chain(nexus_store::metric_names::ALL)
+        .chain(nexus_catalog::metric_names::ALL)
         .chain(nexus_transport::metric_names::PROCESS);
     for (name, kind, description) in described {
         match kind {
@@ -250,6 +253,19 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
     .await?;
     let dyn_store = backend.dyn_store();
     apply_subscriptions(dyn_store.as_ref(), &checked).await?;
+    let catalog =
+        nexus_catalog::Catalog::open(Arc::clone(&dyn_store) as _, settings.require_declared_types)
+            .await
+            .map_err(|e| config_error("event_types", e))?;
+    let synced = catalog
+        .sync_config(checked.event_types.clone())
+        .await
+        .map_err(|e| config_error("event_types", e))?;
+    tracing::debug!(
+        declared = synced.declared,
+        released = ?synced.released,
+        "event types synced from the config file"
+    );
 
     let breakers = Arc::new(Breakers::with_instrument(
         checked.breaker,
@@ -259,11 +275,10 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
         refuse_private: settings.mode == Mode::Production && !settings.allow_private_targets,
         ..OutboundConfig::default()
     }));
-    let target = Arc::new(DeliveryTarget::new(
-        Arc::clone(&dyn_store),
-        http,
-        Arc::clone(&reactors),
-    ));
+    let target = Arc::new(
+        DeliveryTarget::new(Arc::clone(&dyn_store), http, Arc::clone(&reactors))
+            .catalog(Arc::clone(&catalog)),
+    );
     let worker = RetryWorker::new(
         backend.work_queue(),
         target,
@@ -299,6 +314,7 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
     };
     let store_gauges = backend.gauges();
     let app = App::new(dyn_store, bus, breakers, config)
+        .catalog(Arc::clone(&catalog))
         .metrics(Arc::new(move || {
             store_gauges();
             // Read at scrape time, like the other gauges that are read rather than counted.
@@ -369,6 +385,9 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
     // blocking pool, after its final commit. A handle still held elsewhere (a task that outlived
     // the drain) stops the store when it goes, through `Drop`.
     drop(app);
+    // The catalogue's follower holds a handle of the store; closing needs the last one.
+    catalog.stop().await;
+    drop(catalog);
     backend.close().await;
     Ok(())
 }

@@ -22,6 +22,9 @@ mod cluster;
 // Payload filters on subscriptions: from the config and the admin API, checked at the queue.
 #[path = "server/filters.rs"]
 mod filters;
+// The event-type catalogue: declarations, validation at the door and for reactors.
+#[path = "server/catalog.rs"]
+mod catalog;
 
 const BIN: &str = env!("CARGO_BIN_EXE_nexus-server");
 const SECRET: &str = "test-secret-of-the-nodes-0123456789";
@@ -63,7 +66,11 @@ fn command(dir: &std::path::Path, env: &[(&str, &str)]) -> Command {
 fn start(env: &[(&str, &str)], files: &[(&str, &str)]) -> Server {
     let dir = tempfile::tempdir().expect("temp dir");
     for (name, text) in files {
-        std::fs::write(dir.path().join(name), text).expect("write file");
+        let path = dir.path().join(name);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("make the file's directory");
+        }
+        std::fs::write(path, text).expect("write file");
     }
     let mut child = command(dir.path(), env)
         .stdout(Stdio::piped())
@@ -362,7 +369,7 @@ fn starts_without_configuration_serves_and_drains_on_sigterm() {
 #[test]
 fn bad_configuration_stops_the_start_with_one_line_naming_it() {
     type Pairs<'a> = &'a [(&'a str, &'a str)];
-    let cases: [(Pairs<'_>, Pairs<'_>, &str); 7] = [
+    let cases: [(Pairs<'_>, Pairs<'_>, &str); 9] = [
         (&[("PORT", "eighty")], &[], "PORT:"),
         (&[("NEXUS_ENV", "production")], &[], "NEXUS_CONFIG:"),
         (
@@ -403,6 +410,22 @@ fn bad_configuration_stops_the_start_with_one_line_naming_it() {
             &[("NEXUS_CONFIG", "nexus.toml")],
             &[("nexus.toml", "[retry]\nlease_ms = 5000\n")],
             "retry.lease_ms: must be at least the webhook timeout plus 5000 ms",
+        ),
+        (
+            &[("NEXUS_CONFIG", "nexus.toml")],
+            &[(
+                "nexus.toml",
+                "[[event_types]]\nname = \"A\"\nschema = { type = \"integr\" }\n",
+            )],
+            "event_types[0].schema: the schema does not compile",
+        ),
+        (
+            &[("NEXUS_CONFIG", "nexus.toml")],
+            &[(
+                "nexus.toml",
+                "[[event_types]]\nname = \"A\"\nschema = { required = [\"x\"] }\nexamples = [{ y = 1 }]\n",
+            )],
+            "event_types[0].examples[0]: example 0 does not match the schema",
         ),
     ];
     for (env, files, expected) in cases {

@@ -169,12 +169,14 @@ pub(crate) fn record_execution(reactor: &str, status: Execution, took: Option<Du
 }
 
 /// The [`Target`] of a server's retry worker: webhook subscriptions go to the
-/// [`WebhookTarget`], reactors to their action; emitted events are appended to the store.
+/// [`WebhookTarget`], reactors to their action; emitted events are appended to the store, once
+/// the event-type catalogue (when given) accepts them.
 pub struct DeliveryTarget {
     reactors: Arc<Reactors>,
     http: Arc<HttpClient>,
     webhooks: WebhookTarget,
     store: Arc<dyn Store>,
+    catalog: Option<Arc<nexus_catalog::Catalog>>,
 }
 
 impl DeliveryTarget {
@@ -185,7 +187,16 @@ impl DeliveryTarget {
             reactors,
             http,
             store,
+            catalog: None,
         }
+    }
+
+    /// Checks every event a reactor emits against this catalogue (API.md section 11): one whose
+    /// payload fails its type's schema (or whose type is undeclared when declared types are
+    /// required) is not stored, and the reactor's delivery is dead-lettered with the reason.
+    pub fn catalog(mut self, catalog: Arc<nexus_catalog::Catalog>) -> Self {
+        self.catalog = Some(catalog);
+        self
     }
 
     /// How many distinct events up the correlation chain of `event` are in the log, counting up
@@ -218,12 +229,29 @@ impl DeliveryTarget {
         Ok(depth)
     }
 
-    async fn emit(&self, event: NewEvent) -> Result<(), AttemptError> {
+    /// Stores an emitted event, once the catalogue accepts it. A refusal is permanent (the same
+    /// answer would be refused again): `Refused` dead-letters the delivery at once.
+    async fn emit(&self, event: NewEvent) -> Result<(), EmitError> {
+        if let Some(catalog) = &self.catalog
+            && let Err(refusal) = catalog.check(&event.event_type, &event.payload)
+        {
+            tracing::warn!(event_type = %event.event_type, error = %refusal, "a reactor's event was refused by the catalogue; not stored");
+            return Err(EmitError {
+                permanent: true,
+                error: AttemptError::new(
+                    Reason::Emit,
+                    format!("cannot emit {}: {refusal}", event.event_type),
+                ),
+            });
+        }
         self.store
             .append(vec![event])
             .await
             .map(|_| ())
-            .map_err(|e| AttemptError::new(Reason::Emit, format!("cannot emit: {e}")))
+            .map_err(|e| EmitError {
+                permanent: false,
+                error: AttemptError::new(Reason::Emit, format!("cannot emit: {e}")),
+            })
     }
 
     async fn react(&self, name: &str, lease: &Lease) -> Outcome {
@@ -310,7 +338,8 @@ impl DeliveryTarget {
                     .await
                 {
                     Ok(()) => Outcome::Delivered,
-                    Err(e) => Outcome::Failed(e),
+                    Err(e) if e.permanent => Outcome::Refused(e.error),
+                    Err(e) => Outcome::Failed(e.error),
                 },
                 None => Outcome::Delivered,
             },
@@ -324,6 +353,13 @@ impl DeliveryTarget {
         record_execution(name, status, Some(started.elapsed()));
         outcome
     }
+}
+
+/// Why an emitted event was not stored.
+struct EmitError {
+    /// The catalogue refused it: trying again would be refused again.
+    permanent: bool,
+    error: AttemptError,
 }
 
 /// The payload a call's answer becomes: its JSON, `{}` when empty, or the text as a JSON string
@@ -368,6 +404,7 @@ impl Target for DeliveryTarget {
         let payload = failure_payload(name, &error.message, error.status, lease.attempt, trigger);
         self.emit(emitted(name, "failure", t, trigger, payload))
             .await
+            .map_err(|e| e.error)
     }
 }
 

@@ -11,6 +11,9 @@
 //! - Cycles: a reactor refuses an event whose correlation chain is already
 //!   [`DEFAULT_MAX_DEPTH`] (configurable) events deep, and the delivery becomes a dead letter
 //!   that says so, so a reactor that emits what it matches cannot loop forever.
+//! - Emitted events go through the event-type catalogue when [`DeliveryTarget::catalog`] gives
+//!   one: an event that fails its type's schema is not stored, and the delivery becomes a dead
+//!   letter saying why (API.md section 11).
 //! - [`BusReactors`]: in-process reactors straight on a [`nexus_core::Bus`], for a service that
 //!   embeds the bus without a store (no retries there).
 //!

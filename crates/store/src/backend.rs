@@ -364,6 +364,69 @@ impl SubscriptionCache {
     }
 }
 
+/// The stored columns of an event type's JSON parts: the schema (`NULL` for none) and the
+/// examples (a JSON array), as text in both schemas.
+pub(crate) fn event_type_json(
+    put: &crate::model::EventTypePut,
+) -> Result<(Option<String>, String), StoreError> {
+    let invalid = |field: &'static str| {
+        move |e: serde_json::Error| StoreError::Invalid {
+            field,
+            message: e.to_string(),
+        }
+    };
+    let schema = put
+        .schema
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(invalid("schema"))?;
+    let examples = serde_json::to_string(&put.examples).map_err(invalid("examples"))?;
+    Ok((schema, examples))
+}
+
+/// The columns of a stored event type, read back: what [`event_type_record`] builds from.
+pub(crate) struct EventTypeColumns {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) schema: Option<String>,
+    pub(crate) examples: String,
+    pub(crate) deprecated: bool,
+    pub(crate) origin: i64,
+    pub(crate) created_ms: i64,
+    pub(crate) updated_ms: i64,
+}
+
+/// An event type from its columns; a value this build cannot read is a database error.
+pub(crate) fn event_type_record(
+    c: EventTypeColumns,
+) -> Result<crate::model::EventTypeRecord, StoreError> {
+    let corrupt = |e: Box<dyn std::error::Error + Send + Sync>| StoreError::Database {
+        op: "read event type",
+        source: e,
+    };
+    Ok(crate::model::EventTypeRecord {
+        name: nexus_event::EventType::new(&c.name).map_err(|e| corrupt(Box::new(e)))?,
+        description: c.description,
+        schema: c
+            .schema
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()
+            .map_err(|e| corrupt(Box::new(e)))?,
+        examples: serde_json::from_str(&c.examples).map_err(|e| corrupt(Box::new(e)))?,
+        deprecated: c.deprecated,
+        origin: crate::model::TypeOrigin::from_code(c.origin).ok_or_else(|| {
+            corrupt(Box::new(UnknownValue {
+                column: "origin",
+                value: c.origin,
+            }))
+        })?,
+        created_at: Timestamp::from_unix_millis(c.created_ms).map_err(|e| corrupt(Box::new(e)))?,
+        updated_at: Timestamp::from_unix_millis(c.updated_ms).map_err(|e| corrupt(Box::new(e)))?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -27,8 +27,8 @@ use nexus_event::{EventId, NewEvent, Pattern, Timestamp, TypeFilter, WellKnown, 
 use serde_json::json;
 
 use crate::{
-    BreakerRecord, Consumer, Failure, Lease, NewSubscription, ReplayTo, Selection, Store,
-    StoreError, SubscriptionPatch,
+    BreakerRecord, Consumer, EventTypePut, Failure, Lease, NewSubscription, ReplayTo, Selection,
+    Store, StoreError, SubscriptionPatch, TypeOrigin,
 };
 
 /// Generates one `#[tokio::test]` per conformance check, each on a fresh store from `$factory`.
@@ -69,6 +69,9 @@ macro_rules! conformance_tests {
             instances_list_the_process_that_opened_the_store,
             filters_choose_deliveries_at_append,
             replay_to_a_filtered_subscription_applies_its_filter,
+            event_types_crud,
+            config_declared_types_refuse_the_api,
+            event_type_changes_move_the_watch,
         );
     };
     // With a way to close the store and open it again on the same data: the restart checks.
@@ -1612,4 +1615,216 @@ where
         store.ack(&leased[1].token).await.is_err(),
         "the dead process's token holds nothing"
     );
+}
+
+fn type_put(name: &str, origin: TypeOrigin) -> EventTypePut {
+    EventTypePut {
+        name: nexus_event::EventType::new(name).expect("valid type"),
+        description: format!("{name} happened"),
+        schema: Some(json!({"type": "object", "required": ["amount"],
+            "properties": {"amount": {"type": "integer"}}})),
+        examples: vec![json!({"amount": 1}), json!({"amount": 2, "note": "ü"})],
+        deprecated: false,
+        origin,
+    }
+}
+
+/// Event types: a put creates, a second replaces the whole type keeping its creation time, an
+/// identical one changes nothing (times kept); the list pages in name order; a delete removes
+/// it once.
+pub async fn event_types_crud<S: Store>(store: &S) {
+    let first = store
+        .put_event_type(type_put("PAYMENT_RECEIVED", TypeOrigin::Api))
+        .await
+        .expect("created");
+    assert!(first.created);
+    assert_eq!(first.record.examples.len(), 2);
+    let got = store
+        .event_type("PAYMENT_RECEIVED")
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(got, first.record, "read back as put");
+    assert_eq!(got.created_at, got.updated_at);
+
+    let same = store
+        .put_event_type(type_put("PAYMENT_RECEIVED", TypeOrigin::Api))
+        .await
+        .expect("same again");
+    assert!(!same.created);
+    assert_eq!(
+        same.record, first.record,
+        "an identical put keeps the times"
+    );
+
+    // Millisecond times: make sure the replacement is in a later one.
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    let replacement = EventTypePut {
+        description: String::new(),
+        schema: None,
+        examples: Vec::new(),
+        deprecated: true,
+        ..type_put("PAYMENT_RECEIVED", TypeOrigin::Api)
+    };
+    let replaced = store.put_event_type(replacement).await.expect("replaced");
+    assert!(!replaced.created);
+    assert_eq!(replaced.record.created_at, first.record.created_at);
+    assert!(replaced.record.updated_at > first.record.updated_at);
+    let got = store
+        .event_type("PAYMENT_RECEIVED")
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(got, replaced.record);
+    assert!(got.schema.is_none() && got.examples.is_empty() && got.deprecated);
+
+    for name in ["b.two", "A_ONE", "a:three", "Z-4"] {
+        store
+            .put_event_type(type_put(name, TypeOrigin::Api))
+            .await
+            .expect("put");
+    }
+    let mut names = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.event_types(2, cursor.as_deref()).await.expect("list");
+        assert!(page.items.len() <= 2);
+        names.extend(page.items.iter().map(|t| t.name.to_string()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        names,
+        ["A_ONE", "PAYMENT_RECEIVED", "Z-4", "a:three", "b.two"],
+        "byte order, every type once"
+    );
+    assert!(matches!(
+        store.event_types(0, None).await,
+        Err(StoreError::Invalid { field: "limit", .. })
+    ));
+
+    assert!(store.delete_event_type("Z-4").await.expect("delete"));
+    assert!(!store.delete_event_type("Z-4").await.expect("gone"));
+    assert_eq!(store.event_type("Z-4").await.expect("read"), None);
+    assert_eq!(
+        store.event_types(10, None).await.expect("list").items.len(),
+        4
+    );
+}
+
+/// A config-declared type refuses the API's put and delete (and changes nothing); the config's
+/// own put takes; released, the API may change and delete it.
+pub async fn config_declared_types_refuse_the_api<S: Store>(store: &S) {
+    let declared = store
+        .put_event_type(type_put("MINT_CONFIRMED", TypeOrigin::Config))
+        .await
+        .expect("declared");
+    assert_eq!(declared.record.origin, TypeOrigin::Config);
+    let refused = store
+        .put_event_type(EventTypePut {
+            deprecated: true,
+            ..type_put("MINT_CONFIRMED", TypeOrigin::Api)
+        })
+        .await;
+    assert!(
+        matches!(&refused, Err(StoreError::Declared { name }) if name == "MINT_CONFIRMED"),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        store.delete_event_type("MINT_CONFIRMED").await,
+        Err(StoreError::Declared { .. })
+    ));
+    let kept = store
+        .event_type("MINT_CONFIRMED")
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(kept, declared.record, "a refused put changes nothing");
+
+    let redeclared = store
+        .put_event_type(EventTypePut {
+            description: "changed in the file".into(),
+            ..type_put("MINT_CONFIRMED", TypeOrigin::Config)
+        })
+        .await
+        .expect("the config's own put");
+    assert!(!redeclared.created);
+    assert_eq!(redeclared.record.description, "changed in the file");
+
+    // An API-declared type taken over by the config file.
+    store
+        .put_event_type(type_put("MINT_FAILED", TypeOrigin::Api))
+        .await
+        .expect("api");
+    let taken = store
+        .put_event_type(type_put("MINT_FAILED", TypeOrigin::Config))
+        .await
+        .expect("taken over");
+    assert_eq!(taken.record.origin, TypeOrigin::Config);
+
+    assert!(
+        store
+            .release_event_type("MINT_CONFIRMED")
+            .await
+            .expect("released")
+    );
+    assert!(
+        !store
+            .release_event_type("MINT_CONFIRMED")
+            .await
+            .expect("not again"),
+        "already the API's"
+    );
+    assert!(!store.release_event_type("UNKNOWN").await.expect("unknown"));
+    let released = store
+        .event_type("MINT_CONFIRMED")
+        .await
+        .expect("read")
+        .expect("kept");
+    assert_eq!(released.origin, TypeOrigin::Api);
+    assert_eq!(released.description, "changed in the file", "content kept");
+    store
+        .put_event_type(type_put("MINT_CONFIRMED", TypeOrigin::Api))
+        .await
+        .expect("the API's now");
+    assert!(
+        store
+            .delete_event_type("MINT_CONFIRMED")
+            .await
+            .expect("deleted")
+    );
+}
+
+/// Every committed change of event types moves the watch; a refused one need not.
+pub async fn event_type_changes_move_the_watch<S: Store>(store: &S) {
+    let mut changes = store.event_type_changes();
+    changes.borrow_and_update();
+    store
+        .put_event_type(type_put("NOTIFICATION_SENT", TypeOrigin::Api))
+        .await
+        .expect("put");
+    assert!(changes.has_changed().expect("open"), "a put moves it");
+    changes.borrow_and_update();
+    assert!(
+        store
+            .delete_event_type("NOTIFICATION_SENT")
+            .await
+            .expect("deleted")
+    );
+    assert!(changes.has_changed().expect("open"), "a delete moves it");
+    changes.borrow_and_update();
+    store
+        .put_event_type(type_put("NOTIFICATION_SENT", TypeOrigin::Config))
+        .await
+        .expect("declared");
+    changes.borrow_and_update();
+    assert!(
+        store
+            .release_event_type("NOTIFICATION_SENT")
+            .await
+            .expect("released")
+    );
+    assert!(changes.has_changed().expect("open"), "a release moves it");
 }

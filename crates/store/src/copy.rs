@@ -110,6 +110,22 @@ pub(crate) struct BreakerRow {
     pub(crate) generation: i64,
 }
 
+/// A row of `event_types`.
+#[derive(Debug, Clone)]
+pub(crate) struct EventTypeRow {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    /// The schema as the JSON text both schemas store; `None` for none.
+    pub(crate) schema: Option<String>,
+    /// The examples as a JSON array.
+    pub(crate) examples: String,
+    pub(crate) deprecated: bool,
+    /// `TypeOrigin`'s code: 0 the config file, 1 the admin API.
+    pub(crate) origin: i16,
+    pub(crate) created_ms: i64,
+    pub(crate) updated_ms: i64,
+}
+
 /// The highest ids SQLite ever gave (`sqlite_sequence`, or the highest row when higher), so the
 /// PostgreSQL identities continue after them.
 #[derive(Debug, Clone, Copy, Default)]
@@ -138,14 +154,17 @@ pub struct CopyReport {
     pub cursors: u64,
     /// Circuit breaker states.
     pub breakers: u64,
+    /// Declared event types (the catalogue), with their origin and times.
+    pub event_types: u64,
     /// The highest sequence copied (0 for an empty log); the next append gets the one after.
     pub head: u64,
 }
 
 impl CopyReport {
     /// Each table's name (as in the schemas) and how many rows were copied, in copy order.
-    pub fn tables(&self) -> [(&'static str, u64); 6] {
+    pub fn tables(&self) -> [(&'static str, u64); 7] {
         [
+            ("event_types", self.event_types),
             ("subscriptions", self.subscriptions),
             ("events", self.events),
             ("deliveries", self.deliveries),
@@ -205,12 +224,18 @@ async fn copy_into(source: &SqliteExport, to: &crate::postgres::PgStore) -> Resu
         dead_letters: 0,
         cursors: 0,
         breakers: 0,
+        event_types: 0,
         head: 0,
     };
 
-    // Event types (API.md section 13) are not in the store yet; when their table lands, it is
-    // copied here, first, like the tables below (a page reader in sqlite/export.rs, a batch
-    // writer in postgres/import.rs, a count in CopyReport).
+    let mut after = String::new();
+    loop {
+        let rows = source.event_types(after, PAGE).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.name.clone();
+        import.event_types(&rows).await?;
+        report.event_types += rows.len() as u64;
+    }
 
     let mut after = String::new();
     loop {

@@ -118,6 +118,13 @@ pub enum StoreError {
         /// The id that was looked up.
         id: String,
     },
+    /// An event type declared in the config file: the admin API may not change or delete it
+    /// (API.md section 11, `409 CONFLICT`).
+    #[error("event type {name} is declared in the config file; change it there")]
+    Declared {
+        /// The type's name.
+        name: String,
+    },
     /// A value handed to the store is invalid.
     #[error("{field}: {message}")]
     Invalid {

@@ -458,3 +458,84 @@ pub struct InstanceRecord {
 pub fn new_instance_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
+
+/// Who declared an event type (API.md section 11): the config file or the admin API. A type the
+/// config file declares cannot be changed or deleted through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TypeOrigin {
+    /// `[[event_types]]` in the config file; synced into the store at start.
+    Config,
+    /// `PUT /api/event-types/{name}`.
+    Api,
+}
+
+#[cfg(any(feature = "sqlite", feature = "postgres"))]
+impl TypeOrigin {
+    /// The `origin` column's value (the same in both schemas, so a copy keeps it).
+    pub(crate) fn code(self) -> i16 {
+        match self {
+            TypeOrigin::Config => 0,
+            TypeOrigin::Api => 1,
+        }
+    }
+
+    /// The origin of an `origin` column value.
+    pub(crate) fn from_code(code: i64) -> Option<TypeOrigin> {
+        match code {
+            0 => Some(TypeOrigin::Config),
+            1 => Some(TypeOrigin::Api),
+            _ => None,
+        }
+    }
+}
+
+/// A declared event type as stored: the catalogue's entry (API.md section 11). The store keeps
+/// the schema and examples as JSON; compiling and checking them is the catalogue's business
+/// (`nexus-catalog`), done before they reach the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventTypeRecord {
+    /// The type's name.
+    pub name: EventType,
+    /// What it means (may be empty).
+    pub description: String,
+    /// Its payloads' JSON Schema (draft 2020-12); `None` accepts any payload.
+    pub schema: Option<serde_json::Value>,
+    /// Example payloads.
+    pub examples: Vec<serde_json::Value>,
+    /// Still accepted, but answered with `Deprecation: true`.
+    pub deprecated: bool,
+    /// Who declared it.
+    pub origin: TypeOrigin,
+    /// When it was first declared.
+    pub created_at: Timestamp,
+    /// When it was last replaced.
+    pub updated_at: Timestamp,
+}
+
+/// A declaration to store: the whole type, replacing any stored one of the same name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventTypePut {
+    /// The type's name.
+    pub name: EventType,
+    /// What it means.
+    pub description: String,
+    /// Its payloads' JSON Schema; `None` for none.
+    pub schema: Option<serde_json::Value>,
+    /// Example payloads.
+    pub examples: Vec<serde_json::Value>,
+    /// Deprecated or not.
+    pub deprecated: bool,
+    /// Who writes it: an [`TypeOrigin::Api`] put of a type the config declared is refused with
+    /// [`StoreError::Declared`]; a [`TypeOrigin::Config`] put always takes, and the type is the
+    /// config's from then on.
+    pub origin: TypeOrigin,
+}
+
+/// What [`crate::EventTypes::put_event_type`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PutOutcome {
+    /// The type as stored now.
+    pub record: EventTypeRecord,
+    /// Whether it was new (`201`) rather than replaced (`200`).
+    pub created: bool,
+}

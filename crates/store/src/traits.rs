@@ -9,8 +9,9 @@ use tokio::sync::watch;
 
 use crate::error::Result;
 use crate::model::{
-    Appended, BreakerRecord, DeadLetter, Failure, InstanceRecord, Lease, LeaseToken,
-    NewSubscription, Page, QueueStats, ReplayTo, Selection, Subscription, SubscriptionPatch,
+    Appended, BreakerRecord, DeadLetter, EventTypePut, EventTypeRecord, Failure, InstanceRecord,
+    Lease, LeaseToken, NewSubscription, Page, PutOutcome, QueueStats, ReplayTo, Selection,
+    Subscription, SubscriptionPatch,
 };
 
 /// The durable, append-only event log.
@@ -187,10 +188,49 @@ pub trait Instances: Send + Sync {
     }
 }
 
+/// The event-type catalogue (API.md section 11): declared types with their schema and examples,
+/// by name. The store keeps them as given; compiling schemas and checking examples is the
+/// catalogue's (`nexus-catalog`), before a put.
+#[async_trait]
+pub trait EventTypes: Send + Sync {
+    /// Declared types in name order (byte order), after `cursor` (a name) when given.
+    async fn event_types(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page<EventTypeRecord>>;
+
+    /// One declared type.
+    async fn event_type(&self, name: &str) -> Result<Option<EventTypeRecord>>;
+
+    /// Creates or replaces a type as a whole, keeping its creation time when it existed.
+    /// An API put of a config-declared type is refused with
+    /// [`StoreError::Declared`](crate::StoreError::Declared) and changes nothing.
+    async fn put_event_type(&self, put: EventTypePut) -> Result<PutOutcome>;
+
+    /// Deletes a type declared through the API; `false` if there was none. A config-declared
+    /// type is refused with [`StoreError::Declared`](crate::StoreError::Declared). Stored
+    /// events of the type are kept.
+    async fn delete_event_type(&self, name: &str) -> Result<bool>;
+
+    /// Hands a config-declared type over to the API (its entry left the config file): its
+    /// content stays, the API may change or delete it from now on. `false` if no
+    /// config-declared type has this name.
+    async fn release_event_type(&self, name: &str) -> Result<bool>;
+
+    /// A watch that moves after every committed change of event types, this process's and, on a
+    /// shared database, every other instance's (and whenever one may have been missed, such as
+    /// after a reconnect), so a cache of the catalogue knows to read it again.
+    fn event_type_changes(&self) -> watch::Receiver<u64>;
+}
+
 /// Everything a Nexus server needs from its storage.
 pub trait Store:
-    EventLog + DeliveryQueue + Subscriptions + Cursors + BreakerLog + Instances
+    EventLog + DeliveryQueue + Subscriptions + Cursors + BreakerLog + Instances + EventTypes
 {
 }
 
-impl<T: EventLog + DeliveryQueue + Subscriptions + Cursors + BreakerLog + Instances> Store for T {}
+impl<T: EventLog + DeliveryQueue + Subscriptions + Cursors + BreakerLog + Instances + EventTypes>
+    Store for T
+{
+}

@@ -110,6 +110,16 @@ pub struct AppState {
     pub(crate) metrics: Option<MetricsRenderer>,
     pub(crate) database_size: Option<SizeProbe>,
     pub(crate) store_kind: Option<nexus_api::health::StoreKind>,
+    /// The event-type catalogue every publish is checked against (API.md section 11).
+    pub(crate) catalog: Arc<nexus_catalog::Catalog>,
+}
+
+impl AppState {
+    /// The event-type catalogue: [`nexus_catalog::Catalog::declared`] lists the declared
+    /// types (what the AsyncAPI document describes).
+    pub fn catalog(&self) -> &Arc<nexus_catalog::Catalog> {
+        &self.catalog
+    }
 }
 
 /// Readiness and drain state, plus counters the health endpoint reports.
@@ -195,15 +205,19 @@ pub struct App {
 
 impl App {
     /// The service over a store, the bus committed events are published on, and the breakers the
-    /// retry worker uses.
+    /// retry worker uses. The event-type catalogue is read from the store in the background
+    /// (undeclared types accepted); give one already read, or one that requires declared types,
+    /// with [`App::catalog`].
     pub fn new(
         store: Arc<dyn Store>,
         bus: Bus,
         breakers: Arc<Breakers>,
         config: AppConfig,
     ) -> Self {
+        let catalog = nexus_catalog::Catalog::start(Arc::clone(&store) as _, false);
         App {
             state: AppState {
+                catalog,
                 store,
                 bus,
                 breakers,
@@ -232,6 +246,21 @@ impl App {
     pub fn store_kind(mut self, kind: nexus_api::health::StoreKind) -> Self {
         self.state.store_kind = Some(kind);
         self
+    }
+
+    /// Checks publishes against this event-type catalogue (over the same store), and serves it
+    /// on `/api/event-types`.
+    pub fn catalog(mut self, catalog: Arc<nexus_catalog::Catalog>) -> Self {
+        // The one `new` started holds the store: let it go now, so the store can close.
+        self.state.catalog.stop_now();
+        self.state.catalog = catalog;
+        self
+    }
+
+    /// What every handler shares: the store, the catalogue ([`AppState::catalog`]), the
+    /// configuration.
+    pub fn state(&self) -> &AppState {
+        &self.state
     }
 
     /// Readiness and draining.
@@ -326,7 +355,13 @@ fn cors(origins: &[String]) -> CorsLayer {
     };
     CorsLayer::new()
         .allow_origin(allow)
-        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,

@@ -151,6 +151,7 @@ impl From<StoreError> for ApiError {
                 ApiError::not_found(format!("{what} {id} not found"))
             }
             StoreError::Invalid { field, message } => ApiError::validation(field, message.clone()),
+            StoreError::Declared { .. } => ApiError::conflict(e.to_string()),
             StoreError::Busy { capacity } => {
                 // Load, not a fault: the caller retries after `Retry-After`. A flood would log a
                 // line per refused request, so say it at most once a second, with the count.
@@ -166,6 +167,44 @@ impl From<StoreError> for ApiError {
             _ => {
                 tracing::error!(error = %e, "store error");
                 ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<nexus_catalog::CatalogError> for ApiError {
+    fn from(e: nexus_catalog::CatalogError) -> Self {
+        match e {
+            nexus_catalog::CatalogError::Invalid { field, message } => {
+                ApiError::validation(&field, message)
+            }
+            nexus_catalog::CatalogError::Store(e) => ApiError::from(e),
+            other => {
+                tracing::error!(error = %other, "catalogue error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+/// A publish the catalogue refused (API.md section 11): `400 VALIDATION_ERROR` with
+/// `details.field` `type` (undeclared) or `payload` (with `pointer` and up to 10 `errors`).
+impl From<nexus_catalog::Refusal> for ApiError {
+    fn from(refusal: nexus_catalog::Refusal) -> Self {
+        let message = refusal.to_string();
+        match refusal {
+            nexus_catalog::Refusal::Undeclared { .. } => ApiError::validation("type", message),
+            nexus_catalog::Refusal::Schema { violations, .. } => {
+                let errors: Vec<Value> = violations
+                    .errors()
+                    .iter()
+                    .map(|v| json!({"pointer": v.pointer, "message": v.message}))
+                    .collect();
+                ApiError::validation("payload", message).with_details(json!({
+                    "field": "payload",
+                    "pointer": violations.pointer(),
+                    "errors": errors,
+                }))
             }
         }
     }

@@ -187,6 +187,29 @@ fn draft(
     Ok(draft)
 }
 
+/// Checks a draft against the event-type catalogue (API.md section 11): `Ok(true)` when its type
+/// is deprecated, a `400 VALIDATION_ERROR` when its type is undeclared (and declared types are
+/// required) or its payload fails the type's schema.
+fn admit(state: &AppState, draft: &NewEvent) -> Result<bool, ApiError> {
+    state
+        .catalog
+        .check(&draft.event_type, &draft.payload)
+        .map(|accepted| accepted.deprecated)
+        .map_err(ApiError::from)
+}
+
+/// The answer, with `Deprecation: true` when an event's type is deprecated.
+fn answer<T: serde::Serialize>(data: T, appended: &[Appended], deprecated: bool) -> Response {
+    let mut response = ok(data).status(status_of(appended)).into_response();
+    if deprecated {
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_static("deprecation"),
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
+}
+
 fn ack(a: &Appended) -> Ack {
     Ack {
         id: a.id.to_string(),
@@ -252,9 +275,9 @@ pub(crate) async fn publish(
         }
     };
     let draft = draft(&verified, incoming, verified.webhook_id.as_deref())?;
+    let deprecated = admit(&state, &draft)?;
     let appended = commit(&state, vec![draft]).await?;
-    let a = &appended[0];
-    Ok(ok(ack(a)).status(status_of(&appended)).into_response())
+    Ok(answer(ack(&appended[0]), &appended, deprecated))
 }
 
 /// `POST /events/batch`.
@@ -286,16 +309,16 @@ pub(crate) async fn publish_batch(
         )));
     }
     let mut drafts = Vec::with_capacity(events.len());
+    let mut deprecated = false;
     for (index, value) in events.into_iter().enumerate() {
         let incoming = plain_event(value).map_err(|e| e.at_index(index))?;
-        drafts.push(draft(&verified, incoming, None).map_err(|e| e.at_index(index))?);
+        let draft = draft(&verified, incoming, None).map_err(|e| e.at_index(index))?;
+        deprecated |= admit(&state, &draft).map_err(|e| e.at_index(index))?;
+        drafts.push(draft);
     }
     let appended = commit(&state, drafts).await?;
-    Ok(ok(BatchAck {
-        events: appended.iter().map(ack).collect(),
-    })
-    .status(status_of(&appended))
-    .into_response())
+    let events = appended.iter().map(ack).collect();
+    Ok(answer(BatchAck { events }, &appended, deprecated))
 }
 
 /// How a node's own webhook payload becomes an event.
@@ -367,10 +390,9 @@ pub(crate) async fn webhook(
         correlation_id: None,
     };
     let draft = draft(&verified, incoming, verified.webhook_id.as_deref())?;
+    let deprecated = admit(&state, &draft)?;
     let appended = commit(&state, vec![draft]).await?;
-    Ok(ok(ack(&appended[0]))
-        .status(status_of(&appended))
-        .into_response())
+    Ok(answer(ack(&appended[0]), &appended, deprecated))
 }
 
 #[cfg(test)]

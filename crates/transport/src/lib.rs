@@ -1,7 +1,9 @@
 //! Nexus over HTTP.
 //!
 //! The service of API.md: signed ingress (`POST /events`, `/events/batch`, `/webhook/{node}`)
-//! with both signature schemes, the response envelope and its error codes, the admin API,
+//! with both signature schemes, each event checked against the event-type catalogue
+//! (`nexus-catalog`; API.md section 11) before it is stored, the response envelope and its error
+//! codes, the admin API (`/api/event-types` among it),
 //! health endpoints and `/metrics`, behind request ids, security headers, CORS and compression.
 //! [`App::router`] gives an axum `Router` that an embedding application can mount; [`serve`]
 //! runs it with graceful shutdown.

@@ -27,6 +27,9 @@ pub(crate) struct Settings {
     pub(crate) ws_buffer: usize,
     pub(crate) reactor_max_depth: usize,
     pub(crate) allow_private_targets: bool,
+    /// `NEXUS_REQUIRE_DECLARED_TYPES` (false): refuse events of undeclared types (API.md
+    /// section 11).
+    pub(crate) require_declared_types: bool,
     pub(crate) log_level: tracing::Level,
     pub(crate) log_format: LogFormat,
 }
@@ -237,6 +240,10 @@ impl Settings {
                 "NEXUS_ALLOW_PRIVATE_TARGETS",
                 get("NEXUS_ALLOW_PRIVATE_TARGETS"),
             )?,
+            require_declared_types: boolean(
+                "NEXUS_REQUIRE_DECLARED_TYPES",
+                get("NEXUS_REQUIRE_DECLARED_TYPES"),
+            )?,
             log_level,
             log_format,
         })
@@ -280,6 +287,7 @@ mod tests {
             ("RATE_LIMIT_WINDOW_MS", "0"),
             ("NEXUS_MAX_BODY_BYTES", "-1"),
             ("NEXUS_ALLOW_PRIVATE_TARGETS", "maybe"),
+            ("NEXUS_REQUIRE_DECLARED_TYPES", "sometimes"),
             ("NEXUS_REACTOR_MAX_DEPTH", "0"),
             ("DATABASE_URL", "mysql://root@db/nexus"),
             ("DATABASE_URL", "postgres://"),
@@ -288,6 +296,13 @@ mod tests {
             let e = Settings::from_env(env(&[(var, value)])).expect_err(var);
             assert_eq!(e.name, var, "{e}");
         }
+        assert!(
+            !s.require_declared_types,
+            "undeclared types are accepted by default"
+        );
+        let strict =
+            Settings::from_env(env(&[("NEXUS_REQUIRE_DECLARED_TYPES", "true")])).expect("strict");
+        assert!(strict.require_declared_types);
         let p = Settings::from_env(env(&[("NEXUS_ENV", "production")])).expect("production");
         assert_eq!(p.log_format, LogFormat::Json);
         for (pairs, hint) in [

@@ -28,6 +28,11 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) ws_tokens: Vec<WsTokenEntry>,
     pub(crate) store: Option<StoreEntry>,
+    #[serde(default)]
+    pub(crate) event_types: Vec<super::event_types::EventTypeEntry>,
+    /// The directory schema paths are relative to (the config file's); not a key of the file.
+    #[serde(skip)]
+    pub(crate) base_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +129,8 @@ pub(crate) struct Checked {
     pub(crate) reactors: Vec<ReactorSpec>,
     /// `[store] url`: PostgreSQL unless `DATABASE_URL` names another.
     pub(crate) store_url: Option<SecretText>,
+    /// `[[event_types]]`, checked: synced into the store's catalogue at start.
+    pub(crate) event_types: Vec<super::event_types::Declaration>,
 }
 
 impl Default for Checked {
@@ -138,6 +145,7 @@ impl Default for Checked {
             ws_tokens: Vec::new(),
             reactors: Vec::new(),
             store_url: None,
+            event_types: Vec::new(),
         }
     }
 }
@@ -222,6 +230,12 @@ impl FileConfig {
             };
             err(name, at_line(e.inner()))
         })
+    }
+
+    /// Reads schema paths of `[[event_types]]` relative to `dir` (the config file's directory).
+    pub(crate) fn relative_to(mut self, dir: &std::path::Path) -> FileConfig {
+        self.base_dir = dir.to_path_buf();
+        self
     }
 
     /// Resolves secrets from the environment and checks every value.
@@ -434,6 +448,7 @@ impl FileConfig {
             super::env::check_database_url(url.expose()).map_err(|m| err("store.url", m))?;
             checked.store_url = Some(url);
         }
+        checked.event_types = super::event_types::check(self.event_types, &self.base_dir)?;
         Ok(checked)
     }
 }

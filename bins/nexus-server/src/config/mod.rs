@@ -3,10 +3,12 @@
 //! both name ([`secrets`]). Every error names the variable or key.
 
 mod env;
+mod event_types;
 mod file;
 mod secrets;
 
 pub(crate) use env::Settings;
+pub(crate) use event_types::base_of;
 pub(crate) use file::{Checked, FileConfig};
 pub(crate) use secrets::{SecretText, Secrets};
 

@@ -80,6 +80,7 @@ fn declared() -> BTreeMap<&'static str, Kind> {
         .chain(nexus_resilience::metric_names::ALL)
         .chain(nexus_reactors::metric_names::ALL)
         .chain(nexus_store::metric_names::ALL)
+        .chain(nexus_catalog::metric_names::ALL)
         .chain(nexus_transport::metric_names::PROCESS)
         .map(|(name, kind, _)| (*name, *kind))
         .collect()
@@ -111,6 +112,7 @@ fn the_crates_declare_every_metric_of_section_8_once() {
         nexus_resilience::metric_names::ALL,
         nexus_reactors::metric_names::ALL,
         nexus_store::metric_names::ALL,
+        nexus_catalog::metric_names::ALL,
         nexus_transport::metric_names::PROCESS,
     ];
     let all: Vec<_> = lists.iter().flat_map(|l| l.iter()).collect();
@@ -134,12 +136,14 @@ fn the_crates_declare_every_metric_of_section_8_once() {
         .collect();
     let beyond: BTreeSet<&str> = nexus_store::metric_names::ALL
         .iter()
+        .chain(nexus_catalog::metric_names::ALL)
         .chain(nexus_transport::metric_names::PROCESS)
         .map(|(name, _, _)| *name)
         .collect();
     assert_eq!(
         extra, beyond,
-        "only the process metric and the store's (section 13) are beyond section 8"
+        "only the process metric, the store's (section 13) and the catalogue's (section 11) \
+         are beyond section 8"
     );
 }
 
@@ -242,7 +246,8 @@ fn alerts_and_dashboard_use_only_metrics_the_server_exports() {
          [[reactors]]\nname = \"mint\"\non = \"PAYMENT_RECEIVED\"\n\
          http = {{ url = \"{good}\", secret_env = \"HOOK_SECRET\" }}\n\n\
          [retry]\nschedule_ms = [50]\njitter = 0.0\n\n\
-         [breaker]\nfailure_threshold = 2\nreset_timeout_ms = 100\n"
+         [breaker]\nfailure_threshold = 2\nreset_timeout_ms = 100\n\n\
+         [[event_types]]\nname = \"PAYMENT_REFUNDED\"\nschema = {{ required = [\"amount\"] }}\n"
     );
     // On PostgreSQL, so the store's own metrics (pool, errors, instances) are exported too.
     let db = super::pg::TestDb::create();
@@ -262,6 +267,13 @@ fn alerts_and_dashboard_use_only_metrics_the_server_exports() {
         let (status, answer) = publish(&s.base, "flowpay", &body);
         assert_eq!(status, 202, "{answer}");
     }
+    // Refused by the catalogue: `nexus_events_rejected_total`.
+    let (status, answer) = publish(
+        &s.base,
+        "flowpay",
+        r#"{"type":"PAYMENT_REFUNDED","id":"ops-refused","payload":{}}"#,
+    );
+    assert_eq!(status, 400, "{answer}");
     received
         .recv_timeout(Duration::from_secs(20))
         .expect("a delivery to the receiver");

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nexus_store::conformance::pg::{TestDatabase, connect};
 
-use super::{admin_get, admin_send, command, get, publish, receiver, start, terminate};
+use super::{admin_get, admin_send, agent, command, get, publish, receiver, start, terminate};
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -370,6 +370,12 @@ fn copy_moves_a_sqlite_node_to_postgres() {
         &serde_json::json!({"enabled": false}),
     );
     assert_eq!(status, 200, "{body}");
+    let declared = agent()
+        .put(&format!("{}/api/event-types/PAYMENT_RECEIVED", s.base))
+        .header("authorization", &format!("Bearer {}", super::ADMIN))
+        .send_json(serde_json::json!({"description": "paid", "schema": {"type": "object"}}))
+        .expect("the admin API answers");
+    assert_eq!(declared.status().as_u16(), 201);
     for id in ["c-1", "c-2", "c-3"] {
         assert_eq!(publish(&s.base, "flowpay", &event(id)).0, 202);
     }
@@ -404,6 +410,7 @@ fn copy_moves_a_sqlite_node_to_postgres() {
         })
         .collect();
     let expected: Vec<(String, u64)> = [
+        ("event_types", 1),
         ("subscriptions", 1),
         ("events", 3),
         ("deliveries", 3),
@@ -416,7 +423,7 @@ fn copy_moves_a_sqlite_node_to_postgres() {
     .collect();
     assert_eq!(counts, expected, "{stdout}");
     let last = lines.last().expect("a last line");
-    assert_eq!(lines.len(), 7, "{stdout}");
+    assert_eq!(lines.len(), 8, "{stdout}");
     assert_eq!(last["head"], 3, "{last}");
     assert!(
         last["location"]

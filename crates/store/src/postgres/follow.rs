@@ -5,8 +5,8 @@
 //! Two parts share a [`Fanout`]: the writer, which after each commit offers the events it
 //! committed (the fast path: published at once when they are next in order), and the follower, a
 //! task with a connection of its own (not from the pool; `application_name` `nexus-follower`)
-//! that runs `LISTEN nexus_events`, `LISTEN nexus_work` and `LISTEN nexus_subscriptions` (the
-//! last drops the cache of subscriptions). On a notification from another
+//! that runs `LISTEN nexus_events`, `LISTEN nexus_work`, `LISTEN nexus_subscriptions` (drops the
+//! cache of subscriptions) and `LISTEN nexus_event_types` (moves the event types' watch). On a notification from another
 //! instance, on a wake from the writer (its events were not next: another instance committed
 //! before them), and on a tick of about a second (a lost notification), it reads the log after
 //! the last sequence given to the bus, in bounded pages, and publishes what it finds. The
@@ -41,6 +41,9 @@ pub(crate) const WORK_CHANNEL: &str = "nexus_work";
 /// The channel a group that changed subscriptions notifies: every instance drops its cache of
 /// subscriptions (`subscription()`, read for every webhook delivery).
 pub(crate) const SUBSCRIPTIONS_CHANNEL: &str = "nexus_subscriptions";
+/// The channel a transaction that changed event types notifies: every instance's catalogue
+/// reads the types again (`EventTypes::event_type_changes`).
+pub(crate) const EVENT_TYPES_CHANNEL: &str = "nexus_event_types";
 /// The `application_name` of the follower's connection (visible in `pg_stat_activity`).
 pub(crate) const FOLLOWER_APPLICATION_NAME: &str = "nexus-follower";
 
@@ -74,6 +77,9 @@ pub(crate) struct Fanout {
     subscriptions_version: AtomicU64,
     /// The local retry workers' wake-up (`DeliveryQueue::changes`).
     changes: watch::Sender<u64>,
+    /// Moves whenever event types may have changed (a local change committed, another
+    /// instance's notification, a reconnect that may have missed one).
+    event_types: watch::Sender<u64>,
 }
 
 impl Fanout {
@@ -87,6 +93,16 @@ impl Fanout {
     /// Subscriptions may have changed: the cache of `subscription()` starts over.
     pub(crate) fn subscriptions_changed(&self) {
         self.subscriptions_version.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Event types may have changed: the catalogues watching them read them again.
+    pub(crate) fn event_types_changed(&self) {
+        self.event_types.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// The watch behind `EventTypes::event_type_changes`.
+    pub(crate) fn event_type_changes(&self) -> watch::Receiver<u64> {
+        self.event_types.subscribe()
     }
 
     /// The value the cache of `subscription()` is valid for.
@@ -174,6 +190,11 @@ impl Fanout {
     fn noted(&self, note: &Notification) -> bool {
         if note.channel() == SUBSCRIPTIONS_CHANNEL {
             self.subscriptions_changed();
+            return false;
+        }
+        if note.channel() == EVENT_TYPES_CHANNEL {
+            // Its own too: harmless, and the local change already moved the watch.
+            self.event_types_changed();
             return false;
         }
         if note.process_id() == self.writer_pid.load(Ordering::Relaxed) {
@@ -277,6 +298,7 @@ pub(crate) async fn start<T: Connector>(
         wake: Notify::new(),
         subscriptions_version: AtomicU64::new(0),
         changes,
+        event_types: watch::channel(0).0,
     });
     config.application_name(FOLLOWER_APPLICATION_NAME);
     let (stop, stopped) = oneshot::channel();
@@ -377,7 +399,8 @@ async fn listen<T: Connector>(
     });
     client
         .batch_execute(&format!(
-            "LISTEN {EVENTS_CHANNEL}; LISTEN {WORK_CHANNEL}; LISTEN {SUBSCRIPTIONS_CHANNEL}"
+            "LISTEN {EVENTS_CHANNEL}; LISTEN {WORK_CHANNEL}; LISTEN {SUBSCRIPTIONS_CHANNEL}; \
+             LISTEN {EVENT_TYPES_CHANNEL}"
         ))
         .await
         .map_err(db_err("listen"))?;
@@ -414,8 +437,10 @@ async fn follow(
         }
     }
     *backoff = BACKOFF_FIRST;
-    // Notifications sent while there was no connection are lost: subscriptions may have changed.
+    // Notifications sent while there was no connection are lost: subscriptions and event types
+    // may have changed.
     fanout.subscriptions_changed();
+    fanout.event_types_changed();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -519,6 +544,7 @@ mod tests {
             wake: Notify::new(),
             subscriptions_version: AtomicU64::new(0),
             changes: watch::channel(0).0,
+            event_types: watch::channel(0).0,
         }
     }
 

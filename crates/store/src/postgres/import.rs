@@ -9,18 +9,20 @@ use tokio_postgres::types::ToSql;
 use super::columns::db_err;
 use super::{PgStore, get, schema};
 use crate::copy::{
-    BreakerRow, CursorRow, DeadLetterRow, DeliveryRow, EventRow, LastIds, SubscriptionRow,
+    BreakerRow, CursorRow, DeadLetterRow, DeliveryRow, EventRow, EventTypeRow, LastIds,
+    SubscriptionRow,
 };
 use crate::error::{Result, StoreError};
 
 /// The tables a copy fills, in the words of the refusal ("already holds 120 events").
-const TABLES: [(&str, &str); 6] = [
+const TABLES: [(&str, &str); 7] = [
     ("events", "events"),
     ("subscriptions", "subscriptions"),
     ("deliveries", "queued deliveries"),
     ("dead_letters", "dead letters"),
     ("cursors", "cursors"),
     ("breakers", "breakers"),
+    ("event_types", "event types"),
 ];
 
 impl PgStore {
@@ -262,6 +264,34 @@ impl<'c> Import<'c> {
                 &opened,
                 &updated,
                 &generation,
+            ],
+        )
+        .await
+    }
+
+    /// Writes declared event types with their origin and times.
+    pub(crate) async fn event_types(&self, rows: &[EventTypeRow]) -> Result<()> {
+        let name: Vec<String> = rows.iter().map(|r| r.name.clone()).collect();
+        let description: Vec<String> = rows.iter().map(|r| r.description.clone()).collect();
+        let schema: Vec<Option<String>> = rows.iter().map(|r| r.schema.clone()).collect();
+        let examples: Vec<String> = rows.iter().map(|r| r.examples.clone()).collect();
+        let deprecated: Vec<bool> = rows.iter().map(|r| r.deprecated).collect();
+        let origin: Vec<i16> = rows.iter().map(|r| r.origin).collect();
+        let created: Vec<i64> = rows.iter().map(|r| r.created_ms).collect();
+        let updated: Vec<i64> = rows.iter().map(|r| r.updated_ms).collect();
+        self.insert(
+            "INSERT INTO event_types (name, description, schema, examples, deprecated, origin, \
+             created_ms, updated_ms) SELECT * FROM unnest($1::text[], $2::text[], $3::text[], \
+             $4::text[], $5::boolean[], $6::smallint[], $7::bigint[], $8::bigint[])",
+            &[
+                &name,
+                &description,
+                &schema,
+                &examples,
+                &deprecated,
+                &origin,
+                &created,
+                &updated,
             ],
         )
         .await

@@ -4,7 +4,7 @@
 //! One file per concern, as for SQLite: [`open`] (URL, pool, migrations, leases given back),
 //! [`instances`] (registration, heartbeat, take-over from dead instances),
 //! [`log`] (events and their outbox), [`queue`] (leases and settling), [`dead_letters`],
-//! [`subscriptions`], [`cursor`], [`breakers`]; [`writer`] is the group-commit task they all
+//! [`subscriptions`], [`cursor`], [`breakers`], [`event_types`]; [`writer`] is the group-commit task they all
 //! write through, [`follow`] brings other instances' events to the bus and their wake-ups to the
 //! workers (`LISTEN`/`NOTIFY`), [`columns`] maps Rust values to columns and errors to
 //! [`StoreError`]s, and [`schema`] holds the migrations. This file holds the handle that ties them together.
@@ -13,6 +13,7 @@ mod breakers;
 mod columns;
 mod cursor;
 mod dead_letters;
+mod event_types;
 mod follow;
 #[cfg(feature = "sqlite")]
 pub(crate) mod import;

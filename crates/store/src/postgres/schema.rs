@@ -120,6 +120,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE subscriptions ADD COLUMN filter text;
     "#,
+    // 4: the event-type catalogue (API.md section 11). origin (TypeOrigin): 0 the config file,
+    // 1 the admin API. schema: JSON text, NULL for none; examples: a JSON array. Names in byte
+    // order (COLLATE "C"), as SQLite lists them, so list cursors mean the same in both.
+    r#"
+    CREATE TABLE event_types (
+        name        text     COLLATE "C" PRIMARY KEY,
+        description text     NOT NULL,
+        schema      text,
+        examples    text     NOT NULL,
+        deprecated  boolean  NOT NULL,
+        origin      smallint NOT NULL,
+        created_ms  bigint   NOT NULL,
+        updated_ms  bigint   NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

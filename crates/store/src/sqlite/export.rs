@@ -16,7 +16,8 @@ use super::queue::wait_state;
 use super::schema;
 use crate::backend::{ConsumerKind, DeliveryState};
 use crate::copy::{
-    BreakerRow, CursorRow, DeadLetterRow, DeliveryRow, EventRow, LastIds, SubscriptionRow,
+    BreakerRow, CursorRow, DeadLetterRow, DeliveryRow, EventRow, EventTypeRow, LastIds,
+    SubscriptionRow,
 };
 use crate::error::{Result, StoreError};
 
@@ -274,6 +275,36 @@ impl SqliteExport {
                         opened_ms: r.get(4)?,
                         updated_ms: r.get(5)?,
                         generation: r.get(6)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    /// Up to `limit` event types named above `after`, in name order.
+    pub(crate) async fn event_types(
+        &self,
+        after: String,
+        limit: usize,
+    ) -> Result<Vec<EventTypeRow>> {
+        self.read(move |conn| {
+            page(
+                conn,
+                "SELECT name, description, schema, examples, deprecated, origin, created_ms, \
+                 updated_ms FROM event_types WHERE name > :after ORDER BY name LIMIT :limit",
+                &[(":after", &after)],
+                limit,
+                |r| {
+                    Ok(EventTypeRow {
+                        name: r.get(0)?,
+                        description: r.get(1)?,
+                        schema: r.get(2)?,
+                        examples: r.get(3)?,
+                        deprecated: r.get::<_, i64>(4)? != 0,
+                        origin: r.get(5)?,
+                        created_ms: r.get(6)?,
+                        updated_ms: r.get(7)?,
                     })
                 },
             )

@@ -3,13 +3,14 @@
 //!
 //! One file per concern: [`open`] (directory, lock, pragmas, migrations), [`log`] (events and
 //! their outbox), [`queue`] (leases and settling), [`dead_letters`], [`subscriptions`],
-//! [`cursor`], [`breakers`]; [`writer`] is the group-commit thread they all write through and
+//! [`cursor`], [`breakers`], [`event_types`]; [`writer`] is the group-commit thread they all write through and
 //! [`columns`] maps Rust values to columns. This file holds the handle that ties them together.
 
 mod breakers;
 mod columns;
 mod cursor;
 mod dead_letters;
+mod event_types;
 #[cfg(feature = "postgres")]
 pub(crate) mod export;
 mod log;
@@ -81,6 +82,8 @@ struct Inner {
     /// Subscriptions read at a version: every delivery looks its subscription up, and a read
     /// on the pool per delivery costs more than the delivery's HTTP call.
     subscription_cache: Mutex<crate::backend::SubscriptionCache>,
+    /// Moves after every committed change of event types (`EventTypes::event_type_changes`).
+    event_types: watch::Sender<u64>,
     /// Held for the store's life: one store per data directory. Released after the writer.
     _lock: std::fs::File,
 }

@@ -330,6 +330,7 @@ impl SqliteStore {
                 max_idle_readers: b.max_idle_readers,
                 subscriptions_version,
                 subscription_cache: Mutex::new(crate::backend::SubscriptionCache::new(None)),
+                event_types: watch::channel(0).0,
                 _lock: lock,
             }),
         })
@@ -448,7 +449,7 @@ pub(super) fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::traits::{BreakerLog, DeliveryQueue, EventLog, Subscriptions};
+    use crate::traits::{BreakerLog, DeliveryQueue, EventLog, EventTypes, Subscriptions};
 
     /// A database left at schema version 1 is migrated at open and keeps its data.
     #[tokio::test]
@@ -467,6 +468,15 @@ mod tests {
         let store = SqliteStore::open(dir.path()).expect("open and migrate");
         assert_eq!(store.head().await.expect("head"), 1);
         assert!(store.breakers().await.expect("v2 table").is_empty());
+        assert!(
+            store
+                .event_types(10, None)
+                .await
+                .expect("v4 table")
+                .items
+                .is_empty(),
+            "the event-type catalogue's table"
+        );
         let version: i64 = Connection::open(dir.path().join(DB_FILE))
             .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
             .expect("version");

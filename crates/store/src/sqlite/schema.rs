@@ -97,6 +97,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE subscriptions ADD COLUMN filter TEXT;
     "#,
+    // 5: the event-type catalogue (API.md section 11). origin (TypeOrigin): 0 the config file,
+    // 1 the admin API. schema: JSON text, NULL for none; examples: a JSON array.
+    r#"
+    CREATE TABLE event_types (
+        name        TEXT    PRIMARY KEY,
+        description TEXT    NOT NULL,
+        schema      TEXT,
+        examples    TEXT    NOT NULL,
+        deprecated  INTEGER NOT NULL,
+        origin      INTEGER NOT NULL,
+        created_ms  INTEGER NOT NULL,
+        updated_ms  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -21,6 +21,7 @@ use crate::ingress::read_body;
 
 mod breakers;
 mod dead_letters;
+mod event_types;
 mod events;
 mod instances;
 mod nodes;
@@ -50,6 +51,13 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
             get(subscriptions::get)
                 .patch(subscriptions::update)
                 .delete(subscriptions::delete),
+        )
+        .route("/api/event-types", get(event_types::list))
+        .route(
+            "/api/event-types/{name}",
+            get(event_types::get)
+                .put(event_types::put)
+                .delete(event_types::delete),
         )
         .route("/api/events", get(events::list))
         .route("/api/events/{id}", get(events::get))
