@@ -292,6 +292,7 @@ impl App {
             .route("/health/detailed", get(health::detailed))
             .route("/metrics", get(health::metrics))
             .route("/openapi.json", get(crate::openapi::serve))
+            .route("/asyncapi.json", get(crate::asyncapi::serve))
             .fallback(health::not_found)
             .method_not_allowed_fallback(health::method_not_allowed)
             .with_state(self.state.clone())

@@ -335,6 +335,31 @@ fn ws_channel() -> Value {
     })
 }
 
+/// `GET /asyncapi.json` (no token): the document of the catalogue as this instance holds it in
+/// memory. Its server is the one the caller reached: the request's `Host`, over `wss` when
+/// `X-Forwarded-Proto` says `https` (a TLS proxy in front), else `ws`.
+pub(crate) async fn serve(
+    axum::extract::State(state): axum::extract::State<crate::app::AppState>,
+    headers: axum::http::HeaderMap,
+) -> axum::Json<Value> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let scheme = match header("x-forwarded-proto") {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        _ => "http",
+    };
+    let base = header("host")
+        .filter(|h| !h.is_empty() && h.chars().all(|c| c.is_ascii_graphic()))
+        .map(|h| format!("{scheme}://{h}"));
+    let types = state.catalog().declared();
+    axum::Json(document(
+        &types,
+        Info {
+            version: &state.config.version,
+            base_url: base.as_deref(),
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -425,6 +425,31 @@ fn the_admin_api_declares_replaces_and_deletes_types() {
         (400, &json!("limit"))
     );
 
+    // The AsyncAPI document (no token) follows the catalogue: one channel per declared type,
+    // the deprecated one marked, the server named after the Host the caller reached.
+    let doc: Value = agent()
+        .get(&format!("{}/asyncapi.json", s.base))
+        .call()
+        .expect("answers")
+        .body_mut()
+        .read_json()
+        .expect("json");
+    assert_eq!(doc["asyncapi"], "3.0.0", "{doc}");
+    let mut channels: Vec<&str> = doc["channels"]
+        .as_object()
+        .expect("channels")
+        .keys()
+        .map(String::as_str)
+        .filter(|c| !c.starts_with('/'))
+        .collect();
+    channels.sort_unstable();
+    assert_eq!(channels, ["A_FIRST", "MINT_CONFIRMED"], "{doc}");
+    let minted = &doc["channels"]["MINT_CONFIRMED"]["messages"]["MINT_CONFIRMED"];
+    assert_eq!(minted["deprecated"], true, "{minted}");
+    let host = s.base.trim_start_matches("http://");
+    let servers = doc["servers"].to_string();
+    assert!(servers.contains(host), "{servers}");
+
     // Deleted once; events already stored are kept.
     let (status, body) = admin("DELETE", &url("MINT_CONFIRMED"), None);
     assert_eq!(
