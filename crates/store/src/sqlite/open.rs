@@ -472,7 +472,7 @@ mod tests {
             store
                 .event_types(10, None)
                 .await
-                .expect("v4 table")
+                .expect("v5 table")
                 .items
                 .is_empty(),
             "the event-type catalogue's table"
@@ -481,7 +481,7 @@ mod tests {
             .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
             .expect("version");
         assert_eq!(version, schema::VERSION);
-        assert_eq!(schema::VERSION, 4);
+        assert_eq!(schema::VERSION, 5);
     }
 
     /// A database left at schema version 2 keeps its breakers, each at generation 0, and their
