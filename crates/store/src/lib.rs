@@ -1,7 +1,7 @@
 //! Nexus persistence.
 //!
 //! The traits at the storage boundary — [`EventLog`], [`DeliveryQueue`], [`Subscriptions`],
-//! [`Cursors`], [`BreakerLog`], [`Instances`], together [`Store`] — and their SQLite
+//! [`Cursors`], [`BreakerLog`], [`Instances`], [`DeliveryHistory`], together [`Store`] — and their SQLite
 //! implementation, [`SqliteStore`]: WAL with
 //! `synchronous=FULL`, one writer thread that groups concurrent operations into one transaction and
 //! one fsync (group commit) before answering any of them, and readers on their own connections.
@@ -43,9 +43,10 @@ mod traits;
 pub use copy::{CopyReport, copy_sqlite_to_postgres};
 pub use error::{Result, StoreError};
 pub use model::{
-    Appended, BreakerRecord, Consumer, DeadLetter, Failure, InstanceRecord, Lease, LeaseToken,
-    MAX_PAGE, NewSubscription, Page, QueueStats, ReplayTo, Route, Router, Selection, Subscription,
-    SubscriptionPatch, check_limit, new_instance_id, target_origin,
+    Appended, AttemptRecord, BreakerRecord, Consumer, DeadLetter, DeliveryQuery, DeliveryRecord,
+    DeliveryStatus, Failure, InstanceRecord, Lease, LeaseToken, MAX_PAGE, NewSubscription, Page,
+    QueueStats, ReplayTo, Route, Router, Selection, Subscription, SubscriptionPatch,
+    SubscriptionStats, Success, check_limit, new_instance_id, target_origin,
 };
 #[cfg(feature = "postgres")]
 pub use postgres::{
@@ -57,4 +58,6 @@ pub use sqlite::{
     DB_FILE, DEFAULT_WRITER_QUEUE, Durability, LOCK_FILE, SQLITE_SCHEMA_VERSION, SqliteBuilder,
     SqliteStore,
 };
-pub use traits::{BreakerLog, Cursors, DeliveryQueue, EventLog, Instances, Store, Subscriptions};
+pub use traits::{
+    BreakerLog, Cursors, DeliveryHistory, DeliveryQueue, EventLog, Instances, Store, Subscriptions,
+};

@@ -14,6 +14,7 @@ mod columns;
 mod cursor;
 mod dead_letters;
 mod follow;
+mod history;
 #[cfg(feature = "sqlite")]
 pub(crate) mod import;
 mod instances;
