@@ -121,7 +121,9 @@ pub struct Success {
     pub duration_ms: u64,
 }
 
-/// When an attempt that ended at `at` after `duration_ms` started, in Unix milliseconds.
+/// When an attempt that ended at `at` after `duration_ms` started, in Unix milliseconds
+/// (PostgreSQL works it out in its statements).
+#[cfg(feature = "sqlite")]
 pub(crate) fn started_ms(at: Timestamp, duration_ms: u64) -> i64 {
     at.as_unix_millis()
         .saturating_sub(i64::try_from(duration_ms).unwrap_or(i64::MAX))

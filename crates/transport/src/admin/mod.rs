@@ -21,6 +21,7 @@ use crate::ingress::read_body;
 
 mod breakers;
 mod dead_letters;
+mod deliveries;
 mod events;
 mod instances;
 mod nodes;
@@ -51,8 +52,14 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
                 .patch(subscriptions::update)
                 .delete(subscriptions::delete),
         )
+        .route(
+            "/api/subscriptions/{id}/deliveries",
+            get(deliveries::of_subscription),
+        )
+        .route("/api/subscriptions/{id}/test", post(deliveries::test_send))
         .route("/api/events", get(events::list))
         .route("/api/events/{id}", get(events::get))
+        .route("/api/events/{id}/deliveries", get(deliveries::of_event))
         .route("/api/replay", post(replay::replay))
         .route("/api/nodes", get(nodes::list))
         .route("/api/instances", get(instances::list))
