@@ -56,9 +56,9 @@ mod sign;
 mod subscriber;
 
 pub use admin::{
-    Admin, Breaker, BreakerState, DeadLetter, EventQuery, Instance, NewSubscription, Node,
-    NodeWebhook, Page, PageRequest, Replay, RetryStats, Selection, Subscription,
-    SubscriptionUpdate,
+    Admin, Attempt, Breaker, BreakerState, DeadLetter, Delivery, DeliveryQuery, DeliveryState,
+    EventQuery, Instance, NewSubscription, Node, NodeWebhook, Page, PageRequest, Replay,
+    RetryStats, Selection, Subscription, SubscriptionStats, SubscriptionUpdate, TestSend,
 };
 pub use backoff::{Backoff, RetryPolicy, parse_retry_after};
 pub use error::{ApiError, Error};
