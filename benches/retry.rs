@@ -19,7 +19,7 @@ struct Instant200;
 #[async_trait]
 impl Target for Instant200 {
     async fn attempt(&self, _lease: &Lease) -> Outcome {
-        Outcome::Delivered
+        Outcome::Delivered(Some(200))
     }
 }
 
@@ -56,7 +56,18 @@ async fn bare_lease_ack(n: usize) -> f64 {
         let mut acks = JoinSet::new();
         for l in leases {
             let store = Arc::clone(&store);
-            acks.spawn(async move { store.ack(&l.token).await });
+            acks.spawn(async move {
+                store
+                    .ack(
+                        &l.token,
+                        nexus_store::Success {
+                            status: Some(200),
+                            at: nexus_event::Timestamp::now(),
+                            duration_ms: 1,
+                        },
+                    )
+                    .await
+            });
         }
         while let Some(r) = acks.join_next().await {
             r.expect("task").expect("ack");

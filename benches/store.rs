@@ -215,7 +215,18 @@ async fn lease_and_ack_on<S: EventLog + DeliveryQueue + Subscriptions + Clone + 
                 let mut acks = JoinSet::new();
                 for lease in leases {
                     let store = store.clone();
-                    acks.spawn(async move { store.ack(&lease.token).await });
+                    acks.spawn(async move {
+                        store
+                            .ack(
+                                &lease.token,
+                                nexus_store::Success {
+                                    status: Some(200),
+                                    at: nexus_event::Timestamp::now(),
+                                    duration_ms: 1,
+                                },
+                            )
+                            .await
+                    });
                 }
                 while let Some(r) = acks.join_next().await {
                     r.expect("ack task").expect("ack");

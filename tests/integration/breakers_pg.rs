@@ -96,7 +96,7 @@ struct Delivers;
 #[async_trait]
 impl Target for Delivers {
     async fn attempt(&self, _lease: &Lease) -> Outcome {
-        Outcome::Delivered
+        Outcome::Delivered(Some(200))
     }
 }
 

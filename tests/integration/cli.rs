@@ -261,6 +261,44 @@ fn subscriptions_dead_letters_breakers_replay_and_health() {
         .json();
     assert_eq!(replayed["enqueued"], 1);
 
+    // The replayed delivery waits, held, for the disabled subscription.
+    let events = admin(&s, &["--json", "events", "list"]).ok().json();
+    let event_id = events["data"][0]["id"]
+        .as_str()
+        .expect("an event")
+        .to_owned();
+    let deliveries = admin(&s, &["--json", "events", "deliveries", &event_id])
+        .ok()
+        .json();
+    assert_eq!(deliveries[0]["subscriptionId"], id.as_str(), "{deliveries}");
+    assert_eq!(deliveries[0]["state"], "held");
+    assert_eq!(deliveries[0]["attempts"], serde_json::json!([]));
+    let shown = admin(&s, &["events", "deliveries", &event_id]).ok();
+    let rows: Vec<&str> = shown.stdout.lines().collect();
+    assert!(
+        rows[0].starts_with("DELIVERY") && rows[0].contains("STATUS"),
+        "{rows:?}"
+    );
+    assert!(rows.len() == 2 && rows[1].contains("held"), "{rows:?}");
+    // Nothing listens on port 9: the test send answers the refusal, no status.
+    let tested = admin(&s, &["--json", "subs", "test", &id]).ok().json();
+    assert_eq!(tested["status"], Value::Null, "{tested}");
+    assert!(tested["error"].is_string(), "{tested}");
+    let told = admin(&s, &["subs", "test", &id]).ok();
+    assert!(
+        told.stdout
+            .starts_with(&format!("test send to {id} failed: ")),
+        "{}",
+        told.stdout
+    );
+    let got = admin(&s, &["subs", "get", &id]).ok();
+    assert!(
+        got.stdout
+            .contains("last 24 h: 0 delivered, 0 failed attempts, 1 pending, 0 dead"),
+        "{}",
+        got.stdout
+    );
+
     let dlq = admin(&s, &["--json", "dlq", "list"]).ok().json();
     assert_eq!(dlq["data"], serde_json::json!([]));
     assert_eq!(admin(&s, &["dlq", "list"]).ok().stdout, "(none)\n");

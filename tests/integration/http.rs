@@ -729,6 +729,7 @@ fn dead_letters_stats_redrive_and_delete() {
                         error: "HTTP 500: boom".into(),
                         status: Some(500),
                         at: Timestamp::now(),
+                        duration_ms: 1,
                     },
                 )
                 .await

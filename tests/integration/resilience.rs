@@ -234,7 +234,7 @@ async fn follows_the_exact_schedule_then_dead_letters_and_redrives() {
     assert_eq!(f.store.next_due().await.expect("next_due"), None);
 
     // The target recovers; an operator redrives: attempts start again from 1.
-    target.set_plan(Box::new(|_| Outcome::Delivered));
+    target.set_plan(Box::new(|_| Outcome::Delivered(Some(200))));
     f.store
         .redrive(nexus_store::Selection::All, f.clock.now())
         .await
@@ -314,7 +314,7 @@ async fn an_open_breaker_parks_deliveries_without_burning_attempts() {
     assert_eq!(f.store.stats().await.expect("stats").dead_letters, 0);
 
     // At +30 s exactly one trial goes out while the others stay parked.
-    target.set_plan(Box::new(|_| Outcome::Delivered));
+    target.set_plan(Box::new(|_| Outcome::Delivered(Some(200))));
     target.hang.store(true, Ordering::SeqCst);
     f.clock.set(at(30_000));
     wait_for("the trial", async || target.calls().len() == 6).await;
@@ -358,7 +358,10 @@ async fn an_open_breaker_parks_deliveries_without_burning_attempts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_never_deliver_the_same_lease_twice() {
     let f = fixture().await;
-    let target = Fake::new(Arc::clone(&f.clock), Box::new(|_| Outcome::Delivered));
+    let target = Fake::new(
+        Arc::clone(&f.clock),
+        Box::new(|_| Outcome::Delivered(Some(200))),
+    );
     let a = worker(&f, &target, "a").spawn();
     let b = worker(&f, &target, "b").spawn();
     publish(&f.store, 500).await;
@@ -397,7 +400,10 @@ async fn a_restart_resumes_pending_retries() {
         handle.stop(Duration::from_secs(1)).await;
     }
     let store = Arc::new(SqliteStore::open(dir.path()).expect("reopen"));
-    let target = Fake::new(Arc::clone(&clock), Box::new(|_| Outcome::Delivered));
+    let target = Fake::new(
+        Arc::clone(&clock),
+        Box::new(|_| Outcome::Delivered(Some(200))),
+    );
     let handle = worker_on(&store, &clock, &target, "after").spawn();
     settled(handle.stats(), &clock).await;
     assert_eq!(handle.stats().activity(), Activity::IdleUntil(at(2_000)));
@@ -415,7 +421,10 @@ async fn a_restart_resumes_pending_retries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_releases_what_does_not_finish() {
     let f = fixture().await;
-    let target = Fake::new(Arc::clone(&f.clock), Box::new(|_| Outcome::Delivered));
+    let target = Fake::new(
+        Arc::clone(&f.clock),
+        Box::new(|_| Outcome::Delivered(Some(200))),
+    );
     target.hang.store(true, Ordering::SeqCst);
     let handle = worker(&f, &target, "w").spawn();
     publish(&f.store, 3).await;
@@ -438,7 +447,10 @@ async fn a_graceful_stop_releases_what_does_not_finish() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_worker_sleeps_until_the_next_due_time() {
     let f = fixture().await;
-    let target = Fake::new(Arc::clone(&f.clock), Box::new(|_| Outcome::Delivered));
+    let target = Fake::new(
+        Arc::clone(&f.clock),
+        Box::new(|_| Outcome::Delivered(Some(200))),
+    );
     // Ten deliveries due in an hour.
     let later: Vec<NewEvent> = (0..10)
         .map(|_| NewEvent::new(WellKnown::MintRequested, "nexus").time(at(3_600_000)))
@@ -512,7 +524,7 @@ async fn gone_disables_the_subscription_and_holds_its_deliveries() {
     assert_eq!((s.pending, s.dead_letters), (2, 0));
     assert_eq!(target.calls().len(), 1);
 
-    target.set_plan(Box::new(|_| Outcome::Delivered));
+    target.set_plan(Box::new(|_| Outcome::Delivered(Some(200))));
     f.store
         .update_subscription(
             &sub.id,
@@ -670,7 +682,10 @@ async fn an_open_breaker_stays_open_across_a_restart() {
         handle.stop(Duration::from_secs(1)).await;
     }
     let store = Arc::new(SqliteStore::open(dir.path()).expect("reopen"));
-    let target = Fake::new(Arc::clone(&clock), Box::new(|_| Outcome::Delivered));
+    let target = Fake::new(
+        Arc::clone(&clock),
+        Box::new(|_| Outcome::Delivered(Some(200))),
+    );
     let breakers = Arc::new(Breakers::default());
     let handle = worker_on(&store, &clock, &target, "after")
         .breakers(Arc::clone(&breakers))
@@ -736,7 +751,7 @@ async fn breakers_saved_by_another_instance_are_adopted_at_the_next_sync() {
         .persist(TARGET, &*f.store)
         .await
         .expect("save the reset");
-    target.set_plan(Box::new(|_| Outcome::Delivered));
+    target.set_plan(Box::new(|_| Outcome::Delivered(Some(200))));
     // Not yet synced: still open here.
     f.clock.set(at(499));
     settled(handle.stats(), &f.clock).await;
@@ -807,7 +822,7 @@ async fn a_panicking_target_counts_as_a_failed_attempt() {
         f.store.next_due().await.expect("next_due") == Some(at(2_000))
     })
     .await;
-    target.set_plan(Box::new(|_| Outcome::Delivered));
+    target.set_plan(Box::new(|_| Outcome::Delivered(Some(200))));
     f.clock.set(at(2_000));
     wait_for("the second attempt", async || {
         f.store.stats().await.expect("stats").pending == 0 && target.calls().len() == 2
@@ -820,7 +835,10 @@ async fn a_panicking_target_counts_as_a_failed_attempt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_handle_stops_the_worker() {
     let f = fixture().await;
-    let target = Fake::new(Arc::clone(&f.clock), Box::new(|_| Outcome::Delivered));
+    let target = Fake::new(
+        Arc::clone(&f.clock),
+        Box::new(|_| Outcome::Delivered(Some(200))),
+    );
     let handle = worker(&f, &target, "w").spawn();
     let stats = Arc::clone(handle.stats());
     settled(&stats, &f.clock).await;

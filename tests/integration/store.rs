@@ -167,7 +167,16 @@ async fn a_restart_keeps_events_and_resumes_the_queue() {
         vec![1, 2]
     );
     assert!(matches!(
-        store.ack(&leased_token).await,
+        store
+            .ack(
+                &leased_token,
+                nexus_store::Success {
+                    status: Some(200),
+                    at: nexus_event::Timestamp::now(),
+                    duration_ms: 1
+                }
+            )
+            .await,
         Err(StoreError::LeaseLost { .. })
     ));
 }

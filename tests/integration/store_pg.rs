@@ -212,7 +212,20 @@ async fn many_acks_in_one_group_each_get_their_own_answer() {
         let (store, barrier) = (store.clone(), Arc::clone(&barrier));
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            (is_stale, token.delivery, store.ack(&token).await)
+            (
+                is_stale,
+                token.delivery,
+                store
+                    .ack(
+                        &token,
+                        nexus_store::Success {
+                            status: Some(200),
+                            at: nexus_event::Timestamp::now(),
+                            duration_ms: 1,
+                        },
+                    )
+                    .await,
+            )
         }));
     }
     // The same token twice, in the same burst.
@@ -221,7 +234,20 @@ async fn many_acks_in_one_group_each_get_their_own_answer() {
         let token = twice[0].token.clone();
         tasks.push(tokio::spawn(async move {
             barrier.wait().await;
-            (false, token.delivery, store.ack(&token).await)
+            (
+                false,
+                token.delivery,
+                store
+                    .ack(
+                        &token,
+                        nexus_store::Success {
+                            status: Some(200),
+                            at: nexus_event::Timestamp::now(),
+                            duration_ms: 1,
+                        },
+                    )
+                    .await,
+            )
         }));
     }
     let (mut acked, mut lost, mut twice_ok) = (0, 0, 0);
@@ -258,8 +284,19 @@ async fn many_acks_in_one_group_each_get_their_own_answer() {
         error: "late".into(),
         status: None,
         at: t0(),
+        duration_ms: 1,
     };
-    let (ack, retry) = tokio::join!(store.ack(last), store.retry_at(last, t0(), failure));
+    let (ack, retry) = tokio::join!(
+        store.ack(
+            last,
+            nexus_store::Success {
+                status: Some(200),
+                at: nexus_event::Timestamp::now(),
+                duration_ms: 1
+            }
+        ),
+        store.retry_at(last, t0(), failure)
+    );
     ack.expect("ack");
     assert!(
         matches!(retry, Err(StoreError::LeaseLost { delivery }) if delivery == last.delivery),
@@ -268,7 +305,14 @@ async fn many_acks_in_one_group_each_get_their_own_answer() {
     // The stale tokens' deliveries are still theirs to ack with the real tokens.
     for (i, lease) in rest.iter().enumerate().filter(|(i, _)| stale(*i)) {
         store
-            .ack(&lease.token)
+            .ack(
+                &lease.token,
+                nexus_store::Success {
+                    status: Some(200),
+                    at: nexus_event::Timestamp::now(),
+                    duration_ms: 1,
+                },
+            )
             .await
             .unwrap_or_else(|e| panic!("ack {i} with its real token: {e}"));
     }
@@ -297,6 +341,7 @@ async fn many_retries_in_one_group_each_get_their_own_answer() {
         error: format!("attempt {i} failed"),
         status: Some(503),
         at: now,
+        duration_ms: 1,
     };
     let stale = |i: usize| i.is_multiple_of(4);
     let barrier = Arc::new(tokio::sync::Barrier::new(rest.len()));
@@ -339,7 +384,14 @@ async fn many_retries_in_one_group_each_get_their_own_answer() {
     // An ack behind a retry of the same token, in one burst: the retry wins, the ack is fenced.
     let (retry, ack) = tokio::join!(
         store.retry_at(&last.token, now, failure(100)),
-        store.ack(&last.token)
+        store.ack(
+            &last.token,
+            nexus_store::Success {
+                status: Some(200),
+                at: nexus_event::Timestamp::now(),
+                duration_ms: 1
+            }
+        )
     );
     retry.expect("retry");
     assert!(
@@ -731,8 +783,8 @@ fn later(now: nexus_event::Timestamp, ms: i64) -> nexus_event::Timestamp {
 async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
     use nexus_event::{Pattern, Timestamp};
     use nexus_store::{
-        BreakerLog, BreakerRecord, Cursors, Failure, NewSubscription, SqliteStore, Subscriptions,
-        copy_sqlite_to_postgres,
+        BreakerLog, BreakerRecord, Cursors, DeliveryHistory, Failure, NewSubscription, SqliteStore,
+        Subscriptions, copy_sqlite_to_postgres,
     };
 
     let dir = tempfile::tempdir().expect("temp dir");
@@ -765,12 +817,23 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
         error: error.into(),
         status: Some(500),
         at: now,
+        duration_ms: 1,
     };
     sqlite
         .dead_letter(&leases[0].token, failure("boom"))
         .await
         .expect("dead letter e1");
-    sqlite.ack(&leases[1].token).await.expect("ack e2");
+    sqlite
+        .ack(
+            &leases[1].token,
+            nexus_store::Success {
+                status: Some(200),
+                at: nexus_event::Timestamp::now(),
+                duration_ms: 1,
+            },
+        )
+        .await
+        .expect("ack e2");
     sqlite
         .retry_at(&leases[2].token, later(now, 3_600_000), failure("timeout"))
         .await
@@ -819,6 +882,16 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
         .expect("read sqlite");
     let dead = sqlite.dead_letters(10, None).await.expect("dead letters");
     assert_eq!(dead.items.len(), 1);
+    // The history of e1 (dead), e2 (delivered), e3 (one failed attempt) and e4 (parked).
+    let mut history = Vec::new();
+    for sequence in 1..=4 {
+        history.push(
+            sqlite
+                .event_deliveries(sequence, now)
+                .await
+                .expect("history"),
+        );
+    }
 
     let db = TestDb::create("t").await;
     let err = copy_sqlite_to_postgres(dir.path(), PgStore::builder(db.url()))
@@ -838,6 +911,8 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
             ("events", 6),
             ("deliveries", 4),
             ("dead_letters", 1),
+            ("delivery_history", 2),
+            ("delivery_attempts", 3),
             ("cursors", 1),
             ("breakers", 1),
         ]
@@ -861,6 +936,11 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
         "the subscription with its id, secret, filter and creation time"
     );
     assert_eq!(pg.dead_letters(10, None).await.expect("dead letters"), dead);
+    for (sequence, before) in (1..=4).zip(&history) {
+        let after = pg.event_deliveries(sequence, now).await.expect("history");
+        assert_eq!(&after, before, "the history of event {sequence}");
+    }
+    assert_eq!(history[0][0].attempts[0].error.as_deref(), Some("boom"));
     assert_eq!(pg.cursor("reader").await.expect("cursor"), Some(3));
     assert_eq!(pg.breakers().await.expect("breakers"), vec![breaker]);
     assert_eq!(
@@ -930,9 +1010,16 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
     let err = copy_sqlite_to_postgres(dir.path(), PgStore::builder(db.url()))
         .await
         .expect_err("the target is no longer empty");
-    pg.ack(&fresh[0].token)
-        .await
-        .expect("the lease is still held");
+    pg.ack(
+        &fresh[0].token,
+        nexus_store::Success {
+            status: Some(200),
+            at: nexus_event::Timestamp::now(),
+            duration_ms: 1,
+        },
+    )
+    .await
+    .expect("the lease is still held");
     pg.close().await;
     assert!(matches!(err, StoreError::NotEmpty { .. }), "{err:?}");
     let shown = err.to_string();
@@ -1077,12 +1164,30 @@ async fn a_dead_instance_is_taken_over_and_its_late_ack_fenced() {
     assert_eq!(listed(&b).await, ["b"], "a's row is deleted");
     assert_eq!(listed(&a).await, ["b"]);
 
-    let late = a.ack(&leased[0].token).await;
+    let late = a
+        .ack(
+            &leased[0].token,
+            nexus_store::Success {
+                status: Some(200),
+                at: nexus_event::Timestamp::now(),
+                duration_ms: 1,
+            },
+        )
+        .await;
     assert!(
         matches!(late, Err(StoreError::LeaseLost { delivery }) if delivery == leased[0].token.delivery),
         "{late:?}"
     );
-    b.ack(&taken[0].token).await.expect("b acks");
+    b.ack(
+        &taken[0].token,
+        nexus_store::Success {
+            status: Some(200),
+            at: nexus_event::Timestamp::now(),
+            duration_ms: 1,
+        },
+    )
+    .await
+    .expect("b acks");
     assert_eq!(b.stats().await.expect("stats").pending, 0);
     b.close().await;
     a.close().await;
@@ -1159,10 +1264,26 @@ async fn close_leaves_at_once_and_gives_the_leases_back() {
         [held_by_a[0].token.delivery],
         "a's lease is due again at once"
     );
-    b.ack(&held_by_b[0].token)
-        .await
-        .expect("b's own lease survived");
-    b.ack(&again[0].token).await.expect("b acks a's");
+    b.ack(
+        &held_by_b[0].token,
+        nexus_store::Success {
+            status: Some(200),
+            at: nexus_event::Timestamp::now(),
+            duration_ms: 1,
+        },
+    )
+    .await
+    .expect("b's own lease survived");
+    b.ack(
+        &again[0].token,
+        nexus_store::Success {
+            status: Some(200),
+            at: nexus_event::Timestamp::now(),
+            duration_ms: 1,
+        },
+    )
+    .await
+    .expect("b acks a's");
     b.close().await;
 }
 
@@ -1417,6 +1538,7 @@ async fn another_instance_workers_wake_when_work_becomes_due() {
             at: t0(),
             error: "refused".into(),
             status: Some(503),
+            duration_ms: 1,
         },
     )
     .await

@@ -142,6 +142,11 @@ pub(crate) enum EventsCommand {
         /// The event id.
         id: String,
     },
+    /// Show every delivery of one event with its attempts (time, duration, status, error).
+    Deliveries {
+        /// The event id.
+        id: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +235,12 @@ pub(crate) enum SubsCommand {
     },
     /// Delete a subscription.
     Delete {
+        /// Its id.
+        id: String,
+    },
+    /// Send a signed `nexus.test` event to a subscription now and show what its receiver
+    /// answered (nothing is stored).
+    Test {
         /// Its id.
         id: String,
     },

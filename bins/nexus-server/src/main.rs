@@ -13,6 +13,7 @@
 mod config;
 mod copy;
 mod logging;
+mod prune;
 mod store;
 
 use std::net::SocketAddr;
@@ -276,9 +277,14 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
         ..OutboundConfig::default()
     }));
     let target = Arc::new(
-        DeliveryTarget::new(Arc::clone(&dyn_store), http, Arc::clone(&reactors))
-            .catalog(Arc::clone(&catalog)),
+        DeliveryTarget::new(
+            Arc::clone(&dyn_store),
+            Arc::clone(&http),
+            Arc::clone(&reactors),
+        )
+        .catalog(Arc::clone(&catalog)),
     );
+    let pruning = prune::spawn(Arc::clone(&dyn_store), checked.history_retention);
     let worker = RetryWorker::new(
         backend.work_queue(),
         target,
@@ -325,7 +331,8 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
             recorder.render()
         }))
         .database_size(backend.size_probe())
-        .store_kind(backend.kind());
+        .store_kind(backend.kind())
+        .outbound(http);
 
     let addr = SocketAddr::new(settings.host, settings.port);
     let listener = tokio::net::TcpListener::bind(addr)
@@ -365,6 +372,8 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
         Err(_) => tracing::warn!("requests still open after 15 s; stopping without them"),
     }
     let report = worker.stop(Duration::from_secs(10)).await;
+    pruning.abort();
+    let _ = pruning.await;
     // WebSocket connections were told 1001 when the drain began; give their close frames a
     // moment to go out.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);

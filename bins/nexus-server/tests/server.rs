@@ -15,6 +15,10 @@ mod ops;
 #[path = "server/pg.rs"]
 mod pg;
 
+// The delivery history, test sends and subscription stats.
+#[path = "server/history.rs"]
+mod history;
+
 // Several instances of it on one PostgreSQL database.
 #[path = "server/cluster.rs"]
 mod cluster;

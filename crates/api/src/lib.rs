@@ -31,6 +31,7 @@
 
 pub mod breakers;
 pub mod dead_letters;
+pub mod deliveries;
 pub mod envelope;
 pub mod event_types;
 pub mod health;

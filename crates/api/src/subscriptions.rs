@@ -103,6 +103,22 @@ pub struct Subscription {
     /// Its signing secret: only in the answer to its creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// Its deliveries over the last 24 h (API.md section 12).
+    #[serde(default)]
+    pub stats: SubscriptionStats,
+}
+
+/// A subscription's counts over the last 24 h: `{delivered, failed, pending, dead}`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionStats {
+    /// Deliveries that succeeded within the window.
+    pub delivered: u64,
+    /// Failed attempts that started within the window (a delivery retried twice counts two).
+    pub failed: u64,
+    /// Deliveries queued now, whatever their age (waiting, parked, held or in flight).
+    pub pending: u64,
+    /// Deliveries that became dead letters within the window.
+    pub dead: u64,
 }
 
 /// A secret as `Debug` shows it: `Some("***")` or `None`, never the secret.
@@ -146,6 +162,7 @@ impl fmt::Debug for Subscription {
             .field("filter", &self.filter)
             .field("created_at", &self.created_at)
             .field("secret", &redacted(&self.secret))
+            .field("stats", &self.stats)
             .finish()
     }
 }
@@ -252,7 +269,8 @@ mod tests {
     fn the_secret_is_shown_only_when_given() {
         let created = json!({"id": "sub-1", "url": "https://crm.example/hooks",
             "events": ["MINT_*"], "ordered": false, "enabled": true, "filter": null,
-            "createdAt": "2026-02-09T20:30:00.123Z", "secret": "whsec_bm90aWZpZXItc2VjcmV0"});
+            "createdAt": "2026-02-09T20:30:00.123Z", "secret": "whsec_bm90aWZpZXItc2VjcmV0",
+            "stats": {"delivered": 3, "failed": 1, "pending": 0, "dead": 0}});
         let mut sub: Subscription = serde_json::from_value(created.clone()).expect("sub");
         assert_eq!(serde_json::to_value(&sub).expect("ser"), created);
         sub.secret = None;

@@ -42,6 +42,10 @@ pub use nexus_api::breakers::{Breaker, BreakerState};
 pub use nexus_api::dead_letters::DeadLetter;
 /// The retry queue's figures: `{pending, deadLetters, oldestRetry, inFlight}`.
 pub use nexus_api::dead_letters::RetryStats;
+/// What a test send answered: `{status, error, durationMs}`.
+pub use nexus_api::deliveries::TestSend;
+/// One delivery of an event with its attempts, where it stands, and one attempt of it.
+pub use nexus_api::deliveries::{Attempt, Delivery, DeliveryState};
 /// A declared event type of the catalogue (API.md section 11): `{name, description, schema |
 /// null, examples, deprecated, createdAt, updatedAt}` (nexus-api's `EventType`, not the
 /// event model's type name).
@@ -68,6 +72,20 @@ pub use nexus_api::subscriptions::SubscriptionPatch as SubscriptionUpdate;
 pub use nexus_event::When;
 /// Why a filter was refused, naming the key inside it.
 pub use nexus_event::WhenError;
+
+/// A subscription's counts over the last 24 h: `{delivered, failed, pending, dead}`.
+pub use nexus_api::subscriptions::SubscriptionStats;
+
+/// Filters of a subscription's delivery listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryQuery {
+    /// Only deliveries in this state.
+    pub state: Option<DeliveryState>,
+    /// Only deliveries of events after this sequence (exclusive).
+    pub after: Option<u64>,
+    /// The page.
+    pub page: PageRequest,
+}
 
 /// Which dead letters an operation takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -384,6 +402,38 @@ impl Admin {
     pub fn replay(&self, replay: &Replay) -> Result<u64, Error> {
         let counted: Enqueued = self.count("POST", "/api/replay", Some(replay))?;
         Ok(counted.enqueued)
+    }
+
+    /// `GET /api/events/{id}/deliveries`: every delivery of the event with its attempts.
+    pub fn event_deliveries(&self, event_id: &str) -> Result<Vec<Delivery>, Error> {
+        self.get(&format!("/api/events/{}/deliveries", encode(event_id)))
+    }
+
+    /// `GET /api/subscriptions/{id}/deliveries`: the subscription's deliveries, newest first.
+    pub fn subscription_deliveries(
+        &self,
+        id: &str,
+        q: &DeliveryQuery,
+    ) -> Result<Page<Delivery>, Error> {
+        let mut pairs = vec![
+            ("state", q.state.map(|s| s.as_str().to_owned())),
+            ("after", q.after.map(|a| a.to_string())),
+        ];
+        pairs.extend(Self::page_query(&q.page));
+        self.page(&format!(
+            "/api/subscriptions/{}/deliveries{}",
+            encode(id),
+            query(&pairs)
+        ))
+    }
+
+    /// `POST /api/subscriptions/{id}/test`: sends a signed `nexus.test` event to the
+    /// subscription now and answers what its receiver said (a receiver's failure is an answer,
+    /// not an error).
+    pub fn test_subscription(&self, id: &str) -> Result<TestSend, Error> {
+        let path = format!("/api/subscriptions/{}/test", encode(id));
+        let (data, _) = self.call::<()>("POST", &path, None)?;
+        self.typed(&path, data)
     }
 
     /// `GET /api/nodes`: the configured nodes and their permissions.

@@ -63,9 +63,10 @@ mod sign;
 mod subscriber;
 
 pub use admin::{
-    Admin, Breaker, BreakerState, DeadLetter, Declaration, DeclaredType, DeclaredTypePut,
-    EventQuery, Instance, NewSubscription, Node, NodeWebhook, Page, PageRequest, Replay,
-    RetryStats, Selection, Subscription, SubscriptionUpdate, When, WhenError,
+    Admin, Attempt, Breaker, BreakerState, DeadLetter, Declaration, DeclaredType, DeclaredTypePut,
+    Delivery, DeliveryQuery, DeliveryState, EventQuery, Instance, NewSubscription, Node,
+    NodeWebhook, Page, PageRequest, Replay, RetryStats, Selection, Subscription, SubscriptionStats,
+    SubscriptionUpdate, TestSend, When, WhenError,
 };
 pub use backoff::{Backoff, RetryPolicy, parse_retry_after};
 pub use error::{ApiError, Error, SchemaViolation};

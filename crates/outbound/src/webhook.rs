@@ -56,7 +56,7 @@ impl WebhookTarget {
 pub fn classify(answer: &Answer) -> Outcome {
     let status = answer.status;
     if (200..300).contains(&status) {
-        return Outcome::Delivered;
+        return Outcome::Delivered(Some(status));
     }
     let excerpt: String = String::from_utf8_lossy(&answer.body)
         .chars()
@@ -102,7 +102,7 @@ impl Target for WebhookTarget {
             Ok(None) => {
                 // Deleted while this delivery was in flight: nothing is left to deliver to.
                 tracing::info!(subscription = %id, "subscription deleted; delivery dropped");
-                return Outcome::Delivered;
+                return Outcome::Delivered(None);
             }
             Err(e) => return Outcome::Failed(AttemptError::new(Reason::Store, e.to_string())),
         };
@@ -143,7 +143,7 @@ mod tests {
             body: Bytes::from_static(b"nope"),
             complete: true,
         };
-        assert_eq!(classify(&answer(204, None)), Outcome::Delivered);
+        assert_eq!(classify(&answer(204, None)), Outcome::Delivered(Some(204)));
         assert!(matches!(
             classify(&answer(410, None)),
             Outcome::Gone(AttemptError {

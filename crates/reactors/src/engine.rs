@@ -296,7 +296,7 @@ impl DeliveryTarget {
                 };
                 match self.http.send(call).await {
                     Ok(answer) => match classify(&answer) {
-                        Outcome::Delivered
+                        Outcome::Delivered(_)
                             if !answer.complete && rule.emit_on_success.is_some() =>
                         {
                             Err(Outcome::Failed(AttemptError {
@@ -311,14 +311,14 @@ impl DeliveryTarget {
                                 )
                             }))
                         }
-                        Outcome::Delivered => Ok(answer_payload(&answer.body)),
+                        Outcome::Delivered(status) => Ok((status, answer_payload(&answer.body))),
                         other => Err(other),
                     },
                     Err(e) => Err(Outcome::Failed(e)),
                 }
             }
             Action::InProcess(reactor) => match reactor.react(trigger).await {
-                Ok(payload) => Ok(payload.unwrap_or_else(|| json!({}))),
+                Ok(payload) => Ok((None, payload.unwrap_or_else(|| json!({})))),
                 Err(f) => {
                     let err = AttemptError::new(Reason::Reactor, f.message);
                     Err(if f.permanent {
@@ -330,22 +330,22 @@ impl DeliveryTarget {
             },
         };
         let outcome = match result {
-            Ok(payload) => match &rule.emit_on_success {
+            Ok((status, payload)) => match &rule.emit_on_success {
                 // If the emit fails, the call is made again on the retry; the emitted id stays
                 // the same, so the event is still emitted once.
                 Some(t) => match self
                     .emit(emitted(name, "success", t, trigger, payload))
                     .await
                 {
-                    Ok(()) => Outcome::Delivered,
+                    Ok(()) => Outcome::Delivered(status),
                     Err(e) if e.permanent => Outcome::Refused(e.error),
                     Err(e) => Outcome::Failed(e.error),
                 },
-                None => Outcome::Delivered,
+                None => Outcome::Delivered(status),
             },
             Err(outcome) => outcome,
         };
-        let status = if outcome == Outcome::Delivered {
+        let status = if matches!(outcome, Outcome::Delivered(_)) {
             Execution::Success
         } else {
             Execution::Failure

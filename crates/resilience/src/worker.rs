@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use nexus_event::Timestamp;
 use nexus_store::{
     BreakerLog, Consumer, DeliveryQueue, Failure, Lease, QueueStats, SubscriptionPatch,
-    Subscriptions,
+    Subscriptions, Success,
 };
 use tokio::sync::watch;
 use tokio::task::{Id, JoinSet};
@@ -51,8 +51,9 @@ impl AttemptError {
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    /// Delivered (any 2xx): the delivery leaves the queue.
-    Delivered,
+    /// Delivered (any 2xx): the delivery leaves the queue. Carries the HTTP status the target
+    /// answered, when the attempt was an HTTP call; the delivery's history shows it.
+    Delivered(Option<u16>),
     /// Failed: retried per the schedule, then dead-lettered.
     Failed(AttemptError),
     /// The target said the subscription is gone for good (`410 Gone`): the subscription is
@@ -499,7 +500,12 @@ impl RetryWorker {
         self.breaker_result(&lease.target, trial, CallResult::Failure, now)
             .await;
         let err = AttemptError::new(Reason::Panic, "the delivery attempt panicked");
-        if let Err(e) = self.failed(&lease, err, now).await {
+        // How long it ran before it panicked is not known.
+        let took = Took {
+            at: now,
+            duration_ms: 0,
+        };
+        if let Err(e) = self.failed(&lease, err, took).await {
             tracing::warn!(error = %e, delivery = lease.token.delivery, "cannot settle a delivery");
         }
     }
@@ -592,25 +598,36 @@ impl RetryWorker {
 
     async fn attempt(&self, lease: Lease, trial: bool) {
         self.stats.attempts.fetch_add(1, Ordering::Relaxed);
+        // Measured on tokio's clock, so a test with paused time sees the time it advanced.
+        let started = tokio::time::Instant::now();
         let outcome = self.target.attempt(&lease).await;
-        let now = self.clock.now();
+        let took = Took {
+            at: self.clock.now(),
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        };
+        let now = took.at;
         let settled = match outcome {
-            Outcome::Delivered => {
+            Outcome::Delivered(status) => {
                 self.breaker_result(&lease.target, trial, CallResult::Success, now)
                     .await;
                 self.stats.delivered.fetch_add(1, Ordering::Relaxed);
-                self.queue.ack(&lease.token).await
+                let success = Success {
+                    status,
+                    at: took.at,
+                    duration_ms: took.duration_ms,
+                };
+                self.queue.ack(&lease.token, success).await
             }
             Outcome::Gone(err) if matches!(lease.consumer, Consumer::Subscription(_)) => {
                 // The target is up and answered; it just wants no more of this subscription.
                 self.breaker_result(&lease.target, trial, CallResult::Success, now)
                     .await;
-                self.gone(&lease, err, now).await
+                self.gone(&lease, err, took).await
             }
             Outcome::Failed(err) | Outcome::Gone(err) => {
                 self.breaker_result(&lease.target, trial, CallResult::Failure, now)
                     .await;
-                self.failed(&lease, err, now).await
+                self.failed(&lease, err, took).await
             }
             Outcome::Refused(err) => {
                 // The target's health is not in question: a trial is given back, and what is
@@ -620,7 +637,7 @@ impl RetryWorker {
                 if trial && let Err(e) = self.queue.unpark(&lease.target, now).await {
                     tracing::warn!(error = %e, target = %lease.target, "cannot release parked deliveries");
                 }
-                self.dead_letter(&lease, err, now).await
+                self.dead_letter(&lease, err, took).await
             }
         };
         if let Err(e) = settled {
@@ -656,16 +673,13 @@ impl RetryWorker {
         &self,
         lease: &Lease,
         err: AttemptError,
-        now: Timestamp,
+        took: Took,
     ) -> nexus_store::Result<()> {
         let kind = consumer_type(&lease.consumer);
+        let now = took.at;
         match self.config.schedule.delay_after(lease.attempt) {
             Some(delay) => {
-                let failure = Failure {
-                    error: err.message.clone(),
-                    status: err.status,
-                    at: now,
-                };
+                let failure = took.failure(err.message.clone(), err.status);
                 let delay = self
                     .config
                     .schedule
@@ -678,7 +692,7 @@ impl RetryWorker {
                     .retry_at(&lease.token, later(now, delay), failure)
                     .await
             }
-            None => self.dead_letter(lease, err, now).await,
+            None => self.dead_letter(lease, err, took).await,
         }
     }
 
@@ -687,7 +701,7 @@ impl RetryWorker {
         &self,
         lease: &Lease,
         mut err: AttemptError,
-        now: Timestamp,
+        took: Took,
     ) -> nexus_store::Result<()> {
         if let Err(e) = self.target.dead_lettering(lease, &err).await {
             tracing::error!(delivery = lease.token.delivery, error = %e.message, "the target could not take note of a dead letter");
@@ -698,23 +712,15 @@ impl RetryWorker {
             .increment(1);
         self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(delivery = lease.token.delivery, event_id = %lease.event.id, attempts = lease.attempt, error = %err.message, "delivery dead-lettered");
-        let failure = Failure {
-            error: err.message,
-            status: err.status,
-            at: now,
-        };
+        let failure = took.failure(err.message, err.status);
         self.queue.dead_letter(&lease.token, failure).await
     }
 
-    async fn gone(
-        &self,
-        lease: &Lease,
-        err: AttemptError,
-        now: Timestamp,
-    ) -> nexus_store::Result<()> {
+    async fn gone(&self, lease: &Lease, err: AttemptError, took: Took) -> nexus_store::Result<()> {
         let Consumer::Subscription(id) = &lease.consumer else {
-            return self.failed(lease, err, now).await;
+            return self.failed(lease, err, took).await;
         };
+        let now = took.at;
         tracing::warn!(subscription = %id, "subscriber answered 410 Gone; subscription disabled");
         let disabled = self
             .queue
@@ -734,15 +740,26 @@ impl RetryWorker {
         metrics::counter!(metric_names::RETRY_QUEUE_ADDITIONS_TOTAL, "type" => "webhook", "reason" => Reason::Gone.as_str())
             .increment(1);
         self.queue
-            .retry_at(
-                &lease.token,
-                now,
-                Failure {
-                    error: err.message,
-                    status: err.status,
-                    at: now,
-                },
-            )
+            .retry_at(&lease.token, now, took.failure(err.message, err.status))
             .await
+    }
+}
+
+/// When an attempt ended (by the worker's clock) and how long it took: what its settle keeps in
+/// the delivery's history.
+#[derive(Debug, Clone, Copy)]
+struct Took {
+    at: Timestamp,
+    duration_ms: u64,
+}
+
+impl Took {
+    fn failure(self, error: String, status: Option<u16>) -> Failure {
+        Failure {
+            error,
+            status,
+            at: self.at,
+            duration_ms: self.duration_ms,
+        }
     }
 }

@@ -9,7 +9,8 @@ use tokio::sync::oneshot;
 
 use crate::error::StoreError;
 use crate::model::{
-    Consumer, NewSubscription, Router, Subscription, SubscriptionPatch, target_origin,
+    AttemptRecord, Consumer, DeliveryRecord, DeliveryStatus, NewSubscription, Router, Subscription,
+    SubscriptionPatch, target_origin,
 };
 
 /// Where a delivery is in its life; the `state` column of `deliveries`.
@@ -83,6 +84,144 @@ impl ConsumerKind {
             }),
         }
     }
+}
+
+/// How a finished delivery ended; the `outcome` column of `delivery_history`.
+///
+/// The integers are the schemas' (the same in both, so a copy keeps them), so they never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finished {
+    /// Acknowledged: a target answered with success.
+    Delivered = 0,
+    /// Moved to the dead letters.
+    Dead = 1,
+}
+
+impl Finished {
+    /// The column value.
+    pub(crate) fn code(self) -> i16 {
+        self as i16
+    }
+
+    /// The outcome of an `outcome` column value.
+    pub(crate) fn from_code(code: i64) -> Result<Finished, UnknownValue> {
+        match code {
+            0 => Ok(Finished::Delivered),
+            1 => Ok(Finished::Dead),
+            other => Err(UnknownValue {
+                column: "outcome",
+                value: other,
+            }),
+        }
+    }
+
+    /// The status the history shows.
+    pub(crate) fn status(self) -> DeliveryStatus {
+        match self {
+            Finished::Delivered => DeliveryStatus::Delivered,
+            Finished::Dead => DeliveryStatus::Dead,
+        }
+    }
+}
+
+/// The status a queued delivery shows at `now_ms`, and when it is due next: a lease past its
+/// end is pending again (nobody works on it); a held one waits for its subscription.
+pub(crate) fn live_status(
+    state: DeliveryState,
+    due_ms: i64,
+    now_ms: i64,
+) -> (DeliveryStatus, Option<i64>) {
+    match state {
+        DeliveryState::Waiting | DeliveryState::Parked => (DeliveryStatus::Pending, Some(due_ms)),
+        DeliveryState::Leased if due_ms > now_ms => (DeliveryStatus::InFlight, None),
+        DeliveryState::Leased => (DeliveryStatus::Pending, Some(due_ms)),
+        DeliveryState::Held => (DeliveryStatus::Held, None),
+    }
+}
+
+/// Which rows a state filter of the history lets through, as flags the statements take as
+/// parameters: queued ones (pending, in flight, held) and finished ones (delivered, dead).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StatusFlags {
+    pub(crate) pending: bool,
+    pub(crate) in_flight: bool,
+    pub(crate) held: bool,
+    pub(crate) delivered: bool,
+    pub(crate) dead: bool,
+}
+
+impl StatusFlags {
+    pub(crate) fn of(state: Option<DeliveryStatus>) -> StatusFlags {
+        let is = |s: DeliveryStatus| state.is_none_or(|wanted| wanted == s);
+        StatusFlags {
+            pending: is(DeliveryStatus::Pending),
+            in_flight: is(DeliveryStatus::InFlight),
+            held: is(DeliveryStatus::Held),
+            delivered: is(DeliveryStatus::Delivered),
+            dead: is(DeliveryStatus::Dead),
+        }
+    }
+
+    /// Whether any queued row can pass.
+    pub(crate) fn any_queued(self) -> bool {
+        self.pending || self.in_flight || self.held
+    }
+
+    /// Whether any finished row can pass.
+    pub(crate) fn any_finished(self) -> bool {
+        self.delivered || self.dead
+    }
+}
+
+/// The cursor of a subscription's delivery list: the last delivery id of the previous page
+/// (the list goes by id, newest first); `i64::MAX` for the first page.
+pub(crate) fn delivery_cursor(cursor: Option<&str>) -> Result<i64, StoreError> {
+    dead_letter_cursor(cursor)
+}
+
+/// One delivery row of the history, before its attempts are attached.
+pub(crate) struct HistoryRow {
+    pub(crate) id: i64,
+    pub(crate) event_sequence: u64,
+    pub(crate) event_id: EventId,
+    pub(crate) consumer: Consumer,
+    pub(crate) target: String,
+    pub(crate) state: DeliveryStatus,
+    pub(crate) next_ms: Option<i64>,
+    pub(crate) created_ms: i64,
+}
+
+impl HistoryRow {
+    /// The record, with `attempts` (oldest first).
+    pub(crate) fn record(self, attempts: Vec<AttemptRecord>) -> Result<DeliveryRecord, StoreError> {
+        let time = |ms: i64| {
+            Timestamp::from_unix_millis(ms).map_err(|e| StoreError::Database {
+                op: "delivery history",
+                source: Box::new(e),
+            })
+        };
+        Ok(DeliveryRecord {
+            id: self.id,
+            event_id: self.event_id,
+            event_sequence: self.event_sequence,
+            consumer: self.consumer,
+            target: self.target,
+            state: self.state,
+            attempts,
+            next_attempt_at: self.next_ms.map(time).transpose()?,
+            created_at: time(self.created_ms)?,
+        })
+    }
+}
+
+/// A page of history rows read with one row more than `limit`: the page and its next cursor.
+pub(crate) fn history_page(
+    mut rows: Vec<HistoryRow>,
+    limit: usize,
+) -> (Vec<HistoryRow>, Option<String>) {
+    let next = (rows.len() > limit).then(|| rows[limit - 1].id.to_string());
+    rows.truncate(limit);
+    (rows, next)
 }
 
 /// A column held a value this build does not know.

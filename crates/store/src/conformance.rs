@@ -27,8 +27,9 @@ use nexus_event::{EventId, NewEvent, Pattern, Timestamp, TypeFilter, WellKnown, 
 use serde_json::json;
 
 use crate::{
-    BreakerRecord, Consumer, EventTypePut, Failure, Lease, NewSubscription, ReplayTo, Selection,
-    Store, StoreError, SubscriptionPatch, TypeOrigin,
+    AttemptRecord, BreakerRecord, Consumer, DeliveryQuery, DeliveryStatus, EventTypePut, Failure,
+    Lease, NewSubscription, ReplayTo, Selection, Store, StoreError, SubscriptionPatch,
+    SubscriptionStats, Success, TypeOrigin,
 };
 
 /// Generates one `#[tokio::test]` per conformance check, each on a fresh store from `$factory`.
@@ -72,6 +73,10 @@ macro_rules! conformance_tests {
             event_types_crud,
             config_declared_types_refuse_the_api,
             event_type_changes_move_the_watch,
+            history_keeps_every_attempt,
+            subscription_deliveries_page_newest_first,
+            subscription_stats_count_the_window,
+            history_is_pruned_after_retention,
         );
     };
     // With a way to close the store and open it again on the same data: the restart checks.
@@ -115,6 +120,16 @@ fn failure(error: &str, status: Option<u16>, ms: i64) -> Failure {
         error: error.into(),
         status,
         at: at(ms),
+        duration_ms: 0,
+    }
+}
+
+/// An attempt that succeeded with `200`, ending `ms` after [`t0`].
+fn success(ms: i64) -> Success {
+    Success {
+        status: Some(200),
+        at: at(ms),
+        duration_ms: 0,
     }
 }
 
@@ -382,7 +397,10 @@ pub async fn leases_are_fenced_and_expire<S: Store>(store: &S) {
     assert_eq!(b.len(), 1, "expired lease is picked up again");
     assert_eq!(b[0].attempt, 1, "an expired lease burns no attempt");
     assert_ne!(a[0].token, b[0].token);
-    let lost = store.ack(&a[0].token).await.expect_err("a lost its lease");
+    let lost = store
+        .ack(&a[0].token, success(0))
+        .await
+        .expect_err("a lost its lease");
     assert!(matches!(lost, StoreError::LeaseLost { .. }), "{lost:?}");
     assert!(
         store
@@ -397,9 +415,12 @@ pub async fn leases_are_fenced_and_expire<S: Store>(store: &S) {
             .is_err()
     );
     assert!(store.release(&a[0].token, at(1)).await.is_err());
-    store.ack(&b[0].token).await.expect("b holds the lease");
+    store
+        .ack(&b[0].token, success(0))
+        .await
+        .expect("b holds the lease");
     assert!(matches!(
-        store.ack(&b[0].token).await,
+        store.ack(&b[0].token, success(0)).await,
         Err(StoreError::LeaseLost { .. })
     ));
     assert!(lease(store, "worker-c", 100_000).await.is_empty());
@@ -863,7 +884,7 @@ pub async fn stale_tokens_never_settle_another_delivery<S: Store>(store: &S) {
         .expect("append");
     let first = lease(store, "w", 0).await;
     let again = lease(store, "w", 10_000).await;
-    store.ack(&again[0].token).await.expect("ack");
+    store.ack(&again[0].token, success(0)).await.expect("ack");
     store
         .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "b")])
         .await
@@ -872,11 +893,11 @@ pub async fn stale_tokens_never_settle_another_delivery<S: Store>(store: &S) {
     assert_eq!(fresh.len(), 1);
     assert_ne!(fresh[0].token.delivery, first[0].token.delivery);
     assert!(matches!(
-        store.ack(&first[0].token).await,
+        store.ack(&first[0].token, success(0)).await,
         Err(StoreError::LeaseLost { .. })
     ));
     store
-        .ack(&fresh[0].token)
+        .ack(&fresh[0].token, success(0))
         .await
         .expect("the fresh lease still holds");
 }
@@ -1212,7 +1233,7 @@ pub async fn ordered_subscriptions_go_one_at_a_time_in_sequence<S: Store>(store:
     );
     let again = lease(store, "w", 2_000).await;
     assert_eq!(of(&again, &ordered), vec![1]);
-    store.ack(&again[0].token).await.expect("ack");
+    store.ack(&again[0].token, success(0)).await.expect("ack");
     let next = lease(store, "w", 2_000).await;
     assert_eq!(of(&next, &ordered), vec![2], "then the next in sequence");
     store
@@ -1608,11 +1629,11 @@ where
         "attempt counts survive the restart unchanged"
     );
     store
-        .ack(&again[0].token)
+        .ack(&again[0].token, success(0))
         .await
         .expect("the new lease holds");
     assert!(
-        store.ack(&leased[1].token).await.is_err(),
+        store.ack(&leased[1].token, success(0)).await.is_err(),
         "the dead process's token holds nothing"
     );
 }
@@ -1827,4 +1848,376 @@ pub async fn event_type_changes_move_the_watch<S: Store>(store: &S) {
             .expect("released")
     );
     assert!(changes.has_changed().expect("open"), "a release moves it");
+}
+
+/// A failed attempt ending `end_ms` after [`t0`] that took `took_ms`.
+fn failed_after(error: &str, status: Option<u16>, end_ms: i64, took_ms: u64) -> Failure {
+    Failure {
+        duration_ms: took_ms,
+        ..failure(error, status, end_ms)
+    }
+}
+
+/// An attempt kept in the history: started `start_ms` after [`t0`].
+fn kept(start_ms: i64, took_ms: u64, status: Option<u16>, error: Option<&str>) -> AttemptRecord {
+    AttemptRecord {
+        at: at(start_ms),
+        duration_ms: took_ms,
+        status,
+        error: error.map(str::to_owned),
+    }
+}
+
+/// Every settled attempt is kept with its start, duration, status and error, through retries
+/// to the ack; the delivery then shows `delivered`. A dead letter's delivery shows `dead` with
+/// its attempts, and still does beside the new delivery a redrive starts.
+pub async fn history_keeps_every_attempt<S: Store>(store: &S) {
+    let sub = subscribe(store, &["*"]).await;
+    store
+        .append(vec![
+            ev(WellKnown::MintRequested, "nexus", "h1"),
+            ev(WellKnown::MintRequested, "nexus", "h2"),
+        ])
+        .await
+        .expect("append");
+    let fresh = store.event_deliveries(1, at(0)).await.expect("history");
+    assert_eq!(fresh.len(), 1);
+    assert_eq!(fresh[0].state, DeliveryStatus::Pending);
+    assert_eq!(fresh[0].event_id, "h1");
+    assert_eq!(fresh[0].consumer, Consumer::Subscription(sub.clone()));
+    assert_eq!(fresh[0].target, "http://127.0.0.1:4000");
+    assert!(fresh[0].attempts.is_empty());
+    assert_eq!(fresh[0].created_at, t0());
+
+    let l = lease(store, "w", 0).await;
+    assert_eq!(l.len(), 2);
+    let leased = store.event_deliveries(1, at(5)).await.expect("history");
+    assert_eq!(leased[0].state, DeliveryStatus::InFlight);
+    assert_eq!(leased[0].next_attempt_at, None);
+    let expired = store
+        .event_deliveries(1, at(20_000))
+        .await
+        .expect("history");
+    assert_eq!(
+        expired[0].state,
+        DeliveryStatus::Pending,
+        "an expired lease is pending work"
+    );
+    store
+        .retry_at(
+            &l[0].token,
+            at(2_000),
+            failed_after("connection refused", None, 100, 40),
+        )
+        .await
+        .expect("retry_at");
+    let after_one = store.event_deliveries(1, at(150)).await.expect("history");
+    assert_eq!(after_one[0].state, DeliveryStatus::Pending);
+    assert_eq!(after_one[0].next_attempt_at, Some(at(2_000)));
+    assert_eq!(
+        after_one[0].attempts,
+        vec![kept(60, 40, None, Some("connection refused"))]
+    );
+
+    let again = lease(store, "w", 2_000).await;
+    assert_eq!(again.len(), 1);
+    store
+        .retry_at(
+            &again[0].token,
+            at(6_000),
+            failed_after("HTTP 503", Some(503), 2_030, 30),
+        )
+        .await
+        .expect("retry_at");
+    let last = lease(store, "w", 6_000).await;
+    store
+        .ack(
+            &last[0].token,
+            Success {
+                status: Some(204),
+                at: at(6_012),
+                duration_ms: 12,
+            },
+        )
+        .await
+        .expect("ack");
+    let done = store.event_deliveries(1, at(7_000)).await.expect("history");
+    assert_eq!(done.len(), 1, "the delivered delivery is kept");
+    assert_eq!(done[0].state, DeliveryStatus::Delivered);
+    assert_eq!(done[0].next_attempt_at, None);
+    assert_eq!(done[0].id, l[0].token.delivery, "it keeps its id");
+    assert_eq!(
+        done[0].attempts,
+        vec![
+            kept(60, 40, None, Some("connection refused")),
+            kept(2_000, 30, Some(503), Some("HTTP 503")),
+            kept(6_000, 12, Some(204), None),
+        ]
+    );
+
+    store
+        .dead_letter(&l[1].token, failed_after("HTTP 500", Some(500), 300, 100))
+        .await
+        .expect("dead_letter");
+    let dead = store.event_deliveries(2, at(400)).await.expect("history");
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].state, DeliveryStatus::Dead);
+    assert_eq!(
+        dead[0].attempts,
+        vec![kept(200, 100, Some(500), Some("HTTP 500"))]
+    );
+    assert_eq!(
+        store
+            .redrive(Selection::All, at(1_000))
+            .await
+            .expect("redrive"),
+        1
+    );
+    let redriven = store.event_deliveries(2, at(1_000)).await.expect("history");
+    assert_eq!(
+        redriven
+            .iter()
+            .map(|d| (d.state, d.attempts.len()))
+            .collect::<Vec<_>>(),
+        vec![(DeliveryStatus::Dead, 1), (DeliveryStatus::Pending, 0)],
+        "the dead delivery stays in the history beside the new one"
+    );
+    assert!(
+        store
+            .event_deliveries(99, at(0))
+            .await
+            .expect("history")
+            .is_empty()
+    );
+}
+
+/// Five events for one subscription, settled differently at `t0`: 1 and 2 delivered, 3 dead,
+/// 4 retrying (one failed attempt), 5 in flight until `t0 + 10 s`. Another subscription gets
+/// event 1 too. Returns the subscription's id and its delivery ids by event.
+async fn settled_five<S: Store>(store: &S) -> (String, Vec<i64>) {
+    let sub = subscribe(store, &["MINT_*"]).await;
+    let events = (1..=5)
+        .map(|i| ev(WellKnown::MintRequested, "nexus", &format!("q{i}")))
+        .collect();
+    store.append(events).await.expect("append");
+    let other = subscribe(store, &["*"]).await;
+    let l = lease(store, "w", 0).await;
+    assert_eq!(l.len(), 5);
+    store.ack(&l[0].token, success(10)).await.expect("ack");
+    store.ack(&l[1].token, success(10)).await.expect("ack");
+    store
+        .dead_letter(&l[2].token, failure("HTTP 500", Some(500), 10))
+        .await
+        .expect("dead_letter");
+    store
+        .retry_at(&l[3].token, at(60_000), failure("HTTP 503", Some(503), 10))
+        .await
+        .expect("retry_at");
+    store
+        .append(vec![ev(WellKnown::PaymentReceived, "flowpay", "other")])
+        .await
+        .expect("append for the other subscription");
+    assert_ne!(other, sub);
+    (sub, l.iter().map(|l| l.token.delivery).collect())
+}
+
+/// The event sequences of a subscription's deliveries in `state`, newest first.
+async fn only_in<S: Store>(store: &S, sub: &str, state: DeliveryStatus) -> Vec<u64> {
+    store
+        .subscription_deliveries(sub, query(Some(state), 0, 100))
+        .await
+        .expect("filtered")
+        .items
+        .iter()
+        .map(|d| d.event_sequence)
+        .collect()
+}
+
+fn query(state: Option<DeliveryStatus>, after: u64, limit: usize) -> DeliveryQuery {
+    DeliveryQuery {
+        state,
+        after,
+        limit,
+        cursor: None,
+        now: at(1_000),
+    }
+}
+
+/// A subscription's deliveries list newest first, page by page, filtered by state and by
+/// event sequence, and only that subscription's; an unknown subscription is `NotFound`.
+pub async fn subscription_deliveries_page_newest_first<S: Store>(store: &S) {
+    let (sub, ids) = settled_five(store).await;
+    let mut seen = Vec::new();
+    let mut q = query(None, 0, 2);
+    loop {
+        let page = store
+            .subscription_deliveries(&sub, q.clone())
+            .await
+            .expect("page");
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.iter().map(|d| (d.id, d.event_sequence, d.state)));
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (ids[4], 5, DeliveryStatus::InFlight),
+            (ids[3], 4, DeliveryStatus::Pending),
+            (ids[2], 3, DeliveryStatus::Dead),
+            (ids[1], 2, DeliveryStatus::Delivered),
+            (ids[0], 1, DeliveryStatus::Delivered),
+        ]
+    );
+    let only = |state| only_in(store, &sub, state);
+    assert_eq!(only(DeliveryStatus::Delivered).await, vec![2, 1]);
+    assert_eq!(only(DeliveryStatus::Dead).await, vec![3]);
+    assert_eq!(only(DeliveryStatus::Pending).await, vec![4]);
+    assert_eq!(only(DeliveryStatus::InFlight).await, vec![5]);
+    assert!(only(DeliveryStatus::Held).await.is_empty());
+    let pending = store
+        .subscription_deliveries(&sub, query(Some(DeliveryStatus::Pending), 0, 10))
+        .await
+        .expect("pending");
+    assert_eq!(pending.items[0].next_attempt_at, Some(at(60_000)));
+    assert_eq!(
+        pending.items[0].attempts,
+        vec![kept(10, 0, Some(503), Some("HTTP 503"))]
+    );
+    let late = store
+        .subscription_deliveries(&sub, query(None, 3, 100))
+        .await
+        .expect("after 3");
+    assert_eq!(
+        late.items
+            .iter()
+            .map(|d| d.event_sequence)
+            .collect::<Vec<_>>(),
+        vec![5, 4]
+    );
+    store
+        .update_subscription(
+            &sub,
+            SubscriptionPatch {
+                enabled: Some(false),
+                ..SubscriptionPatch::default()
+            },
+        )
+        .await
+        .expect("disable");
+    assert_eq!(only(DeliveryStatus::Held).await, vec![4]);
+    let missing = store
+        .subscription_deliveries("no-such-subscription", query(None, 0, 10))
+        .await;
+    assert!(matches!(missing, Err(StoreError::NotFound { .. })));
+    let bad = store
+        .subscription_deliveries(
+            &sub,
+            DeliveryQuery {
+                cursor: Some("not-a-cursor".into()),
+                ..query(None, 0, 10)
+            },
+        )
+        .await;
+    assert!(matches!(
+        bad,
+        Err(StoreError::Invalid {
+            field: "cursor",
+            ..
+        })
+    ));
+}
+
+/// A subscription's stats count what was delivered, what failed (attempts) and what died within
+/// the window, and what is queued now whatever its age.
+pub async fn subscription_stats_count_the_window<S: Store>(store: &S) {
+    let (sub, _) = settled_five(store).await;
+    let ids = [sub.clone(), "no-such-subscription".to_owned()];
+    let stats = store.subscription_stats(&ids, t0()).await.expect("stats");
+    assert_eq!(
+        stats,
+        vec![
+            SubscriptionStats {
+                delivered: 2,
+                failed: 2,
+                pending: 2,
+                dead: 1,
+            },
+            SubscriptionStats::default(),
+        ]
+    );
+    let later = store
+        .subscription_stats(&ids[..1], at(20))
+        .await
+        .expect("stats");
+    assert_eq!(
+        later,
+        vec![SubscriptionStats {
+            pending: 2,
+            ..SubscriptionStats::default()
+        }],
+        "outside the window only the queue counts"
+    );
+}
+
+/// Pruning removes finished deliveries (with their attempts) that finished before the cut,
+/// oldest first and at most `max` at a time; queued deliveries keep their attempts.
+pub async fn history_is_pruned_after_retention<S: Store>(store: &S) {
+    subscribe(store, &["*"]).await;
+    store
+        .append(vec![
+            ev(WellKnown::MintRequested, "nexus", "p1"),
+            ev(WellKnown::MintRequested, "nexus", "p2"),
+            ev(WellKnown::MintRequested, "nexus", "p3"),
+            ev(WellKnown::MintRequested, "nexus", "p4"),
+        ])
+        .await
+        .expect("append");
+    let l = lease(store, "w", 0).await;
+    store.ack(&l[0].token, success(100)).await.expect("ack");
+    store
+        .dead_letter(&l[1].token, failure("HTTP 500", Some(500), 200))
+        .await
+        .expect("dead_letter");
+    store.ack(&l[2].token, success(5_000)).await.expect("ack");
+    store
+        .retry_at(&l[3].token, at(90_000), failure("HTTP 503", Some(503), 50))
+        .await
+        .expect("retry_at");
+    assert_eq!(
+        store.prune_history(at(1_000), 1).await.expect("prune"),
+        1,
+        "at most max at a time"
+    );
+    assert_eq!(store.prune_history(at(1_000), 100).await.expect("prune"), 1);
+    assert_eq!(store.prune_history(at(1_000), 100).await.expect("prune"), 0);
+    for gone in [1, 2] {
+        assert!(
+            store
+                .event_deliveries(gone, at(6_000))
+                .await
+                .expect("history")
+                .is_empty(),
+            "event {gone}"
+        );
+    }
+    let kept_one = store.event_deliveries(3, at(6_000)).await.expect("history");
+    assert_eq!(kept_one.len(), 1);
+    assert_eq!(kept_one[0].attempts.len(), 1);
+    assert_eq!(
+        store
+            .prune_history(at(1_000_000), 100)
+            .await
+            .expect("prune"),
+        1
+    );
+    let queued = store.event_deliveries(4, at(6_000)).await.expect("history");
+    assert_eq!(queued[0].state, DeliveryStatus::Pending);
+    assert_eq!(
+        queued[0].attempts.len(),
+        1,
+        "a queued delivery keeps its attempts"
+    );
 }

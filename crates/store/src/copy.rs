@@ -5,7 +5,8 @@
 //! running on it makes the copy fail) and reads every table in pages by key; the PostgreSQL side
 //! ([`crate::postgres`]'s `import`) writes each page with one multi-row `INSERT`, all in one
 //! transaction: the copy lands whole or not at all. Rows keep their keys: events their
-//! sequences, deliveries and dead letters their ids (the identity counters are moved past the
+//! sequences, deliveries (queued or in the history) and dead letters their ids, attempts their
+//! deliveries and numbers (the identity counters are moved past the
 //! highest id SQLite ever gave, so later inserts do not collide and no id is reused). A
 //! delivery that was leased is copied due now and unleased, its attempts kept, as a restart
 //! would give it back.
@@ -89,6 +90,30 @@ pub(crate) struct DeadLetterRow {
     pub(crate) failed_ms: i64,
 }
 
+/// A row of `delivery_attempts`: one settled attempt of a delivery (queued or finished).
+#[derive(Debug, Clone)]
+pub(crate) struct AttemptCopyRow {
+    pub(crate) delivery: i64,
+    pub(crate) attempt: i32,
+    pub(crate) started_ms: i64,
+    pub(crate) duration_ms: i64,
+    pub(crate) status: Option<i32>,
+    pub(crate) error: Option<String>,
+}
+
+/// A row of `delivery_history`: a delivery that was acknowledged or became a dead letter.
+#[derive(Debug, Clone)]
+pub(crate) struct FinishedCopyRow {
+    pub(crate) id: i64,
+    pub(crate) event_sequence: i64,
+    pub(crate) consumer_kind: i16,
+    pub(crate) consumer: String,
+    pub(crate) target: String,
+    pub(crate) outcome: i16,
+    pub(crate) created_ms: i64,
+    pub(crate) finished_ms: i64,
+}
+
 /// A row of `cursors`.
 #[derive(Debug, Clone)]
 pub(crate) struct CursorRow {
@@ -150,6 +175,10 @@ pub struct CopyReport {
     pub deliveries: u64,
     /// Dead letters, with their ids.
     pub dead_letters: u64,
+    /// Finished deliveries (delivered or dead) of the delivery history, with their ids.
+    pub delivery_history: u64,
+    /// Settled attempts of queued and finished deliveries.
+    pub delivery_attempts: u64,
     /// Named cursors.
     pub cursors: u64,
     /// Circuit breaker states.
@@ -162,13 +191,15 @@ pub struct CopyReport {
 
 impl CopyReport {
     /// Each table's name (as in the schemas) and how many rows were copied, in copy order.
-    pub fn tables(&self) -> [(&'static str, u64); 7] {
+    pub fn tables(&self) -> [(&'static str, u64); 9] {
         [
             ("event_types", self.event_types),
             ("subscriptions", self.subscriptions),
             ("events", self.events),
             ("deliveries", self.deliveries),
             ("dead_letters", self.dead_letters),
+            ("delivery_history", self.delivery_history),
+            ("delivery_attempts", self.delivery_attempts),
             ("cursors", self.cursors),
             ("breakers", self.breakers),
         ]
@@ -222,6 +253,8 @@ async fn copy_into(source: &SqliteExport, to: &crate::postgres::PgStore) -> Resu
         subscriptions: 0,
         deliveries: 0,
         dead_letters: 0,
+        delivery_history: 0,
+        delivery_attempts: 0,
         cursors: 0,
         breakers: 0,
         event_types: 0,
@@ -272,6 +305,24 @@ async fn copy_into(source: &SqliteExport, to: &crate::postgres::PgStore) -> Resu
         after = last.id;
         import.dead_letters(&rows).await?;
         report.dead_letters += rows.len() as u64;
+    }
+
+    let mut after = 0;
+    loop {
+        let rows = source.delivery_history(after, PAGE).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        import.delivery_history(&rows).await?;
+        report.delivery_history += rows.len() as u64;
+    }
+
+    let mut after = (0, 0);
+    loop {
+        let rows = source.delivery_attempts(after, PAGE).await?;
+        let Some(last) = rows.last() else { break };
+        after = (last.delivery, last.attempt);
+        import.delivery_attempts(&rows).await?;
+        report.delivery_attempts += rows.len() as u64;
     }
 
     let mut after = String::new();

@@ -1,7 +1,7 @@
 //! Nexus persistence.
 //!
 //! The traits at the storage boundary — [`EventLog`], [`DeliveryQueue`], [`Subscriptions`],
-//! [`Cursors`], [`BreakerLog`], [`Instances`], [`EventTypes`], together [`Store`] — and their SQLite
+//! [`Cursors`], [`BreakerLog`], [`Instances`], [`EventTypes`], [`DeliveryHistory`], together [`Store`] — and their SQLite
 //! implementation, [`SqliteStore`]: WAL with
 //! `synchronous=FULL`, one writer thread that groups concurrent operations into one transaction and
 //! one fsync (group commit) before answering any of them, and readers on their own connections.
@@ -43,9 +43,10 @@ mod traits;
 pub use copy::{CopyReport, copy_sqlite_to_postgres};
 pub use error::{Result, StoreError};
 pub use model::{
-    Appended, BreakerRecord, Consumer, DeadLetter, EventTypePut, EventTypeRecord, Failure,
-    InstanceRecord, Lease, LeaseToken, MAX_PAGE, NewSubscription, Page, PutOutcome, QueueStats,
-    ReplayTo, Route, Router, Selection, Subscription, SubscriptionPatch, TypeOrigin, check_limit,
+    Appended, AttemptRecord, BreakerRecord, Consumer, DeadLetter, DeliveryQuery, DeliveryRecord,
+    DeliveryStatus, EventTypePut, EventTypeRecord, Failure, InstanceRecord, Lease, LeaseToken,
+    MAX_PAGE, NewSubscription, Page, PutOutcome, QueueStats, ReplayTo, Route, Router, Selection,
+    Subscription, SubscriptionPatch, SubscriptionStats, Success, TypeOrigin, check_limit,
     new_instance_id, target_origin,
 };
 #[cfg(feature = "postgres")]
@@ -59,5 +60,6 @@ pub use sqlite::{
     SqliteStore,
 };
 pub use traits::{
-    BreakerLog, Cursors, DeliveryQueue, EventLog, EventTypes, Instances, Store, Subscriptions,
+    BreakerLog, Cursors, DeliveryHistory, DeliveryQueue, EventLog, EventTypes, Instances, Store,
+    Subscriptions,
 };

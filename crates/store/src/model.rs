@@ -95,7 +95,8 @@ pub struct Lease {
     pub expires_at: Timestamp,
 }
 
-/// What a failed attempt reported.
+/// What a failed attempt reported. The delivery's history keeps it as one attempt that started
+/// `duration_ms` before `at`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// What went wrong, for operators.
@@ -104,6 +105,140 @@ pub struct Failure {
     pub status: Option<u16>,
     /// When the attempt ended.
     pub at: Timestamp,
+    /// How long the attempt took, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// What a successful attempt reported ([`crate::DeliveryQueue::ack`]). The delivery's history
+/// keeps it as one attempt that started `duration_ms` before `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Success {
+    /// The HTTP status the target answered, when the attempt was an HTTP call.
+    pub status: Option<u16>,
+    /// When the attempt ended.
+    pub at: Timestamp,
+    /// How long the attempt took, in milliseconds.
+    pub duration_ms: u64,
+}
+
+/// When an attempt that ended at `at` after `duration_ms` started, in Unix milliseconds
+/// (PostgreSQL works it out in its statements).
+#[cfg(feature = "sqlite")]
+pub(crate) fn started_ms(at: Timestamp, duration_ms: u64) -> i64 {
+    at.as_unix_millis()
+        .saturating_sub(i64::try_from(duration_ms).unwrap_or(i64::MAX))
+}
+
+/// Where a delivery stands, as its history shows it (API.md section 12).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    /// Waiting in the queue: due now or later, parked behind an open breaker, or leased once
+    /// with the lease expired (nobody works on it).
+    Pending,
+    /// Under a live lease: a worker is attempting it now.
+    InFlight,
+    /// A target answered with success; it left the queue.
+    Delivered,
+    /// Waiting for its subscription to be enabled again (a `410 Gone` disabled it).
+    Held,
+    /// Its retries are spent: it became a dead letter (and stays `dead` in the history after a
+    /// redrive, which starts a new delivery).
+    Dead,
+}
+
+impl DeliveryStatus {
+    /// Every status, in the order of the wire names.
+    pub const ALL: [DeliveryStatus; 5] = [
+        DeliveryStatus::Pending,
+        DeliveryStatus::InFlight,
+        DeliveryStatus::Delivered,
+        DeliveryStatus::Held,
+        DeliveryStatus::Dead,
+    ];
+
+    /// The wire name: `pending`, `in_flight`, `delivered`, `held`, `dead`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::InFlight => "in_flight",
+            DeliveryStatus::Delivered => "delivered",
+            DeliveryStatus::Held => "held",
+            DeliveryStatus::Dead => "dead",
+        }
+    }
+
+    /// The status with this wire name.
+    pub fn parse(name: &str) -> Option<DeliveryStatus> {
+        DeliveryStatus::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+/// One attempt of a delivery, as its history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// When the attempt started.
+    pub at: Timestamp,
+    /// How long it took, in milliseconds.
+    pub duration_ms: u64,
+    /// The HTTP status, when the target answered.
+    pub status: Option<u16>,
+    /// What went wrong; `None` for the attempt that succeeded.
+    pub error: Option<String>,
+}
+
+/// One delivery of an event to one consumer, with its attempts (API.md section 12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    /// The delivery's id.
+    pub id: i64,
+    /// The event's id.
+    pub event_id: EventId,
+    /// The event's sequence.
+    pub event_sequence: u64,
+    /// Who it is for.
+    pub consumer: Consumer,
+    /// The target origin.
+    pub target: String,
+    /// Where it stands.
+    pub state: DeliveryStatus,
+    /// Its attempts, oldest first.
+    pub attempts: Vec<AttemptRecord>,
+    /// When it is due next: for a pending delivery only (parked: the breaker's next trial at the
+    /// latest); `None` otherwise.
+    pub next_attempt_at: Option<Timestamp>,
+    /// When it was enqueued.
+    pub created_at: Timestamp,
+}
+
+/// Which deliveries of one subscription [`crate::DeliveryHistory::subscription_deliveries`]
+/// lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryQuery {
+    /// Only those in this state; all when `None`.
+    pub state: Option<DeliveryStatus>,
+    /// Only deliveries of events with a sequence above this (exclusive); 0 for all.
+    pub after: u64,
+    /// Page size, 1 to [`MAX_PAGE`].
+    pub limit: usize,
+    /// The cursor a previous page gave.
+    pub cursor: Option<String>,
+    /// The time that tells a live lease (in flight) from an expired one (pending).
+    pub now: Timestamp,
+}
+
+/// A subscription's counts over a window (API.md section 12), see
+/// [`crate::DeliveryHistory::subscription_stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SubscriptionStats {
+    /// Deliveries that succeeded within the window.
+    pub delivered: u64,
+    /// Failed attempts that started within the window (a delivery retried three times counts
+    /// three).
+    pub failed: u64,
+    /// Deliveries in the queue now, whatever their age: waiting, parked, held or in flight.
+    pub pending: u64,
+    /// Deliveries that became dead letters within the window.
+    pub dead: u64,
 }
 
 /// Counts of the delivery queue (`GET /api/retry/stats`).

@@ -9,9 +9,9 @@ use tokio::sync::watch;
 
 use crate::error::Result;
 use crate::model::{
-    Appended, BreakerRecord, DeadLetter, EventTypePut, EventTypeRecord, Failure, InstanceRecord,
-    Lease, LeaseToken, NewSubscription, Page, PutOutcome, QueueStats, ReplayTo, Selection,
-    Subscription, SubscriptionPatch,
+    Appended, BreakerRecord, DeadLetter, DeliveryQuery, DeliveryRecord, EventTypePut,
+    EventTypeRecord, Failure, InstanceRecord, Lease, LeaseToken, NewSubscription, Page, PutOutcome,
+    QueueStats, ReplayTo, Selection, Subscription, SubscriptionPatch, SubscriptionStats, Success,
 };
 
 /// The durable, append-only event log.
@@ -74,15 +74,17 @@ pub trait DeliveryQueue: Send + Sync {
         lease_for: Duration,
     ) -> Result<Vec<Lease>>;
 
-    /// The delivery succeeded: it leaves the queue.
-    async fn ack(&self, token: &LeaseToken) -> Result<()>;
+    /// The delivery succeeded: it leaves the queue, and its history keeps the attempt and the
+    /// delivery as `delivered` ([`DeliveryHistory`]).
+    async fn ack(&self, token: &LeaseToken, success: Success) -> Result<()>;
 
-    /// The attempt failed: count it and try again at `when`.
+    /// The attempt failed: count it, keep it in the delivery's history, and try again at `when`.
     async fn retry_at(&self, token: &LeaseToken, when: Timestamp, failure: Failure) -> Result<()>;
 
-    /// The attempt failed and was the last: count it and move the delivery to the dead letters.
-    /// A delivery of a disabled subscription is held instead (API.md section 4: never
-    /// dead-lettered while disabled).
+    /// The attempt failed and was the last: count it, keep it in the delivery's history, and
+    /// move the delivery to the dead letters (its history shows it `dead`). A delivery of a
+    /// disabled subscription is held instead (API.md section 4: never dead-lettered while
+    /// disabled).
     async fn dead_letter(&self, token: &LeaseToken, failure: Failure) -> Result<()>;
 
     /// Gives the delivery back without counting an attempt, due again at `when` (an open
@@ -131,6 +133,37 @@ pub trait DeliveryQueue: Send + Sync {
     /// A watch that moves whenever work may have appeared (enqueue, retry, release, redrive), so
     /// a worker can sleep without polling.
     fn changes(&self) -> watch::Receiver<u64>;
+}
+
+/// Every delivery's attempts, kept while it is queued and, once it was delivered or became a
+/// dead letter, until [`DeliveryHistory::prune_history`] removes it (API.md section 12).
+#[async_trait]
+pub trait DeliveryHistory: Send + Sync {
+    /// Every delivery of the event with this sequence (queued, delivered or dead), each with its
+    /// attempts, oldest delivery first. `now` tells a live lease (in flight) from an expired one
+    /// (pending).
+    async fn event_deliveries(&self, sequence: u64, now: Timestamp) -> Result<Vec<DeliveryRecord>>;
+
+    /// The deliveries of one subscription, newest first, as `query` selects them;
+    /// [`StoreError::NotFound`](crate::StoreError::NotFound) for an unknown subscription.
+    async fn subscription_deliveries(
+        &self,
+        id: &str,
+        query: DeliveryQuery,
+    ) -> Result<Page<DeliveryRecord>>;
+
+    /// The counts of each subscription in `ids` (in that order) since `since` (see
+    /// [`SubscriptionStats`]); an unknown id counts zeros.
+    async fn subscription_stats(
+        &self,
+        ids: &[String],
+        since: Timestamp,
+    ) -> Result<Vec<SubscriptionStats>>;
+
+    /// Removes, oldest first, up to `max` finished deliveries (delivered or dead) that finished
+    /// before `before`, with their attempts; returns how many. Queued deliveries keep their
+    /// attempts whatever their age.
+    async fn prune_history(&self, before: Timestamp, max: usize) -> Result<u64>;
 }
 
 /// Webhook subscriptions. Creating one starts routing new events to it.
@@ -226,11 +259,26 @@ pub trait EventTypes: Send + Sync {
 
 /// Everything a Nexus server needs from its storage.
 pub trait Store:
-    EventLog + DeliveryQueue + Subscriptions + Cursors + BreakerLog + Instances + EventTypes
+    EventLog
+    + DeliveryQueue
+    + DeliveryHistory
+    + Subscriptions
+    + Cursors
+    + BreakerLog
+    + Instances
+    + EventTypes
 {
 }
 
-impl<T: EventLog + DeliveryQueue + Subscriptions + Cursors + BreakerLog + Instances + EventTypes>
-    Store for T
+impl<
+    T: EventLog
+        + DeliveryQueue
+        + DeliveryHistory
+        + Subscriptions
+        + Cursors
+        + BreakerLog
+        + Instances
+        + EventTypes,
+> Store for T
 {
 }

@@ -112,6 +112,8 @@ pub struct AppState {
     pub(crate) store_kind: Option<nexus_api::health::StoreKind>,
     /// The event-type catalogue every publish is checked against (API.md section 11).
     pub(crate) catalog: Arc<nexus_catalog::Catalog>,
+    /// The outbound client test sends go through (`POST /api/subscriptions/{id}/test`).
+    pub(crate) outbound: Arc<nexus_outbound::HttpClient>,
 }
 
 impl AppState {
@@ -215,12 +217,21 @@ impl App {
         config: AppConfig,
     ) -> Self {
         let catalog = nexus_catalog::Catalog::start(Arc::clone(&store) as _, false);
+        // Until the binary shares its delivery client: one with the same private-address guard
+        // the configuration asks of subscription URLs.
+        let outbound = Arc::new(nexus_outbound::HttpClient::new(
+            nexus_outbound::OutboundConfig {
+                refuse_private: config.production && !config.allow_private_targets,
+                ..nexus_outbound::OutboundConfig::default()
+            },
+        ));
         App {
             state: AppState {
                 catalog,
                 store,
                 bus,
                 breakers,
+                outbound,
                 config: Arc::new(config),
                 lifecycle: Arc::default(),
                 metrics: None,
@@ -239,6 +250,15 @@ impl App {
     /// Reports the database size on `/health/detailed` and `nexus_database_size_bytes`.
     pub fn database_size(mut self, probe: SizeProbe) -> Self {
         self.state.database_size = Some(probe);
+        self
+    }
+
+    /// Sends test events (`POST /api/subscriptions/{id}/test`) through `client`, the one
+    /// deliveries use, so they share its timeout, connection pool and private-address guard.
+    /// Without it the app makes its own, guarded as `production` and `allow_private_targets`
+    /// say.
+    pub fn outbound(mut self, client: Arc<nexus_outbound::HttpClient>) -> Self {
+        self.state.outbound = client;
         self
     }
 

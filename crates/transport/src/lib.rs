@@ -12,6 +12,8 @@
 //! and installs the log subscriber and metrics recorder.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// The OpenAPI document is one `json!` literal, deeper than the default limit of 128.
+#![recursion_limit = "256"]
 
 mod admin;
 mod app;

@@ -216,6 +216,23 @@ pub const ENDPOINTS: &[Endpoint] = &[
     .answers("Deleted"),
     e(
         "get",
+        "/api/subscriptions/{id}/deliveries",
+        "A subscription's deliveries with their attempts, newest first",
+        Auth::Admin,
+        &[200, 400, 401, 404],
+    )
+    .answers("[Delivery]")
+    .query(&["state", "after", "limit", "cursor"]),
+    e(
+        "post",
+        "/api/subscriptions/{id}/test",
+        "Send a signed nexus.test event to the subscription now (nothing is stored)",
+        Auth::Admin,
+        &[200, 401, 404],
+    )
+    .answers("TestSend"),
+    e(
+        "get",
         "/api/events",
         "Read the log in ascending sequence order",
         Auth::Admin,
@@ -231,6 +248,14 @@ pub const ENDPOINTS: &[Endpoint] = &[
         &[200, 401, 404],
     )
     .answers("Event"),
+    e(
+        "get",
+        "/api/events/{id}/deliveries",
+        "Every delivery of an event with its attempts",
+        Auth::Admin,
+        &[200, 401, 404],
+    )
+    .answers("Deliveries"),
     e(
         "post",
         "/api/replay",
@@ -506,8 +531,21 @@ pub fn document(version: &str) -> Value {
                 "Subscription": object(&[("id", string()), ("url", string()), ("events", array(string())),
                     ("ordered", boolean()), ("enabled", boolean()),
                     ("filter", json!({ "nullable": true, "allOf": [reference("Filter")] })), ("createdAt", time()),
-                    ("secret", json!({ "type": "string", "description": "in the answer to its creation only" }))],
-                    &["id", "url", "events", "ordered", "enabled", "filter", "createdAt"], true),
+                    ("secret", json!({ "type": "string", "description": "in the answer to its creation only" })),
+                    ("stats", object(&[("delivered", integer()), ("failed", integer()), ("pending", integer()),
+                        ("dead", integer())], &["delivered", "failed", "pending", "dead"], true))],
+                    &["id", "url", "events", "ordered", "enabled", "filter", "createdAt", "stats"], true),
+                "Delivery": object(&[("id", integer()), ("eventId", string()), ("subscriptionId", nullable("string")),
+                    ("reactor", nullable("string")), ("target", string()),
+                    ("state", json!({ "type": "string", "enum": ["pending", "in_flight", "delivered", "held", "dead"] })),
+                    ("attempts", array(object(&[("at", time()), ("durationMs", integer()), ("status", nullable("integer")),
+                        ("error", nullable("string"))], &["at", "durationMs", "status", "error"], true))),
+                    ("nextAttemptAt", nullable_time()), ("createdAt", time())],
+                    &["id", "eventId", "subscriptionId", "reactor", "target", "state", "attempts", "nextAttemptAt",
+                      "createdAt"], true),
+                "Deliveries": array(reference("Delivery")),
+                "TestSend": object(&[("status", nullable("integer")), ("error", nullable("string")),
+                    ("durationMs", integer())], &["status", "error", "durationMs"], true),
                 "Replay": object(&[("after", integer()), ("until", integer()), ("types", array(string())),
                     ("target", json!({ "type": "string", "description": "a subscription id, or \"reactors\"" }))],
                     &["after", "target"], false),
@@ -647,6 +685,7 @@ mod tests {
     use nexus_api::dead_letters::{
         DeadLetter, Deleted, Enqueued, IdsSelection, Redriven, Reset, RetryStats,
     };
+    use nexus_api::deliveries::{Attempt, Delivery, DeliveryState, TestSend};
     use nexus_api::envelope::ListMeta;
     use nexus_api::event_types::{EventType as ApiEventType, EventTypePut};
     use nexus_api::health::{
@@ -657,7 +696,9 @@ mod tests {
     use nexus_api::log::Replay;
     use nexus_api::nodes::{Node, NodeWebhook};
     use nexus_api::publish::{Ack, BatchAck, CloudEvent, PublishBatch, PublishEvent};
-    use nexus_api::subscriptions::{NewSubscription, Subscription, SubscriptionPatch};
+    use nexus_api::subscriptions::{
+        NewSubscription, Subscription, SubscriptionPatch, SubscriptionStats,
+    };
     use nexus_event::{CorrelationId, Event, EventId, EventType, Timestamp};
 
     /// Holds a schema against a serialized value of its type: every key the type writes is a
@@ -852,6 +893,39 @@ mod tests {
                     filter: Some(filter),
                     created_at: now,
                     secret: Some("whsec_x".into()),
+                    stats: SubscriptionStats {
+                        delivered: 1,
+                        failed: 2,
+                        pending: 3,
+                        dead: 4,
+                    },
+                }),
+            ),
+            (
+                "Delivery",
+                value(Delivery {
+                    id: 1,
+                    event_id: "e".into(),
+                    subscription_id: Some("s".into()),
+                    reactor: None,
+                    target: "http://h:1".into(),
+                    state: DeliveryState::Pending,
+                    attempts: vec![Attempt {
+                        at: now,
+                        duration_ms: 3,
+                        status: Some(503),
+                        error: Some("HTTP 503".into()),
+                    }],
+                    next_attempt_at: Some(now),
+                    created_at: now,
+                }),
+            ),
+            (
+                "TestSend",
+                value(TestSend {
+                    status: Some(204),
+                    error: None,
+                    duration_ms: 2,
                 }),
             ),
             (

@@ -1,6 +1,6 @@
-//! `events list` and `events get`.
+//! `events list`, `events get` and `events deliveries`.
 
-use nexus_client::{Admin, EventQuery};
+use nexus_client::{Admin, Delivery, EventQuery};
 
 use super::{list_out, pages};
 use crate::cli::EventsCommand;
@@ -55,5 +55,56 @@ pub(crate) fn events(admin: &Admin, c: EventsCommand, out: &mut Out) -> anyhow::
             ];
             out.text(&table(&[], rows))
         }
+        EventsCommand::Deliveries { id } => {
+            let deliveries = admin.event_deliveries(&id)?;
+            if out.json() {
+                return out.json_value(&serde_json::to_value(&deliveries)?);
+            }
+            out.text(&table(
+                &[
+                    "DELIVERY", "FOR", "STATE", "NEXT", "#", "AT", "MS", "STATUS", "ERROR",
+                ],
+                delivery_rows(&deliveries),
+            ))?;
+            if deliveries.is_empty() {
+                out.note(&format!("event {id} has no deliveries"))?;
+            }
+            Ok(())
+        }
     }
+}
+
+/// One row per attempt (a delivery not attempted yet gets one row of its own).
+fn delivery_rows(deliveries: &[Delivery]) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for d in deliveries {
+        let consumer = match (&d.subscription_id, &d.reactor) {
+            (Some(id), _) => format!("subscription {id}"),
+            (None, Some(name)) => format!("reactor {name}"),
+            (None, None) => "-".to_owned(),
+        };
+        let head = [
+            d.id.to_string(),
+            consumer,
+            d.state.as_str().to_owned(),
+            d.next_attempt_at.map_or("-".into(), |t| t.to_string()),
+        ];
+        if d.attempts.is_empty() {
+            let mut row = head.to_vec();
+            row.extend(["-", "-", "-", "-", "-"].map(String::from));
+            rows.push(row);
+        }
+        for (i, a) in d.attempts.iter().enumerate() {
+            let mut row = head.to_vec();
+            row.extend([
+                (i + 1).to_string(),
+                a.at.to_string(),
+                a.duration_ms.to_string(),
+                a.status.map_or("-".into(), |s| s.to_string()),
+                a.error.clone().unwrap_or_else(|| "-".into()),
+            ]);
+            rows.push(row);
+        }
+    }
+    rows
 }

@@ -1,4 +1,4 @@
-//! `subs`: list, get, create, update and delete webhook subscriptions.
+//! `subs`: list, get, create, update, delete and test webhook subscriptions.
 
 use nexus_client::{Admin, NewSubscription, SubscriptionUpdate};
 use serde_json::json;
@@ -37,6 +37,11 @@ pub(crate) fn one_sub(out: &mut Out, s: &nexus_client::Subscription) -> anyhow::
         return out.json_value(&serde_json::to_value(s)?);
     }
     out.text(&table(&SUB_HEADERS, vec![sub_rows(s)]))?;
+    let st = &s.stats;
+    out.line(&format!(
+        "last 24 h: {} delivered, {} failed attempts, {} pending, {} dead",
+        st.delivered, st.failed, st.pending, st.dead
+    ))?;
     if let Some(secret) = &s.secret {
         out.line(&format!("secret (shown once): {secret}"))?;
     }
@@ -102,6 +107,25 @@ pub(crate) fn subs(admin: &Admin, c: SubsCommand, out: &mut Out) -> anyhow::Resu
                 out.json_value(&json!({ "deleted": n }))
             } else {
                 out.line(&format!("deleted subscription {id}"))
+            }
+        }
+        SubsCommand::Test { id } => {
+            let sent = admin.test_subscription(&id)?;
+            if out.json() {
+                return out.json_value(&serde_json::to_value(&sent)?);
+            }
+            let status = sent
+                .status
+                .map_or("no answer".into(), |s| format!("HTTP {s}"));
+            match &sent.error {
+                None => out.line(&format!(
+                    "test send to {id}: {status} in {} ms",
+                    sent.duration_ms
+                )),
+                Some(error) => out.line(&format!(
+                    "test send to {id} failed: {error} ({status}, {} ms)",
+                    sent.duration_ms
+                )),
             }
         }
     }

@@ -77,6 +77,7 @@ pub(crate) struct RetryEntry {
     pub(crate) schedule_ms: Option<Vec<u64>>,
     pub(crate) jitter: Option<f64>,
     pub(crate) lease_ms: Option<u64>,
+    pub(crate) history_retention_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,6 +124,9 @@ pub(crate) struct Checked {
     pub(crate) schedule: Schedule,
     /// `[retry] lease_ms`: how long one attempt may hold a delivery. Default 60 s.
     pub(crate) lease: Duration,
+    /// `[retry] history_retention_ms`: how long a delivered or dead delivery stays in the
+    /// delivery history. Default (and least) 24 h, the window of a subscription's stats.
+    pub(crate) history_retention: Duration,
     pub(crate) breaker: BreakerConfig,
     /// (token, scope)
     pub(crate) ws_tokens: Vec<(SecretText, TypeFilter)>,
@@ -141,6 +145,7 @@ impl Default for Checked {
             subscriptions: Vec::new(),
             schedule: Schedule::default(),
             lease: nexus_resilience::WorkerConfig::default().lease_for,
+            history_retention: Duration::from_millis(MIN_HISTORY_RETENTION_MS),
             breaker: BreakerConfig::default(),
             ws_tokens: Vec::new(),
             reactors: Vec::new(),
@@ -157,6 +162,14 @@ const LEASE_MARGIN_MS: u64 = 5_000;
 /// The longest lease: a day. Far beyond any sane attempt, and it keeps lease expiry times
 /// inside what the store can write.
 const MAX_LEASE_MS: u64 = 86_400_000;
+
+/// The shortest (and default) history retention: a day, the window of a subscription's stats,
+/// which count finished deliveries from the history.
+const MIN_HISTORY_RETENTION_MS: u64 = 86_400_000;
+
+/// The longest history retention: a year, far beyond what the history is for, and it keeps the
+/// pruning cut-off in range.
+const MAX_HISTORY_RETENTION_MS: u64 = 366 * 86_400_000;
 
 /// The timeout of a webhook delivery, which must end within a lease.
 fn webhook_timeout() -> Duration {
@@ -379,6 +392,17 @@ impl FileConfig {
                     ));
                 }
                 checked.lease = Duration::from_millis(ms);
+            }
+            if let Some(ms) = r.history_retention_ms {
+                if !(MIN_HISTORY_RETENTION_MS..=MAX_HISTORY_RETENTION_MS).contains(&ms) {
+                    return Err(err(
+                        "retry.history_retention_ms",
+                        format!(
+                            "must be {MIN_HISTORY_RETENTION_MS} (a day, the window of subscription stats) to {MAX_HISTORY_RETENTION_MS} (a year), got {ms}"
+                        ),
+                    ));
+                }
+                checked.history_retention = Duration::from_millis(ms);
             }
         }
         if let Some(b) = self.breaker {
@@ -707,6 +731,28 @@ mod tests {
         let (name, message) = name_and_message("[retry\n");
         assert_eq!(name, "NEXUS_CONFIG", "a syntax error has no key: {message}");
         assert!(message.ends_with("(line 1)"), "{message}");
+    }
+
+    #[test]
+    fn the_history_retention_is_a_day_at_least() {
+        let retention = |text: &str| {
+            FileConfig::parse(text)
+                .and_then(|f| f.check(Mode::Development, env(&[])))
+                .map(|c| c.history_retention)
+        };
+        assert_eq!(
+            retention(""),
+            Ok(Duration::from_secs(86_400)),
+            "the default"
+        );
+        assert_eq!(
+            retention("[retry]\nhistory_retention_ms = 604800000\n"),
+            Ok(Duration::from_secs(604_800))
+        );
+        for bad in ["0", "86399999", "31708800001"] {
+            let e = retention(&format!("[retry]\nhistory_retention_ms = {bad}\n")).expect_err(bad);
+            assert_eq!(e.name, "retry.history_retention_ms", "{e}");
+        }
     }
 
     #[test]

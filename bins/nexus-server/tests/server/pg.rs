@@ -415,6 +415,8 @@ fn copy_moves_a_sqlite_node_to_postgres() {
         ("events", 3),
         ("deliveries", 3),
         ("dead_letters", 0),
+        ("delivery_history", 0),
+        ("delivery_attempts", 0),
         ("cursors", 0),
         ("breakers", 0),
     ]
@@ -423,7 +425,7 @@ fn copy_moves_a_sqlite_node_to_postgres() {
     .collect();
     assert_eq!(counts, expected, "{stdout}");
     let last = lines.last().expect("a last line");
-    assert_eq!(lines.len(), 8, "{stdout}");
+    assert_eq!(lines.len(), 10, "{stdout}");
     assert_eq!(last["head"], 3, "{last}");
     assert!(
         last["location"]

@@ -8,7 +8,7 @@ use tokio_postgres::error::SqlState;
 use crate::error::StoreError;
 use crate::model::Consumer;
 
-pub(crate) use crate::backend::{ConsumerKind, DeliveryState};
+pub(crate) use crate::backend::{ConsumerKind, DeliveryState, Finished};
 
 /// The consumer of a row's kind and name columns.
 pub(crate) fn consumer_from(kind: i16, name: String) -> Result<Consumer, StoreError> {

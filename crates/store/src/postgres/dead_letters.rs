@@ -4,7 +4,8 @@
 use nexus_event::{EventId, EventType, Timestamp};
 
 use super::columns::{
-    ConsumerKind, DeliveryState, consumer_from, corrupt, db_err, status_of, ts, unsigned,
+    ConsumerKind, DeliveryState, Finished, consumer_from, corrupt, db_err, signed, status_of, ts,
+    unsigned,
 };
 use super::queue::leased_by_token;
 use super::writer::Ctx;
@@ -24,17 +25,24 @@ pub(super) async fn dead_letter_in(
     let at = failure.at.as_unix_millis();
     let status = failure.status.map(i32::from);
     let leased = DeliveryState::Leased.code();
+    let duration = signed(failure.duration_ms);
+    // Each statement keeps the attempt in the history with the settle (`attempts` counts it
+    // once updated; a moved row counts it as `attempts + 1`).
     let held = ctx
         .client
         .execute(
             concat!(
-                "UPDATE deliveries SET state = $5, due_ms = $6, attempts = attempts + 1, \
+                "WITH u AS (UPDATE deliveries SET state = $5, due_ms = $6, \
+                 attempts = attempts + 1, \
                  lease_owner = NULL, lease_instance = NULL, last_error = $7, last_status = $8, \
                  first_attempt_ms = coalesce(first_attempt_ms, $6), last_attempt_ms = $6 \
                  WHERE ",
                 leased_by_token!(),
                 " AND consumer_kind = $9 \
-                 AND consumer IN (SELECT id FROM subscriptions WHERE NOT enabled)"
+                 AND consumer IN (SELECT id FROM subscriptions WHERE NOT enabled) \
+                 RETURNING id, attempts) \
+                 INSERT INTO delivery_attempts (delivery, attempt, started_ms, duration_ms, \
+                 status, error) SELECT id, attempts, $6 - $10::bigint, $10::bigint, $8, $7 FROM u"
             ),
             &[
                 &token.delivery,
@@ -46,6 +54,7 @@ pub(super) async fn dead_letter_in(
                 &failure.error,
                 &status,
                 &ConsumerKind::Subscription.code(),
+                &duration,
             ],
         )
         .await
@@ -59,7 +68,13 @@ pub(super) async fn dead_letter_in(
             concat!(
                 "WITH d AS (DELETE FROM deliveries WHERE ",
                 leased_by_token!(),
-                " RETURNING *) \
+                " RETURNING *), \
+                 h AS (INSERT INTO delivery_history (id, event_sequence, consumer_kind, consumer, \
+                 target, outcome, created_ms, finished_ms) \
+                 SELECT id, event_sequence, consumer_kind, consumer, target, $8::smallint, created_ms, $7 \
+                 FROM d), \
+                 a AS (INSERT INTO delivery_attempts (delivery, attempt, started_ms, duration_ms, \
+                 status, error) SELECT id, attempts + 1, $7 - $9::bigint, $9::bigint, $6, $5 FROM d) \
                  INSERT INTO dead_letters (event_sequence, event_id, event_type, payload, \
                  consumer_kind, consumer, target, error, last_status, attempts, created_ms, \
                  first_attempt_ms, failed_ms) \
@@ -76,6 +91,8 @@ pub(super) async fn dead_letter_in(
                 &failure.error,
                 &status,
                 &at,
+                &Finished::Dead.code(),
+                &duration,
             ],
         )
         .await

@@ -9,17 +9,19 @@ use tokio_postgres::types::ToSql;
 use super::columns::db_err;
 use super::{PgStore, get, schema};
 use crate::copy::{
-    BreakerRow, CursorRow, DeadLetterRow, DeliveryRow, EventRow, EventTypeRow, LastIds,
-    SubscriptionRow,
+    AttemptCopyRow, BreakerRow, CursorRow, DeadLetterRow, DeliveryRow, EventRow, EventTypeRow,
+    FinishedCopyRow, LastIds, SubscriptionRow,
 };
 use crate::error::{Result, StoreError};
 
 /// The tables a copy fills, in the words of the refusal ("already holds 120 events").
-const TABLES: [(&str, &str); 7] = [
+const TABLES: [(&str, &str); 9] = [
     ("events", "events"),
     ("subscriptions", "subscriptions"),
     ("deliveries", "queued deliveries"),
     ("dead_letters", "dead letters"),
+    ("delivery_history", "finished deliveries"),
+    ("delivery_attempts", "delivery attempts"),
     ("cursors", "cursors"),
     ("breakers", "breakers"),
     ("event_types", "event types"),
@@ -225,6 +227,45 @@ impl<'c> Import<'c> {
                 &first,
                 &failed,
             ],
+        )
+        .await
+    }
+
+    /// Writes finished deliveries of the history with their ids.
+    pub(crate) async fn delivery_history(&self, rows: &[FinishedCopyRow]) -> Result<()> {
+        let id: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let sequence: Vec<i64> = rows.iter().map(|r| r.event_sequence).collect();
+        let kind: Vec<i16> = rows.iter().map(|r| r.consumer_kind).collect();
+        let consumer: Vec<String> = rows.iter().map(|r| r.consumer.clone()).collect();
+        let target: Vec<String> = rows.iter().map(|r| r.target.clone()).collect();
+        let outcome: Vec<i16> = rows.iter().map(|r| r.outcome).collect();
+        let created: Vec<i64> = rows.iter().map(|r| r.created_ms).collect();
+        let finished: Vec<i64> = rows.iter().map(|r| r.finished_ms).collect();
+        self.insert(
+            "INSERT INTO delivery_history (id, event_sequence, consumer_kind, consumer, target, \
+             outcome, created_ms, finished_ms) \
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::text[], \
+             $5::text[], $6::smallint[], $7::bigint[], $8::bigint[])",
+            &[
+                &id, &sequence, &kind, &consumer, &target, &outcome, &created, &finished,
+            ],
+        )
+        .await
+    }
+
+    /// Writes settled attempts with their deliveries and numbers.
+    pub(crate) async fn delivery_attempts(&self, rows: &[AttemptCopyRow]) -> Result<()> {
+        let delivery: Vec<i64> = rows.iter().map(|r| r.delivery).collect();
+        let attempt: Vec<i32> = rows.iter().map(|r| r.attempt).collect();
+        let started: Vec<i64> = rows.iter().map(|r| r.started_ms).collect();
+        let duration: Vec<i64> = rows.iter().map(|r| r.duration_ms).collect();
+        let status: Vec<Option<i32>> = rows.iter().map(|r| r.status).collect();
+        let error: Vec<Option<String>> = rows.iter().map(|r| r.error.clone()).collect();
+        self.insert(
+            "INSERT INTO delivery_attempts (delivery, attempt, started_ms, duration_ms, status, \
+             error) SELECT * FROM unnest($1::bigint[], $2::integer[], $3::bigint[], \
+             $4::bigint[], $5::integer[], $6::text[])",
+            &[&delivery, &attempt, &started, &duration, &status, &error],
         )
         .await
     }

@@ -15,6 +15,7 @@ mod cursor;
 mod dead_letters;
 mod event_types;
 mod follow;
+mod history;
 #[cfg(feature = "sqlite")]
 pub(crate) mod import;
 mod instances;

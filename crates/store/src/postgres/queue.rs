@@ -17,8 +17,8 @@ use tokio::sync::{oneshot, watch};
 use tokio_postgres::types::ToSql;
 
 use super::columns::{
-    ConsumerKind, DeliveryState, consumer_from, corrupt, db_err, like_patterns, signed, ts,
-    unsigned,
+    ConsumerKind, DeliveryState, Finished, consumer_from, corrupt, db_err, like_patterns, signed,
+    ts, unsigned,
 };
 use super::dead_letters;
 use super::log::{Outbox, event_columns, event_from_row, events_by_sequence};
@@ -29,6 +29,7 @@ use crate::backend::Admission;
 use crate::error::{Result, StoreError};
 use crate::model::{
     Consumer, DeadLetter, Failure, Lease, LeaseToken, Page, QueueStats, ReplayTo, Selection,
+    Success,
 };
 use crate::traits::DeliveryQueue;
 
@@ -229,7 +230,11 @@ impl Tokens {
 #[derive(Default)]
 pub(crate) struct PendingSettles {
     acks: Tokens,
+    ack_ats: Vec<i64>,
+    ack_durations: Vec<i64>,
+    ack_statuses: Vec<Option<i32>>,
     retries: Tokens,
+    retry_durations: Vec<i64>,
     retry_dues: Vec<i64>,
     retry_errors: Vec<String>,
     retry_statuses: Vec<Option<i32>>,
@@ -252,8 +257,16 @@ impl PendingSettles {
     }
 
     /// Records `token`'s ack; its outcome is known once the settles are flushed.
-    async fn push_ack(&mut self, client: &ClientWrapper, token: &LeaseToken) -> Result<Outcome> {
+    async fn push_ack(
+        &mut self,
+        client: &ClientWrapper,
+        token: &LeaseToken,
+        success: Success,
+    ) -> Result<Outcome> {
         self.make_room(client, token.delivery).await?;
+        self.ack_ats.push(success.at.as_unix_millis());
+        self.ack_durations.push(signed(success.duration_ms));
+        self.ack_statuses.push(success.status.map(i32::from));
         Ok(self.acks.push(token))
     }
 
@@ -271,6 +284,7 @@ impl PendingSettles {
         self.retry_errors.push(failure.error);
         self.retry_statuses.push(failure.status.map(i32::from));
         self.retry_ats.push(failure.at.as_unix_millis());
+        self.retry_durations.push(signed(failure.duration_ms));
         Ok(self.retries.push(token))
     }
 
@@ -286,12 +300,24 @@ impl PendingSettles {
         let leased = DeliveryState::Leased.code();
         if !pending.acks.deliveries.is_empty() {
             let op = "ack";
+            // The acknowledged rows move to the history and their last attempt is kept, in the
+            // same statement.
             let stmt = cached(
                 client,
-                "DELETE FROM deliveries d \
-                 USING unnest($1::bigint[], $2::text[], $3::bigint[]) AS t(id, owner, generation) \
+                "WITH d AS (DELETE FROM deliveries d \
+                 USING unnest($1::bigint[], $2::text[], $3::bigint[], $5::bigint[], \
+                 $6::bigint[], $7::integer[]) AS t(id, owner, generation, at, duration, status) \
                  WHERE d.id = t.id AND d.lease_owner = t.owner AND d.lease_gen = t.generation \
-                 AND d.state = $4 RETURNING d.id",
+                 AND d.state = $4 RETURNING d.id, d.event_sequence, d.consumer_kind, d.consumer, \
+                 d.target, d.attempts, d.created_ms, t.at, t.duration, t.status), \
+                 h AS (INSERT INTO delivery_history (id, event_sequence, consumer_kind, consumer, \
+                 target, outcome, created_ms, finished_ms) \
+                 SELECT id, event_sequence, consumer_kind, consumer, target, $8::smallint, created_ms, at \
+                 FROM d), \
+                 a AS (INSERT INTO delivery_attempts (delivery, attempt, started_ms, duration_ms, \
+                 status, error) SELECT id, attempts + 1, at - duration, duration, status, NULL \
+                 FROM d) \
+                 SELECT id FROM d",
                 op,
             )
             .await?;
@@ -299,7 +325,16 @@ impl PendingSettles {
             let rows = client
                 .query(
                     &stmt,
-                    &[&acks.deliveries, &acks.owners, &acks.generations, &leased],
+                    &[
+                        &acks.deliveries,
+                        &acks.owners,
+                        &acks.generations,
+                        &leased,
+                        &pending.ack_ats,
+                        &pending.ack_durations,
+                        &pending.ack_statuses,
+                        &Finished::Delivered.code(),
+                    ],
                 )
                 .await
                 .map_err(db_err(op))?;
@@ -310,17 +345,22 @@ impl PendingSettles {
             let stmt = cached(
                 client,
                 concat!(
-                    "UPDATE deliveries SET state = ",
+                    "WITH u AS (UPDATE deliveries SET state = ",
                     wait_state!(),
                     ", due_ms = t.due, attempts = attempts + 1, lease_owner = NULL, \
                      lease_instance = NULL, last_error = t.error, last_status = t.status, \
                      first_attempt_ms = coalesce(first_attempt_ms, t.at), last_attempt_ms = t.at \
                      FROM unnest($1::bigint[], $2::text[], $3::bigint[], $8::bigint[], \
-                     $9::text[], $10::integer[], $11::bigint[]) \
-                     AS t(id, owner, generation, due, error, status, at) \
+                     $9::text[], $10::integer[], $11::bigint[], $12::bigint[]) \
+                     AS t(id, owner, generation, due, error, status, at, duration) \
                      WHERE deliveries.id = t.id AND deliveries.lease_owner = t.owner \
                      AND deliveries.lease_gen = t.generation AND deliveries.state = $4 \
-                     RETURNING deliveries.id"
+                     RETURNING deliveries.id, deliveries.attempts, t.at, t.duration, t.status, \
+                     t.error), \
+                     a AS (INSERT INTO delivery_attempts (delivery, attempt, started_ms, \
+                     duration_ms, status, error) \
+                     SELECT id, attempts, at - duration, duration, status, error FROM u) \
+                     SELECT id FROM u"
                 ),
                 op,
             )
@@ -342,6 +382,7 @@ impl PendingSettles {
                         &pending.retry_errors,
                         &pending.retry_statuses,
                         &pending.retry_ats,
+                        &pending.retry_durations,
                     ],
                 )
                 .await
@@ -430,10 +471,10 @@ impl DeliveryQueue for PgStore {
 
     /// Batched: the acks of a group are deleted by one statement (see `PendingSettles`), and
     /// each answers once the group committed.
-    async fn ack(&self, token: &LeaseToken) -> Result<()> {
+    async fn ack(&self, token: &LeaseToken, success: Success) -> Result<()> {
         let token = token.clone();
         submit_settle(self, token.delivery, move |ctx| {
-            Box::pin(async move { ctx.settles.push_ack(&ctx.client, &token).await })
+            Box::pin(async move { ctx.settles.push_ack(&ctx.client, &token, success).await })
         })
         .await
     }

@@ -135,6 +135,38 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         updated_ms  bigint   NOT NULL
     );
     "#,
+    // 5: the delivery history (API.md section 12). Every settled attempt is a row of
+    // `delivery_attempts`, keyed by its delivery and number; a delivery that was acknowledged or
+    // became a dead letter leaves `deliveries` for `delivery_history` (outcome, backend::Finished:
+    // 0 delivered, 1 dead), its id kept, until the retention prunes it. The history has no
+    // primary key (its ids come from `deliveries`, each moved once): one index fewer to write on
+    // every ack. Pruning goes by `finished_ms`, which grows with the table: a BRIN index, which
+    // costs next to nothing to keep.
+    r#"
+    CREATE TABLE delivery_attempts (
+        delivery    bigint  NOT NULL,
+        attempt     integer NOT NULL,
+        started_ms  bigint  NOT NULL,
+        duration_ms bigint  NOT NULL,
+        status      integer,
+        error       text,
+        PRIMARY KEY (delivery, attempt)
+    );
+
+    CREATE TABLE delivery_history (
+        id             bigint   NOT NULL,
+        event_sequence bigint   NOT NULL,
+        consumer_kind  smallint NOT NULL,
+        consumer       text     NOT NULL,
+        target         text     NOT NULL,
+        outcome        smallint NOT NULL,
+        created_ms     bigint   NOT NULL,
+        finished_ms    bigint   NOT NULL
+    );
+    CREATE INDEX delivery_history_event ON delivery_history (event_sequence);
+    CREATE INDEX delivery_history_consumer ON delivery_history (consumer_kind, consumer, id);
+    CREATE INDEX delivery_history_finished ON delivery_history USING brin (finished_ms);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -291,9 +291,13 @@ impl Subscriptions for PgStore {
                     .execute("DELETE FROM subscriptions WHERE id = $1", &[&id])
                     .await
                     .map_err(&err)?;
+                // Its queued deliveries go, and their attempts with them (finished ones stay in
+                // the history until the retention prunes them).
                 ctx.client
                     .execute(
-                        "DELETE FROM deliveries WHERE consumer_kind = $2 AND consumer = $1",
+                        "WITH d AS (DELETE FROM deliveries WHERE consumer_kind = $2 \
+                         AND consumer = $1 RETURNING id) \
+                         DELETE FROM delivery_attempts WHERE delivery IN (SELECT id FROM d)",
                         &[&id, &ConsumerKind::Subscription.code()],
                     )
                     .await

@@ -9,7 +9,7 @@ use rusqlite::{Statement, ToSql};
 use crate::error::StoreError;
 use crate::model::Consumer;
 
-pub(crate) use crate::backend::{ConsumerKind, DeliveryState};
+pub(crate) use crate::backend::{ConsumerKind, DeliveryState, Finished};
 
 impl ToSql for DeliveryState {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -37,6 +37,19 @@ impl FromSql for ConsumerKind {
     }
 }
 
+impl ToSql for Finished {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(i64::from(self.code())))
+    }
+}
+
+impl FromSql for Finished {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let code = value.as_i64()?;
+        Finished::from_code(code).map_err(|_| FromSqlError::OutOfRange(code))
+    }
+}
+
 /// The consumer of a row's kind and name columns.
 pub(crate) fn consumer_from(kind: ConsumerKind, name: String) -> Consumer {
     crate::backend::consumer_of(kind, name)
@@ -46,13 +59,15 @@ pub(crate) fn consumer_from(kind: ConsumerKind, name: String) -> Consumer {
 pub(crate) type Arg<'a> = (&'a str, &'a dyn ToSql);
 
 /// Names every statement may use for the states and consumer kinds; bound wherever they appear.
-const ENUMS: [Arg<'static>; 6] = [
+const ENUMS: [Arg<'static>; 8] = [
     (":waiting", &DeliveryState::Waiting),
     (":leased", &DeliveryState::Leased),
     (":parked", &DeliveryState::Parked),
     (":held", &DeliveryState::Held),
     (":webhook", &ConsumerKind::Subscription),
     (":reactor", &ConsumerKind::Reactor),
+    (":delivered", &Finished::Delivered),
+    (":dead", &Finished::Dead),
 ];
 
 /// Binds `args` and the state and kind names ([`ENUMS`]) a statement uses. Fails if `args` names

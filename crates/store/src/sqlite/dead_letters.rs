@@ -6,7 +6,8 @@ use std::collections::HashSet;
 use nexus_event::{EventId, EventType, Timestamp};
 
 use super::SqliteStore;
-use super::columns::{Arg, bind, consumer_from, conv, db_err, execute, status_of, ts};
+use super::columns::{Arg, Finished, bind, consumer_from, conv, db_err, execute, status_of, ts};
+use super::history::{AttemptRow, finish, record_attempt};
 use super::writer::Ctx;
 use crate::error::{Result, StoreError};
 use crate::model::{DeadLetter, Failure, LeaseToken, Page, Selection, check_limit};
@@ -19,6 +20,13 @@ pub(super) fn dead_letter_in(
     failure: &Failure,
 ) -> Result<()> {
     let err = db_err("dead_letter");
+    let attempt = AttemptRow {
+        at: failure.at,
+        duration_ms: failure.duration_ms,
+        status: failure.status,
+        error: Some(&failure.error),
+    };
+    record_attempt(ctx, "dead_letter", token, &attempt)?;
     let owner: &str = &token.owner;
     let at = failure.at.as_unix_millis();
     let args: [Arg<'_>; 6] = [
@@ -64,13 +72,13 @@ pub(super) fn dead_letter_in(
             delivery: token.delivery,
         });
     }
-    execute(
-        ctx.conn,
-        "DELETE FROM deliveries WHERE id = :delivery",
-        &[(":delivery", &token.delivery)],
+    finish(
+        ctx,
+        "dead_letter",
+        token.delivery,
+        Finished::Dead,
+        failure.at,
     )
-    .map_err(&err)?;
-    Ok(())
 }
 
 /// Dead letters, newest first; see [`crate::DeliveryQueue::dead_letters`].

@@ -14,10 +14,10 @@ use super::columns::{Arg, bind, db_err};
 use super::open::{DB_FILE, corrupt, lock_dir, migrate, open_err};
 use super::queue::wait_state;
 use super::schema;
-use crate::backend::{ConsumerKind, DeliveryState};
+use crate::backend::{ConsumerKind, DeliveryState, Finished};
 use crate::copy::{
-    BreakerRow, CursorRow, DeadLetterRow, DeliveryRow, EventRow, EventTypeRow, LastIds,
-    SubscriptionRow,
+    AttemptCopyRow, BreakerRow, CursorRow, DeadLetterRow, DeliveryRow, EventRow, EventTypeRow,
+    FinishedCopyRow, LastIds, SubscriptionRow,
 };
 use crate::error::{Result, StoreError};
 
@@ -229,6 +229,66 @@ impl SqliteExport {
                         created_ms: r.get(11)?,
                         first_attempt_ms: r.get(12)?,
                         failed_ms: r.get(13)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    /// Up to `limit` finished deliveries of the history with an id above `after`, in id order.
+    pub(crate) async fn delivery_history(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<FinishedCopyRow>> {
+        self.read(move |conn| {
+            page(
+                conn,
+                "SELECT id, event_sequence, consumer_kind, consumer, target, outcome, created_ms, \
+                 finished_ms FROM delivery_history WHERE id > :after ORDER BY id LIMIT :limit",
+                &[(":after", &after)],
+                limit,
+                |r| {
+                    Ok(FinishedCopyRow {
+                        id: r.get(0)?,
+                        event_sequence: r.get(1)?,
+                        consumer_kind: r.get::<_, ConsumerKind>(2)?.code(),
+                        consumer: r.get(3)?,
+                        target: r.get(4)?,
+                        outcome: r.get::<_, Finished>(5)?.code(),
+                        created_ms: r.get(6)?,
+                        finished_ms: r.get(7)?,
+                    })
+                },
+            )
+        })
+        .await
+    }
+
+    /// Up to `limit` attempts after `(delivery, attempt)`, in that order.
+    pub(crate) async fn delivery_attempts(
+        &self,
+        after: (i64, i32),
+        limit: usize,
+    ) -> Result<Vec<AttemptCopyRow>> {
+        let (delivery, attempt) = after;
+        self.read(move |conn| {
+            page(
+                conn,
+                "SELECT delivery, attempt, started_ms, duration_ms, status, error \
+                 FROM delivery_attempts WHERE (delivery, attempt) > (:delivery, :attempt) \
+                 ORDER BY delivery, attempt LIMIT :limit",
+                &[(":delivery", &delivery), (":attempt", &attempt)],
+                limit,
+                |r| {
+                    Ok(AttemptCopyRow {
+                        delivery: r.get(0)?,
+                        attempt: r.get(1)?,
+                        started_ms: r.get(2)?,
+                        duration_ms: r.get(3)?,
+                        status: r.get(4)?,
+                        error: r.get(5)?,
                     })
                 },
             )

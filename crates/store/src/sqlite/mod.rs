@@ -3,7 +3,7 @@
 //!
 //! One file per concern: [`open`] (directory, lock, pragmas, migrations), [`log`] (events and
 //! their outbox), [`queue`] (leases and settling), [`dead_letters`], [`subscriptions`],
-//! [`cursor`], [`breakers`], [`event_types`]; [`writer`] is the group-commit thread they all write through and
+//! [`history`] (attempts and finished deliveries), [`cursor`], [`breakers`], [`event_types`]; [`writer`] is the group-commit thread they all write through and
 //! [`columns`] maps Rust values to columns. This file holds the handle that ties them together.
 
 mod breakers;
@@ -13,6 +13,7 @@ mod dead_letters;
 mod event_types;
 #[cfg(feature = "postgres")]
 pub(crate) mod export;
+mod history;
 mod log;
 mod open;
 mod queue;

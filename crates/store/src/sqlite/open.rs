@@ -481,7 +481,15 @@ mod tests {
             .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
             .expect("version");
         assert_eq!(version, schema::VERSION);
-        assert_eq!(schema::VERSION, 5);
+        assert_eq!(schema::VERSION, 6);
+        let history = crate::traits::DeliveryHistory::event_deliveries(
+            &store,
+            1,
+            nexus_event::Timestamp::now(),
+        )
+        .await
+        .expect("v6 tables");
+        assert!(history.is_empty());
     }
 
     /// A database left at schema version 2 keeps its breakers, each at generation 0, and their

@@ -15,16 +15,17 @@ use tokio::sync::watch;
 
 use super::SqliteStore;
 use super::columns::{
-    Arg, ConsumerKind, DeliveryState, bind, consumer_from, conv, db_err, execute, ts,
+    Arg, ConsumerKind, DeliveryState, Finished, bind, consumer_from, conv, db_err, execute, ts,
 };
 use super::dead_letters;
+use super::history::{AttemptRow, finish, record_attempt};
 use super::log::{event_by_sequence, event_columns, event_from_row, globs_param, type_passes};
 use super::subscriptions::subscription_in;
 use super::writer::Ctx;
 use crate::error::{Result, StoreError};
 use crate::model::{
     Consumer, DeadLetter, Failure, Lease, LeaseToken, Page, QueueStats, ReplayTo, Selection,
-    Subscription,
+    Subscription, Success,
 };
 use crate::traits::DeliveryQueue;
 
@@ -227,11 +228,17 @@ impl DeliveryQueue for SqliteStore {
             .await
     }
 
-    async fn ack(&self, token: &LeaseToken) -> Result<()> {
+    async fn ack(&self, token: &LeaseToken, success: Success) -> Result<()> {
         let token = token.clone();
         self.call(move |ctx| {
-            let sql = concat!("DELETE FROM deliveries WHERE ", leased_by_token!());
-            settle(ctx, "ack", sql, &token, &[])
+            let attempt = AttemptRow {
+                at: success.at,
+                duration_ms: success.duration_ms,
+                status: success.status,
+                error: None,
+            };
+            record_attempt(ctx, "ack", &token, &attempt)?;
+            finish(ctx, "ack", token.delivery, Finished::Delivered, success.at)
         })
         .await
     }
@@ -239,6 +246,13 @@ impl DeliveryQueue for SqliteStore {
     async fn retry_at(&self, token: &LeaseToken, when: Timestamp, failure: Failure) -> Result<()> {
         let token = token.clone();
         self.call(move |ctx| {
+            let attempt = AttemptRow {
+                at: failure.at,
+                duration_ms: failure.duration_ms,
+                status: failure.status,
+                error: Some(&failure.error),
+            };
+            record_attempt(ctx, "retry_at", &token, &attempt)?;
             let sql = concat!(
                 "UPDATE deliveries SET state = ",
                 wait_state!(),

@@ -111,6 +111,35 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         updated_ms  INTEGER NOT NULL
     );
     "#,
+    // 6: the delivery history (API.md section 12). Every settled attempt is a row of
+    // `delivery_attempts`, keyed by its delivery and number; a delivery that was acknowledged or
+    // became a dead letter leaves `deliveries` for `delivery_history` (outcome, columns::Finished:
+    // 0 delivered, 1 dead), its id kept, until the retention prunes it.
+    r#"
+    CREATE TABLE delivery_attempts (
+        delivery    INTEGER NOT NULL,
+        attempt     INTEGER NOT NULL,
+        started_ms  INTEGER NOT NULL,
+        duration_ms INTEGER NOT NULL,
+        status      INTEGER,
+        error       TEXT,
+        PRIMARY KEY (delivery, attempt)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE delivery_history (
+        id             INTEGER PRIMARY KEY,
+        event_sequence INTEGER NOT NULL,
+        consumer_kind  INTEGER NOT NULL,
+        consumer       TEXT    NOT NULL,
+        target         TEXT    NOT NULL,
+        outcome        INTEGER NOT NULL,
+        created_ms     INTEGER NOT NULL,
+        finished_ms    INTEGER NOT NULL
+    );
+    CREATE INDEX delivery_history_event ON delivery_history (event_sequence);
+    CREATE INDEX delivery_history_consumer ON delivery_history (consumer_kind, consumer, id);
+    CREATE INDEX delivery_history_finished ON delivery_history (finished_ms);
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -230,6 +230,15 @@ impl Subscriptions for SqliteStore {
                 .conn
                 .execute("DELETE FROM subscriptions WHERE id = ?1", [&id])
                 .map_err(&err)?;
+            // Its queued deliveries go, and their attempts with them (finished ones stay in the
+            // history until the retention prunes them).
+            ctx.conn
+                .execute(
+                    "DELETE FROM delivery_attempts WHERE delivery IN \
+                     (SELECT id FROM deliveries WHERE consumer_kind = ?2 AND consumer = ?1)",
+                    params![id, ConsumerKind::Subscription],
+                )
+                .map_err(&err)?;
             ctx.conn
                 .execute(
                     "DELETE FROM deliveries WHERE consumer_kind = ?2 AND consumer = ?1",

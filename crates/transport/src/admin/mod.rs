@@ -21,6 +21,7 @@ use crate::ingress::read_body;
 
 mod breakers;
 mod dead_letters;
+mod deliveries;
 mod event_types;
 mod events;
 mod instances;
@@ -59,8 +60,14 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
                 .put(event_types::put)
                 .delete(event_types::delete),
         )
+        .route(
+            "/api/subscriptions/{id}/deliveries",
+            get(deliveries::of_subscription),
+        )
+        .route("/api/subscriptions/{id}/test", post(deliveries::test_send))
         .route("/api/events", get(events::list))
         .route("/api/events/{id}", get(events::get))
+        .route("/api/events/{id}/deliveries", get(deliveries::of_event))
         .route("/api/replay", post(replay::replay))
         .route("/api/nodes", get(nodes::list))
         .route("/api/instances", get(instances::list))

@@ -1,4 +1,5 @@
-//! `GET, POST /api/subscriptions` and `GET, PATCH, DELETE /api/subscriptions/{id}`.
+//! `GET, POST /api/subscriptions` and `GET, PATCH, DELETE /api/subscriptions/{id}`. Each
+//! subscription shows its `stats` over the last 24 h; a new one shows zeros.
 //!
 //! A `filter` (API.md section 12) is checked while the body is read: the body's type holds a
 //! [`nexus_event::When`], so a bad one is `400 VALIDATION_ERROR` with `details.field = "filter"`
@@ -11,8 +12,10 @@ use axum::response::{IntoResponse, Response};
 use nexus_api::dead_letters::Deleted;
 use nexus_api::envelope::ListQuery;
 use nexus_api::subscriptions::{self as api, NewSubscription, SubscriptionPatch};
-use nexus_event::Pattern;
-use nexus_store::Subscription;
+use std::time::Duration;
+
+use nexus_event::{Pattern, Timestamp};
+use nexus_store::{Subscription, SubscriptionStats};
 
 use super::{body, limit, patterns, store_page};
 use crate::app::AppState;
@@ -21,7 +24,7 @@ use crate::envelope::{ApiError, ok};
 use crate::extract::Query;
 use nexus_outbound::refuse_private;
 
-fn wire(s: Subscription, secret: Option<String>) -> api::Subscription {
+fn wire(s: Subscription, secret: Option<String>, stats: SubscriptionStats) -> api::Subscription {
     api::Subscription {
         id: s.id,
         url: s.url,
@@ -31,7 +34,40 @@ fn wire(s: Subscription, secret: Option<String>) -> api::Subscription {
         filter: s.filter,
         created_at: s.created_at,
         secret,
+        stats: api::SubscriptionStats {
+            delivered: stats.delivered,
+            failed: stats.failed,
+            pending: stats.pending,
+            dead: stats.dead,
+        },
     }
+}
+
+/// The window of a subscription's `stats` (API.md section 12).
+const STATS_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// The stats of each subscription in `subs`, in order, over the last [`STATS_WINDOW`].
+async fn stats_of(
+    state: &AppState,
+    subs: &[Subscription],
+) -> Result<Vec<SubscriptionStats>, ApiError> {
+    let since = Timestamp::from_unix_millis(
+        Timestamp::now()
+            .as_unix_millis()
+            .saturating_sub(STATS_WINDOW.as_millis() as i64),
+    )
+    .map_err(|_| ApiError::internal())?;
+    let ids: Vec<String> = subs.iter().map(|s| s.id.clone()).collect();
+    Ok(state.store.subscription_stats(&ids, since).await?)
+}
+
+/// One subscription as the API shows it, with its stats.
+async fn shown(state: &AppState, sub: Subscription) -> Result<api::Subscription, ApiError> {
+    let stats = stats_of(state, std::slice::from_ref(&sub))
+        .await?
+        .pop()
+        .unwrap_or_default();
+    Ok(wire(sub, None, stats))
 }
 
 fn check_secret(written: &str) -> Result<(), ApiError> {
@@ -82,7 +118,7 @@ pub(super) async fn create(State(state): State<AppState>, raw: Body) -> Result<R
             filter: new.filter,
         })
         .await?;
-    Ok(ok(wire(sub, Some(secret)))
+    Ok(ok(wire(sub, Some(secret), SubscriptionStats::default()))
         .status(StatusCode::CREATED)
         .into_response())
 }
@@ -96,7 +132,12 @@ pub(super) async fn list(
         .store
         .subscriptions(limit, q.cursor.as_deref())
         .await?;
-    Ok(store_page(p, |s| wire(s, None)))
+    let stats = stats_of(&state, &p.items).await?;
+    let page = nexus_store::Page {
+        items: p.items.into_iter().zip(stats).collect::<Vec<_>>(),
+        next_cursor: p.next_cursor,
+    };
+    Ok(store_page(page, |(s, stats)| wire(s, None, stats)))
 }
 
 pub(super) async fn get(
@@ -108,7 +149,7 @@ pub(super) async fn get(
         .subscription(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("subscription {id} not found")))?;
-    Ok(ok(wire(sub, None)).into_response())
+    Ok(ok(shown(&state, sub).await?).into_response())
 }
 
 pub(super) async fn update(
@@ -145,7 +186,7 @@ pub(super) async fn update(
             },
         )
         .await?;
-    Ok(ok(wire(sub, None)).into_response())
+    Ok(ok(shown(&state, sub).await?).into_response())
 }
 
 pub(super) async fn delete(
