@@ -351,7 +351,11 @@ fn starts_without_configuration_serves_and_drains_on_sigterm() {
         .expect("text");
     assert!(metrics.contains("nexus_events_total"), "{metrics}");
     assert_eq!(terminate(&mut s.child).code(), Some(0), "a drain exits 0");
-    let logs: Vec<String> = s.stderr.try_iter().collect();
+    // Every line of the exited process: its reader ends at the pipe's end (bounded wait).
+    let mut logs: Vec<String> = Vec::new();
+    while let Ok(line) = s.stderr.recv_timeout(Duration::from_secs(5)) {
+        logs.push(line);
+    }
     let json: Vec<serde_json::Value> = logs
         .iter()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -462,11 +466,17 @@ fn bad_configuration_stops_the_start_with_one_line_naming_it() {
 type Received = (Vec<(String, String)>, String);
 
 fn receiver() -> (String, mpsc::Receiver<Received>) {
+    scripted_receiver(vec![204])
+}
+
+/// A receiver on loopback that answers each request with the next status of `statuses` (the
+/// last one once they run out) and hands each request over.
+pub(crate) fn scripted_receiver(statuses: Vec<u16>) -> (String, mpsc::Receiver<Received>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for stream in listener.incoming().take(20) {
+        for (i, stream) in listener.incoming().take(20).enumerate() {
             let Ok(mut stream) = stream else { continue };
             let mut reader = BufReader::new(stream.try_clone().expect("clone"));
             let mut headers = Vec::new();
@@ -491,7 +501,11 @@ fn receiver() -> (String, mpsc::Receiver<Received>) {
             // Handed over before the answer: once the server has its answer (or has exited after
             // a drain, which waits for calls in flight), the channel holds the request.
             let _ = tx.send((headers, String::from_utf8_lossy(&body).into_owned()));
-            let _ = stream.write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n");
+            let status = statuses.get(i).or(statuses.last()).copied().unwrap_or(204);
+            let answer = format!(
+                "HTTP/1.1 {status} Scripted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(answer.as_bytes());
         }
     });
     (url, rx)

@@ -3,57 +3,14 @@
 //! statuses; a test send reaches the receiver signed and answers its status; the subscription
 //! counts what happened.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::{
-    ADMIN, Received, admin_get, admin_send, agent, header_of, publish, standard_signature, start,
-    terminate,
+    ADMIN, admin_get, admin_send, agent, header_of, publish, scripted_receiver, standard_signature,
+    start, terminate,
 };
-
-/// A receiver on loopback that answers each request with the next status of `statuses` (the
-/// last one once they run out) and hands each request over.
-fn scripted_receiver(statuses: Vec<u16>) -> (String, mpsc::Receiver<Received>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for (i, stream) in listener.incoming().take(20).enumerate() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-            let mut headers = Vec::new();
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            loop {
-                line.clear();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
-                    break;
-                }
-                if let Some((k, v)) = line.trim().split_once(':') {
-                    headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-                }
-            }
-            let len: usize = headers
-                .iter()
-                .find(|(k, _)| k == "content-length")
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(0);
-            let mut body = vec![0; len];
-            let _ = reader.read_exact(&mut body);
-            let _ = tx.send((headers, String::from_utf8_lossy(&body).into_owned()));
-            let status = statuses.get(i).or(statuses.last()).copied().unwrap_or(204);
-            let answer = format!(
-                "HTTP/1.1 {status} Scripted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-            );
-            let _ = stream.write_all(answer.as_bytes());
-        }
-    });
-    (url, rx)
-}
 
 /// An admin GET: its status and JSON answer.
 fn admin_status(url: &str) -> (u16, Value) {
