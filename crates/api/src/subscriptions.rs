@@ -255,7 +255,8 @@ mod tests {
         let with = json!({"id": "sub-1", "url": "https://crm.example/hooks",
             "events": ["PAYMENT_*"], "ordered": false, "enabled": true,
             "filter": {"/amount": {"gte": 10000}, "/currency": {"eq": "EUR"}},
-            "createdAt": "2026-02-09T20:30:00.123Z"});
+            "createdAt": "2026-02-09T20:30:00.123Z",
+            "stats": {"delivered": 0, "failed": 0, "pending": 0, "dead": 0}});
         let sub: Subscription = serde_json::from_value(with.clone()).expect("sub");
         assert!(sub.filter.is_some());
         assert_eq!(serde_json::to_value(&sub).expect("ser"), with);
