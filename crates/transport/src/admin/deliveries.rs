@@ -112,11 +112,7 @@ pub(super) async fn test_send(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let sub = state
-        .store
-        .subscription(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("subscription {id} not found")))?;
+    let sub = super::subscriptions::stored(&state, &id).await?;
     let secret = Secret::parse(&sub.secret).map_err(|e| {
         tracing::error!(subscription = %id, error = %e, "a stored subscription secret does not parse");
         ApiError::internal()

@@ -144,12 +144,22 @@ pub(super) async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let sub = state
-        .store
-        .subscription(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("subscription {id} not found")))?;
+    let sub = stored(&state, &id).await?;
     Ok(ok(shown(&state, sub).await?).into_response())
+}
+
+/// The stored subscription `id`, or `404` naming it.
+pub(super) async fn stored(state: &AppState, id: &str) -> Result<Subscription, ApiError> {
+    state
+        .store
+        .subscription(id)
+        .await?
+        .ok_or_else(|| not_found(id))
+}
+
+/// The `404` of an unknown subscription.
+fn not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("subscription {id} not found"))
 }
 
 pub(super) async fn update(
@@ -194,7 +204,7 @@ pub(super) async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     if !state.store.delete_subscription(&id).await? {
-        return Err(ApiError::not_found(format!("subscription {id} not found")));
+        return Err(not_found(&id));
     }
     Ok(ok(Deleted { deleted: 1 }).into_response())
 }
