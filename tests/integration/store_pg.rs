@@ -912,7 +912,7 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
             ("deliveries", 4),
             ("dead_letters", 1),
             ("delivery_history", 2),
-            ("delivery_attempts", 3),
+            ("delivery_attempts", 2),
             ("cursors", 1),
             ("breakers", 1),
         ]

@@ -189,11 +189,19 @@ pub(crate) struct HistoryRow {
     pub(crate) state: DeliveryStatus,
     pub(crate) next_ms: Option<i64>,
     pub(crate) created_ms: i64,
+    /// The attempt that delivered it, kept inline in its history row (an ack writes one row);
+    /// `None` for queued and dead rows, whose attempts are all in `delivery_attempts`, and for
+    /// rows delivered before the history kept it inline.
+    pub(crate) succeeded: Option<AttemptRecord>,
 }
 
 impl HistoryRow {
-    /// The record, with `attempts` (oldest first).
-    pub(crate) fn record(self, attempts: Vec<AttemptRecord>) -> Result<DeliveryRecord, StoreError> {
+    /// The record, with `attempts` (oldest first) and the inline successful attempt last.
+    pub(crate) fn record(
+        self,
+        mut attempts: Vec<AttemptRecord>,
+    ) -> Result<DeliveryRecord, StoreError> {
+        attempts.extend(self.succeeded);
         let time = |ms: i64| {
             Timestamp::from_unix_millis(ms).map_err(|e| StoreError::Database {
                 op: "delivery history",

@@ -112,6 +112,10 @@ pub(crate) struct FinishedCopyRow {
     pub(crate) outcome: i16,
     pub(crate) created_ms: i64,
     pub(crate) finished_ms: i64,
+    /// The inline attempt that delivered it: start, duration, status (none on dead rows).
+    pub(crate) ok_started_ms: Option<i64>,
+    pub(crate) ok_duration_ms: Option<i64>,
+    pub(crate) ok_status: Option<i32>,
 }
 
 /// A row of `cursors`.

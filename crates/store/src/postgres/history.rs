@@ -1,7 +1,8 @@
 //! The delivery history (API.md section 12). The settles write it in their own statements
-//! (`queue.rs`, `dead_letters.rs`): every settled attempt becomes a row of `delivery_attempts`,
+//! (`queue.rs`, `dead_letters.rs`): every failed attempt becomes a row of `delivery_attempts`,
 //! and a delivery that was acknowledged or became a dead letter moves from `deliveries` to
-//! `delivery_history` with its id, so its attempts stay attached. Reads join the queued and the
+//! `delivery_history` with its id, so its attempts stay attached; an acknowledged one keeps the
+//! attempt that delivered it inline (`ok_*` columns), so an ack writes one row. Reads join the queued and the
 //! finished rows; pruning removes finished deliveries past the retention in bounded chunks.
 
 use std::collections::HashMap;
@@ -25,11 +26,12 @@ use crate::traits::DeliveryHistory;
 
 /// The columns both halves of a history read give, queued rows first: id, event sequence,
 /// event id, consumer kind and name, target, queue state (NULL when finished), due time,
-/// outcome (NULL when queued), created time.
+/// outcome (NULL when queued), created time, and the inline successful attempt's start,
+/// duration and status (NULL but on delivered rows).
 macro_rules! queued_rows {
     () => {
         "SELECT d.id, d.event_sequence, e.id, d.consumer_kind, d.consumer, d.target, d.state, \
-         d.due_ms, NULL::smallint, d.created_ms \
+         d.due_ms, NULL::smallint, d.created_ms, NULL::bigint, NULL::bigint, NULL::integer \
          FROM deliveries d JOIN events e ON e.sequence = d.event_sequence"
     };
 }
@@ -37,7 +39,8 @@ macro_rules! queued_rows {
 macro_rules! finished_rows {
     () => {
         "SELECT h.id, h.event_sequence, e.id, h.consumer_kind, h.consumer, h.target, \
-         NULL::smallint, NULL::bigint, h.outcome, h.created_ms \
+         NULL::smallint, NULL::bigint, h.outcome, h.created_ms, h.ok_started_ms, \
+         h.ok_duration_ms, h.ok_status \
          FROM delivery_history h JOIN events e ON e.sequence = h.event_sequence"
     };
 }
@@ -72,6 +75,15 @@ fn history_row(r: &Row, now: i64) -> Result<HistoryRow> {
         state,
         next_ms,
         created_ms: get(r, 9, op)?,
+        succeeded: match get::<Option<i64>>(r, 10, op)? {
+            Some(started) => Some(AttemptRecord {
+                at: ts(started)?,
+                duration_ms: unsigned(get(r, 11, op)?),
+                status: status_of(get(r, 12, op)?),
+                error: None,
+            }),
+            None => None,
+        },
     })
 }
 

@@ -241,13 +241,27 @@ impl<'c> Import<'c> {
         let outcome: Vec<i16> = rows.iter().map(|r| r.outcome).collect();
         let created: Vec<i64> = rows.iter().map(|r| r.created_ms).collect();
         let finished: Vec<i64> = rows.iter().map(|r| r.finished_ms).collect();
+        let ok_started: Vec<Option<i64>> = rows.iter().map(|r| r.ok_started_ms).collect();
+        let ok_duration: Vec<Option<i64>> = rows.iter().map(|r| r.ok_duration_ms).collect();
+        let ok_status: Vec<Option<i32>> = rows.iter().map(|r| r.ok_status).collect();
         self.insert(
             "INSERT INTO delivery_history (id, event_sequence, consumer_kind, consumer, target, \
-             outcome, created_ms, finished_ms) \
+             outcome, created_ms, finished_ms, ok_started_ms, ok_duration_ms, ok_status) \
              SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::smallint[], $4::text[], \
-             $5::text[], $6::smallint[], $7::bigint[], $8::bigint[])",
+             $5::text[], $6::smallint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], \
+             $11::integer[])",
             &[
-                &id, &sequence, &kind, &consumer, &target, &outcome, &created, &finished,
+                &id,
+                &sequence,
+                &kind,
+                &consumer,
+                &target,
+                &outcome,
+                &created,
+                &finished,
+                &ok_started,
+                &ok_duration,
+                &ok_status,
             ],
         )
         .await

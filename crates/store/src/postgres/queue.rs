@@ -300,8 +300,8 @@ impl PendingSettles {
         let leased = DeliveryState::Leased.code();
         if !pending.acks.deliveries.is_empty() {
             let op = "ack";
-            // The acknowledged rows move to the history and their last attempt is kept, in the
-            // same statement.
+            // The acknowledged rows move to the history, each with the attempt that delivered it
+            // inline, in the same statement.
             let stmt = cached(
                 client,
                 "WITH d AS (DELETE FROM deliveries d \
@@ -309,14 +309,12 @@ impl PendingSettles {
                  $6::bigint[], $7::integer[]) AS t(id, owner, generation, at, duration, status) \
                  WHERE d.id = t.id AND d.lease_owner = t.owner AND d.lease_gen = t.generation \
                  AND d.state = $4 RETURNING d.id, d.event_sequence, d.consumer_kind, d.consumer, \
-                 d.target, d.attempts, d.created_ms, t.at, t.duration, t.status), \
+                 d.target, d.created_ms, t.at, t.duration, t.status), \
                  h AS (INSERT INTO delivery_history (id, event_sequence, consumer_kind, consumer, \
-                 target, outcome, created_ms, finished_ms) \
-                 SELECT id, event_sequence, consumer_kind, consumer, target, $8::smallint, created_ms, at \
-                 FROM d), \
-                 a AS (INSERT INTO delivery_attempts (delivery, attempt, started_ms, duration_ms, \
-                 status, error) SELECT id, attempts + 1, at - duration, duration, status, NULL \
-                 FROM d) \
+                 target, outcome, created_ms, finished_ms, ok_started_ms, ok_duration_ms, \
+                 ok_status) \
+                 SELECT id, event_sequence, consumer_kind, consumer, target, $8::smallint, \
+                 created_ms, at, at - duration, duration, status FROM d) \
                  SELECT id FROM d",
                 op,
             )

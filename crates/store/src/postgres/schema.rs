@@ -167,6 +167,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX delivery_history_consumer ON delivery_history (consumer_kind, consumer, id);
     CREATE INDEX delivery_history_finished ON delivery_history USING brin (finished_ms);
     "#,
+    // 6: an acknowledged delivery keeps the attempt that delivered it inline in its history row
+    // (started, duration, status), so an ack writes one row, not two; `delivery_attempts` holds
+    // the failed attempts. Rows acknowledged before this keep theirs in `delivery_attempts`.
+    r#"
+    ALTER TABLE delivery_history ADD COLUMN ok_started_ms bigint,
+        ADD COLUMN ok_duration_ms bigint, ADD COLUMN ok_status integer;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -246,7 +246,8 @@ impl SqliteExport {
             page(
                 conn,
                 "SELECT id, event_sequence, consumer_kind, consumer, target, outcome, created_ms, \
-                 finished_ms FROM delivery_history WHERE id > :after ORDER BY id LIMIT :limit",
+                 finished_ms, ok_started_ms, ok_duration_ms, ok_status FROM delivery_history \
+                 WHERE id > :after ORDER BY id LIMIT :limit",
                 &[(":after", &after)],
                 limit,
                 |r| {
@@ -259,6 +260,9 @@ impl SqliteExport {
                         outcome: r.get::<_, Finished>(5)?.code(),
                         created_ms: r.get(6)?,
                         finished_ms: r.get(7)?,
+                        ok_started_ms: r.get(8)?,
+                        ok_duration_ms: r.get(9)?,
+                        ok_status: r.get(10)?,
                     })
                 },
             )

@@ -1,7 +1,8 @@
-//! The delivery history (API.md section 12): every settled attempt is written in the same job
-//! as its settle ([`record_attempt`]), and a delivery that was acknowledged or became a dead
-//! letter moves from `deliveries` to `delivery_history` ([`finish`]) with its id, so its
-//! attempts stay attached. Reads join the queued and the finished rows; pruning removes
+//! The delivery history (API.md section 12): every failed attempt is written in the same job
+//! as its settle ([`record_attempt`]), and a delivery that became a dead letter moves from
+//! `deliveries` to `delivery_history` ([`finish`]) with its id, so its attempts stay attached.
+//! An acknowledged delivery moves there with the attempt that delivered it inline
+//! ([`delivered`]): one row written per ack. Reads join the queued and the finished rows; pruning removes
 //! finished deliveries past the retention, oldest first, in bounded chunks.
 
 use async_trait::async_trait;
@@ -15,8 +16,8 @@ use super::writer::Ctx;
 use crate::backend::{HistoryRow, StatusFlags, delivery_cursor, history_page, live_status};
 use crate::error::{Result, StoreError};
 use crate::model::{
-    AttemptRecord, DeliveryQuery, DeliveryRecord, LeaseToken, Page, SubscriptionStats, check_limit,
-    started_ms,
+    AttemptRecord, DeliveryQuery, DeliveryRecord, LeaseToken, Page, SubscriptionStats, Success,
+    check_limit, started_ms,
 };
 use crate::traits::DeliveryHistory;
 
@@ -64,6 +65,48 @@ pub(super) fn record_attempt(
     Ok(())
 }
 
+/// Moves the token's delivery, acknowledged, from the queue to the history, with the attempt
+/// that delivered it inline; fails with [`StoreError::LeaseLost`] (writing nothing) when the
+/// token no longer holds it.
+pub(super) fn delivered(ctx: &mut Ctx<'_>, token: &LeaseToken, success: &Success) -> Result<()> {
+    let err = db_err("ack");
+    let owner: &str = &token.owner;
+    let started = started_ms(success.at, success.duration_ms);
+    let duration = i64::try_from(success.duration_ms).unwrap_or(i64::MAX);
+    let at = success.at.as_unix_millis();
+    let written = execute(
+        ctx.conn,
+        "INSERT INTO delivery_history (id, event_sequence, consumer_kind, consumer, target, \
+         outcome, created_ms, finished_ms, ok_started_ms, ok_duration_ms, ok_status) \
+         SELECT id, event_sequence, consumer_kind, consumer, target, :outcome, created_ms, :at, \
+         :started, :duration, :status FROM deliveries \
+         WHERE id = :delivery AND state = :leased AND lease_owner = :owner AND lease_gen = :gen",
+        &[
+            (":delivery", &token.delivery),
+            (":owner", &owner),
+            (":gen", &token.generation),
+            (":outcome", &Finished::Delivered),
+            (":at", &at),
+            (":started", &started),
+            (":duration", &duration),
+            (":status", &success.status),
+        ],
+    )
+    .map_err(&err)?;
+    if written == 0 {
+        return Err(StoreError::LeaseLost {
+            delivery: token.delivery,
+        });
+    }
+    execute(
+        ctx.conn,
+        "DELETE FROM deliveries WHERE id = :delivery",
+        &[(":delivery", &token.delivery)],
+    )
+    .map_err(&err)?;
+    Ok(())
+}
+
 /// Moves a delivery that ended (`how`) at `at` from the queue to the history.
 pub(super) fn finish(
     ctx: &mut Ctx<'_>,
@@ -94,11 +137,12 @@ pub(super) fn finish(
 
 /// The columns both halves of a history read give, queued rows first: id, event sequence,
 /// event id, consumer kind and name, target, queue state (NULL when finished), due time,
-/// outcome (NULL when queued), created time.
+/// outcome (NULL when queued), created time, and the inline successful attempt's start,
+/// duration and status (NULL but on delivered rows).
 macro_rules! queued_rows {
     () => {
         "SELECT d.id, d.event_sequence, e.id, d.consumer_kind, d.consumer, d.target, d.state, \
-         d.due_ms, NULL, d.created_ms \
+         d.due_ms, NULL, d.created_ms, NULL, NULL, NULL \
          FROM deliveries d JOIN events e ON e.sequence = d.event_sequence"
     };
 }
@@ -106,7 +150,7 @@ macro_rules! queued_rows {
 macro_rules! finished_rows {
     () => {
         "SELECT h.id, h.event_sequence, e.id, h.consumer_kind, h.consumer, h.target, NULL, NULL, \
-         h.outcome, h.created_ms \
+         h.outcome, h.created_ms, h.ok_started_ms, h.ok_duration_ms, h.ok_status \
          FROM delivery_history h JOIN events e ON e.sequence = h.event_sequence"
     };
 }
@@ -154,6 +198,15 @@ fn rows(
                 state,
                 next_ms,
                 created_ms: r.get(9)?,
+                succeeded: match r.get::<_, Option<i64>>(10)? {
+                    Some(started) => Some(AttemptRecord {
+                        at: ts(started)?,
+                        duration_ms: u64::try_from(r.get::<_, i64>(11)?).unwrap_or(0),
+                        status: status_of(r.get(12)?),
+                        error: None,
+                    }),
+                    None => None,
+                },
             })
         })
         .collect::<rusqlite::Result<Vec<_>>>()

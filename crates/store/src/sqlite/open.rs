@@ -481,14 +481,14 @@ mod tests {
             .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
             .expect("version");
         assert_eq!(version, schema::VERSION);
-        assert_eq!(schema::VERSION, 6);
+        assert_eq!(schema::VERSION, 7);
         let history = crate::traits::DeliveryHistory::event_deliveries(
             &store,
             1,
             nexus_event::Timestamp::now(),
         )
         .await
-        .expect("v6 tables");
+        .expect("v7 tables");
         assert!(history.is_empty());
     }
 
@@ -554,5 +554,106 @@ mod tests {
             .await
             .expect("append");
         assert_eq!(store.stats().await.expect("stats").pending, 1);
+    }
+
+    /// A delivery acknowledged under schema version 6 kept its successful attempt in
+    /// `delivery_attempts`; after the migration to 7 (attempt inline) it still reads with every
+    /// attempt, in order, and a new ack keeps its own inline.
+    #[tokio::test]
+    async fn deliveries_acknowledged_under_version_6_keep_their_attempts() {
+        use crate::model::{AttemptRecord, DeliveryStatus, Success};
+        use crate::traits::DeliveryHistory;
+        use nexus_event::Timestamp;
+        let dir = tempfile::tempdir().expect("temp dir");
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).expect("open");
+            for m in &schema::MIGRATIONS[..6] {
+                conn.execute_batch(m).expect("schema v6");
+            }
+            conn.execute_batch(
+                "INSERT INTO events (sequence, id, source, type, time_ms, payload) \
+                 VALUES (1, 'old', 'flowpay', 'PAYMENT_RECEIVED', 0, '{}'); \
+                 INSERT INTO delivery_history (id, event_sequence, consumer_kind, consumer, target, \
+                 outcome, created_ms, finished_ms) VALUES (7, 1, 0, 's1', 'http://a:80', 0, 0, 300); \
+                 INSERT INTO delivery_attempts (delivery, attempt, started_ms, duration_ms, status, \
+                 error) VALUES (7, 1, 100, 10, 500, 'HTTP 500'), (7, 2, 280, 20, 204, NULL); \
+                 PRAGMA user_version = 6;",
+            )
+            .expect("v6 data");
+        }
+        let store = SqliteStore::open(dir.path()).expect("open and migrate");
+        let at = |ms| Timestamp::from_unix_millis(ms).expect("time");
+        let old = store.event_deliveries(1, at(1_000)).await.expect("history");
+        assert_eq!(old.len(), 1);
+        assert_eq!(old[0].state, DeliveryStatus::Delivered);
+        assert_eq!(
+            old[0].attempts,
+            vec![
+                AttemptRecord {
+                    at: at(100),
+                    duration_ms: 10,
+                    status: Some(500),
+                    error: Some("HTTP 500".into()),
+                },
+                AttemptRecord {
+                    at: at(280),
+                    duration_ms: 20,
+                    status: Some(204),
+                    error: None,
+                },
+            ]
+        );
+
+        store
+            .create_subscription(crate::model::NewSubscription {
+                url: "http://b.example/h".into(),
+                events: vec![nexus_event::Pattern::new("*").expect("glob")],
+                secret: "s".into(),
+                ordered: false,
+                filter: None,
+            })
+            .await
+            .expect("subscription");
+        store
+            .append(vec![nexus_event::NewEvent::new(
+                nexus_event::WellKnown::PaymentReceived,
+                "flowpay",
+            )])
+            .await
+            .expect("append");
+        // The new delivery is due at its creation (now, by the clock).
+        let now = Timestamp::now().as_unix_millis() + 1_000;
+        let leased = store
+            .lease_due("w", at(now), 10, std::time::Duration::from_secs(10))
+            .await
+            .expect("lease");
+        assert_eq!(leased.len(), 1);
+        let success = Success {
+            status: Some(200),
+            at: at(now + 50),
+            duration_ms: 50,
+        };
+        store.ack(&leased[0].token, success).await.expect("ack");
+        let new = store
+            .event_deliveries(2, at(now + 100))
+            .await
+            .expect("history");
+        assert_eq!(
+            new[0].attempts,
+            vec![AttemptRecord {
+                at: at(now),
+                duration_ms: 50,
+                status: Some(200),
+                error: None,
+            }]
+        );
+        let rows: i64 = store
+            .read(|conn| {
+                conn.query_row("SELECT count(*) FROM delivery_attempts", [], |r| r.get(0))
+                    .map_err(crate::sqlite::columns::db_err("count"))
+            })
+            .await
+            .expect("count");
+        assert_eq!(rows, 2, "the ack kept its attempt inline, not as a row");
     }
 }

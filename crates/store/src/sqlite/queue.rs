@@ -15,10 +15,10 @@ use tokio::sync::watch;
 
 use super::SqliteStore;
 use super::columns::{
-    Arg, ConsumerKind, DeliveryState, Finished, bind, consumer_from, conv, db_err, execute, ts,
+    Arg, ConsumerKind, DeliveryState, bind, consumer_from, conv, db_err, execute, ts,
 };
 use super::dead_letters;
-use super::history::{AttemptRow, finish, record_attempt};
+use super::history::{AttemptRow, delivered, record_attempt};
 use super::log::{event_by_sequence, event_columns, event_from_row, globs_param, type_passes};
 use super::subscriptions::subscription_in;
 use super::writer::Ctx;
@@ -230,17 +230,7 @@ impl DeliveryQueue for SqliteStore {
 
     async fn ack(&self, token: &LeaseToken, success: Success) -> Result<()> {
         let token = token.clone();
-        self.call(move |ctx| {
-            let attempt = AttemptRow {
-                at: success.at,
-                duration_ms: success.duration_ms,
-                status: success.status,
-                error: None,
-            };
-            record_attempt(ctx, "ack", &token, &attempt)?;
-            finish(ctx, "ack", token.delivery, Finished::Delivered, success.at)
-        })
-        .await
+        self.call(move |ctx| delivered(ctx, &token, &success)).await
     }
 
     async fn retry_at(&self, token: &LeaseToken, when: Timestamp, failure: Failure) -> Result<()> {

@@ -140,6 +140,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX delivery_history_consumer ON delivery_history (consumer_kind, consumer, id);
     CREATE INDEX delivery_history_finished ON delivery_history (finished_ms);
     "#,
+    // 7: an acknowledged delivery keeps the attempt that delivered it inline in its history row
+    // (started, duration, status), so an ack writes one row, not two; `delivery_attempts` holds
+    // the failed attempts. Rows acknowledged before this keep theirs in `delivery_attempts`.
+    r#"
+    ALTER TABLE delivery_history ADD COLUMN ok_started_ms INTEGER;
+    ALTER TABLE delivery_history ADD COLUMN ok_duration_ms INTEGER;
+    ALTER TABLE delivery_history ADD COLUMN ok_status INTEGER;
+    "#,
 ];
 
 /// The schema version this build writes.
