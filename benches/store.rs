@@ -21,7 +21,8 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`), each in a database of its own that is dropped
 //! afterwards; `.ci/run` provides one. Without a server the bench fails, naming the URL.
 //!
-//! Run with `cargo bench --bench store` (`-- sqlite` or `-- postgres` for one store only).
+//! Run with `cargo bench --bench store` (`-- sqlite` or `-- postgres` for one store only, `--
+//! queue` for the lease + ack cases only).
 
 use std::hint::black_box;
 use std::io::Write;
@@ -474,8 +475,10 @@ fn main() {
     // `cargo bench` passes `--bench`; without it this is a smoke run.
     let quick = !args.iter().any(|a| a == "--bench");
     // `cargo bench --bench store -- sqlite` or `-- postgres` runs one store's cases only,
-    // `-- fanout` the cross-instance fan-out case only.
+    // `-- fanout` the cross-instance fan-out case only, `-- queue` the lease + ack cases only
+    // (of the stores chosen), for profiling the settle path.
     let only_fanout = args.iter().any(|a| a == "fanout");
+    let only_queue = args.iter().any(|a| a == "queue");
     let sqlite = !only_fanout && !args.iter().any(|a| a == "postgres");
     let postgres = !only_fanout && !args.iter().any(|a| a == "sqlite");
     let s = if quick {
@@ -605,7 +608,7 @@ fn main() {
         );
     };
     for (name, d, producers, batch, subscriptions, target) in cases {
-        if !sqlite {
+        if !sqlite || only_queue {
             break;
         }
         let rate = rt.block_on(appends(d, producers, batch, subscriptions, &s));
@@ -619,7 +622,7 @@ fn main() {
         let target = (d == Durability::Full).then_some(50_000.0);
         report("lease + ack, 2 workers", d, "del/s", rate, target);
     }
-    if sqlite {
+    if sqlite && !only_queue {
         // Subscription filters (issue 15): the same 100 subscriptions without a filter, with one
         // every event passes (every condition is evaluated and every delivery still written,
         // so the difference is the filters' cost), and with one no event passes.
@@ -730,13 +733,16 @@ fn main() {
         for (case, (name, producers, batch, subscriptions, goal)) in
             pg_cases.into_iter().enumerate()
         {
+            if only_queue {
+                break;
+            }
             let rate = rt.block_on(pg_appends(case, producers, batch, subscriptions, &s));
             pg_report(name, "ev/s", rate, goal);
         }
         let rate = rt.block_on(pg_lease_and_ack(&s));
         pg_report("lease + ack, 2 workers", "del/s", rate, None);
     }
-    if postgres {
+    if postgres && !only_queue {
         report_fanout(rt.block_on(pg_fanout(&s)));
     }
 

@@ -208,7 +208,17 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.submit(f, Admission::Wait).await
+        self.submit(f, Admission::Wait, true).await
+    }
+
+    /// Like [`SqliteStore::call`], without a savepoint around `f`: for settles, which fail only
+    /// before they write (a lease lost is found by the statement that would write). Should `f`
+    /// fail after writing, the whole group is rolled back (see `writer::Job`).
+    async fn call_settle<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        self.submit(f, Admission::Wait, false).await
     }
 
     /// Like [`SqliteStore::call`], but fails at once with [`StoreError::Busy`] when the writer's
@@ -218,25 +228,29 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.submit(f, Admission::FailFast).await
+        self.submit(f, Admission::FailFast, true).await
     }
 
     async fn submit<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,
         admission: Admission,
+        savepoint: bool,
     ) -> Result<T> {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |ctx| {
-            let result = f(ctx);
-            let failed = result.is_err();
-            (
-                failed,
-                Box::new(move |committed: Result<()>| {
-                    let _ = tx.send(committed.and(result));
-                }),
-            )
-        });
+        let job = Job {
+            run: Box::new(move |ctx| {
+                let result = f(ctx);
+                let failed = result.is_err();
+                (
+                    failed,
+                    Box::new(move |committed: Result<()>| {
+                        let _ = tx.send(committed.and(result));
+                    }),
+                )
+            }),
+            savepoint,
+        };
         crate::backend::submit(self.inner.jobs.as_ref(), job, admission, rx).await
     }
 

@@ -230,12 +230,13 @@ impl DeliveryQueue for SqliteStore {
 
     async fn ack(&self, token: &LeaseToken, success: Success) -> Result<()> {
         let token = token.clone();
-        self.call(move |ctx| delivered(ctx, &token, &success)).await
+        self.call_settle(move |ctx| delivered(ctx, &token, &success))
+            .await
     }
 
     async fn retry_at(&self, token: &LeaseToken, when: Timestamp, failure: Failure) -> Result<()> {
         let token = token.clone();
-        self.call(move |ctx| {
+        self.call_settle(move |ctx| {
             let attempt = AttemptRow {
                 at: failure.at,
                 duration_ms: failure.duration_ms,
@@ -278,7 +279,7 @@ impl DeliveryQueue for SqliteStore {
 
     async fn release(&self, token: &LeaseToken, when: Timestamp) -> Result<()> {
         let token = token.clone();
-        self.call(move |ctx| {
+        self.call_settle(move |ctx| {
             let sql = concat!(
                 "UPDATE deliveries SET state = ",
                 wait_state!(),
@@ -295,7 +296,7 @@ impl DeliveryQueue for SqliteStore {
 
     async fn park(&self, token: &LeaseToken, until: Timestamp) -> Result<()> {
         let token = token.clone();
-        self.call(move |ctx| {
+        self.call_settle(move |ctx| {
             let sql = concat!(
                 "UPDATE deliveries SET state = CASE WHEN ",
                 wait_state!(),

@@ -16,9 +16,17 @@ use crate::model::Router;
 /// What a job hands back once the transaction's fate is known: it answers the caller.
 pub(crate) type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 /// A unit of work run on the writer thread inside the group's transaction. It returns whether it
-/// failed (its savepoint is then rolled back) and how to answer its caller after the commit. A job
+/// failed (what it wrote is then undone) and how to answer its caller after the commit. A job
 /// dropped without running answers its caller `Unavailable` (its reply channel closes).
-pub(crate) type Job = Box<dyn FnOnce(&mut Ctx<'_>) -> (bool, Completion) + Send>;
+pub(crate) struct Job {
+    pub(crate) run: Box<dyn FnOnce(&mut Ctx<'_>) -> (bool, Completion) + Send>,
+    /// Whether the job runs inside a savepoint of its own, so its failure undoes only its own
+    /// writes. Without one (settles: an ack is a few rows, and the savepoint's page journal
+    /// was a large share of its cost) the job must fail only before it writes, as a settle
+    /// whose lease was lost does; one that fails after writing rolls back the whole group,
+    /// which answers every caller of the group `Unavailable` and loses nothing acknowledged.
+    pub(crate) savepoint: bool,
+}
 
 /// The most jobs one transaction groups.
 const MAX_GROUP: usize = 512;
@@ -237,26 +245,30 @@ fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
-/// Runs one job inside its own savepoint, so a failing job leaves the rest of the group intact.
+/// Runs one job, inside its own savepoint when it asks for one, so a failing job leaves the rest
+/// of the group intact.
 ///
 /// A job that panics counts as failed (its caller sees `Unavailable`). If SQLite rolled back
-/// the whole transaction under the job (disk full, I/O error), the group is poisoned: no other
-/// job runs in it and nothing of it is committed.
+/// the whole transaction under the job (disk full, I/O error), or a job without a savepoint
+/// failed after it had written rows, the group is poisoned: no other job runs in it and nothing
+/// of it is committed.
 fn run_job(ctx: &mut Ctx<'_>, job: Job) -> Option<Completion> {
     if ctx.conn.is_autocommit() {
         ctx.poisoned = true;
         return None;
     }
-    if let Err(e) = run_cached(ctx.conn, "SAVEPOINT job") {
+    let Job { run, savepoint } = job;
+    if savepoint && let Err(e) = run_cached(ctx.conn, "SAVEPOINT job") {
         tracing::error!(error = %e, "cannot open a savepoint");
         ctx.poisoned = true;
         return None;
     }
+    let changes = ctx.conn.total_changes();
     let next_sequence = ctx.state.next_sequence;
     let appended = ctx.appended.len();
     let (work, subs) = (ctx.work, ctx.subscriptions_changed);
     ctx.subscriptions_changed = false;
-    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut *ctx)));
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut *ctx)));
     let (failed, completion) = match ran {
         Ok((failed, completion)) => (failed, Some(completion)),
         Err(_) => {
@@ -270,8 +282,13 @@ fn run_job(ctx: &mut Ctx<'_>, job: Job) -> Option<Completion> {
         return completion;
     }
     if failed {
-        if let Err(e) = ctx.conn.execute_batch("ROLLBACK TO job; RELEASE job") {
-            tracing::error!(error = %e, "cannot roll back a savepoint");
+        if savepoint {
+            if let Err(e) = ctx.conn.execute_batch("ROLLBACK TO job; RELEASE job") {
+                tracing::error!(error = %e, "cannot roll back a savepoint");
+                ctx.poisoned = true;
+            }
+        } else if ctx.conn.total_changes() != changes {
+            tracing::error!("a store operation failed after writing; its group is rolled back");
             ctx.poisoned = true;
         }
         ctx.state.next_sequence = next_sequence;
@@ -290,10 +307,75 @@ fn run_job(ctx: &mut Ctx<'_>, job: Job) -> Option<Completion> {
         ctx.subscriptions_changed = subs;
     } else {
         ctx.subscriptions_changed |= subs;
-        if let Err(e) = run_cached(ctx.conn, "RELEASE job") {
+        if savepoint && let Err(e) = run_cached(ctx.conn, "RELEASE job") {
             tracing::error!(error = %e, "cannot release a savepoint");
             ctx.poisoned = true;
         }
     }
     completion
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::error::StoreError;
+    use crate::sqlite::SqliteStore;
+    use crate::sqlite::columns::db_err;
+    use crate::traits::EventLog;
+
+    /// Rows of `events` the writer's transaction can see.
+    async fn events(store: &SqliteStore) -> i64 {
+        store
+            .call(|ctx| {
+                ctx.conn
+                    .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+                    .map_err(db_err("count"))
+            })
+            .await
+            .expect("count")
+    }
+
+    /// A job without a savepoint that fails before writing answers its own error and leaves
+    /// the group alone; one that fails after writing has its group rolled back (nothing of it
+    /// stays) and answers `Unavailable`; the store goes on afterwards.
+    #[tokio::test]
+    async fn a_job_without_a_savepoint_that_fails_after_writing_undoes_its_group() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path()).expect("open");
+        let lost = store
+            .call_settle(|_ctx| -> crate::error::Result<()> {
+                Err(StoreError::LeaseLost { delivery: 7 })
+            })
+            .await;
+        assert!(
+            matches!(lost, Err(StoreError::LeaseLost { delivery: 7 })),
+            "{lost:?}"
+        );
+
+        let wrote = store
+            .call_settle(|ctx| -> crate::error::Result<()> {
+                ctx.conn
+                    .execute(
+                        "INSERT INTO events (sequence, id, source, type, time_ms, payload) \
+                         VALUES (1, 'half', 'flowpay', 'PAYMENT_RECEIVED', 0, '{}')",
+                        [],
+                    )
+                    .map_err(db_err("insert"))?;
+                Err(StoreError::LeaseLost { delivery: 8 })
+            })
+            .await;
+        assert!(
+            matches!(wrote, Err(StoreError::Unavailable { .. })),
+            "{wrote:?}"
+        );
+        assert_eq!(events(&store).await, 0, "the half-done job left nothing");
+
+        store
+            .append(vec![nexus_event::NewEvent::new(
+                nexus_event::WellKnown::PaymentReceived,
+                "flowpay",
+            )])
+            .await
+            .expect("the next group commits");
+        assert_eq!(events(&store).await, 1);
+    }
 }
