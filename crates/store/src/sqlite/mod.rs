@@ -7,6 +7,7 @@
 //! [`columns`] maps Rust values to columns. This file holds the handle that ties them together.
 
 mod breakers;
+mod checkpoint;
 mod columns;
 mod cursor;
 mod dead_letters;

@@ -11,6 +11,7 @@ use nexus_event::Timestamp;
 use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{mpsc, watch};
 
+use super::checkpoint;
 use super::columns::execute;
 use super::queue::wait_state;
 use super::subscriptions::load_subscription_routes;
@@ -198,7 +199,7 @@ impl SqliteStore {
         check_dir(&b.dir, b.create_dir)?;
         let lock = lock_dir(&b.dir)?;
         let path = b.dir.join(DB_FILE);
-        let conn = Connection::open_with_flags(
+        let mut conn = Connection::open_with_flags(
             &path,
             OpenFlags::SQLITE_OPEN_READ_WRITE
                 | OpenFlags::SQLITE_OPEN_CREATE
@@ -295,8 +296,19 @@ impl SqliteStore {
             cache: EventCache::new(b.event_cache, head + 1),
         };
         let subscriptions_version = Arc::new(AtomicU64::new(0));
+        let synchronous = match b.durability {
+            Durability::Full => "PRAGMA synchronous = FULL;",
+            Durability::Normal => "PRAGMA synchronous = NORMAL;",
+        };
+        let checkpointer = checkpoint::install(
+            &mut conn,
+            &path,
+            synchronous,
+            (checkpoint::STEP, checkpoint::LIMIT),
+        )?;
         let writer = Writer::new(
             conn,
+            checkpointer,
             state,
             b.bus,
             Arc::clone(&head_cell),

@@ -10,6 +10,7 @@ use nexus_event::Event;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, watch};
 
+use super::checkpoint::Checkpointer;
 use crate::error::{Result, StoreError};
 use crate::model::Router;
 
@@ -97,6 +98,8 @@ pub(crate) struct Ctx<'a> {
 
 pub(crate) struct Writer {
     pub(crate) conn: Connection,
+    /// Checkpoints the WAL beside the writer; stopped when the writer stops.
+    checkpointer: Option<Checkpointer>,
     pub(crate) state: State,
     pub(crate) bus: Option<Bus>,
     pub(crate) head: Arc<AtomicU64>,
@@ -108,6 +111,7 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn new(
         conn: Connection,
+        checkpointer: Checkpointer,
         state: State,
         bus: Option<Bus>,
         head: Arc<AtomicU64>,
@@ -116,6 +120,7 @@ impl Writer {
     ) -> Self {
         Writer {
             conn,
+            checkpointer: Some(checkpointer),
             state,
             bus,
             head,
@@ -136,6 +141,9 @@ impl Writer {
                 }
             }
             self.run_group(&mut group);
+        }
+        if let Some(checkpointer) = self.checkpointer.take() {
+            checkpointer.stop(&mut self.conn);
         }
         tracing::debug!("store writer stopped");
     }
@@ -215,6 +223,9 @@ impl Writer {
                 }
                 for completion in completions {
                     completion(Ok(()));
+                }
+                if let Some(checkpointer) = &self.checkpointer {
+                    checkpointer.after_commit(&self.conn);
                 }
             }
             Err(e) => {
