@@ -50,6 +50,8 @@ pub struct AppConfig {
     /// `503 UNAVAILABLE` (with `Retry-After`). Default 30 s. WebSocket connections are not
     /// limited by it once upgraded.
     pub request_timeout: std::time::Duration,
+    /// The configured reactors, as `GET /api/reactors` lists them (read only). Default none.
+    pub reactors: Vec<nexus_api::reactors::Reactor>,
 }
 
 impl AppConfig {
@@ -67,6 +69,7 @@ impl AppConfig {
             ws: crate::ws::WsConfig::default(),
             rate_limit: crate::rate_limit::RateLimit::default(),
             request_timeout: std::time::Duration::from_secs(30),
+            reactors: Vec::new(),
         }
     }
 
