@@ -346,6 +346,29 @@ impl Browser {
         );
     }
 
+    /// Presses Tab where the focus is, as a keyboard user moves to the next control.
+    pub fn press_tab(&self) {
+        let focused = self.run("the focused element", self.client().active_element());
+        self.run("press Tab", focused.send_keys(&Key::Tab.to_string()));
+    }
+
+    /// The focused element (tag and text) and whether it shows a focus indicator (an outline
+    /// or a box shadow).
+    pub fn focus(&self) -> (String, bool) {
+        let focus = self.execute(
+            "const e = document.activeElement;
+             const s = getComputedStyle(e);
+             const ring = (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0)
+               || s.boxShadow !== 'none';
+             return [e.tagName.toLowerCase() + ' ' + (e.innerText || e.id || '').trim().slice(0, 40), ring];",
+            vec![],
+        );
+        (
+            focus[0].as_str().unwrap_or_default().to_owned(),
+            focus[1] == json!(true),
+        )
+    }
+
     /// Ticks or unticks the checkbox `selector` finds.
     pub fn set_checked(&self, selector: &str, checked: bool) {
         let field = self.find(selector);
@@ -427,6 +450,71 @@ impl Browser {
             scroll <= inner,
             "{page} at {inner} px: the document is {scroll} px wide; sticking out: {}",
             sizes[2]
+        );
+    }
+
+    /// Fails unless every visible text on the page meets WCAG AA contrast against the
+    /// background it sits on: 4.5:1, or 3:1 for large text (24 px, or 18.66 px bold). Text of
+    /// disabled controls is exempt, as WCAG exempts inactive components. The background is the
+    /// first opaque one up the tree (white when none), the colours blended by their alpha.
+    pub fn assert_contrast(&self, page: &str) {
+        let failures = self.execute(
+            "const rgba = (c) => {
+               const m = c.match(/rgba?\\(([^)]+)\\)/);
+               if (!m) return [0, 0, 0, 1];
+               const p = m[1].split(/[ ,\\/]+/).filter(Boolean).map(Number);
+               return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+             };
+             const over = (top, under) => [0, 1, 2].map(i => top[i] * top[3] + under[i] * (1 - top[3])).concat([1]);
+             const background = (e) => {
+               const layers = [];
+               for (let n = e; n; n = n.parentElement) {
+                 const c = rgba(getComputedStyle(n).backgroundColor);
+                 if (c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+               }
+               let colour = [255, 255, 255, 1];
+               for (const layer of layers.reverse()) colour = over(layer, colour);
+               return colour;
+             };
+             const luminance = (c) => {
+               const [r, g, b] = c.slice(0, 3).map(v => {
+                 v /= 255;
+                 return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+               });
+               return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+             };
+             const failures = [];
+             for (const e of document.querySelectorAll('body *')) {
+               const own = [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+               if (!own || e.closest('svg, :disabled, [aria-disabled=\\'true\\'], [hidden]')) continue;
+               const r = e.getBoundingClientRect();
+               const style = getComputedStyle(e);
+               if (r.width === 0 || r.height === 0 || style.visibility === 'hidden' || Number(style.opacity) === 0) continue;
+               const bg = background(e);
+               const fg = over(rgba(style.color), bg);
+               const [hi, lo] = [luminance(fg), luminance(bg)].sort((a, b) => b - a);
+               const ratio = (hi + 0.05) / (lo + 0.05);
+               const size = parseFloat(style.fontSize);
+               const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+               if (ratio < (large ? 3 : 4.5) && failures.length < 10) {
+                 failures.push(e.tagName.toLowerCase() + ' ' + JSON.stringify(e.textContent.trim().slice(0, 40)) + ' '
+                   + style.color + ' on rgb(' + bg.slice(0, 3).map(Math.round).join(', ') + ') = '
+                   + ratio.toFixed(2) + ':1');
+               }
+             }
+             return failures;",
+            vec![],
+        );
+        let failures: Vec<&str> = failures
+            .as_array()
+            .expect("a list")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert!(
+            failures.is_empty(),
+            "{page}: text below WCAG AA contrast:\n{}",
+            failures.join("\n")
         );
     }
 
