@@ -168,6 +168,7 @@ fn the_console_in_chromium() {
     pages::read_only_pages(&browser, &server);
     pages::every_page_at_both_widths(&browser, &ui, &published);
     operations::delete_a_dead_letter(&browser, &server, &kept);
+    operations::edit_disable_and_delete_a_subscription(&browser, &server, &flaky);
     access::an_expired_token_returns_to_the_login(&browser);
     access::sign_out(&browser);
     browser.assert_log_clean("the whole run");

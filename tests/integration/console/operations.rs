@@ -226,3 +226,64 @@ pub(super) fn delete_a_dead_letter(browser: &Browser, server: &ServerProcess, ke
     assert_eq!(stats["deadLetters"], json!(0), "{stats}");
     browser.assert_log_clean("delete a dead letter");
 }
+
+/// The failing receiver's subscription edited through the form, disabled and enabled again,
+/// then deleted after the confirmation; the server holds each change.
+pub(super) fn edit_disable_and_delete_a_subscription(
+    browser: &Browser,
+    server: &ServerProcess,
+    flaky: &Receiver,
+) {
+    let subs = ok(admin(server, "GET", "/api/subscriptions").send());
+    let id = subs
+        .as_array()
+        .and_then(|subs| subs.iter().find(|s| s["url"] == json!(flaky.url)))
+        .and_then(|s| s["id"].as_str())
+        .unwrap_or_else(|| panic!("the failing receiver's subscription in {subs}"))
+        .to_owned();
+    let on_server = || ok(admin(server, "GET", &format!("/api/subscriptions/{id}")).send());
+    let row = format!("//table[@id='subs-table']//tr[@data-id='{id}']");
+    browser.click(&link("Subscriptions"));
+    browser.wait_ready("Subscriptions");
+
+    browser.click(&button_in(&row, "Edit"));
+    browser.find("form#sub-form");
+    browser.find("#sub-url");
+    assert_eq!(
+        browser.execute("return document.querySelector('#sub-url').value", vec![]),
+        json!(flaky.url),
+        "the form opens with the subscription's values"
+    );
+    browser.fill("#sub-events", "MINT_*, PAYMENT_FAILED");
+    browser.click(&button_in("//form[@id='sub-form']", "Save"));
+    eventually(Duration::from_secs(5), "the edit saved", || {
+        on_server()["events"] == json!(["MINT_*", "PAYMENT_FAILED"])
+    });
+    browser.wait_for_text(&row, &["PAYMENT_FAILED"]);
+    assert!(
+        !browser.exists("#sub-secret"),
+        "an edit shows no secret (it is shown once, at creation)"
+    );
+
+    browser.click(&button_in(&row, "Disable"));
+    browser.find(&button_in(&row, "Enable"));
+    eventually(Duration::from_secs(5), "disabled on the server", || {
+        on_server()["enabled"] == json!(false)
+    });
+    browser.click(&button_in(&row, "Enable"));
+    browser.find(&button_in(&row, "Disable"));
+    eventually(
+        Duration::from_secs(5),
+        "enabled again on the server",
+        || on_server()["enabled"] == json!(true),
+    );
+
+    browser.click(&button_in(&row, "Delete"));
+    browser.click(&button_in("//dialog[@open]", "Confirm"));
+    browser.wait_until("the deleted subscription leaves the table", |b| {
+        !b.exists(&row)
+    });
+    let gone = admin(server, "GET", &format!("/api/subscriptions/{id}")).send();
+    assert_eq!(gone.status, 404, "{}", gone.text);
+    browser.assert_log_clean("edit, disable, enable and delete a subscription");
+}
