@@ -238,9 +238,8 @@ impl Built {
             if opens && let Some(len) = text[i + 1..].find(quote as char) {
                 let literal = &text[i + 1..i + 1 + len];
                 let lead = text[..i].trim_end();
-                let after_keyword = lead.ends_with("from")
-                    || lead.ends_with("import")
-                    || lead.ends_with("import(");
+                let after_keyword =
+                    lead.ends_with("from") || lead.ends_with("import") || lead.ends_with("import(");
                 if after_keyword && literal.ends_with(".js") && !literal.contains('\n') {
                     let target = resolve(module, literal);
                     let served = self.name_of(&target, sources, stack);

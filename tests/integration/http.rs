@@ -737,7 +737,9 @@ fn the_log_reads_newest_first_and_within_a_range() {
     loop {
         let a = get(&format!(
             "order=desc&limit=3{}",
-            cursor.as_ref().map_or(String::new(), |c| format!("&cursor={c}"))
+            cursor
+                .as_ref()
+                .map_or(String::new(), |c| format!("&cursor={c}"))
         ));
         assert_eq!(a.status, 200, "{}", a.text);
         pages.push(seqs(&a));
@@ -757,7 +759,9 @@ fn the_log_reads_newest_first_and_within_a_range() {
     assert_eq!(seqs(&bounded), vec![6, 5]);
     let next = bounded.body["meta"]["nextCursor"].as_str().expect("more");
     assert_eq!(
-        seqs(&get(&format!("order=desc&until=6&limit=10&after=1&cursor={next}"))),
+        seqs(&get(&format!(
+            "order=desc&until=6&limit=10&after=1&cursor={next}"
+        ))),
         vec![4, 3, 2],
         "the next page keeps the range"
     );
@@ -771,7 +775,11 @@ fn the_log_reads_newest_first_and_within_a_range() {
     let c = rest.body["meta"]["nextCursor"].as_str().expect("more");
     let last = get(&format!("order=asc&until=5&limit=2&cursor={c}"));
     assert_eq!(seqs(&last), vec![5]);
-    assert_eq!(last.body["meta"]["nextCursor"], Value::Null, "until ends it");
+    assert_eq!(
+        last.body["meta"]["nextCursor"],
+        Value::Null,
+        "until ends it"
+    );
     assert_eq!(seqs(&get("order=desc&cursor=1")), Vec::<u64>::new());
     for (query, field) in [
         ("order=newest", "order"),
@@ -809,7 +817,9 @@ fn reactors_are_listed_read_only() {
         emit_on_failure: None,
     };
     let s = TestServer::start_with(|c| c.reactors = vec![reactor("zeta"), reactor("alpha")]);
-    let first = Call::new("GET", s.url("/api/reactors?limit=1")).admin().send();
+    let first = Call::new("GET", s.url("/api/reactors?limit=1"))
+        .admin()
+        .send();
     assert_eq!(
         first.body["data"],
         json!([{"name": "alpha", "on": "PAYMENT_*", "when": {},

@@ -67,10 +67,16 @@ mod tests {
     #[test]
     fn credentials_leave_the_url() {
         for (url, shown) in [
-            ("https://user:pw@hooks.example/a?b=c", "https://hooks.example/a?b=c"),
+            (
+                "https://user:pw@hooks.example/a?b=c",
+                "https://hooks.example/a?b=c",
+            ),
             ("http://tok@127.0.0.1:4000", "http://127.0.0.1:4000"),
             ("http://127.0.0.1:4000/x@y", "http://127.0.0.1:4000/x@y"),
-            ("https://hooks.example/p?q=a@b", "https://hooks.example/p?q=a@b"),
+            (
+                "https://hooks.example/p?q=a@b",
+                "https://hooks.example/p?q=a@b",
+            ),
             ("not a url", "not a url"),
         ] {
             assert_eq!(without_userinfo(url), shown, "{url}");

@@ -365,13 +365,18 @@ pub async fn read_range_pages_both_ways<S: Store>(store: &S) {
         .map(|i| ev(types[i % 4], "n", &format!("r{i}")))
         .collect();
     store.append(batch).await.expect("append");
-    let seqs = |events: Vec<nexus_event::Event>| events.iter().map(|e| e.sequence).collect::<Vec<_>>();
+    let seqs =
+        |events: Vec<nexus_event::Event>| events.iter().map(|e| e.sequence).collect::<Vec<_>>();
     let all = TypeFilter::all();
     let newest = store
         .read_range(0, u64::MAX, ReadOrder::Descending, 5, &all)
         .await
         .expect("read newest");
-    assert_eq!(seqs(newest), vec![12, 11, 10, 9, 8], "newest first from the head");
+    assert_eq!(
+        seqs(newest),
+        vec![12, 11, 10, 9, 8],
+        "newest first from the head"
+    );
 
     // Paging backwards: each page ends below the last sequence of the one before.
     let mut pages = Vec::new();

@@ -11,7 +11,8 @@ use crate::error::Result;
 use crate::model::{
     Appended, BreakerRecord, DeadLetter, DeliveryQuery, DeliveryRecord, EventTypePut,
     EventTypeRecord, Failure, InstanceRecord, Lease, LeaseToken, NewSubscription, Page, PutOutcome,
-    QueueStats, ReadOrder, ReplayTo, Selection, Subscription, SubscriptionPatch, SubscriptionStats, Success,
+    QueueStats, ReadOrder, ReplayTo, Selection, Subscription, SubscriptionPatch, SubscriptionStats,
+    Success,
 };
 
 /// The durable, append-only event log.

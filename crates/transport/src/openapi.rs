@@ -712,8 +712,8 @@ mod tests {
     use nexus_api::instances::Instance;
     use nexus_api::log::Replay;
     use nexus_api::nodes::{Node, NodeWebhook};
-    use nexus_api::reactors::{Reactor, ReactorCall};
     use nexus_api::publish::{Ack, BatchAck, CloudEvent, PublishBatch, PublishEvent};
+    use nexus_api::reactors::{Reactor, ReactorCall};
     use nexus_api::subscriptions::{
         NewSubscription, Subscription, SubscriptionPatch, SubscriptionStats,
     };

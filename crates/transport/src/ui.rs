@@ -64,9 +64,10 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 async fn with_csp(mut response: Response) -> Response {
-    response
-        .headers_mut()
-        .insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
     response
 }
 
@@ -248,7 +249,10 @@ mod tests {
 
     /// The hashed name of the first module `index.html` loads.
     fn entry_script(index: &str) -> String {
-        let at = index.find("<script type=\"module\" src=\"").expect("a module script") + 27;
+        let at = index
+            .find("<script type=\"module\" src=\"")
+            .expect("a module script")
+            + 27;
         index[at..index[at..].find('"').expect("closing quote") + at].to_owned()
     }
 
@@ -264,10 +268,23 @@ mod tests {
         assert_eq!(a.header(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
         assert_eq!(a.header(header::X_FRAME_OPTIONS), "DENY");
         let html = String::from_utf8(gunzip(&a.body)).expect("UTF-8");
-        assert!(html.contains("<main id=\"page\" data-ready=\"false\">"), "{html}");
+        assert!(
+            html.contains("<main id=\"page\" data-ready=\"false\">"),
+            "{html}"
+        );
         assert!(!html.contains("<style"), "no inline style");
-        for inline in ["<script>", "onclick", "onload", "onerror", "javascript:", "style="] {
-            assert!(!html.contains(inline), "no inline script or style ({inline}): {html}");
+        for inline in [
+            "<script>",
+            "onclick",
+            "onload",
+            "onerror",
+            "javascript:",
+            "style=",
+        ] {
+            assert!(
+                !html.contains(inline),
+                "no inline script or style ({inline}): {html}"
+            );
         }
         let etag = a.header(header::ETAG).to_owned();
         assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
@@ -296,7 +313,12 @@ mod tests {
             "app.<8 hex>.js, got {script}"
         );
         assert!(html.contains("rel=\"modulepreload\""), "{html}");
-        let gz = call(true, &format!("/ui/{script}"), &[("accept-encoding", "gzip")]).await;
+        let gz = call(
+            true,
+            &format!("/ui/{script}"),
+            &[("accept-encoding", "gzip")],
+        )
+        .await;
         assert_eq!(gz.status, StatusCode::OK);
         assert_eq!(
             gz.header(header::CACHE_CONTROL),
@@ -360,7 +382,12 @@ mod tests {
 
     #[tokio::test]
     async fn nothing_is_served_when_the_console_is_off() {
-        for path in ["/ui", "/ui/", "/ui/index.html", "/ui/vendor/LICENSE-htm.txt"] {
+        for path in [
+            "/ui",
+            "/ui/",
+            "/ui/index.html",
+            "/ui/vendor/LICENSE-htm.txt",
+        ] {
             let a = call(false, path, &[]).await;
             assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}");
             let body: serde_json::Value = serde_json::from_slice(&a.body).expect("JSON");
@@ -374,7 +401,10 @@ mod tests {
     fn gzip_negotiation_follows_q_values() {
         let h = |v: &str| {
             let mut m = HeaderMap::new();
-            m.insert(header::ACCEPT_ENCODING, HeaderValue::from_str(v).expect("ok"));
+            m.insert(
+                header::ACCEPT_ENCODING,
+                HeaderValue::from_str(v).expect("ok"),
+            );
             m
         };
         for (value, gzip) in [

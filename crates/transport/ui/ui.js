@@ -63,7 +63,7 @@ export function TableWrap({ label, children }) {
 }
 
 /** A modal confirmation (`<dialog>`): Escape or "Cancel" closes it, "Confirm" runs the action. */
-export function Confirm({ open, title, children, onConfirm, onCancel }) {
+export function Confirm({ open, title, children, onConfirm, onCancel, danger = true }) {
   const ref = useRef(null);
   useEffect(() => {
     const d = ref.current;
@@ -76,7 +76,7 @@ export function Confirm({ open, title, children, onConfirm, onCancel }) {
     <div class="dialog-body">${children}</div>
     <div class="actions">
       <button type="button" onClick=${onCancel}>Cancel</button>
-      <button type="button" class="danger" onClick=${onConfirm}>Confirm</button>
+      <button type="button" class=${danger ? 'danger' : 'primary'} onClick=${onConfirm}>Confirm</button>
     </div>
   </dialog>`;
 }

@@ -345,7 +345,13 @@ mod tests {
     #[test]
     fn the_console_is_on_unless_turned_off() {
         assert!(Settings::from_env(env(&[])).expect("defaults").ui);
-        for (value, on) in [("true", true), ("1", true), ("", true), ("false", false), ("0", false)] {
+        for (value, on) in [
+            ("true", true),
+            ("1", true),
+            ("", true),
+            ("false", false),
+            ("0", false),
+        ] {
             let s = Settings::from_env(env(&[("NEXUS_UI", value)])).expect(value);
             assert_eq!(s.ui, on, "NEXUS_UI={value}");
         }

@@ -10,6 +10,14 @@ const CHUNK = 100;
 const VERB = { redrive: 'Redrive', delete: 'Delete' };
 const DONE = { redrive: 'redriven', delete: 'deleted' };
 
+const count = (n) => `${n} dead letter${n === 1 ? '' : 's'}`;
+
+/** The last error, with the status in front unless the error already names it. */
+function lastError(l) {
+  const named = l.lastStatus === null || l.lastError.includes(String(l.lastStatus));
+  return named ? l.lastError : html`<strong>HTTP ${l.lastStatus}</strong> ${l.lastError}`;
+}
+
 function request(kind, body) {
   return kind === 'redrive'
     ? call('POST', '/api/retry/dead-letters/redrive', body)
@@ -112,7 +120,7 @@ export function DeadLetters({ ready }) {
             <td>${l.subscriptionId ? html`subscription <code>${l.subscriptionId}</code>` : html`reactor <code>${l.reactor}</code>`}</td>
             <td>${l.attempts}</td>
             <td class="error-cell">
-              ${l.lastStatus !== null && html`<strong>HTTP ${l.lastStatus}</strong> `}${l.lastError}
+              ${lastError(l)}
               <details><summary>Payload and error</summary>
                 <p>First attempt <${Time} value=${l.firstAttemptAt} />, queued <${Time} value=${l.createdAt} /></p>
                 <pre class="json">${l.lastError}</pre>
@@ -128,8 +136,8 @@ export function DeadLetters({ ready }) {
       <button type="button" onClick=${() => setCursors(cursors.slice(0, -1))} disabled=${!cursors.length}>Newer</button>
       <button type="button" onClick=${() => setCursors([...cursors, state.data.next])} disabled=${!(state.data && state.data.next)}>Older</button>
     </div>
-    <${Confirm} open=${pending !== null} title=${pending ? `${VERB[pending.kind]} ${pending.scope === 'all' ? 'every dead letter' : `${selected.size} dead letters`}?` : ''}
-      onConfirm=${run} onCancel=${() => setPending(null)}>
+    <${Confirm} open=${pending !== null} title=${pending ? `${VERB[pending.kind]} ${pending.scope === 'all' ? 'every dead letter' : count(selected.size)}?` : ''}
+      danger=${!pending || pending.kind === 'delete'} onConfirm=${run} onCancel=${() => setPending(null)}>
       ${pending && (pending.kind === 'redrive'
         ? html`<p>They go back to the retry queue with their attempts reset.</p>`
         : html`<p>They are deleted for good; their events stay in the log.</p>`)}

@@ -158,7 +158,7 @@ export function Subscriptions({ ready }) {
     </div>`}
     ${test && html`<div id="sub-test-result" class="card notice" role="status">
       ${test.running ? html`<p>Sending a test event to <code>${test.id}</code>…</p>` : html`
-        <p>Test send to <code>${test.url}</code>: status <strong>${test.status === null ? 'none' : test.status}</strong>,
+        <p>Test send to <code>${test.url}</code>: status <strong>${test.status === null ? 'none' : test.status}</strong>${', '}
           ${test.durationMs} ms${test.error ? html`, error: <span class="error-text">${test.error}</span>` : ''}.</p>`}
     </div>`}
     <${ErrorBox} error=${error || state.error} />
