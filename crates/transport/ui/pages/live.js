@@ -15,6 +15,13 @@ function globs(text) {
   return list.length ? list : ['*'];
 }
 
+/** Whether `type` matches one of `patterns` (`*` is any run of characters, as on the server):
+ * frames still on their way under a previous filter are not shown under the new one. */
+function matches(patterns, type) {
+  const escape = (text) => text.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+  return patterns.some((p) => new RegExp(`^${p.split('*').map(escape).join('.*')}$`).test(type));
+}
+
 function preview(payload) {
   const s = JSON.stringify(payload);
   return s.length > 160 ? `${s.slice(0, 157)}…` : s;
@@ -32,6 +39,8 @@ export function Live({ ready }) {
   const backoff = useRef(0);
   const reconnect = useRef(null);
   const announced = useRef(false);
+  // The patterns the connection is (or is being) subscribed to.
+  const current = useRef(globs(filter));
 
   const markReady = () => {
     if (!announced.current) {
@@ -41,6 +50,7 @@ export function Live({ ready }) {
   };
 
   const add = (frame) => {
+    if (!matches(current.current, frame.event)) return;
     if (frame.sequence > last.current) last.current = frame.sequence;
     setRows((list) => {
       if (list.some((r) => r.sequence === frame.sequence)) return list;
@@ -70,6 +80,7 @@ export function Live({ ready }) {
 
   const connect = (patterns, from) => {
     close();
+    current.current = patterns;
     setStatus('connecting');
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
     const ws = new WebSocket(`${scheme}://${location.host}/ws?token=${encodeURIComponent(token() || '')}`);
@@ -123,7 +134,7 @@ export function Live({ ready }) {
       }
       setStatus(`disconnected (code ${ev.code}); reconnecting in ${Math.round(delay / 1000)} s`);
       markReady();
-      reconnect.current = setTimeout(() => connect(patterns, resumeFrom), delay);
+      reconnect.current = setTimeout(() => connect(current.current, resumeFrom), delay);
     };
   };
 
@@ -135,11 +146,27 @@ export function Live({ ready }) {
   const apply = (e) => {
     e.preventDefault();
     sessionStorage.setItem(FILTER_KEY, filter);
+    const patterns = globs(filter);
+    const text = since.trim();
+    const from = text === '' ? null : Number(text);
+    if (text !== '' && (!Number.isInteger(from) || from < 0)) {
+      setError({ code: 'VALIDATION_ERROR', message: `"${text}" is not a sequence number`, requestId: 'none (checked in the browser)' });
+      return;
+    }
     setRows([]);
-    last.current = 0;
+    setError(null);
+    const ws = socket.current;
+    if (from === null && !paused && ws && ws.readyState === WebSocket.OPEN) {
+      // On the open connection: the new patterns apply from the moment the server reads the
+      // frame, with no reconnection in between in which events could pass unseen.
+      ws.send(JSON.stringify({ action: 'unsubscribe', events: current.current }));
+      ws.send(JSON.stringify({ action: 'subscribe', events: patterns }));
+      current.current = patterns;
+      setStatus('subscribing');
+      return;
+    }
     setPaused(false);
-    const from = since.trim() === '' ? null : Number(since);
-    connect(globs(filter), Number.isFinite(from) ? from : null);
+    connect(patterns, from === null ? last.current || null : from);
   };
 
   const pause = () => {
