@@ -252,6 +252,28 @@ fn admin_client_reads_the_log_manages_subscriptions_and_replays() {
         next.items.iter().map(|e| e.sequence).collect::<Vec<_>>(),
         [4, 5]
     );
+    let newest = admin
+        .events(&EventQuery {
+            until: Some(4),
+            order: Some(nexus_client::EventOrder::Desc),
+            page: PageRequest {
+                limit: Some(2),
+                cursor: None,
+            },
+            ..EventQuery::default()
+        })
+        .expect("listed newest first");
+    assert_eq!(
+        newest.items.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        [4, 3]
+    );
+    assert!(
+        admin
+            .reactors(&PageRequest::default())
+            .expect("reactors")
+            .items
+            .is_empty()
+    );
 
     let created = admin
         .create_subscription(&NewSubscription {

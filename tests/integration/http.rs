@@ -412,6 +412,7 @@ fn the_admin_api_needs_the_token() {
         "/api/events",
         "/api/breakers",
         "/api/nodes",
+        "/api/reactors",
         "/api/instances",
     ] {
         assert_error(&Call::new("GET", s.url(path)).send(), 401, "UNAUTHORIZED");
@@ -699,6 +700,138 @@ fn the_log_is_readable_in_pages() {
         1,
         "percent-encoded values are decoded"
     );
+}
+
+/// `order=desc` lists newest first and pages towards smaller sequences with its cursor;
+/// `until` (inclusive) bounds both orders, `after` (exclusive) too; ascending stays the default.
+#[test]
+fn the_log_reads_newest_first_and_within_a_range() {
+    let s = TestServer::start();
+    for i in 0..7 {
+        let t = if i % 2 == 0 {
+            "PAYMENT_RECEIVED"
+        } else {
+            "PAYMENT_REFUNDED"
+        };
+        assert_eq!(
+            publish(&s, &json!({"type": t, "id": format!("d{i}")})).status,
+            202
+        );
+    }
+    let seqs = |a: &crate::support::server::Answer| -> Vec<u64> {
+        a.body["data"]
+            .as_array()
+            .unwrap_or_else(|| panic!("a list: {}", a.text))
+            .iter()
+            .map(|e| e["sequence"].as_u64().expect("seq"))
+            .collect()
+    };
+    let get = |query: &str| {
+        Call::new("GET", s.url(&format!("/api/events?{query}")))
+            .admin()
+            .send()
+    };
+    // Paging backwards from the head: 7 6 5 | 4 3 2 | 1, every event once.
+    let mut pages = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let a = get(&format!(
+            "order=desc&limit=3{}",
+            cursor
+                .as_ref()
+                .map_or(String::new(), |c| format!("&cursor={c}"))
+        ));
+        assert_eq!(a.status, 200, "{}", a.text);
+        pages.push(seqs(&a));
+        match a.body["meta"]["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(pages, vec![vec![7, 6, 5], vec![4, 3, 2], vec![1]]);
+    assert_eq!(seqs(&get("order=desc&until=5&limit=2")), vec![5, 4]);
+    assert_eq!(
+        seqs(&get("order=desc&after=2&until=6&type=*_RECEIVED")),
+        vec![5, 3],
+        "after exclusive, until inclusive, the type filter applies"
+    );
+    let bounded = get("order=desc&until=6&limit=2&after=1");
+    assert_eq!(seqs(&bounded), vec![6, 5]);
+    let next = bounded.body["meta"]["nextCursor"].as_str().expect("more");
+    assert_eq!(
+        seqs(&get(&format!(
+            "order=desc&until=6&limit=10&after=1&cursor={next}"
+        ))),
+        vec![4, 3, 2],
+        "the next page keeps the range"
+    );
+    assert_eq!(seqs(&get("until=3")), vec![1, 2, 3], "ascending by default");
+    assert_eq!(seqs(&get("order=asc&after=2&until=4")), vec![3, 4]);
+    let asc = get("order=asc&until=5&limit=2");
+    assert_eq!(seqs(&asc), vec![1, 2]);
+    let c = asc.body["meta"]["nextCursor"].as_str().expect("more");
+    let rest = get(&format!("order=asc&until=5&limit=2&cursor={c}"));
+    assert_eq!(seqs(&rest), vec![3, 4]);
+    let c = rest.body["meta"]["nextCursor"].as_str().expect("more");
+    let last = get(&format!("order=asc&until=5&limit=2&cursor={c}"));
+    assert_eq!(seqs(&last), vec![5]);
+    assert_eq!(
+        last.body["meta"]["nextCursor"],
+        Value::Null,
+        "until ends it"
+    );
+    assert_eq!(seqs(&get("order=desc&cursor=1")), Vec::<u64>::new());
+    for (query, field) in [
+        ("order=newest", "order"),
+        ("until=-1", "until"),
+        ("order=desc&cursor=x", "cursor"),
+    ] {
+        let a = get(query);
+        assert_error(&a, 400, "VALIDATION_ERROR");
+        assert_eq!(a.body["error"]["details"]["field"], field, "{query}");
+    }
+}
+
+/// `GET /api/reactors` lists what the binary configured, by name, paged; empty by default.
+#[test]
+fn reactors_are_listed_read_only() {
+    let empty = TestServer::start();
+    let a = Call::new("GET", empty.url("/api/reactors")).admin().send();
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["data"], json!([]));
+    assert_error(
+        &Call::new("GET", empty.url("/api/reactors")).send(),
+        401,
+        "UNAUTHORIZED",
+    );
+    let reactor = |name: &str| nexus_api::reactors::Reactor {
+        name: name.into(),
+        on: "PAYMENT_*".into(),
+        when: serde_json::Map::new(),
+        call: nexus_api::reactors::ReactorCall {
+            method: "POST".into(),
+            url: "http://127.0.0.1:4000/mint".into(),
+            timeout_ms: 2500,
+        },
+        emit_on_success: Some("MINT_REQUESTED".into()),
+        emit_on_failure: None,
+    };
+    let s = TestServer::start_with(|c| c.reactors = vec![reactor("zeta"), reactor("alpha")]);
+    let first = Call::new("GET", s.url("/api/reactors?limit=1"))
+        .admin()
+        .send();
+    assert_eq!(
+        first.body["data"],
+        json!([{"name": "alpha", "on": "PAYMENT_*", "when": {},
+            "call": {"method": "POST", "url": "http://127.0.0.1:4000/mint", "timeoutMs": 2500},
+            "emitOnSuccess": "MINT_REQUESTED", "emitOnFailure": null}])
+    );
+    let cursor = first.body["meta"]["nextCursor"].as_str().expect("more");
+    let rest = Call::new("GET", s.url(&format!("/api/reactors?cursor={cursor}")))
+        .admin()
+        .send();
+    assert_eq!(rest.body["data"][0]["name"], "zeta");
+    assert_eq!(rest.body["meta"]["nextCursor"], Value::Null);
 }
 
 #[test]

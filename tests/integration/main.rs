@@ -4,6 +4,7 @@ mod breakers_pg;
 mod bus;
 mod cli;
 mod client;
+mod console;
 mod http;
 mod payment_flow;
 mod reactors;

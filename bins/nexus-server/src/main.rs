@@ -300,6 +300,8 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
     config.production = settings.mode == Mode::Production;
     config.allow_private_targets = settings.allow_private_targets;
     config.allowed_origins = settings.allowed_origins.clone();
+    config.ui = settings.ui;
+    config.reactors = checked.reactors.iter().map(|r| r.describe()).collect();
     config.rate_limit = RateLimit {
         window: settings.rate_window,
         max_requests: settings.rate_max,

@@ -7,7 +7,8 @@
 //! - [`envelope`], the success and error envelopes, error codes, list meta and list query;
 //! - [`publish`], the bodies of `POST /events` and `/events/batch` and their acks;
 //! - [`subscriptions`], [`dead_letters`] (with the retry stats and the counts), [`breakers`],
-//!   [`log`] (event listing and replay), [`nodes`] and [`instances`], the admin API;
+//!   [`log`] (event listing and replay), [`nodes`], [`reactors`] and [`instances`], the admin
+//!   API;
 //! - [`event_types`], the event-type catalogue (section 11);
 //! - [`health`], the body of `/health/detailed`;
 //! - [`ws`], the WebSocket frames;
@@ -39,6 +40,7 @@ pub mod instances;
 pub mod log;
 pub mod nodes;
 pub mod publish;
+pub mod reactors;
 pub mod retry_after;
 pub mod signature;
 pub mod subscriptions;

@@ -3,7 +3,22 @@
 
 use serde::{Deserialize, Serialize};
 
-/// `GET /api/events?type=&after=&limit=&cursor=`. Unknown parameters are refused.
+/// Which way `GET /api/events` lists: `asc` (oldest first, the default) or `desc` (newest
+/// first).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventOrder {
+    /// Ascending sequence; the next page's cursor is the last sequence of this one and the next
+    /// page has larger sequences.
+    #[default]
+    Asc,
+    /// Descending sequence; the next page has smaller sequences than this page's last (the
+    /// cursor).
+    Desc,
+}
+
+/// `GET /api/events?type=&after=&until=&order=&limit=&cursor=`. Unknown parameters are
+/// refused.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
@@ -13,10 +28,17 @@ pub struct EventsQuery {
     /// Events after this sequence (exclusive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<u64>,
+    /// Events up to this sequence (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<u64>,
+    /// `asc` (default) or `desc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<EventOrder>,
     /// Items per page, 1 to 1000 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
-    /// The cursor a previous page gave (it wins over `after`).
+    /// The cursor a previous page gave: the last sequence of that page. Ascending, it wins over
+    /// `after`; descending, the next page ends below it (and at `until` if that is lower).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cursor: Option<String>,
 }
@@ -82,5 +104,13 @@ mod tests {
             json!({"type": "PAYMENT_*", "after": 3})
         );
         assert!(serde_json::from_value::<EventsQuery>(json!({"bogus": 1})).is_err());
+        let q: EventsQuery =
+            serde_json::from_value(json!({"order": "desc", "until": 9})).expect("newest first");
+        assert_eq!((q.order, q.until), (Some(EventOrder::Desc), Some(9)));
+        assert_eq!(
+            serde_json::to_value(&q).expect("ser"),
+            json!({"order": "desc", "until": 9})
+        );
+        assert!(serde_json::from_value::<EventsQuery>(json!({"order": "newest"})).is_err());
     }
 }

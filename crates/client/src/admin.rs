@@ -60,6 +60,8 @@ pub use nexus_api::instances::Instance;
 pub use nexus_api::log::Replay;
 /// A configured publishing node and its webhook mapping (never its secret).
 pub use nexus_api::nodes::{Node, NodeWebhook};
+/// A configured reactor and the call it makes (never its secret).
+pub use nexus_api::reactors::{Reactor, ReactorCall};
 /// A new webhook subscription (`secret: None` lets the server generate one).
 pub use nexus_api::subscriptions::NewSubscription;
 /// A webhook subscription; `secret` only in the answer to its creation.
@@ -105,6 +107,9 @@ impl Selection {
     }
 }
 
+/// Which way the event log lists: oldest first (the default) or newest first.
+pub use nexus_api::log::EventOrder;
+
 /// Filters of the event log listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventQuery {
@@ -112,6 +117,11 @@ pub struct EventQuery {
     pub event_type: Option<String>,
     /// Events after this sequence (exclusive).
     pub after: Option<u64>,
+    /// Events up to this sequence (inclusive).
+    pub until: Option<u64>,
+    /// Oldest first (`None` or [`EventOrder::Asc`]) or newest first ([`EventOrder::Desc`]);
+    /// a page's `next_cursor` goes on in the same direction.
+    pub order: Option<EventOrder>,
     /// The page.
     pub page: PageRequest,
 }
@@ -290,11 +300,22 @@ impl Admin {
         }
     }
 
-    /// `GET /api/events`: the log in ascending sequence order.
+    /// `GET /api/events`: the log in ascending sequence order, or newest first.
     pub fn events(&self, q: &EventQuery) -> Result<Page<Event>, Error> {
         let mut pairs = vec![
             ("type", q.event_type.clone()),
             ("after", q.after.map(|a| a.to_string())),
+            ("until", q.until.map(|u| u.to_string())),
+            (
+                "order",
+                q.order.map(|o| {
+                    match o {
+                        EventOrder::Asc => "asc",
+                        EventOrder::Desc => "desc",
+                    }
+                    .to_owned()
+                }),
+            ),
         ];
         pairs.extend(Self::page_query(&q.page));
         self.page(&format!("/api/events{}", query(&pairs)))
@@ -439,6 +460,11 @@ impl Admin {
     /// `GET /api/nodes`: the configured nodes and their permissions.
     pub fn nodes(&self, page: &PageRequest) -> Result<Page<Node>, Error> {
         self.page(&format!("/api/nodes{}", query(&Self::page_query(page))))
+    }
+
+    /// `GET /api/reactors`: the configured reactors (never their secrets).
+    pub fn reactors(&self, page: &PageRequest) -> Result<Page<Reactor>, Error> {
+        self.page(&format!("/api/reactors{}", query(&Self::page_query(page))))
     }
 }
 

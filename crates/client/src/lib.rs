@@ -64,9 +64,9 @@ mod subscriber;
 
 pub use admin::{
     Admin, Attempt, Breaker, BreakerState, DeadLetter, Declaration, DeclaredType, DeclaredTypePut,
-    Delivery, DeliveryQuery, DeliveryState, EventQuery, Instance, NewSubscription, Node,
-    NodeWebhook, Page, PageRequest, Replay, RetryStats, Selection, Subscription, SubscriptionStats,
-    SubscriptionUpdate, TestSend, When, WhenError,
+    Delivery, DeliveryQuery, DeliveryState, EventOrder, EventQuery, Instance, NewSubscription,
+    Node, NodeWebhook, Page, PageRequest, Reactor, ReactorCall, Replay, RetryStats, Selection,
+    Subscription, SubscriptionStats, SubscriptionUpdate, TestSend, When, WhenError,
 };
 pub use backoff::{Backoff, RetryPolicy, parse_retry_after};
 pub use error::{ApiError, Error, SchemaViolation};

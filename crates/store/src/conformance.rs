@@ -28,7 +28,7 @@ use serde_json::json;
 
 use crate::{
     AttemptRecord, BreakerRecord, Consumer, DeliveryQuery, DeliveryStatus, EventTypePut, Failure,
-    Lease, NewSubscription, ReplayTo, Selection, Store, StoreError, SubscriptionPatch,
+    Lease, NewSubscription, ReadOrder, ReplayTo, Selection, Store, StoreError, SubscriptionPatch,
     SubscriptionStats, Success, TypeOrigin,
 };
 
@@ -42,6 +42,7 @@ macro_rules! conformance_tests {
             same_id_from_another_source_conflicts,
             id_twice_in_a_batch_refuses_the_batch,
             read_filters_by_type_and_pages,
+            read_range_pages_both_ways,
             outbox_enqueues_deliveries_with_the_event,
             leases_are_fenced_and_expire,
             retries_then_dead_letters,
@@ -347,6 +348,114 @@ pub async fn read_filters_by_type_and_pages<S: Store>(store: &S) {
             .read(12, 10, &TypeFilter::all())
             .await
             .expect("read")
+            .is_empty()
+    );
+}
+
+/// `read_range` keeps `after < sequence <= until`, walks newest first or oldest first, filters
+/// by type, and pages backwards from the head with the last sequence of each page.
+pub async fn read_range_pages_both_ways<S: Store>(store: &S) {
+    let types = [
+        WellKnown::PaymentReceived,
+        WellKnown::MintRequested,
+        WellKnown::MintConfirmed,
+        WellKnown::NotificationSent,
+    ];
+    let batch: Vec<NewEvent> = (0..12)
+        .map(|i| ev(types[i % 4], "n", &format!("r{i}")))
+        .collect();
+    store.append(batch).await.expect("append");
+    let seqs =
+        |events: Vec<nexus_event::Event>| events.iter().map(|e| e.sequence).collect::<Vec<_>>();
+    let all = TypeFilter::all();
+    let newest = store
+        .read_range(0, u64::MAX, ReadOrder::Descending, 5, &all)
+        .await
+        .expect("read newest");
+    assert_eq!(
+        seqs(newest),
+        vec![12, 11, 10, 9, 8],
+        "newest first from the head"
+    );
+
+    // Paging backwards: each page ends below the last sequence of the one before.
+    let mut pages = Vec::new();
+    let mut until = u64::MAX;
+    loop {
+        let page = store
+            .read_range(0, until, ReadOrder::Descending, 5, &all)
+            .await
+            .expect("read page");
+        let Some(last) = page.last().map(|e| e.sequence) else {
+            break;
+        };
+        pages.push(seqs(page));
+        until = last - 1;
+    }
+    assert_eq!(
+        pages,
+        vec![vec![12, 11, 10, 9, 8], vec![7, 6, 5, 4, 3], vec![2, 1]],
+        "every event once, newest first"
+    );
+
+    let mints = TypeFilter::parse(["MINT_*"]).expect("valid");
+    assert_eq!(
+        seqs(
+            store
+                .read_range(2, 10, ReadOrder::Descending, 100, &mints)
+                .await
+                .expect("filtered")
+        ),
+        vec![10, 7, 6, 3],
+        "after is exclusive, until inclusive, the filter applies"
+    );
+    assert_eq!(
+        seqs(
+            store
+                .read_range(2, 10, ReadOrder::Ascending, 3, &mints)
+                .await
+                .expect("ascending")
+        ),
+        vec![3, 6, 7],
+        "oldest first within the same bounds"
+    );
+    assert_eq!(
+        seqs(
+            store
+                .read_range(9, 11, ReadOrder::Ascending, 100, &all)
+                .await
+                .expect("bounded")
+        ),
+        vec![10, 11],
+        "until stops an ascending read"
+    );
+    assert_eq!(
+        seqs(
+            store
+                .read_range(0, 100, ReadOrder::Descending, 2, &all)
+                .await
+                .expect("past the head")
+        ),
+        vec![12, 11],
+        "an until past the head starts at the head"
+    );
+    for (after, until) in [(5, 5), (6, 5), (12, 100)] {
+        for order in [ReadOrder::Ascending, ReadOrder::Descending] {
+            assert!(
+                store
+                    .read_range(after, until, order, 10, &all)
+                    .await
+                    .expect("empty range")
+                    .is_empty(),
+                "({after}, {until}] {order:?} is empty"
+            );
+        }
+    }
+    assert!(
+        store
+            .read_range(0, 12, ReadOrder::Descending, 0, &all)
+            .await
+            .expect("limit 0")
             .is_empty()
     );
 }

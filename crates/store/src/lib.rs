@@ -45,9 +45,9 @@ pub use error::{Result, StoreError};
 pub use model::{
     Appended, AttemptRecord, BreakerRecord, Consumer, DeadLetter, DeliveryQuery, DeliveryRecord,
     DeliveryStatus, EventTypePut, EventTypeRecord, Failure, InstanceRecord, Lease, LeaseToken,
-    MAX_PAGE, NewSubscription, Page, PutOutcome, QueueStats, ReplayTo, Route, Router, Selection,
-    Subscription, SubscriptionPatch, SubscriptionStats, Success, TypeOrigin, check_limit,
-    new_instance_id, target_origin,
+    MAX_PAGE, NewSubscription, Page, PutOutcome, QueueStats, ReadOrder, ReplayTo, Route, Router,
+    Selection, Subscription, SubscriptionPatch, SubscriptionStats, Success, TypeOrigin,
+    check_limit, new_instance_id, target_origin,
 };
 #[cfg(feature = "postgres")]
 pub use postgres::{

@@ -287,6 +287,16 @@ pub struct DeadLetter {
     pub payload: serde_json::Value,
 }
 
+/// Which way [`EventLog::read_range`](crate::EventLog::read_range) walks the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadOrder {
+    /// Oldest first: ascending sequence (the audit trail's order, and the default).
+    #[default]
+    Ascending,
+    /// Newest first: descending sequence (what an operator looks at first).
+    Descending,
+}
+
 /// One page of a list, with the cursor of the next page.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Page<T> {

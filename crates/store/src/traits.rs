@@ -11,7 +11,8 @@ use crate::error::Result;
 use crate::model::{
     Appended, BreakerRecord, DeadLetter, DeliveryQuery, DeliveryRecord, EventTypePut,
     EventTypeRecord, Failure, InstanceRecord, Lease, LeaseToken, NewSubscription, Page, PutOutcome,
-    QueueStats, ReplayTo, Selection, Subscription, SubscriptionPatch, SubscriptionStats, Success,
+    QueueStats, ReadOrder, ReplayTo, Selection, Subscription, SubscriptionPatch, SubscriptionStats,
+    Success,
 };
 
 /// The durable, append-only event log.
@@ -46,6 +47,19 @@ pub trait EventLog: Send + Sync {
     /// Up to `limit` events with a sequence above `after` whose type passes `filter`, in
     /// ascending sequence order.
     async fn read(&self, after: u64, limit: usize, filter: &TypeFilter) -> Result<Vec<Event>>;
+
+    /// Up to `limit` events with `after < sequence <= until` whose type passes `filter`, in
+    /// `order`: oldest first, or newest first (an operator's view of the log, paged backwards by
+    /// passing the last sequence of a page minus one as the next `until`). Both bounds are read
+    /// through the sequence index, so a page costs the same at the head of a log of any length.
+    async fn read_range(
+        &self,
+        after: u64,
+        until: u64,
+        order: ReadOrder,
+        limit: usize,
+        filter: &TypeFilter,
+    ) -> Result<Vec<Event>>;
 
     /// The highest committed sequence, 0 for an empty log.
     async fn head(&self) -> Result<u64>;

@@ -50,6 +50,11 @@ pub struct AppConfig {
     /// `503 UNAVAILABLE` (with `Retry-After`). Default 30 s. WebSocket connections are not
     /// limited by it once upgraded.
     pub request_timeout: std::time::Duration,
+    /// The configured reactors, as `GET /api/reactors` lists them (read only). Default none.
+    pub reactors: Vec<nexus_api::reactors::Reactor>,
+    /// `NEXUS_UI`: serve the operator console under `/ui/` (default true); off, every `/ui`
+    /// path answers `404`.
+    pub ui: bool,
 }
 
 impl AppConfig {
@@ -67,6 +72,8 @@ impl AppConfig {
             ws: crate::ws::WsConfig::default(),
             rate_limit: crate::rate_limit::RateLimit::default(),
             request_timeout: std::time::Duration::from_secs(30),
+            reactors: Vec::new(),
+            ui: true,
         }
     }
 
@@ -303,9 +310,15 @@ impl App {
                 limiter,
                 crate::rate_limit::layer,
             ));
+        let console = if self.state.config.ui {
+            crate::ui::routes()
+        } else {
+            Router::new()
+        };
         Router::new()
             .merge(limited)
             .merge(admin::routes(&self.state))
+            .merge(console)
             .route("/health", get(health::health))
             .route("/health/live", get(health::live))
             .route("/health/ready", get(health::ready))

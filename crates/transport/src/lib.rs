@@ -4,7 +4,8 @@
 //! with both signature schemes, each event checked against the event-type catalogue
 //! (`nexus-catalog`; API.md section 11) before it is stored, the response envelope and its error
 //! codes, the admin API (`/api/event-types` among it),
-//! health endpoints and `/metrics`, behind request ids, security headers, CORS and compression.
+//! health endpoints and `/metrics`, and the operator console under `/ui/` ([`ui`], API.md section
+//! 14), behind request ids, security headers, CORS and compression.
 //! [`App::router`] gives an axum `Router` that an embedding application can mount; [`serve`]
 //! runs it with graceful shutdown.
 //!
@@ -27,6 +28,7 @@ pub mod metric_names;
 pub mod openapi;
 mod rate_limit;
 pub mod request_id;
+pub mod ui;
 mod ws;
 
 pub use app::{App, AppConfig, AppState, Lifecycle, MetricsRenderer, SizeProbe, serve};

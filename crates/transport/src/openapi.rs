@@ -234,12 +234,12 @@ pub const ENDPOINTS: &[Endpoint] = &[
     e(
         "get",
         "/api/events",
-        "Read the log in ascending sequence order",
+        "Read the log: ascending sequence order, or newest first with order=desc",
         Auth::Admin,
         ADMIN_READ,
     )
     .answers("[Event]")
-    .query(&["type", "after", "limit", "cursor"]),
+    .query(&["type", "after", "until", "order", "limit", "cursor"]),
     e(
         "get",
         "/api/events/{id}",
@@ -273,6 +273,15 @@ pub const ENDPOINTS: &[Endpoint] = &[
         ADMIN_READ,
     )
     .answers("[Node]")
+    .query(PAGE),
+    e(
+        "get",
+        "/api/reactors",
+        "Configured reactors, read only (never their secrets)",
+        Auth::Admin,
+        ADMIN_READ,
+    )
+    .answers("[Reactor]")
     .query(PAGE),
     e(
         "get",
@@ -405,7 +414,8 @@ pub fn document(version: &str) -> Value {
                 "limit" => {
                     json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 })
                 }
-                "after" => json!({ "type": "integer", "minimum": 0 }),
+                "after" | "until" => json!({ "type": "integer", "minimum": 0 }),
+                "order" => json!({ "type": "string", "enum": ["asc", "desc"], "default": "asc" }),
                 _ => json!({ "type": "string" }),
             };
             json!({ "name": name, "in": "query", "required": false, "schema": schema })
@@ -553,6 +563,13 @@ pub fn document(version: &str) -> Value {
                     ("webhook", json!({ "nullable": true, "allOf": [object(&[("eventType", string()),
                         ("idPointer", nullable("string"))], &["eventType", "idPointer"], true)] }))],
                     &["name", "publish", "webhook"], true),
+                "Reactor": object(&[("name", string()), ("on", string()),
+                    ("when", json!({ "type": "object",
+                        "description": "JSON pointers into the payload to tests (eq, ne, gt, gte, lt, lte, exists); {} for none" })),
+                    ("call", object(&[("method", string()), ("url", string()), ("timeoutMs", integer())],
+                        &["method", "url", "timeoutMs"], true)),
+                    ("emitOnSuccess", nullable("string")), ("emitOnFailure", nullable("string"))],
+                    &["name", "on", "when", "call", "emitOnSuccess", "emitOnFailure"], true),
                 "EventType": object(&[("name", string()), ("description", string()),
                     ("schema", json!({ "nullable": true,
                         "description": "the payload's JSON Schema (draft 2020-12, an object or a boolean); null for none" })),
@@ -696,6 +713,7 @@ mod tests {
     use nexus_api::log::Replay;
     use nexus_api::nodes::{Node, NodeWebhook};
     use nexus_api::publish::{Ack, BatchAck, CloudEvent, PublishBatch, PublishEvent};
+    use nexus_api::reactors::{Reactor, ReactorCall};
     use nexus_api::subscriptions::{
         NewSubscription, Subscription, SubscriptionPatch, SubscriptionStats,
     };
@@ -946,6 +964,21 @@ mod tests {
                         event_type: "PAYMENT_RECEIVED".into(),
                         id_pointer: Some("/id".into()),
                     }),
+                }),
+            ),
+            (
+                "Reactor",
+                value(Reactor {
+                    name: "mint".into(),
+                    on: "PAYMENT_*".into(),
+                    when: serde_json::Map::new(),
+                    call: ReactorCall {
+                        method: "POST".into(),
+                        url: "http://h:1/mint".into(),
+                        timeout_ms: 10_000,
+                    },
+                    emit_on_success: Some("MINT_REQUESTED".into()),
+                    emit_on_failure: None,
                 }),
             ),
             (

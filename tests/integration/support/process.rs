@@ -38,21 +38,36 @@ pub struct ServerProcess {
     pub base: String,
     log: Arc<Mutex<Vec<String>>>,
     dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
 }
 
 impl ServerProcess {
     /// Starts it on a free port (`PORT=0`) with a fresh data directory.
     pub fn start() -> Self {
+        Self::start_with(&[], &[])
+    }
+
+    /// Like `start`, with more environment variables and files (name, content) written into its
+    /// working directory first (a `NEXUS_CONFIG` file, say).
+    pub fn start_with(env: &[(&str, &str)], files: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::create_dir(dir.path().join("data")).expect("data dir");
+        for (name, content) in files {
+            std::fs::write(dir.path().join(name), content).expect("write a file of the server");
+        }
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (child, port) = spawn(dir.path(), 0, &log).expect("nexus-server starts");
+        let (child, port) = spawn(dir.path(), 0, &log, &env).expect("nexus-server starts");
         ServerProcess {
             child: Some(child),
             port,
             base: format!("http://127.0.0.1:{port}"),
             log,
             dir,
+            env,
         }
     }
 
@@ -88,7 +103,7 @@ impl ServerProcess {
         assert!(self.child.is_none(), "stop it first");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match spawn(self.dir.path(), self.port, &self.log) {
+            match spawn(self.dir.path(), self.port, &self.log, &self.env) {
                 Ok((child, port)) => {
                     assert_eq!(port, self.port);
                     self.child = Some(child);
@@ -115,7 +130,12 @@ impl Drop for ServerProcess {
 }
 
 /// Spawns the server; the port it listens on, or what it said when it did not start.
-fn spawn(dir: &Path, port: u16, log: &Arc<Mutex<Vec<String>>>) -> Result<(Child, u16), String> {
+fn spawn(
+    dir: &Path,
+    port: u16,
+    log: &Arc<Mutex<Vec<String>>>,
+    env: &[(String, String)],
+) -> Result<(Child, u16), String> {
     let mut child = Command::new(bin("nexus-server"))
         .current_dir(dir)
         .env_clear()
@@ -126,6 +146,7 @@ fn spawn(dir: &Path, port: u16, log: &Arc<Mutex<Vec<String>>>) -> Result<(Child,
         .env("NEXUS_ADMIN_TOKEN", ADMIN)
         .env("LOG_FORMAT", "json")
         .env("LOG_LEVEL", "warn")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -18,6 +18,7 @@ pub(crate) fn events(admin: &Admin, c: EventsCommand, out: &mut Out) -> anyhow::
                     event_type: event_type.clone(),
                     after,
                     page: page.clone(),
+                    ..EventQuery::default()
                 })
             })?;
             list_out(

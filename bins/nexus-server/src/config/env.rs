@@ -32,6 +32,8 @@ pub(crate) struct Settings {
     pub(crate) require_declared_types: bool,
     pub(crate) log_level: tracing::Level,
     pub(crate) log_format: LogFormat,
+    /// `NEXUS_UI` (true): serve the operator console under `/ui/` (API.md section 14).
+    pub(crate) ui: bool,
 }
 
 fn number<T: std::str::FromStr>(
@@ -55,6 +57,18 @@ fn boolean(name: &str, value: Option<String>) -> Result<bool, ConfigError> {
         Some("true" | "1" | "yes") => Ok(true),
         Some("false" | "0" | "no") => Ok(false),
         Some(other) => Err(err(name, format!("must be true or false, got {other:?}"))),
+    }
+}
+
+/// `NEXUS_UI`: `true` or `1` (the default when unset or empty), `false` or `0`.
+fn console(value: Option<String>) -> Result<bool, ConfigError> {
+    match value.as_deref().map(str::trim) {
+        None | Some("" | "true" | "1") => Ok(true),
+        Some("false" | "0") => Ok(false),
+        Some(other) => Err(err(
+            "NEXUS_UI",
+            format!("must be true, false, 1 or 0, got {other:?}"),
+        )),
     }
 }
 
@@ -246,6 +260,7 @@ impl Settings {
             )?,
             log_level,
             log_format,
+            ui: console(get("NEXUS_UI"))?,
         })
     }
 }
@@ -288,6 +303,8 @@ mod tests {
             ("NEXUS_MAX_BODY_BYTES", "-1"),
             ("NEXUS_ALLOW_PRIVATE_TARGETS", "maybe"),
             ("NEXUS_REQUIRE_DECLARED_TYPES", "sometimes"),
+            ("NEXUS_UI", "yes"),
+            ("NEXUS_UI", "off"),
             ("NEXUS_REACTOR_MAX_DEPTH", "0"),
             ("DATABASE_URL", "mysql://root@db/nexus"),
             ("DATABASE_URL", "postgres://"),
@@ -323,6 +340,24 @@ mod tests {
         ] {
             assert_eq!(LogFormat::hint(env(pairs)), hint, "{pairs:?}");
         }
+    }
+
+    #[test]
+    fn the_console_is_on_unless_turned_off() {
+        assert!(Settings::from_env(env(&[])).expect("defaults").ui);
+        for (value, on) in [
+            ("true", true),
+            ("1", true),
+            ("", true),
+            ("false", false),
+            ("0", false),
+        ] {
+            let s = Settings::from_env(env(&[("NEXUS_UI", value)])).expect(value);
+            assert_eq!(s.ui, on, "NEXUS_UI={value}");
+        }
+        let e = Settings::from_env(env(&[("NEXUS_UI", "disabled")])).expect_err("not a boolean");
+        assert_eq!(e.name, "NEXUS_UI");
+        assert!(e.message.contains("true, false, 1 or 0"), "{e}");
     }
 
     #[test]

@@ -185,6 +185,32 @@ pub(crate) struct ReactorSpec {
 }
 
 impl ReactorSpec {
+    /// How `GET /api/reactors` shows it: no secret, no credentials in the URL, the timeout the
+    /// call really gets.
+    pub(crate) fn describe(&self) -> nexus_api::reactors::Reactor {
+        let c = &self.config;
+        nexus_api::reactors::Reactor {
+            name: c.name.clone(),
+            on: c.on.clone(),
+            when: c.when.clone(),
+            call: nexus_api::reactors::ReactorCall {
+                method: c
+                    .http
+                    .method
+                    .as_deref()
+                    .unwrap_or("POST")
+                    .to_ascii_uppercase(),
+                url: nexus_api::reactors::without_userinfo(&c.http.url),
+                timeout_ms: c
+                    .http
+                    .timeout_ms
+                    .unwrap_or_else(|| webhook_timeout().as_millis() as u64),
+            },
+            emit_on_success: c.emit_on_success.clone(),
+            emit_on_failure: c.emit_on_failure.clone(),
+        }
+    }
+
     /// The rule, signing with its own secret or else `shared`.
     pub(crate) fn rule(
         &self,
@@ -641,6 +667,28 @@ mod tests {
         assert_eq!(
             (rule.name.as_str(), rule.target().as_str()),
             ("mint-on-payment", "http://127.0.0.1:4000")
+        );
+        let shown = serde_json::to_value(checked.reactors[0].describe()).expect("ser");
+        assert_eq!(
+            shown,
+            serde_json::json!({"name": "mint-on-payment", "on": "PAYMENT_RECEIVED",
+                "when": {"/amount": {"gte": 1}},
+                "call": {"method": "POST", "url": "http://127.0.0.1:4000/mint", "timeoutMs": 10000},
+                "emitOnSuccess": "MINT_REQUESTED", "emitOnFailure": "MINT_FAILED"}),
+            "what GET /api/reactors lists, without the secret"
+        );
+        let bare = text
+            .replace("method = \"POST\", ", "")
+            .replace(", timeout_ms = 10000", "");
+        let bare = FileConfig::parse(&bare)
+            .expect("parses")
+            .check(Mode::Development, &get)
+            .expect("valid");
+        let call = bare.reactors[0].describe().call;
+        assert_eq!(
+            (call.method.as_str(), call.url.as_str(), call.timeout_ms),
+            ("POST", "http://127.0.0.1:4000/mint", 10_000),
+            "the defaults the call gets"
         );
         let bad = |from: &str, to: &str| {
             let text = text.replace(from, to);

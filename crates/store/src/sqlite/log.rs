@@ -13,7 +13,7 @@ use super::columns::{conv, db_err, ts};
 use super::writer::Ctx;
 use crate::backend::route_event;
 use crate::error::{Result, StoreError};
-use crate::model::Appended;
+use crate::model::{Appended, ReadOrder};
 use crate::traits::EventLog;
 
 /// The columns of an event, in the order [`event_from_row`] reads them.
@@ -226,7 +226,102 @@ impl EventLog for SqliteStore {
         .await
     }
 
+    async fn read_range(
+        &self,
+        after: u64,
+        until: u64,
+        order: ReadOrder,
+        limit: usize,
+        filter: &TypeFilter,
+    ) -> Result<Vec<Event>> {
+        if limit == 0 || until <= after {
+            return Ok(Vec::new());
+        }
+        let globs = globs_param(filter)?;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let until = i64::try_from(until).unwrap_or(i64::MAX);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(range_sql(order))
+                .map_err(db_err("read events"))?;
+            stmt.query_map(
+                rusqlite::named_params! {
+                    ":after": after, ":until": until, ":limit": limit, ":globs": globs,
+                },
+                event_from_row,
+            )
+            .and_then(|rows| rows.collect())
+            .map_err(db_err("read events"))
+        })
+        .await
+    }
+
     async fn head(&self) -> Result<u64> {
         Ok(self.inner.head.load(Ordering::Acquire))
+    }
+}
+
+/// The query of [`EventLog::read_range`]: a range of the rowid (`sequence` is the `INTEGER
+/// PRIMARY KEY`), walked one way or the other, so a page never scans the table.
+fn range_sql(order: ReadOrder) -> &'static str {
+    macro_rules! range {
+        ($dir:literal) => {
+            concat!(
+                "SELECT ",
+                event_columns!(),
+                " FROM events WHERE sequence > :after AND sequence <= :until AND ",
+                type_passes!(),
+                " ORDER BY sequence ",
+                $dir,
+                " LIMIT :limit"
+            )
+        };
+    }
+    match order {
+        ReadOrder::Ascending => range!("ASC"),
+        ReadOrder::Descending => range!("DESC"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both directions are a search of the primary key, not a scan of the table.
+    #[test]
+    fn ranges_search_the_sequence_index() {
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        conn.execute_batch(
+            "CREATE TABLE events (sequence INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, \
+             source TEXT NOT NULL, type TEXT NOT NULL, time_ms INTEGER NOT NULL, \
+             payload TEXT NOT NULL, correlation_id TEXT)",
+        )
+        .expect("schema");
+        for order in [ReadOrder::Ascending, ReadOrder::Descending] {
+            let sql = format!("EXPLAIN QUERY PLAN {}", range_sql(order));
+            let mut stmt = conn.prepare(&sql).expect("plan");
+            let plan: Vec<String> = stmt
+                .query_map(
+                    rusqlite::named_params! {
+                        ":after": 0, ":until": 10, ":limit": 5, ":globs": None::<String>,
+                    },
+                    |r| r.get::<_, String>(3),
+                )
+                .and_then(|rows| rows.collect())
+                .expect("plan rows");
+            let events = plan
+                .iter()
+                .find(|line| line.contains("events"))
+                .unwrap_or_else(|| panic!("{order:?}: no step reads events: {plan:?}"));
+            assert!(
+                events.starts_with("SEARCH events USING INTEGER PRIMARY KEY"),
+                "{order:?}: {plan:?}"
+            );
+            assert!(
+                !plan.iter().any(|line| line.contains("TEMP B-TREE")),
+                "{order:?} sorts instead of walking the index: {plan:?}"
+            );
+        }
     }
 }

@@ -1,10 +1,11 @@
-//! `GET /api/events?type=&after=&limit=&cursor=` and `GET /api/events/{id}`: the log, read as
-//! an audit trail in ascending sequence order.
+//! `GET /api/events?type=&after=&until=&order=&limit=&cursor=` and `GET /api/events/{id}`: the
+//! log, read as an audit trail in ascending sequence order, or newest first with `order=desc`.
 
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use nexus_api::log::EventsQuery;
+use nexus_api::log::{EventOrder, EventsQuery};
 use nexus_event::{EventId, Pattern, TypeFilter};
+use nexus_store::ReadOrder;
 
 use super::limit;
 use crate::app::AppState;
@@ -23,13 +24,36 @@ pub(super) async fn list(
         ),
     };
     // The cursor is the last sequence of the previous page.
-    let after = match q.cursor.as_deref() {
-        Some(c) => c.parse::<u64>().map_err(|_| {
-            ApiError::validation("cursor", format!("{c:?} is not a cursor this list gave"))
-        })?,
-        None => q.after.unwrap_or(0),
+    let cursor = q
+        .cursor
+        .as_deref()
+        .map(|c| {
+            c.parse::<u64>().map_err(|_| {
+                ApiError::validation("cursor", format!("{c:?} is not a cursor this list gave"))
+            })
+        })
+        .transpose()?;
+    let mut after = q.after.unwrap_or(0);
+    let mut until = q.until.unwrap_or(u64::MAX);
+    let order = match q.order.unwrap_or_default() {
+        EventOrder::Asc => {
+            if let Some(c) = cursor {
+                after = c;
+            }
+            ReadOrder::Ascending
+        }
+        EventOrder::Desc => {
+            if let Some(c) = cursor {
+                // Sequences start at 1: a cursor of 0 or 1 leaves nothing below it.
+                until = until.min(c.saturating_sub(1));
+            }
+            ReadOrder::Descending
+        }
     };
-    let mut events = state.store.read(after, limit + 1, &filter).await?;
+    let mut events = state
+        .store
+        .read_range(after, until, order, limit + 1, &filter)
+        .await?;
     let next = (events.len() > limit).then(|| events[limit - 1].sequence.to_string());
     events.truncate(limit);
     Ok(page(events, next).into_response())

@@ -26,6 +26,7 @@ mod event_types;
 mod events;
 mod instances;
 mod nodes;
+mod reactors;
 mod replay;
 mod retry;
 mod subscriptions;
@@ -70,6 +71,7 @@ pub(crate) fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/events/{id}/deliveries", get(deliveries::of_event))
         .route("/api/replay", post(replay::replay))
         .route("/api/nodes", get(nodes::list))
+        .route("/api/reactors", get(reactors::list))
         .route("/api/instances", get(instances::list))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin))
 }
