@@ -109,9 +109,14 @@ function App() {
     if (signedIn) startSampling();
   }, [signedIn]);
 
-  // After a move, focus goes to the new page, so keyboard and screen-reader users start there.
+  // After a move, the new page starts at its top (not at the scroll of the page before) and the
+  // focus goes to its heading, so keyboard and screen-reader users start there.
   useEffect(() => {
-    if (moved.current && main.current) main.current.focus();
+    if (moved.current && main.current) {
+      window.scrollTo(0, 0);
+      const heading = main.current.querySelector('h1');
+      (heading || main.current).focus({ preventScroll: true });
+    }
     moved.current = false;
     const { route, param } = where;
     document.title = `${param ? `Event ${param}` : route.name} · Nexus`;

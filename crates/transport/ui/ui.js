@@ -135,8 +135,9 @@ export const fmt = {
   ms: (n) => (n === null || n === undefined ? '–' : `${Number(n).toLocaleString()} ms`),
 };
 
-/** A small line chart of `points` ([{t, v}], v null for a gap) as inline SVG. */
-export function Spark({ label, points }) {
+/** A small line chart of `points` ([{t, v}], v null for a gap) as inline SVG; with fewer than
+ * two values there is no line yet, and the chart says `empty` instead. */
+export function Spark({ label, points, empty = 'collecting samples' }) {
   const w = 240;
   const h = 48;
   const values = points.filter((p) => p.v !== null).map((p) => p.v);
@@ -159,17 +160,21 @@ export function Spark({ label, points }) {
   const now = last === null ? 'no samples yet' : `${fmt.rate(last)}`;
   const minutes = Math.round((t1 - t0) / 60000);
   const described = `${label}: ${now}; peak ${fmt.rate(values.length ? max : null)} over the last ${minutes} min`;
+  const collecting = values.length < 2;
   return html`<figure class="spark-box">
     <figcaption><span>${label}</span> <strong>${now}</strong></figcaption>
-    <svg class="spark" viewBox=${`0 0 ${w} ${h}`} width=${w} height=${h} role="img" aria-label=${described}
-      preserveAspectRatio="none">
-      <line class="axis" x1="0" y1=${h - 1} x2=${w} y2=${h - 1} />
-      ${path && html`<path class="line" d=${path.trim()} />`}
-    </svg>
+    <div class="spark-wrap">
+      <svg class="spark" viewBox=${`0 0 ${w} ${h}`} width=${w} height=${h} role="img"
+        aria-label=${collecting ? `${label}: ${empty}` : described} preserveAspectRatio="none">
+        <line class="axis" x1="0" y1=${h - 1} x2=${w} y2=${h - 1} />
+        ${!collecting && path && html`<path class="line" d=${path.trim()} />`}
+      </svg>
+      ${collecting && html`<span class="spark-empty" aria-hidden="true">${empty}</span>`}
+    </div>
   </figure>`;
 }
 
 /** Page heading plus the line of controls beside it. */
 export function Head({ title, children }) {
-  return html`<div class="page-head"><h1>${title}</h1>${children && html`<div class="tools">${children}</div>`}</div>`;
+  return html`<div class="page-head"><h1 tabindex="-1">${title}</h1>${children && html`<div class="tools">${children}</div>`}</div>`;
 }

@@ -12,10 +12,14 @@ const DONE = { redrive: 'redriven', delete: 'deleted' };
 
 const count = (n) => `${n} dead letter${n === 1 ? '' : 's'}`;
 
-/** The last error, with the status in front unless the error already names it. */
+/** The last error, with the status in front unless the error already names it ("HTTP 500",
+ * "HTTP 500: …"): the status is shown once. */
 function lastError(l) {
-  const named = l.lastStatus === null || l.lastError.includes(String(l.lastStatus));
-  return named ? l.lastError : html`<strong>HTTP ${l.lastStatus}</strong> ${l.lastError}`;
+  const text = l.lastError || '';
+  if (l.lastStatus === null || l.lastStatus === undefined) return text;
+  const named = new RegExp(`\\b${Number(l.lastStatus)}\\b`).test(text);
+  if (named) return text;
+  return html`<strong>HTTP ${l.lastStatus}</strong>${text ? ` ${text}` : ''}`;
 }
 
 function request(kind, body) {
@@ -113,8 +117,8 @@ export function DeadLetters({ ready }) {
           ${letters.map((l) => html`<tr key=${l.id} data-id=${l.id}>
             <td><label class="check"><input type="checkbox" id=${`dl-select-${l.id}`} checked=${selected.has(l.id)}
               onChange=${() => toggle(l.id)} /><span class="visually-hidden">Select ${l.id}</span></label></td>
-            <td>${l.id}</td>
-            <td><a href=${`#/events/${encodeURIComponent(l.eventId)}`}>${l.eventId}</a><br />
+            <td class="id">${l.id}</td>
+            <td><a class="id" href=${`#/events/${encodeURIComponent(l.eventId)}`}>${l.eventId}</a><br />
               <small>${l.eventType} <${Seq} n=${l.eventSequence} /></small></td>
             <td><code class="url">${l.target}</code></td>
             <td>${l.subscriptionId ? html`subscription <code>${l.subscriptionId}</code>` : html`reactor <code>${l.reactor}</code>`}</td>

@@ -8,7 +8,20 @@ import {
 
 const PAGE = 50;
 // The search of this tab's log page, kept while the operator opens events and comes back.
-let remembered = { type: '', after: '', until: '', id: '', cursors: [] };
+const NO_SEARCH = { type: '', after: '', until: '', id: '', cursors: [] };
+let remembered = NO_SEARCH;
+
+/** The search in words ("type PAYMENT_*, after sequence 10"), or '' when nothing filters. */
+function describe(search) {
+  const parts = [];
+  if (search.id.trim()) parts.push(['event id', search.id.trim()]);
+  else {
+    if (search.type.trim()) parts.push(['type', search.type.trim()]);
+    if (search.after.trim()) parts.push(['after sequence', search.after.trim()]);
+    if (search.until.trim()) parts.push(['until sequence', search.until.trim()]);
+  }
+  return parts;
+}
 
 function sequence(text, field) {
   const t = text.trim();
@@ -47,6 +60,11 @@ export function EventLog({ ready }) {
     e.preventDefault();
     setSearch({ ...form, cursors: [] });
   };
+  const clear = () => {
+    setForm(NO_SEARCH);
+    setSearch(NO_SEARCH);
+  };
+  const filters = describe(search);
   const older = () => setSearch({ ...search, cursors: [...search.cursors, state.data.next] });
   const newer = () => setSearch({ ...search, cursors: search.cursors.slice(0, -1) });
   const events = state.data ? state.data.events : [];
@@ -65,6 +83,10 @@ export function EventLog({ ready }) {
         <input id="events-id" value=${form.id} onInput=${set('id')} autocomplete="off" spellcheck="false" /></div>
       <div class="buttons"><button type="submit" class="primary">Search</button></div>
     </form>
+    ${filters.length > 0 && html`<p id="events-filtered" class="filtered">
+      <span>Filtered by ${filters.map(([k, v], i) => html`${i ? ', ' : ''}${k} <code>${v}</code>`)}</span>
+      <button type="button" onClick=${clear}>Clear</button>
+    </p>`}
     <${ErrorBox} error=${state.error} />
     <${TableWrap} label="Events">
       <table id="events-table" aria-busy=${state.loading ? 'true' : 'false'}>
@@ -74,7 +96,7 @@ export function EventLog({ ready }) {
           ${events.map((ev) => html`<tr key=${ev.sequence} data-id=${ev.id} data-sequence=${ev.sequence}>
             <td class="nowrap"><${Time} value=${ev.time} /> <${Seq} n=${ev.sequence} /></td>
             <td>${ev.type}</td><td>${ev.source}</td>
-            <td><a href=${`#/events/${encodeURIComponent(ev.id)}`}>${ev.id}</a></td>
+            <td><a class="id" href=${`#/events/${encodeURIComponent(ev.id)}`}>${ev.id}</a></td>
             <td>${ev.correlation_id || ''}</td></tr>`)}
           ${!state.loading && !events.length && !state.error
             && html`<tr><td colspan="5" class="muted">No events match.</td></tr>`}
@@ -88,13 +110,32 @@ export function EventLog({ ready }) {
     </div>`;
 }
 
-function Delivery({ d }) {
+/** Who a delivery goes to: the same key for every delivery of one subscription or reactor. */
+const consumer = (d) => (d.subscriptionId ? `s:${d.subscriptionId}` : `r:${d.reactor}`);
+const firstAt = (d) => (d.attempts.length ? Date.parse(d.attempts[0].at) : Infinity);
+const lastAt = (d) => (d.attempts.length ? Date.parse(d.attempts[d.attempts.length - 1].at) : -Infinity);
+
+/** Dead deliveries that a later delivery of the same consumer replaced (a redrive keeps the
+ * dead record and makes a new delivery): they are history, not something still dead. */
+function redrivenOf(deliveries) {
+  const out = new Set();
+  for (const d of deliveries) {
+    if (d.state !== 'dead') continue;
+    const later = deliveries.some((o) => o !== d && consumer(o) === consumer(d) && firstAt(o) >= lastAt(d));
+    if (later) out.add(d.id);
+  }
+  return out;
+}
+
+function Delivery({ d, redriven }) {
   const who = d.subscriptionId
     ? html`subscription <code>${d.subscriptionId}</code>`
     : html`reactor <code>${d.reactor}</code>`;
-  return html`<article class="delivery" data-state=${d.state} aria-label=${`Delivery ${d.id} to ${d.target}`}>
+  const [badge, label] = redriven ? ['redriven', 'dead (redriven)'] : [d.state, d.state.replace('_', ' ')];
+  return html`<article class="delivery" data-state=${d.state} data-redriven=${redriven ? 'true' : undefined}
+    aria-label=${`Delivery ${d.id} to ${d.target}${redriven ? ', dead and redriven' : ''}`}>
     <header>
-      <span class=${`badge state-${d.state}`}>${d.state.replace('_', ' ')}</span>
+      <span class=${`badge state-${badge}`}>${label}</span>
       <strong>${d.target}</strong> <span class="muted">(${who})</span>
       ${d.nextAttemptAt && html`<span class="muted">next attempt <${Time} value=${d.nextAttemptAt} /></span>`}
     </header>
@@ -131,6 +172,7 @@ export function EventPage({ ready, id }) {
   }, [moving, reload]);
 
   const ev = state.data && state.data.event;
+  const redriven = state.data ? redrivenOf(state.data.deliveries) : new Set();
   return html`
     <${Head} title=${`Event ${id}`}>
       <a href="#/events">Back to the log</a>
@@ -150,6 +192,6 @@ export function EventPage({ ready, id }) {
     <section id="deliveries" aria-labelledby="h-deliveries">
       <h2 id="h-deliveries">Deliveries ${state.data ? `(${state.data.deliveries.length})` : ''}</h2>
       ${state.data && !state.data.deliveries.length && html`<p class="muted">No subscription or reactor took this event.</p>`}
-      ${state.data && state.data.deliveries.map((d) => html`<${Delivery} key=${d.id} d=${d} />`)}
+      ${state.data && state.data.deliveries.map((d) => html`<${Delivery} key=${d.id} d=${d} redriven=${redriven.has(d.id)} />`)}
     </section>`;
 }

@@ -21,7 +21,8 @@ async function all(path) {
 function when(conditions) {
   const entries = Object.entries(conditions || {});
   if (!entries.length) return html`<span class="muted">always</span>`;
-  return html`<code class="filter">${JSON.stringify(conditions)}</code>`;
+  const text = JSON.stringify(conditions);
+  return html`<code class="filter" title=${text}>${text}</code>`;
 }
 
 export function Nodes({ ready }) {
@@ -41,7 +42,7 @@ export function Nodes({ ready }) {
           <thead><tr><th scope="col">Name</th><th scope="col">May publish</th><th scope="col">Webhook mapping</th></tr></thead>
           <tbody>
             ${nodes.map((n) => html`<tr key=${n.name} data-name=${n.name}>
-              <td><strong>${n.name}</strong></td><td>${n.publish.join(', ')}</td>
+              <td class="id"><strong>${n.name}</strong></td><td>${n.publish.join(', ')}</td>
               <td>${n.webhook
                 ? html`POST /webhook/${n.name} → ${n.webhook.eventType}${n.webhook.idPointer ? html`, id at <code>${n.webhook.idPointer}</code>` : ''}`
                 : html`<span class="muted">none</span>`}</td></tr>`)}
@@ -60,7 +61,7 @@ export function Nodes({ ready }) {
             <th scope="col">Emits on failure</th></tr></thead>
           <tbody>
             ${reactors.map((r) => html`<tr key=${r.name} data-name=${r.name}>
-              <td><strong>${r.name}</strong></td><td>${r.on}</td><td>${when(r.when)}</td>
+              <td class="id"><strong>${r.name}</strong></td><td>${r.on}</td><td>${when(r.when)}</td>
               <td><code class="url">${r.call.method} ${r.call.url}</code></td>
               <td>${r.call.timeoutMs} ms</td>
               <td>${r.emitOnSuccess || html`<span class="muted">nothing</span>`}</td>

@@ -2,7 +2,7 @@
 // minutes drawn from the /metrics samples (refreshed with every sample, every 5 s).
 
 import { get, health } from '../api.js';
-import { onSample, rates, sampleError } from '../samples.js';
+import { EVERY_MS, onSample, rates, sampleError } from '../samples.js';
 import {
   ErrorBox, Head, Spark, TableWrap, Time, fmt, html, useEffect, useState,
 } from '../ui.js';
@@ -21,6 +21,8 @@ async function loadAll() {
     errors: [h, s, i].filter((r) => r.status === 'rejected').map((r) => r.reason),
   };
 }
+
+const COLLECTING = `collecting samples (every ${EVERY_MS / 1000} s)`;
 
 function Figure({ label, children }) {
   return html`<div class="figure"><dt>${label}</dt><dd>${children}</dd></div>`;
@@ -91,9 +93,9 @@ export function Overview({ ready }) {
       <h2 id="h-rates">Rates, last 15 minutes (sampled every 5 s)</h2>
       ${metricsError && html`<${ErrorBox} error=${metricsError} />`}
       <div class="sparks">
-        <${Spark} label="Publish rate" points=${series.published} />
-        <${Spark} label="Delivery rate" points=${series.delivered} />
-        <${Spark} label="Failure rate" points=${series.failed} />
+        <${Spark} label="Publish rate" points=${series.published} empty=${COLLECTING} />
+        <${Spark} label="Delivery rate" points=${series.delivered} empty=${COLLECTING} />
+        <${Spark} label="Failure rate" points=${series.failed} empty=${COLLECTING} />
       </div>
     </section>
     <section class="card" id="overview-instances" aria-labelledby="h-instances">

@@ -169,9 +169,9 @@ export function Subscriptions({ ready }) {
           <th scope="col">Created</th><th scope="col">Actions</th></tr></thead>
         <tbody>
           ${subs.map((s) => html`<tr key=${s.id} data-id=${s.id}>
-            <td><code class="url">${s.url}</code><br /><small class="muted">${s.id}</small></td>
+            <td><code class="url">${s.url}</code><br /><small class="muted id">${s.id}</small></td>
             <td>${s.events.join(', ')}</td>
-            <td>${s.filter ? html`<code class="filter">${JSON.stringify(s.filter)}</code>` : html`<span class="muted">none</span>`}</td>
+            <td>${s.filter ? html`<code class="filter" title=${JSON.stringify(s.filter)}>${JSON.stringify(s.filter)}</code>` : html`<span class="muted">none</span>`}</td>
             <td>${s.ordered ? 'yes' : 'no'}</td>
             <td><span class=${`badge ${s.enabled ? 'state-delivered' : 'state-held'}`}>${s.enabled ? 'enabled' : 'disabled'}</span></td>
             <td class="nowrap">${s.stats.delivered} delivered, ${s.stats.failed} failed,<br />${s.stats.pending} pending, ${s.stats.dead} dead</td>
