@@ -16,11 +16,13 @@ use crate::model::Router;
 
 /// What a job hands back once the transaction's fate is known: it answers the caller.
 pub(crate) type Completion = Box<dyn FnOnce(Result<()>) + Send>;
-/// A unit of work run on the writer thread inside the group's transaction. It returns whether it
-/// failed (what it wrote is then undone) and how to answer its caller after the commit. A job
-/// dropped without running answers its caller `Unavailable` (its reply channel closes).
+/// What a job runs on the writer thread inside the group's transaction: it returns whether it
+/// failed (what it wrote is then undone) and how to answer its caller after the commit.
+pub(crate) type Work = Box<dyn FnOnce(&mut Ctx<'_>) -> (bool, Completion) + Send>;
+/// A unit of work for the writer. A job dropped without running answers its caller
+/// `Unavailable` (its reply channel closes).
 pub(crate) struct Job {
-    pub(crate) run: Box<dyn FnOnce(&mut Ctx<'_>) -> (bool, Completion) + Send>,
+    pub(crate) run: Work,
     /// Whether the job runs inside a savepoint of its own, so its failure undoes only its own
     /// writes. Without one (settles: an ack is a few rows, and the savepoint's page journal
     /// was a large share of its cost) the job must fail only before it writes, as a settle
