@@ -111,6 +111,24 @@ export function useLoad(load, deps, ready) {
   return [state, run];
 }
 
+// The stack of the API's cursors a paged list has walked: the current page's cursor (null for the
+// first page), back one page, on to the page after `next`.
+export function useCursors() {
+  const [cursors, setCursors] = useState([]);
+  return {
+    cursor: cursors.length ? cursors[cursors.length - 1] : null,
+    first: !cursors.length,
+    back: () => setCursors((c) => c.slice(0, -1)),
+    forward: (next) => setCursors((c) => [...c, next]),
+  };
+}
+
+// The two paging buttons of a list walked with `useCursors`; `next` is the API's nextCursor.
+export function Pager({ pages, next, back = 'Previous', forward = 'Next' }) {
+  return html`<button type="button" onClick=${pages.back} disabled=${pages.first}>${back}</button>
+      <button type="button" onClick=${() => pages.forward(next)} disabled=${!next}>${forward}</button>`;
+}
+
 export const fmt = {
   int: (n) => (n === null || n === undefined ? '–' : Number(n).toLocaleString()),
   rate: (n) => (n === null || n === undefined ? '–' : `${n < 10 ? n.toFixed(2) : n.toFixed(0)}/s`),

@@ -2,12 +2,12 @@
 
 import { call, get, query, seg } from '../api.js';
 import {
-  ErrorBox, Head, TableWrap, Time, html, useEvery, useLoad, useState,
+  ErrorBox, Head, TableWrap, Time, Pager, html, useEvery, useCursors, useLoad, useState,
 } from '../ui.js';
 
 export function Breakers({ ready }) {
-  const [cursors, setCursors] = useState([]);
-  const cursor = cursors.length ? cursors[cursors.length - 1] : null;
+  const pages = useCursors();
+  const { cursor } = pages;
   const [state, reload] = useLoad(async () => {
     const { data, meta } = await get(`/api/breakers${query({ limit: 100, cursor })}`);
     return { breakers: data, next: meta.nextCursor };
@@ -54,7 +54,6 @@ export function Breakers({ ready }) {
       </table>
     <//>
     <div class="pager">
-      <button type="button" onClick=${() => setCursors(cursors.slice(0, -1))} disabled=${!cursors.length}>Previous</button>
-      <button type="button" onClick=${() => setCursors([...cursors, state.data.next])} disabled=${!(state.data && state.data.next)}>Next</button>
+      <${Pager} pages=${pages} next=${state.data && state.data.next} />
     </div>`;
 }

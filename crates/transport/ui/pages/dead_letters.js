@@ -3,7 +3,7 @@
 
 import { call, get, query } from '../api.js';
 import {
-  Confirm, ErrorBox, Head, Json, Seq, TableWrap, Time, html, useLoad, useState,
+  Confirm, ErrorBox, Head, Json, Seq, TableWrap, Time, Pager, html, useCursors, useLoad, useState,
 } from '../ui.js';
 
 const CHUNK = 100;
@@ -29,8 +29,8 @@ function request(kind, body) {
 }
 
 export function DeadLetters({ ready }) {
-  const [cursors, setCursors] = useState([]);
-  const cursor = cursors.length ? cursors[cursors.length - 1] : null;
+  const pages = useCursors();
+  const { cursor } = pages;
   const [state, reload] = useLoad(async () => {
     const { data, meta } = await get(`/api/retry/dead-letters${query({ limit: 100, cursor })}`);
     return { letters: data, next: meta.nextCursor };
@@ -137,8 +137,7 @@ export function DeadLetters({ ready }) {
       </table>
     <//>
     <div class="pager">
-      <button type="button" onClick=${() => setCursors(cursors.slice(0, -1))} disabled=${!cursors.length}>Newer</button>
-      <button type="button" onClick=${() => setCursors([...cursors, state.data.next])} disabled=${!(state.data && state.data.next)}>Older</button>
+      <${Pager} pages=${pages} next=${state.data && state.data.next} back="Newer" forward="Older" />
     </div>
     <${Confirm} open=${pending !== null} title=${pending ? `${VERB[pending.kind]} ${pending.scope === 'all' ? 'every dead letter' : count(selected.size)}?` : ''}
       danger=${!pending || pending.kind === 'delete'} onConfirm=${run} onCancel=${() => setPending(null)}>

@@ -3,7 +3,7 @@
 
 import { ApiError, call, get, query, seg } from '../api.js';
 import {
-  Confirm, ErrorBox, Head, TableWrap, Time, html, useLoad, useState,
+  Confirm, ErrorBox, Head, TableWrap, Time, Pager, html, useCursors, useLoad, useState,
 } from '../ui.js';
 
 const EMPTY = { url: '', events: '', filter: '', ordered: false, enabled: true };
@@ -98,8 +98,8 @@ function SubForm({ editing, initial, onSaved, onCancel }) {
 }
 
 export function Subscriptions({ ready }) {
-  const [cursors, setCursors] = useState([]);
-  const cursor = cursors.length ? cursors[cursors.length - 1] : null;
+  const pages = useCursors();
+  const { cursor } = pages;
   const [state, reload] = useLoad(async () => {
     const { data, meta } = await get(`/api/subscriptions${query({ limit: 100, cursor })}`);
     return { subs: data, next: meta.nextCursor };
@@ -188,8 +188,7 @@ export function Subscriptions({ ready }) {
       </table>
     <//>
     <div class="pager">
-      <button type="button" onClick=${() => setCursors(cursors.slice(0, -1))} disabled=${!cursors.length}>Previous</button>
-      <button type="button" onClick=${() => setCursors([...cursors, state.data.next])} disabled=${!(state.data && state.data.next)}>Next</button>
+      <${Pager} pages=${pages} next=${state.data && state.data.next} />
     </div>
     <${Confirm} open=${deleting !== null} title="Delete this subscription?"
       onConfirm=${remove} onCancel=${() => setDeleting(null)}>

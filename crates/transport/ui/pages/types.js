@@ -2,12 +2,12 @@
 
 import { get, query } from '../api.js';
 import {
-  ErrorBox, Head, Json, Time, html, useLoad, useState,
+  ErrorBox, Head, Json, Time, Pager, html, useCursors, useLoad,
 } from '../ui.js';
 
 export function EventTypes({ ready }) {
-  const [cursors, setCursors] = useState([]);
-  const cursor = cursors.length ? cursors[cursors.length - 1] : null;
+  const pages = useCursors();
+  const { cursor } = pages;
   const [state] = useLoad(async () => {
     const { data, meta } = await get(`/api/event-types${query({ limit: 100, cursor })}`);
     return { types: data, next: meta.nextCursor };
@@ -30,7 +30,6 @@ export function EventTypes({ ready }) {
       </article>`)}
     </div>
     <div class="pager">
-      <button type="button" onClick=${() => setCursors(cursors.slice(0, -1))} disabled=${!cursors.length}>Previous</button>
-      <button type="button" onClick=${() => setCursors([...cursors, state.data.next])} disabled=${!(state.data && state.data.next)}>Next</button>
+      <${Pager} pages=${pages} next=${state.data && state.data.next} />
     </div>`;
 }
