@@ -38,7 +38,8 @@
 //!
 //! ```sh
 //! cargo run --release --example loadgen -- --soak [--minutes 30] [--rate 5000] \
-//!     [--subscriptions 10] [--failing 2] [--sample-seconds 10] [--csv PATH] [--server-bin PATH]
+//!     [--subscriptions 10] [--failing 2] [--sample-seconds 10] [--csv PATH] [--server-bin PATH] \
+//!     [--connections 64]
 //! ```
 //!
 //! Started by the load generator, the server gets a fresh data directory, `synchronous=FULL`

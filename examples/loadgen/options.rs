@@ -16,7 +16,7 @@ use clap::{CommandFactory, Parser};
 /// --secret S --admin-token T; [--duration S] [--rate N] [--connections N] [--subscribers N].
 ///
 /// Soak: --soak [--minutes 30] [--rate 5000] [--subscriptions 10] [--failing 2]
-/// [--sample-seconds 10] [--csv PATH] [--server-bin PATH] [--connections 16]; starts its own
+/// [--sample-seconds 10] [--csv PATH] [--server-bin PATH] [--connections 64]; starts its own
 /// server and receivers, writes one CSV row per sample and exits 1 when a goal is missed.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen")]
@@ -39,7 +39,7 @@ pub(crate) struct Args {
     /// Events per second (needed for a steady load; the suite's latency phase, default 10000).
     #[arg(long, value_name = "EVENTS_PER_S", value_parser = positive::<u64>)]
     rate: Option<u64>,
-    /// Keep-alive connections (default 16 for a steady load, 64 in the suite).
+    /// Keep-alive connections (default 16 for a steady load, 64 in the suite and the soak).
     #[arg(long, value_name = "N", value_parser = positive::<usize>)]
     connections: Option<usize>,
     /// WebSocket subscribers of the fan-out (suite only, default 1000).
@@ -288,9 +288,7 @@ impl Args {
             rate: self
                 .rate
                 .unwrap_or(if soak.is_some() { 5_000 } else { 10_000 }),
-            connections: self
-                .connections
-                .unwrap_or(if steady || soak.is_some() { 16 } else { 64 }),
+            connections: self.connections.unwrap_or(if steady { 16 } else { 64 }),
             subscribers: self.subscribers.unwrap_or(1000),
             server_bin: self
                 .server_bin
