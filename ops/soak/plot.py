@@ -59,11 +59,15 @@ def main():
     fds.set_ylim(bottom=0)
 
     t, depth = column(rows, "queue_depth")
-    queue.plot(t, depth, color="tab:purple", label="pending + in flight")
-    t, dead = column(rows, "dead_letters")
-    queue.plot(t, dead, color="tab:red", label="dead letters")
+    queue.plot(t, depth, color="tab:purple", label="retry queue: pending + in flight")
     queue.set_ylabel("retry queue")
     queue.set_ylim(bottom=0)
+    dead_axis = queue.twinx()
+    t, dead = column(rows, "dead_letters")
+    dead_axis.plot(t, dead, color="tab:red", label="dead letters (right)")
+    dead_axis.set_ylabel("dead letters")
+    dead_axis.set_ylim(bottom=0, top=max(dead + [1]) * 1.1)
+    dead_axis.legend(loc="lower right", fontsize="small")
 
     t, ms = column(rows, "publish_p99_ms")
     p99.plot(t, ms, color="tab:gray", linewidth=0.8, label="per sample")
