@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nexus_api::publish::{
@@ -16,14 +16,22 @@ use serde_json::{Map, Value};
 use crate::app::AppState;
 use crate::auth::{self, Verified};
 use crate::envelope::{ApiError, ok};
-use crate::extract::typed;
+use crate::extract::{Path, typed};
+use crate::intake::{self, Intake};
 use crate::metric_names;
 
 /// Most events in one batch.
 pub const MAX_BATCH: usize = 1000;
 
-/// Reads the whole body, refusing more than `limit` bytes with `413`.
+/// Reads the whole body, refusing more than `limit` bytes with `413`: at once when the body
+/// declares a longer length (`Content-Length`), before a byte is read or `100 Continue` sent.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = axum::body::HttpBody::size_hint(&body).lower();
+    if declared > limit as u64 {
+        return Err(ApiError::too_large(format!(
+            "the body is {declared} bytes, more than the limit of {limit}"
+        )));
+    }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         // `to_bytes` fails for an over-long body or a broken connection; only the first is
         // the caller's business as 413.
@@ -64,9 +72,75 @@ fn is_json(ct: &str) -> bool {
     ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
 }
 
+/// JSON as every parser reads it the same way: no duplicate keys, no integer beyond 64 bits
+/// ([`crate::json`]).
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+    crate::json::parse(body)
+}
+
+/// What `POST /events` carries, told by its headers before the body is read.
+#[derive(Debug, Clone, Copy)]
+enum Form {
+    /// `{type, payload?, id?, correlation_id?}` as `application/json`.
+    Plain,
+    /// A structured-mode CloudEvent (`application/cloudevents+json`).
+    Structured,
+    /// A binary-mode CloudEvent (`ce-*` headers; JSON or text data).
+    Binary,
+}
+
+fn form(headers: &HeaderMap) -> Result<Form, ApiError> {
+    let ct = content_type(headers);
+    if headers.contains_key("ce-specversion") {
+        // Without a content type only an empty body is accepted, which the body tells.
+        return match ct.as_deref() {
+            None => Ok(Form::Binary),
+            Some(ct) if is_json(ct) || ct.starts_with("text/") => Ok(Form::Binary),
+            Some(_) => Err(ApiError::unsupported_media_type(
+                "binary CloudEvents data must be JSON or text",
+            )),
+        };
+    }
+    match ct.as_deref() {
+        Some("application/cloudevents+json") => Ok(Form::Structured),
+        Some(ct) if is_json(ct) => Ok(Form::Plain),
+        _ => Err(ApiError::unsupported_media_type(
+            "Content-Type must be application/json or application/cloudevents+json",
+        )),
+    }
+}
+
+fn json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    if content_type(headers).is_some_and(|ct| is_json(&ct)) {
+        Ok(())
+    } else {
+        Err(ApiError::unsupported_media_type(
+            "Content-Type must be application/json",
+        ))
+    }
+}
+
+/// Everything an ingress request's headers can be refused for, checked before its body is
+/// read (API.md section 2; [`crate::intake`]): a declared length over `limit` (`413`), the node,
+/// the signature headers and the timestamp window (`401`), the content coding (`415`). Then
+/// the body is read within the budget and its signature checked.
+/// `route` checks what else the route can tell from the headers (its content type, say) once
+/// the caller is known, and gives what it found.
+async fn admit_body<T>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    path_node: Option<&str>,
+    limit: usize,
+    route: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<(Verified, Intake, T), ApiError> {
+    let declared = intake::declared_length(headers, limit)?;
+    let signed = auth::precheck(&state.config.nodes, headers, path_node, now_secs())?;
+    let found = route()?;
+    let coding = intake::coding(headers)?;
+    let body = intake::read(&state.bodies, body, declared, coding, limit).await?;
+    let verified = signed.verify(&body)?;
+    Ok((verified, body, found))
 }
 
 fn now_secs() -> i64 {
@@ -258,21 +332,13 @@ pub(crate) async fn publish(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, state.config.max_body_bytes).await?;
-    let verified = auth::verify(&state.config.nodes, &headers, &body, None, now_secs())?;
-    let binary = headers.contains_key("ce-specversion");
-    let incoming = if binary {
-        binary_cloud_event(&headers, &body)?
-    } else {
-        match content_type(&headers).as_deref() {
-            Some("application/cloudevents+json") => cloud_event(parse_json(&body)?)?,
-            Some(ct) if is_json(ct) => plain_event(parse_json(&body)?)?,
-            _ => {
-                return Err(ApiError::unsupported_media_type(
-                    "Content-Type must be application/json or application/cloudevents+json",
-                ));
-            }
-        }
+    let limit = state.config.max_body_bytes;
+    let (verified, body, kind) =
+        admit_body(&state, &headers, body, None, limit, || form(&headers)).await?;
+    let incoming = match kind {
+        Form::Binary => binary_cloud_event(&headers, &body)?,
+        Form::Structured => cloud_event(parse_json(&body)?)?,
+        Form::Plain => plain_event(parse_json(&body)?)?,
     };
     let draft = draft(&verified, incoming, verified.webhook_id.as_deref())?;
     let deprecated = admit(&state, &draft)?;
@@ -286,13 +352,11 @@ pub(crate) async fn publish_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, state.config.max_body_bytes * 16).await?;
-    let verified = auth::verify(&state.config.nodes, &headers, &body, None, now_secs())?;
-    if !content_type(&headers).is_some_and(|ct| is_json(&ct)) {
-        return Err(ApiError::unsupported_media_type(
-            "Content-Type must be application/json",
-        ));
-    }
+    let limit = state.config.max_body_bytes.saturating_mul(16);
+    let (verified, body, ()) = admit_body(&state, &headers, body, None, limit, || {
+        json_content_type(&headers)
+    })
+    .await?;
     // Each event is read on its own, so a refusal carries its index.
     let PublishBatch { events } =
         typed::<PublishBatch<Value>>(parse_json(&body)?, PublishBatch::REQUIRED, "the body")?;
@@ -339,23 +403,16 @@ pub(crate) async fn webhook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, state.config.max_body_bytes).await?;
-    let verified = auth::verify(
-        &state.config.nodes,
-        &headers,
-        &body,
-        Some(&node),
-        now_secs(),
-    )?;
-    let mapping = state
-        .config
-        .webhook_mapping(&node)
-        .ok_or_else(|| ApiError::not_found(format!("node {node:?} has no webhook mapping")))?;
-    if !content_type(&headers).is_some_and(|ct| is_json(&ct)) {
-        return Err(ApiError::unsupported_media_type(
-            "Content-Type must be application/json",
-        ));
-    }
+    let limit = state.config.max_body_bytes;
+    let (verified, body, mapping) = admit_body(&state, &headers, body, Some(&node), limit, || {
+        let mapping = state
+            .config
+            .webhook_mapping(&node)
+            .ok_or_else(|| ApiError::not_found(format!("node {node:?} has no webhook mapping")))?;
+        json_content_type(&headers)?;
+        Ok(mapping)
+    })
+    .await?;
     let payload = parse_json(&body)?;
     let id = match mapping
         .id_pointer

@@ -6,7 +6,7 @@
 //! and a message naming the key inside it.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nexus_api::dead_letters::Deleted;
@@ -21,7 +21,7 @@ use super::{body, limit, patterns, store_page};
 use crate::app::AppState;
 use crate::auth::Secret;
 use crate::envelope::{ApiError, ok};
-use crate::extract::Query;
+use crate::extract::{Path, Query};
 use nexus_outbound::refuse_private;
 
 fn wire(s: Subscription, secret: Option<String>, stats: SubscriptionStats) -> api::Subscription {
