@@ -37,6 +37,59 @@ pub(crate) struct Settings {
 }
 
 fn number<T: std::str::FromStr>(
+    /// `NEXUS_HEADER_TIMEOUT_MS`, `NEXUS_IDLE_TIMEOUT_MS`, `NEXUS_MAX_CONNECTIONS`,
+    /// `NEXUS_MAX_HEADER_BYTES`: the connection limits (defaults in `ServeConfig`).
+    pub(crate) serve: nexus_transport::ServeConfig,
+    /// `NEXUS_MAX_BODY_BYTES_IN_FLIGHT` (64 MiB): request body bytes in memory at once.
+    pub(crate) max_body_bytes_in_flight: usize,
+}
+
+/// The connection limits of the HTTP server, each in its variable.
+fn serve_config(
+    non_empty: impl Fn(&str) -> Option<String>,
+) -> Result<nexus_transport::ServeConfig, ConfigError> {
+    let defaults = nexus_transport::ServeConfig::default();
+    let millis = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+        let ms: u64 = number(
+            name,
+            non_empty(name),
+            u64::try_from(default.as_millis()).unwrap_or(u64::MAX),
+            "milliseconds",
+        )?;
+        if ms == 0 {
+            return Err(err(name, "must be more than 0"));
+        }
+        Ok(Duration::from_millis(ms))
+    };
+    let header_timeout = millis("NEXUS_HEADER_TIMEOUT_MS", defaults.header_timeout)?;
+    let idle_timeout = millis("NEXUS_IDLE_TIMEOUT_MS", defaults.idle_timeout)?;
+    let max_connections: usize = number(
+        "NEXUS_MAX_CONNECTIONS",
+        non_empty("NEXUS_MAX_CONNECTIONS"),
+        defaults.max_connections,
+        "a number of connections",
+    )?;
+    if max_connections == 0 {
+        return Err(err("NEXUS_MAX_CONNECTIONS", "must be at least 1"));
+    }
+    let max_header_bytes: usize = number(
+        "NEXUS_MAX_HEADER_BYTES",
+        non_empty("NEXUS_MAX_HEADER_BYTES"),
+        defaults.max_header_bytes,
+        "a number of bytes",
+    )?;
+    if !(1024..=1 << 20).contains(&max_header_bytes) {
+        return Err(err(
+            "NEXUS_MAX_HEADER_BYTES",
+            "must be between 1024 and 1048576",
+        ));
+    }
+    Ok(nexus_transport::ServeConfig {
+        header_timeout,
+        idle_timeout,
+        max_connections,
+        max_header_bytes,
+    })
     name: &str,
     value: Option<String>,
     default: T,
@@ -249,6 +302,26 @@ impl Settings {
             )?,
             max_body_bytes,
             ws_buffer,
+        let max_body_bytes_in_flight: usize = number(
+            "NEXUS_MAX_BODY_BYTES_IN_FLIGHT",
+            non_empty("NEXUS_MAX_BODY_BYTES_IN_FLIGHT"),
+            64 << 20,
+            "a number of bytes",
+        )?;
+        // A batch at the limit must fit on its own, gzip-encoded too (compressed and
+        // decompressed bytes are both held while it is decompressed).
+        let batch = max_body_bytes.saturating_mul(16);
+        if max_body_bytes_in_flight < batch.saturating_mul(2)
+            || max_body_bytes_in_flight > u32::MAX as usize
+        {
+            return Err(err(
+                "NEXUS_MAX_BODY_BYTES_IN_FLIGHT",
+                format!(
+                    "must be at least twice a batch at the body limit ({} bytes) and below 4 GiB",
+                    batch.saturating_mul(2)
+                ),
+            ));
+        }
             reactor_max_depth,
             allow_private_targets: boolean(
                 "NEXUS_ALLOW_PRIVATE_TARGETS",
@@ -318,6 +391,8 @@ mod tests {
             "undeclared types are accepted by default"
         );
         let strict =
+            serve: serve_config(non_empty)?,
+            max_body_bytes_in_flight,
             Settings::from_env(env(&[("NEXUS_REQUIRE_DECLARED_TYPES", "true")])).expect("strict");
         assert!(strict.require_declared_types);
         let p = Settings::from_env(env(&[("NEXUS_ENV", "production")])).expect("production");
@@ -381,3 +456,27 @@ mod tests {
         }
     }
 }
+            ("NEXUS_HEADER_TIMEOUT_MS", "0"),
+            ("NEXUS_HEADER_TIMEOUT_MS", "soon"),
+            ("NEXUS_IDLE_TIMEOUT_MS", "-5"),
+            ("NEXUS_MAX_CONNECTIONS", "0"),
+            ("NEXUS_MAX_HEADER_BYTES", "100"),
+            ("NEXUS_MAX_BODY_BYTES_IN_FLIGHT", "1048576"),
+        assert_eq!(s.serve, nexus_transport::ServeConfig::default());
+        assert_eq!(s.max_body_bytes_in_flight, 64 << 20);
+        let limits = Settings::from_env(env(&[
+            ("NEXUS_HEADER_TIMEOUT_MS", "1500"),
+            ("NEXUS_IDLE_TIMEOUT_MS", "2500"),
+            ("NEXUS_MAX_CONNECTIONS", "64"),
+            ("NEXUS_MAX_HEADER_BYTES", "4096"),
+        ]))
+        .expect("limits");
+        assert_eq!(
+            limits.serve,
+            nexus_transport::ServeConfig {
+                header_timeout: Duration::from_millis(1500),
+                idle_timeout: Duration::from_millis(2500),
+                max_connections: 64,
+                max_header_bytes: 4096,
+            }
+        );
