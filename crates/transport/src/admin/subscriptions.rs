@@ -70,11 +70,14 @@ async fn shown(state: &AppState, sub: Subscription) -> Result<api::Subscription,
     Ok(wire(sub, None, stats))
 }
 
+/// A subscription's secret: `whsec_<base64>` or text, of at least
+/// [`MIN_SUBSCRIPTION_SECRET_BYTES`](nexus_api::signature::MIN_SUBSCRIPTION_SECRET_BYTES) key
+/// bytes in every environment (`whsec_` alone is empty, not a key).
 fn check_secret(written: &str) -> Result<(), ApiError> {
     if written.is_empty() {
         return Err(ApiError::validation("secret", "secret must not be empty"));
     }
-    Secret::parse(written)
+    Secret::parse_at_least(written, nexus_api::signature::MIN_SUBSCRIPTION_SECRET_BYTES)
         .map(|_| ())
         .map_err(|e| ApiError::validation("secret", e.to_string()))
 }
