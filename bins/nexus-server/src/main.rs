@@ -319,6 +319,9 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
             })
             .collect::<Result<_, ConfigError>>()?,
         buffer: settings.ws_buffer,
+        max_message_bytes: settings.ws_limits.max_message_bytes,
+        max_patterns_per_frame: settings.ws_limits.max_patterns_per_frame,
+        max_patterns: settings.ws_limits.max_patterns,
         ..WsConfig::default()
     };
     let store_gauges = backend.gauges();

@@ -39,4 +39,8 @@ pub use health::rss_bytes;
 pub use ingress::{MAX_BATCH, WebhookMapping};
 pub use rate_limit::{Limiter, RateLimit};
 pub use serve::{ServeConfig, serve, serve_with};
-pub use ws::{WsConfig, WsToken};
+pub use ws::{
+    DEFAULT_MAX_MESSAGE_BYTES as DEFAULT_WS_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_PATTERNS as DEFAULT_WS_MAX_PATTERNS,
+    DEFAULT_MAX_PATTERNS_PER_FRAME as DEFAULT_WS_MAX_FRAME_PATTERNS, WsConfig, WsToken,
+};

@@ -25,6 +25,9 @@ pub(crate) struct Settings {
     pub(crate) rate_max: u32,
     pub(crate) max_body_bytes: usize,
     pub(crate) ws_buffer: usize,
+    /// `NEXUS_WS_MAX_MESSAGE_BYTES` (65536), `NEXUS_WS_MAX_FRAME_PATTERNS` (256),
+    /// `NEXUS_WS_MAX_PATTERNS` (1024): what one WebSocket client may send and hold.
+    pub(crate) ws_limits: WsLimits,
     pub(crate) reactor_max_depth: usize,
     pub(crate) allow_private_targets: bool,
     /// `NEXUS_REQUIRE_DECLARED_TYPES` (false): refuse events of undeclared types (API.md
@@ -101,6 +104,58 @@ fn serve_config(
             .trim()
             .parse()
             .map_err(|_| err(name, format!("must be {what}, got {v:?}"))),
+    }
+}
+
+/// The WebSocket bounds of [`Settings::ws_limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WsLimits {
+    pub(crate) max_message_bytes: usize,
+    pub(crate) max_patterns_per_frame: usize,
+    pub(crate) max_patterns: usize,
+}
+
+impl WsLimits {
+    /// Reads the three variables: each at least 1 (a message at least 1024 bytes), and a frame
+    /// may not name more patterns than a connection may hold.
+    fn from_env(non_empty: impl Fn(&str) -> Option<String>) -> Result<WsLimits, ConfigError> {
+        let at_least = |name: &str, default: usize, min: usize, what: &str| {
+            let v: usize = number(name, non_empty(name), default, what)?;
+            if v < min {
+                return Err(err(name, format!("must be at least {min}")));
+            }
+            Ok(v)
+        };
+        let limits = WsLimits {
+            max_message_bytes: at_least(
+                "NEXUS_WS_MAX_MESSAGE_BYTES",
+                nexus_transport::DEFAULT_WS_MAX_MESSAGE_BYTES,
+                1024,
+                "a number of bytes",
+            )?,
+            max_patterns_per_frame: at_least(
+                "NEXUS_WS_MAX_FRAME_PATTERNS",
+                nexus_transport::DEFAULT_WS_MAX_FRAME_PATTERNS,
+                1,
+                "a number of patterns",
+            )?,
+            max_patterns: at_least(
+                "NEXUS_WS_MAX_PATTERNS",
+                nexus_transport::DEFAULT_WS_MAX_PATTERNS,
+                1,
+                "a number of patterns",
+            )?,
+        };
+        if limits.max_patterns_per_frame > limits.max_patterns {
+            return Err(err(
+                "NEXUS_WS_MAX_FRAME_PATTERNS",
+                format!(
+                    "must not be above NEXUS_WS_MAX_PATTERNS ({})",
+                    limits.max_patterns
+                ),
+            ));
+        }
+        Ok(limits)
     }
 }
 
@@ -256,6 +311,7 @@ impl Settings {
         if ws_buffer == 0 {
             return Err(err("NEXUS_WS_BUFFER", "must be at least 1"));
         }
+        let ws_limits = WsLimits::from_env(non_empty)?;
         let reactor_max_depth: usize = number(
             "NEXUS_REACTOR_MAX_DEPTH",
             non_empty("NEXUS_REACTOR_MAX_DEPTH"),
@@ -322,6 +378,7 @@ impl Settings {
                 ),
             ));
         }
+            ws_limits,
             reactor_max_depth,
             allow_private_targets: boolean(
                 "NEXUS_ALLOW_PRIVATE_TARGETS",
@@ -342,6 +399,58 @@ impl Settings {
 mod tests {
     use super::*;
     use crate::config::test_env as env;
+
+    #[test]
+    fn websocket_limits() {
+        let d = Settings::from_env(env(&[])).expect("defaults").ws_limits;
+        assert_eq!(
+            (
+                d.max_message_bytes,
+                d.max_patterns_per_frame,
+                d.max_patterns
+            ),
+            (65_536, 256, 1024)
+        );
+        let set = Settings::from_env(env(&[
+            ("NEXUS_WS_MAX_MESSAGE_BYTES", "4096"),
+            ("NEXUS_WS_MAX_FRAME_PATTERNS", "8"),
+            ("NEXUS_WS_MAX_PATTERNS", "8"),
+        ]))
+        .expect("set")
+        .ws_limits;
+        assert_eq!(
+            (
+                set.max_message_bytes,
+                set.max_patterns_per_frame,
+                set.max_patterns
+            ),
+            (4096, 8, 8)
+        );
+        for (vars, named) in [
+            (
+                &[("NEXUS_WS_MAX_MESSAGE_BYTES", "100")][..],
+                "NEXUS_WS_MAX_MESSAGE_BYTES",
+            ),
+            (
+                &[("NEXUS_WS_MAX_PATTERNS", "0")][..],
+                "NEXUS_WS_MAX_PATTERNS",
+            ),
+            (
+                &[("NEXUS_WS_MAX_FRAME_PATTERNS", "many")][..],
+                "NEXUS_WS_MAX_FRAME_PATTERNS",
+            ),
+            (
+                &[
+                    ("NEXUS_WS_MAX_FRAME_PATTERNS", "64"),
+                    ("NEXUS_WS_MAX_PATTERNS", "32"),
+                ][..],
+                "NEXUS_WS_MAX_FRAME_PATTERNS",
+            ),
+        ] {
+            let e = Settings::from_env(env(vars)).expect_err("refused");
+            assert_eq!(e.name, named, "{e}");
+        }
+    }
 
     #[test]
     fn defaults_and_bad_values() {
