@@ -527,13 +527,13 @@ pub fn document(version: &str) -> Value {
                     "example": { "/amount": { "gte": 10000 }, "/currency": { "eq": "EUR" } }
                 },
                 "NewSubscription": object(&[("url", string()),
-                    ("events", json!({ "type": "array", "minItems": 1, "items": string() })),
-                    ("secret", string()), ("ordered", boolean()),
+                    ("events", json!({ "type": "array", "minItems": 1, "maxItems": 256, "items": string() })),
+                    ("secret", json!({ "type": "string", "minLength": 16, "description": "at least 16 key bytes: the UTF-8 bytes of the text, or the decoded bytes after whsec_" })), ("ordered", boolean()),
                     ("filter", json!({ "nullable": true, "allOf": [reference("Filter")] }))], &["url", "events"], false),
                 "SubscriptionPatch": {
                     "minProperties": 1,
-                    "allOf": [object(&[("url", string()), ("events", json!({ "type": "array", "minItems": 1, "items": string() })),
-                        ("secret", string()), ("ordered", boolean()), ("enabled", boolean()),
+                    "allOf": [object(&[("url", string()), ("events", json!({ "type": "array", "minItems": 1, "maxItems": 256, "items": string() })),
+                        ("secret", json!({ "type": "string", "minLength": 16, "description": "at least 16 key bytes: the UTF-8 bytes of the text, or the decoded bytes after whsec_" })), ("ordered", boolean()), ("enabled", boolean()),
                         ("filter", json!({ "nullable": true, "allOf": [reference("Filter")],
                             "description": "a filter replaces the one it has; null removes it; events stored after the change follow it" }))],
                         &[], false)]
@@ -556,7 +556,7 @@ pub fn document(version: &str) -> Value {
                 "Deliveries": array(reference("Delivery")),
                 "TestSend": object(&[("status", nullable("integer")), ("error", nullable("string")),
                     ("durationMs", integer())], &["status", "error", "durationMs"], true),
-                "Replay": object(&[("after", integer()), ("until", integer()), ("types", array(string())),
+                "Replay": object(&[("after", integer()), ("until", integer()), ("types", json!({ "type": "array", "minItems": 1, "maxItems": 256, "items": string() })),
                     ("target", json!({ "type": "string", "description": "a subscription id, or \"reactors\"" }))],
                     &["after", "target"], false),
                 "Node": object(&[("name", string()), ("publish", array(string())),
@@ -884,7 +884,7 @@ mod tests {
                 value(NewSubscription {
                     url: "https://x/".into(),
                     events: vec!["*".into()],
-                    secret: Some("s".into()),
+                    secret: Some("a-secret-of-24-bytes-ok!".into()),
                     ordered: true,
                     filter: Some(filter.clone()),
                 }),
@@ -894,7 +894,7 @@ mod tests {
                 value(SubscriptionPatch {
                     url: Some("https://x/".into()),
                     events: Some(vec!["*".into()]),
-                    secret: Some("s".into()),
+                    secret: Some("a-secret-of-24-bytes-ok!".into()),
                     ordered: Some(true),
                     enabled: Some(true),
                     filter: Some(Some(filter.clone())),
