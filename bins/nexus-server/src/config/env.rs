@@ -37,9 +37,6 @@ pub(crate) struct Settings {
     pub(crate) log_format: LogFormat,
     /// `NEXUS_UI` (true): serve the operator console under `/ui/` (API.md section 14).
     pub(crate) ui: bool,
-}
-
-fn number<T: std::str::FromStr>(
     /// `NEXUS_HEADER_TIMEOUT_MS`, `NEXUS_IDLE_TIMEOUT_MS`, `NEXUS_MAX_CONNECTIONS`,
     /// `NEXUS_MAX_HEADER_BYTES`: the connection limits (defaults in `ServeConfig`).
     pub(crate) serve: nexus_transport::ServeConfig,
@@ -93,6 +90,9 @@ fn serve_config(
         max_connections,
         max_header_bytes,
     })
+}
+
+fn number<T: std::str::FromStr>(
     name: &str,
     value: Option<String>,
     default: T,
@@ -302,6 +302,26 @@ impl Settings {
         if max_body_bytes < 1024 {
             return Err(err("NEXUS_MAX_BODY_BYTES", "must be at least 1024"));
         }
+        let max_body_bytes_in_flight: usize = number(
+            "NEXUS_MAX_BODY_BYTES_IN_FLIGHT",
+            non_empty("NEXUS_MAX_BODY_BYTES_IN_FLIGHT"),
+            64 << 20,
+            "a number of bytes",
+        )?;
+        // A batch at the limit must fit on its own, gzip-encoded too (compressed and
+        // decompressed bytes are both held while it is decompressed).
+        let batch = max_body_bytes.saturating_mul(16);
+        if max_body_bytes_in_flight < batch.saturating_mul(2)
+            || max_body_bytes_in_flight > u32::MAX as usize
+        {
+            return Err(err(
+                "NEXUS_MAX_BODY_BYTES_IN_FLIGHT",
+                format!(
+                    "must be at least twice a batch at the body limit ({} bytes) and below 4 GiB",
+                    batch.saturating_mul(2)
+                ),
+            ));
+        }
         let ws_buffer: usize = number(
             "NEXUS_WS_BUFFER",
             non_empty("NEXUS_WS_BUFFER"),
@@ -358,26 +378,6 @@ impl Settings {
             )?,
             max_body_bytes,
             ws_buffer,
-        let max_body_bytes_in_flight: usize = number(
-            "NEXUS_MAX_BODY_BYTES_IN_FLIGHT",
-            non_empty("NEXUS_MAX_BODY_BYTES_IN_FLIGHT"),
-            64 << 20,
-            "a number of bytes",
-        )?;
-        // A batch at the limit must fit on its own, gzip-encoded too (compressed and
-        // decompressed bytes are both held while it is decompressed).
-        let batch = max_body_bytes.saturating_mul(16);
-        if max_body_bytes_in_flight < batch.saturating_mul(2)
-            || max_body_bytes_in_flight > u32::MAX as usize
-        {
-            return Err(err(
-                "NEXUS_MAX_BODY_BYTES_IN_FLIGHT",
-                format!(
-                    "must be at least twice a batch at the body limit ({} bytes) and below 4 GiB",
-                    batch.saturating_mul(2)
-                ),
-            ));
-        }
             ws_limits,
             reactor_max_depth,
             allow_private_targets: boolean(
@@ -391,6 +391,8 @@ impl Settings {
             log_level,
             log_format,
             ui: console(get("NEXUS_UI"))?,
+            serve: serve_config(non_empty)?,
+            max_body_bytes_in_flight,
         })
     }
 }
@@ -488,6 +490,12 @@ mod tests {
             ("NEXUS_UI", "yes"),
             ("NEXUS_UI", "off"),
             ("NEXUS_REACTOR_MAX_DEPTH", "0"),
+            ("NEXUS_HEADER_TIMEOUT_MS", "0"),
+            ("NEXUS_HEADER_TIMEOUT_MS", "soon"),
+            ("NEXUS_IDLE_TIMEOUT_MS", "-5"),
+            ("NEXUS_MAX_CONNECTIONS", "0"),
+            ("NEXUS_MAX_HEADER_BYTES", "100"),
+            ("NEXUS_MAX_BODY_BYTES_IN_FLIGHT", "1048576"),
             ("DATABASE_URL", "mysql://root@db/nexus"),
             ("DATABASE_URL", "postgres://"),
             ("DATABASE_URL", "nexus.db"),
@@ -499,9 +507,25 @@ mod tests {
             !s.require_declared_types,
             "undeclared types are accepted by default"
         );
+        assert_eq!(s.serve, nexus_transport::ServeConfig::default());
+        assert_eq!(s.max_body_bytes_in_flight, 64 << 20);
+        let limits = Settings::from_env(env(&[
+            ("NEXUS_HEADER_TIMEOUT_MS", "1500"),
+            ("NEXUS_IDLE_TIMEOUT_MS", "2500"),
+            ("NEXUS_MAX_CONNECTIONS", "64"),
+            ("NEXUS_MAX_HEADER_BYTES", "4096"),
+        ]))
+        .expect("limits");
+        assert_eq!(
+            limits.serve,
+            nexus_transport::ServeConfig {
+                header_timeout: Duration::from_millis(1500),
+                idle_timeout: Duration::from_millis(2500),
+                max_connections: 64,
+                max_header_bytes: 4096,
+            }
+        );
         let strict =
-            serve: serve_config(non_empty)?,
-            max_body_bytes_in_flight,
             Settings::from_env(env(&[("NEXUS_REQUIRE_DECLARED_TYPES", "true")])).expect("strict");
         assert!(strict.require_declared_types);
         let p = Settings::from_env(env(&[("NEXUS_ENV", "production")])).expect("production");
@@ -565,27 +589,3 @@ mod tests {
         }
     }
 }
-            ("NEXUS_HEADER_TIMEOUT_MS", "0"),
-            ("NEXUS_HEADER_TIMEOUT_MS", "soon"),
-            ("NEXUS_IDLE_TIMEOUT_MS", "-5"),
-            ("NEXUS_MAX_CONNECTIONS", "0"),
-            ("NEXUS_MAX_HEADER_BYTES", "100"),
-            ("NEXUS_MAX_BODY_BYTES_IN_FLIGHT", "1048576"),
-        assert_eq!(s.serve, nexus_transport::ServeConfig::default());
-        assert_eq!(s.max_body_bytes_in_flight, 64 << 20);
-        let limits = Settings::from_env(env(&[
-            ("NEXUS_HEADER_TIMEOUT_MS", "1500"),
-            ("NEXUS_IDLE_TIMEOUT_MS", "2500"),
-            ("NEXUS_MAX_CONNECTIONS", "64"),
-            ("NEXUS_MAX_HEADER_BYTES", "4096"),
-        ]))
-        .expect("limits");
-        assert_eq!(
-            limits.serve,
-            nexus_transport::ServeConfig {
-                header_timeout: Duration::from_millis(1500),
-                idle_timeout: Duration::from_millis(2500),
-                max_connections: 64,
-                max_header_bytes: 4096,
-            }
-        );
