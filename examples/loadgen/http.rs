@@ -72,3 +72,33 @@ pub(crate) async fn admin_post(
         .unwrap_or_default();
     (status, body)
 }
+
+/// Gets an admin route with the admin token; the status and the answer's body.
+pub(crate) async fn admin_get(
+    sender: &mut Sender,
+    host: &str,
+    path: &str,
+    admin: &str,
+) -> Result<(u16, String), String> {
+    let request = hyper::Request::get(path)
+        .header("host", host)
+        .header("authorization", format!("Bearer {admin}"))
+        .body(Full::new(Bytes::new()))
+        .map_err(|e| format!("request: {e}"))?;
+    sender
+        .ready()
+        .await
+        .map_err(|_| "connection closed".to_owned())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|_| "connection closed".to_owned())?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|_| "connection closed".to_owned())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+}

@@ -1,4 +1,4 @@
-//! Load generator for `nexus-server`, in two modes.
+//! Load generator for `nexus-server`, in three modes.
 //!
 //! **Steady load against a live server** (`--url`): signed single publishes at a fixed rate for
 //! a fixed time, a progress line every second and a summary table (sent, acknowledged, errors by
@@ -22,6 +22,25 @@
 //! cargo run --release --example loadgen -- --suite --url http://127.0.0.1:3000 --secret S --admin-token T
 //! ```
 //!
+//! **A soak** (`--soak`): a server of its own, `--subscriptions` local receivers of which
+//! `--failing` answer `500` (so retries, breakers and dead letters run the whole time), one
+//! subscription each, and signed single publishes at `--rate` over keep-alive connections for
+//! `--minutes`. Every `--sample-seconds` a CSV row: elapsed seconds, events acknowledged in the
+//! interval, publish p50/p99/max (ms), the server's RSS (KiB, `/proc/<pid>/status`), its open
+//! descriptors (`/proc/<pid>/fd`), queue depth (`pending + inFlight` of `/api/retry/stats`),
+//! pending, in flight, dead letters, deliveries succeeded and 500 answers (the receivers'
+//! counts, cumulative) and publish errors in the interval. At the end a verdict against the
+//! goals: RSS after warm-up (the first 20 % of the run) within ±10 % of its median; open
+//! descriptors not growing (the last quarter's median no higher than the first quarter's
+//! maximum); no latency drift (publish p99 of the last quarter at most 1.5 x the second
+//! quarter's, or 1 ms more). Exits 1 naming each missed goal, or when publishes failed or the
+//! rate was not held. `ops/soak/plot.py` draws the CSV.
+//!
+//! ```sh
+//! cargo run --release --example loadgen -- --soak [--minutes 30] [--rate 5000] \
+//!     [--subscriptions 10] [--failing 2] [--sample-seconds 10] [--csv PATH] [--server-bin PATH]
+//! ```
+//!
 //! Started by the load generator, the server gets a fresh data directory, `synchronous=FULL`
 //! (the default: every acknowledged event is fsync'd) and no rate limit.
 
@@ -31,6 +50,7 @@ mod options;
 mod pg_raw;
 mod receiver;
 mod server;
+mod soak;
 mod steady;
 mod suite;
 
@@ -45,8 +65,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let o = options::options();
-    let code = match &o.url {
-        Some(url) if o.steady() => steady::run(url, &o).await,
+    let code = match (&o.soak, &o.url) {
+        (Some(soak), _) => soak::run(&o, soak).await,
+        (None, Some(url)) if o.steady() => steady::run(url, &o).await,
         _ => suite::run(&o).await,
     };
     std::process::exit(code);

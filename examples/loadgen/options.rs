@@ -6,14 +6,18 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 
-/// Load generator for nexus-server: a steady signed load against a live server, or the
-/// measurement suite.
+/// Load generator for nexus-server: a steady signed load against a live server, the
+/// measurement suite, or a soak.
 ///
 /// Steady load: --url URL --rate N --duration S [--secret S | NEXUS_SECRET=S] [--node NAME]
 /// [--type EVENT_TYPE] [--connections N]; exits 1 when any publish failed.
 ///
 /// Suite: no --url (it starts --server-bin on a fresh data directory), or --suite --url URL
 /// --secret S --admin-token T; [--duration S] [--rate N] [--connections N] [--subscribers N].
+///
+/// Soak: --soak [--minutes 30] [--rate 5000] [--subscriptions 10] [--failing 2]
+/// [--sample-seconds 10] [--csv PATH] [--server-bin PATH] [--connections 16]; starts its own
+/// server and receivers, writes one CSV row per sample and exits 1 when a goal is missed.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen")]
 pub(crate) struct Args {
@@ -55,6 +59,25 @@ pub(crate) struct Args {
     /// The event type to publish (steady load only, default LOADGEN_TEST).
     #[arg(long = "type", value_name = "EVENT_TYPE", value_parser = event_type)]
     event_type: Option<String>,
+    /// A soak: its own server, local receivers (some failing), a steady load for --minutes, one
+    /// CSV row per sample and a verdict on memory, descriptors and latency drift.
+    #[arg(long)]
+    soak: bool,
+    /// Minutes the soak runs, fractions allowed (soak only, default 30).
+    #[arg(long, value_name = "MINUTES", value_parser = positive::<f64>)]
+    minutes: Option<f64>,
+    /// Webhook subscriptions, each to a receiver of its own (soak only, default 10).
+    #[arg(long, value_name = "N", value_parser = positive::<usize>)]
+    subscriptions: Option<usize>,
+    /// How many of the subscriptions' receivers answer 500 (soak only, default 2).
+    #[arg(long, value_name = "N")]
+    failing: Option<usize>,
+    /// Seconds between two samples, one CSV row each (soak only, default 10).
+    #[arg(long, value_name = "SECONDS", value_parser = seconds)]
+    sample_seconds: Option<Duration>,
+    /// Where the soak writes its CSV (soak only, default soak.csv).
+    #[arg(long, value_name = "PATH")]
+    csv: Option<String>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -77,6 +100,17 @@ pub(crate) struct Options {
     pub(crate) database_url: Option<String>,
     pub(crate) node: String,
     pub(crate) event_type: String,
+    /// `--soak`, with its settings.
+    pub(crate) soak: Option<Soak>,
+}
+
+/// The settings of a soak, defaults applied.
+pub(crate) struct Soak {
+    pub(crate) run_for: Duration,
+    pub(crate) subscriptions: usize,
+    pub(crate) failing: usize,
+    pub(crate) sample: Duration,
+    pub(crate) csv: String,
 }
 
 impl Options {
@@ -125,6 +159,63 @@ impl Args {
             )),
             None => Ok(()),
         };
+        let soak_flags = [
+            ("--minutes", self.minutes.is_some()),
+            ("--subscriptions", self.subscriptions.is_some()),
+            ("--failing", self.failing.is_some()),
+            ("--sample-seconds", self.sample_seconds.is_some()),
+            ("--csv", self.csv.is_some()),
+        ];
+        let soak = if self.soak {
+            only(
+                &[
+                    ("--url", self.url.is_some()),
+                    ("--suite", self.suite),
+                    ("--duration", self.duration.is_some()),
+                    ("--subscribers", self.subscribers.is_some()),
+                    ("--database-url", self.database_url.is_some()),
+                    ("--node", self.node.is_some()),
+                    ("--type", self.event_type.is_some()),
+                ],
+                "outside a soak (--soak starts its own server; its length is --minutes)",
+            )?;
+            let subscriptions = self.subscriptions.unwrap_or(10);
+            let failing = self.failing.unwrap_or(2);
+            if failing > subscriptions {
+                return Err((
+                    ErrorKind::ValueValidation,
+                    format!("--failing {failing} is more than --subscriptions {subscriptions}"),
+                ));
+            }
+            let minutes = self.minutes.unwrap_or(30.0);
+            let run_for = Duration::try_from_secs_f64(minutes * 60.0).map_err(|_| {
+                (
+                    ErrorKind::ValueValidation,
+                    format!("--minutes {minutes}: must be a finite number of minutes"),
+                )
+            })?;
+            let sample = self.sample_seconds.unwrap_or(Duration::from_secs(10));
+            if run_for < sample * 8 {
+                return Err((
+                    ErrorKind::ValueValidation,
+                    format!(
+                        "--minutes {minutes} gives fewer than 8 samples of {:?}: the verdict compares quarters of the run",
+                        sample
+                    ),
+                ));
+            }
+            Some(Soak {
+                run_for,
+                subscriptions,
+                failing,
+                sample,
+                csv: self.csv.unwrap_or_else(|| "soak.csv".into()),
+            })
+        } else {
+            only(&soak_flags, "to a soak (--soak)")?;
+            None
+        };
+        // A soak has no --url (refused above), so it is never steady; it shares the suite's flags.
         if steady {
             only(
                 &[
@@ -152,7 +243,7 @@ impl Args {
                     "a steady load against --url needs the node's secret: --secret S or NEXUS_SECRET".into(),
                 ));
             }
-        } else {
+        } else if soak.is_none() {
             only(
                 &[
                     ("--node", self.node.is_some()),
@@ -194,8 +285,12 @@ impl Args {
                 .admin_token
                 .unwrap_or_else(|| "loadgen-admin-token-0123456789abcdef".into()),
             duration: self.duration.unwrap_or(Duration::from_secs(5)),
-            rate: self.rate.unwrap_or(10_000),
-            connections: self.connections.unwrap_or(if steady { 16 } else { 64 }),
+            rate: self
+                .rate
+                .unwrap_or(if soak.is_some() { 5_000 } else { 10_000 }),
+            connections: self
+                .connections
+                .unwrap_or(if steady || soak.is_some() { 16 } else { 64 }),
             subscribers: self.subscribers.unwrap_or(1000),
             server_bin: self
                 .server_bin
@@ -203,6 +298,7 @@ impl Args {
             database_url: self.database_url,
             node: self.node.unwrap_or_else(|| "loadgen".into()),
             event_type: self.event_type.unwrap_or_else(|| "LOADGEN_TEST".into()),
+            soak,
         })
     }
 }

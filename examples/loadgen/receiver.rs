@@ -1,5 +1,6 @@
-//! A webhook receiver for the delivery phase: answers every request `204` over keep-alive
-//! HTTP/1.1 connections and counts them, with the time of the last one.
+//! A webhook receiver for the delivery phase and the soak: answers every request with one fixed
+//! status (`204`, or `500` for a failing receiver) over keep-alive HTTP/1.1 connections and
+//! counts them, with the time of the last one.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,9 +29,35 @@ impl Received {
     }
 }
 
-/// Starts the receiver on 127.0.0.1, port chosen by the system; its URL and its counts. It runs
-/// until the process ends.
+/// Starts a receiver answering `204` on 127.0.0.1, port chosen by the system; its URL and its
+/// counts. It runs until the process ends.
 pub(crate) async fn start() -> std::io::Result<(String, Arc<Received>)> {
+    start_answering(Answer::NoContent).await
+}
+
+/// The status a receiver answers every request with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Answer {
+    /// `204 No Content`: a delivery that succeeds.
+    NoContent,
+    /// `500 Internal Server Error`: a delivery that fails and is retried.
+    ServerError,
+}
+
+impl Answer {
+    fn response(self) -> &'static [u8] {
+        match self {
+            Answer::NoContent => b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n",
+            Answer::ServerError => {
+                b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n"
+            }
+        }
+    }
+}
+
+/// Starts a receiver answering `answer` on 127.0.0.1, port chosen by the system; its URL and its
+/// counts. It runs until the process ends.
+pub(crate) async fn start_answering(answer: Answer) -> std::io::Result<(String, Arc<Received>)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hook", listener.local_addr()?);
     let received = Arc::new(Received {
@@ -72,11 +99,7 @@ pub(crate) async fn start() -> std::io::Result<(String, Arc<Received>)> {
                     if reader.read_exact(&mut body).await.is_err() {
                         return;
                     }
-                    if write
-                        .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-                        .await
-                        .is_err()
-                    {
+                    if write.write_all(answer.response()).await.is_err() {
                         return;
                     }
                     let us = seen.start.elapsed().as_micros() as u64;

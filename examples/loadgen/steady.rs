@@ -39,7 +39,7 @@ impl Tally {
     }
 }
 
-async fn connect(host: &str) -> Result<Sender, String> {
+pub(crate) async fn connect(host: &str) -> Result<Sender, String> {
     let stream = tokio::net::TcpStream::connect(host)
         .await
         .map_err(|e| match e.kind() {
@@ -55,7 +55,7 @@ async fn connect(host: &str) -> Result<Sender, String> {
 }
 
 /// One signed publish: the status, or the kind of failure.
-async fn publish(
+pub(crate) async fn publish(
     sender: &mut Sender,
     host: &str,
     node: &str,

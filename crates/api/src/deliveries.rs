@@ -101,8 +101,12 @@ pub struct DeliveriesQuery {
     /// Items per page, 1 to 1000 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
-    /// The cursor a previous page gave.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The cursor a previous page gave; empty is the first page.
+    #[serde(
+        default,
+        deserialize_with = "crate::envelope::empty_cursor_is_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cursor: Option<String>,
 }
 

@@ -163,9 +163,22 @@ pub struct ListQuery {
     /// Items per page, 1 to 1000 (default 100).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
-    /// The cursor a previous page gave.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The cursor a previous page gave; empty (`?cursor=`) is the first page, as if left out.
+    #[serde(
+        default,
+        deserialize_with = "empty_cursor_is_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cursor: Option<String>,
+}
+
+/// A `cursor` query value: an empty one (`?cursor=`, what a client sends for "no cursor yet")
+/// is the first page, like a cursor left out.
+pub fn empty_cursor_is_none<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let cursor = Option::<String>::deserialize(deserializer)?;
+    Ok(cursor.filter(|c| !c.is_empty()))
 }
 
 /// Default items per page.
@@ -175,6 +188,16 @@ pub const DEFAULT_LIMIT: usize = 100;
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_empty_cursor_is_the_first_page() {
+        let q: ListQuery = serde_json::from_value(json!({"cursor": ""})).expect("empty");
+        assert_eq!(q.cursor, None);
+        let q: ListQuery = serde_json::from_value(json!({"cursor": "7"})).expect("given");
+        assert_eq!(q.cursor.as_deref(), Some("7"));
+        let q: ListQuery = serde_json::from_value(json!({})).expect("absent");
+        assert_eq!(q.cursor, None);
+    }
 
     #[test]
     fn success_and_failure_round_trip() {

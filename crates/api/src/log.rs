@@ -39,7 +39,11 @@ pub struct EventsQuery {
     pub limit: Option<usize>,
     /// The cursor a previous page gave: the last sequence of that page. Ascending, it wins over
     /// `after`; descending, the next page ends below it (and at `until` if that is lower).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "crate::envelope::empty_cursor_is_none",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cursor: Option<String>,
 }
 

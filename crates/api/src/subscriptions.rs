@@ -33,25 +33,45 @@ impl NewSubscription {
 }
 
 /// `PATCH /api/subscriptions/{id}`: changes; `None` leaves a field as it is. Unknown keys are
-/// refused, and so is a patch that changes nothing. `filter` has three states: absent (`None`,
+/// refused, and so is a patch that changes nothing, and `null` for any key but `filter`. `filter` has three states: absent (`None`,
 /// left as it is), `null` (`Some(None)`, cleared) and a condition object (`Some(Some(_))`, set).
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SubscriptionPatch {
     /// A new URL.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub url: Option<String>,
     /// New type globs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub events: Option<Vec<String>>,
     /// A new secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub secret: Option<String>,
     /// Ordered or not.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ordered: Option<bool>,
     /// Enabled or not (`true` re-enables a subscription a `410 Gone` disabled).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enabled: Option<bool>,
     /// A new filter, or `Some(None)` (written `"filter": null`) to remove it.
     #[serde(
@@ -60,6 +80,15 @@ pub struct SubscriptionPatch {
         skip_serializing_if = "Option::is_none"
     )]
     pub filter: Option<Option<When>>,
+}
+
+/// A key that, when present, holds a value: `null` is refused ("invalid type: null"), since for a
+/// setting a subscription must have it could only mean "remove", which it cannot; leave the key
+/// out to keep the setting.
+fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
 }
 
 /// A key that is present, `null` included, as `Some`; with `#[serde(default)]` an absent one stays
@@ -207,6 +236,15 @@ mod tests {
         let empty: SubscriptionPatch = serde_json::from_value(json!({})).expect("empty");
         assert!(empty.is_empty());
         assert!(serde_json::from_value::<SubscriptionPatch>(json!({"id": "other"})).is_err());
+    }
+
+    #[test]
+    fn a_patch_refuses_null_but_for_the_filter() {
+        for key in ["url", "events", "secret", "ordered", "enabled"] {
+            let err = serde_json::from_value::<SubscriptionPatch>(json!({ key: null }))
+                .expect_err("null refused");
+            assert!(err.to_string().contains("null"), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -332,7 +332,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "/api/event-types/{name}",
         "One declared event type",
         Auth::Admin,
-        &[200, 401, 404],
+        &[200, 400, 401, 404],
     )
     .answers("EventType"),
     e(
@@ -349,7 +349,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "/api/event-types/{name}",
         "Delete a declared event type (events already stored are kept)",
         Auth::Admin,
-        &[200, 401, 404, 409],
+        &[200, 400, 401, 404, 409],
     )
     .answers("Deleted"),
     e(
@@ -397,9 +397,15 @@ pub fn document(version: &str) -> Value {
             } else {
                 success_schema(ep, status)
             };
+            let content = if ep.path == "/metrics" {
+                json!({ "text/plain": { "schema": { "type": "string",
+                    "description": "Prometheus text exposition format 0.0.4" } } })
+            } else {
+                json!({ "application/json": { "schema": schema } })
+            };
             responses.insert(
                 status.to_string(),
-                json!({ "description": describe(status), "content": { "application/json": { "schema": schema } } }),
+                json!({ "description": describe(status), "content": content }),
             );
         }
         let mut op = json!({ "summary": ep.summary, "responses": responses });
@@ -407,14 +413,21 @@ pub fn document(version: &str) -> Value {
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
-            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": path_parameter(ep.path, name) }))
             .collect();
         params.extend(ep.query.iter().map(|name| {
             let schema = match *name {
                 "limit" => {
                     json!({ "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 })
                 }
-                "after" | "until" => json!({ "type": "integer", "minimum": 0 }),
+                "after" | "until" => sequence(),
+                "state" => json!({ "type": "string",
+                    "enum": ["", "pending", "in_flight", "delivered", "held", "dead"],
+                    "description": "one state; empty for every state" }),
+                "type" => json!({ "type": "string", "maxLength": nexus_event::MAX_TYPE_LEN,
+                    "pattern": "^[A-Za-z0-9_.:*-]*$",
+                    "description": "a type glob; empty for every type" }),
+                "cursor" => cursor(ep.path),
                 "order" => json!({ "type": "string", "enum": ["asc", "desc"], "default": "asc" }),
                 _ => json!({ "type": "string" }),
             };
@@ -478,11 +491,12 @@ pub fn document(version: &str) -> Value {
                     "payload": any(), "correlation_id": { "type": "string", "nullable": true } } },
                 "ListMeta": object(&[("nextCursor", nullable("string"))], &["nextCursor"], true),
                 "PublishEvent": object(&[
-                    ("type", string()), ("id", string()), ("payload", any()), ("correlation_id", string()),
+                    ("type", event_type()), ("id", nullable_event_id()), ("payload", any()),
+                    ("correlation_id", nullable_event_id()),
                 ], &["type"], true),
                 "CloudEvent": object(&[
-                    ("specversion", json!({ "type": "string", "enum": ["1.0"] })), ("id", string()),
-                    ("type", string()), ("data", any()), ("data_base64", string()),
+                    ("specversion", json!({ "type": "string", "enum": ["1.0"] })), ("id", event_id()),
+                    ("type", event_type()), ("data", any()), ("data_base64", nullable("string")),
                 ], &["specversion", "id", "type"], true),
                 "PublishBatch": object(&[("events", json!({ "type": "array", "minItems": 1, "maxItems": 1000,
                     "items": reference("PublishEvent") }))], &["events"], true),
@@ -499,8 +513,8 @@ pub fn document(version: &str) -> Value {
                     ("failedAt", time()), ("payload", any())],
                     &["id", "eventId", "eventType", "target", "subscriptionId", "reactor", "attempts",
                       "lastError", "lastStatus", "createdAt", "failedAt", "payload"], true),
-                "IdsSelection": object(&[("ids", array(json!({ "oneOf": [integer(), string()],
-                    "description": "an id that names no dead letter is not counted, and is no error" })))], &[], false),
+                "IdsSelection": object(&[("ids", array(json!({ "nullable": true,
+                    "description": "a dead letter id, as a number or a string of digits; any other value (or an id that names no dead letter) is not counted, and is no error" })))], &[], false),
                 "Breaker": object(&[("target", string()),
                     ("state", json!({ "type": "string", "enum": ["closed", "open", "half_open"] })),
                     ("consecutiveFailures", integer()), ("trips", integer()), ("openedAt", nullable_time()),
@@ -526,14 +540,15 @@ pub fn document(version: &str) -> Value {
                     },
                     "example": { "/amount": { "gte": 10000 }, "/currency": { "eq": "EUR" } }
                 },
-                "NewSubscription": object(&[("url", string()),
-                    ("events", json!({ "type": "array", "minItems": 1, "maxItems": 256, "items": string() })),
-                    ("secret", json!({ "type": "string", "minLength": 16, "description": "at least 16 key bytes: the UTF-8 bytes of the text, or the decoded bytes after whsec_" })), ("ordered", boolean()),
+                "NewSubscription": object(&[("url", url()),
+                    ("events", json!({ "type": "array", "minItems": 1, "maxItems": 256, "items": glob() })),
+                    ("secret", new_secret()), ("ordered", boolean()),
                     ("filter", json!({ "nullable": true, "allOf": [reference("Filter")] }))], &["url", "events"], false),
                 "SubscriptionPatch": {
                     "minProperties": 1,
-                    "allOf": [object(&[("url", string()), ("events", json!({ "type": "array", "minItems": 1, "maxItems": 256, "items": string() })),
-                        ("secret", json!({ "type": "string", "minLength": 16, "description": "at least 16 key bytes: the UTF-8 bytes of the text, or the decoded bytes after whsec_" })), ("ordered", boolean()), ("enabled", boolean()),
+                    "description": "a key left out leaves that setting as it is; null is refused but for filter",
+                    "allOf": [object(&[("url", url()), ("events", json!({ "type": "array", "minItems": 1, "maxItems": 256, "items": glob() })),
+                        ("secret", secret()), ("ordered", boolean()), ("enabled", boolean()),
                         ("filter", json!({ "nullable": true, "allOf": [reference("Filter")],
                             "description": "a filter replaces the one it has; null removes it; events stored after the change follow it" }))],
                         &[], false)]
@@ -556,8 +571,10 @@ pub fn document(version: &str) -> Value {
                 "Deliveries": array(reference("Delivery")),
                 "TestSend": object(&[("status", nullable("integer")), ("error", nullable("string")),
                     ("durationMs", integer())], &["status", "error", "durationMs"], true),
-                "Replay": object(&[("after", integer()), ("until", integer()), ("types", json!({ "type": "array", "minItems": 1, "maxItems": 256, "items": string() })),
-                    ("target", json!({ "type": "string", "description": "a subscription id, or \"reactors\"" }))],
+                "Replay": object(&[("after", sequence()), ("until", sequence()),
+                    ("types", json!({ "type": "array", "minItems": 1, "maxItems": 256, "items": glob(),
+                        "description": "left out for every type" })),
+                    ("target", json!({ "type": "string", "minLength": 1, "description": "a subscription id, or \"reactors\"" }))],
                     &["after", "target"], false),
                 "Node": object(&[("name", string()), ("publish", array(string())),
                     ("webhook", json!({ "nullable": true, "allOf": [object(&[("eventType", string()),
@@ -577,8 +594,8 @@ pub fn document(version: &str) -> Value {
                     ("createdAt", time()), ("updatedAt", time())],
                     &["name", "description", "schema", "examples", "deprecated", "createdAt", "updatedAt"], true),
                 "EventTypePut": object(&[("description", string()),
-                    ("schema", json!({ "nullable": true,
-                        "description": "a JSON Schema (draft 2020-12) that compiles; null or absent for none" })),
+                    ("schema", json!({ "nullable": true, "oneOf": [{ "type": "object" }, boolean()],
+                        "description": "a JSON Schema (draft 2020-12) that compiles: an object or a boolean; null or absent for none" })),
                     ("examples", json!({ "type": "array", "items": any(),
                         "description": "each valid against the schema" })),
                     ("deprecated", boolean())], &[], false),
@@ -612,6 +629,94 @@ pub fn document(version: &str) -> Value {
 /// Any JSON value, `null` included.
 fn any() -> Value {
     json!({ "nullable": true, "description": "any JSON value; null is kept as null" })
+}
+
+/// An event type: 1 to 128 characters of `A-Z a-z 0-9 _ . : -`.
+fn event_type() -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": nexus_event::MAX_TYPE_LEN,
+        "pattern": "^[A-Za-z0-9_.:-]+$" })
+}
+
+/// A type glob: an event type's characters and `*`.
+fn glob() -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": nexus_event::MAX_TYPE_LEN,
+        "pattern": "^[A-Za-z0-9_.:*-]+$" })
+}
+
+/// An event id or correlation id: 1 to 128 visible ASCII characters.
+fn event_id() -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": nexus_event::MAX_ID_LEN,
+        "pattern": "^[!-~]+$" })
+}
+
+/// An event id or correlation id, or `null` for none (the server gives an id).
+fn nullable_event_id() -> Value {
+    nullable_schema(event_id())
+}
+
+/// A sequence number (`after`, `until`): 0 to 2^64 - 1.
+fn sequence() -> Value {
+    json!({ "type": "integer", "minimum": 0, "maximum": u64::MAX })
+}
+
+/// A subscription's signing secret.
+fn secret() -> Value {
+    json!({ "type": "string", "minLength": 16,
+        "description": "at least 16 key bytes: `whsec_<base64>` is used as its decoded bytes, any other text as its UTF-8 bytes" })
+}
+
+/// The secret of a new subscription: `null` or left out for one the server generates.
+fn new_secret() -> Value {
+    nullable_schema(secret())
+}
+
+/// `schema`, or `null`.
+fn nullable_schema(mut schema: Value) -> Value {
+    schema["nullable"] = json!(true);
+    schema
+}
+
+/// A node name: 1 to 64 characters of `A-Z a-z 0-9 _ . -`.
+fn node_name() -> Value {
+    json!({ "type": "string", "minLength": 1, "maxLength": 64, "pattern": "^[A-Za-z0-9_.-]+$" })
+}
+
+/// An outbound target: an absolute `http` or `https` URL.
+fn url() -> Value {
+    json!({ "type": "string", "format": "uri", "pattern": "^https?://[^/?#@\\s]+(/|$)",
+        "description": "an absolute http or https URL with a host" })
+}
+
+/// The schema of a path parameter.
+fn path_parameter(path: &str, name: &str) -> Value {
+    match (path, name) {
+        ("/webhook/{node}", "node") => node_name(),
+        (_, "name") => event_type(),
+        ("/api/events/{id}" | "/api/events/{id}/deliveries", "id") => event_id(),
+        ("/api/breakers/{target}/reset", "target") => {
+            json!({ "type": "string", "pattern": "^[A-Za-z0-9%_.:~-]+$",
+                "description": "the target (its URL's scheme, host and port), percent-encoded" })
+        }
+        _ => json!({ "type": "string", "minLength": 1 }),
+    }
+}
+
+/// The `cursor` query parameter: what the list's previous page gave as `meta.nextCursor`.
+fn cursor(path: &str) -> Value {
+    let format = match path {
+        // The last sequence of the page before.
+        "/api/events" => json!({ "type": "string", "pattern": "^[0-9]{0,19}$" }),
+        // The id of the last dead letter, or delivery, of the page before.
+        "/api/retry/dead-letters" | "/api/subscriptions/{id}/deliveries" => {
+            json!({ "type": "string", "pattern": "^[0-9]{0,18}$" })
+        }
+        // The start (Unix ms) and id of the last instance of the page before.
+        "/api/instances" => json!({ "type": "string", "pattern": "^([0-9]{1,15}\\.[!-~]+)?$" }),
+        _ => json!({ "type": "string" }),
+    };
+    let mut schema = format;
+    schema["description"] = json!("meta.nextCursor of the page before; empty for the first page");
+    schema
 }
 
 fn reference(name: &str) -> Value {
