@@ -451,7 +451,7 @@ pub fn document(version: &str) -> Value {
             }
         } else if ep.path == "/webhook/{node}" {
             op["requestBody"] = json!({ "required": true,
-                "content": { "application/json": { "schema": { "description": "the node's own payload, any JSON value" } } } });
+                "content": { "application/json": { "schema": { "nullable": true, "description": "the node's own payload, any JSON value (null included)" } } } });
         }
         paths
             .entry(ep.path)
@@ -628,7 +628,7 @@ pub fn document(version: &str) -> Value {
 
 /// Any JSON value, `null` included.
 fn any() -> Value {
-    json!({ "nullable": true, "description": "any JSON value; null is kept as null" })
+    json!({ "nullable": true, "description": "any JSON value; null is kept as null; integers within -2^63 to 2^64-1 (400 beyond), each key once per object (400 for a repeat)" })
 }
 
 /// An event type: 1 to 128 characters of `A-Z a-z 0-9 _ . : -`.
