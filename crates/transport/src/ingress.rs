@@ -232,6 +232,78 @@ fn binary_cloud_event(headers: &HeaderMap, body: &[u8]) -> Result<Incoming, ApiE
     })
 }
 
+/// What the headers and body of `POST /events` hold: a binary-mode CloudEvent when
+/// `ce-specversion` is there, else a structured CloudEvent or a plain event by content type.
+fn incoming(headers: &HeaderMap, body: &[u8]) -> Result<Incoming, ApiError> {
+    incoming_as(form(headers)?, headers, body)
+}
+
+/// The event of a `POST /events` body of a form already told from its headers.
+fn incoming_as(form: Form, headers: &HeaderMap, body: &[u8]) -> Result<Incoming, ApiError> {
+    match form {
+        Form::Binary => binary_cloud_event(headers, body),
+        Form::Structured => cloud_event(parse_json(body)?),
+        Form::Plain => plain_event(parse_json(body)?),
+    }
+}
+
+/// The events of a `POST /events/batch` body, 1 to [`MAX_BATCH`], each still a JSON value: each
+/// is read on its own, so a refusal carries its index.
+fn batch_values(body: &[u8]) -> Result<Vec<Value>, ApiError> {
+    let PublishBatch { events } =
+        typed::<PublishBatch<Value>>(parse_json(body)?, PublishBatch::REQUIRED, "the body")?;
+    if events.is_empty() {
+        return Err(ApiError::validation(
+            "events",
+            "a batch needs 1 to 1000 events",
+        ));
+    }
+    if events.len() > MAX_BATCH {
+        return Err(ApiError::too_large(format!(
+            "a batch holds at most {MAX_BATCH} events, got {}",
+            events.len()
+        )));
+    }
+    Ok(events)
+}
+
+/// The parsing steps of ingress without the signature, the node, the catalogue or the store, for
+/// the fuzz targets in `fuzz/` (README, "Fuzzing"). Not an API: it follows the handlers.
+#[doc(hidden)]
+pub mod fuzzing {
+    use axum::http::HeaderMap;
+    use nexus_event::{EventId, EventType};
+    use serde_json::Value;
+
+    use crate::envelope::ApiError;
+
+    /// An event as read from a request: its id when it gave one, its type and its payload.
+    pub type Parsed = (Option<EventId>, EventType, Value);
+
+    fn parsed(incoming: super::Incoming) -> Parsed {
+        (incoming.id, incoming.event_type, incoming.payload)
+    }
+
+    /// `POST /events`: plain, structured CloudEvents or binary CloudEvents by the headers.
+    pub fn publish(headers: &HeaderMap, body: &[u8]) -> Result<Parsed, ApiError> {
+        super::incoming(headers, body).map(parsed)
+    }
+
+    /// `POST /events/batch` (the content type aside), as the handler reads it: each event in
+    /// turn, a refusal naming its index.
+    pub fn batch(body: &[u8]) -> Result<Vec<Parsed>, ApiError> {
+        super::batch_values(body)?
+            .into_iter()
+            .enumerate()
+            .map(|(index, value)| {
+                super::plain_event(value)
+                    .map(parsed)
+                    .map_err(|e| e.at_index(index))
+            })
+            .collect()
+    }
+}
+
 /// Turns what a node sent into a draft: the node is the source, permissions are checked.
 fn draft(
     verified: &Verified,
@@ -335,11 +407,7 @@ pub(crate) async fn publish(
     let limit = state.config.max_body_bytes;
     let (verified, body, kind) =
         admit_body(&state, &headers, body, None, limit, || form(&headers)).await?;
-    let incoming = match kind {
-        Form::Binary => binary_cloud_event(&headers, &body)?,
-        Form::Structured => cloud_event(parse_json(&body)?)?,
-        Form::Plain => plain_event(parse_json(&body)?)?,
-    };
+    let incoming = incoming_as(kind, &headers, &body)?;
     let draft = draft(&verified, incoming, verified.webhook_id.as_deref())?;
     let deprecated = admit(&state, &draft)?;
     let appended = commit(&state, vec![draft]).await?;
@@ -357,21 +425,7 @@ pub(crate) async fn publish_batch(
         json_content_type(&headers)
     })
     .await?;
-    // Each event is read on its own, so a refusal carries its index.
-    let PublishBatch { events } =
-        typed::<PublishBatch<Value>>(parse_json(&body)?, PublishBatch::REQUIRED, "the body")?;
-    if events.is_empty() {
-        return Err(ApiError::validation(
-            "events",
-            "a batch needs 1 to 1000 events",
-        ));
-    }
-    if events.len() > MAX_BATCH {
-        return Err(ApiError::too_large(format!(
-            "a batch holds at most {MAX_BATCH} events, got {}",
-            events.len()
-        )));
-    }
+    let events = batch_values(&body)?;
     let mut drafts = Vec::with_capacity(events.len());
     let mut deprecated = false;
     for (index, value) in events.into_iter().enumerate() {
@@ -455,6 +509,39 @@ pub(crate) async fn webhook(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fuzz targets' entry points read requests as the handlers do.
+    #[test]
+    fn the_fuzzing_entry_points_parse_as_the_handlers_do() {
+        let mut headers = HeaderMap::new();
+        headers.insert("ce-specversion", "1.0".parse().expect("header"));
+        headers.insert("ce-id", "b-1".parse().expect("header"));
+        headers.insert("ce-type", "NOTE".parse().expect("header"));
+        headers.insert("content-type", "text/plain".parse().expect("header"));
+        let (id, event_type, payload) = fuzzing::publish(&headers, b"hello").expect("binary");
+        assert_eq!(id.map(|i| i.to_string()).as_deref(), Some("b-1"));
+        assert_eq!(event_type.as_str(), "NOTE");
+        assert_eq!(payload, Value::String("hello".into()));
+
+        let mut plain = HeaderMap::new();
+        plain.insert("content-type", "application/json".parse().expect("header"));
+        let (id, _, payload) =
+            fuzzing::publish(&plain, br#"{"type":"T","payload":null}"#).expect("plain");
+        assert!(id.is_none());
+        assert_eq!(payload, Value::Null);
+        let refused = fuzzing::publish(&HeaderMap::new(), b"{}").expect_err("no content type");
+        assert_eq!(refused.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+        let events = fuzzing::batch(br#"{"events":[{"type":"A"},{"type":"B"}]}"#).expect("batch");
+        assert_eq!(events.len(), 2);
+        let bad = fuzzing::batch(br#"{"events":[{"type":"A"},{"type":"not a type"}]}"#)
+            .expect_err("second event");
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let index = bad.details.as_ref().and_then(|d| d.get("index"));
+        assert_eq!(index, Some(&Value::from(1)), "{bad:?}");
+        let empty = fuzzing::batch(br#"{"events":[]}"#).expect_err("empty");
+        assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    }
 
     #[tokio::test]
     async fn an_over_long_body_is_413_by_type_and_a_broken_one_is_400() {

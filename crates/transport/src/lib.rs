@@ -36,6 +36,8 @@ mod ws;
 
 pub use app::{App, AppConfig, AppState, Lifecycle, MetricsRenderer, SizeProbe};
 pub use health::rss_bytes;
+#[doc(hidden)]
+pub use ingress::fuzzing;
 pub use ingress::{MAX_BATCH, WebhookMapping};
 pub use rate_limit::{Limiter, RateLimit};
 pub use serve::{ServeConfig, serve, serve_with};
