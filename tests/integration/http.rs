@@ -1360,10 +1360,14 @@ fn a_request_that_takes_too_long_gets_503_in_the_envelope() {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
-    // Headers announce 100 bytes of body; only 10 come, and then nothing.
+    // Headers announce 100 bytes of body; only 10 come, and then nothing. The signature headers
+    // pass what is checked before the body (node, timestamp window), so the body is waited for.
     write!(
         stream,
-        "POST /events HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"type\":\"A"
+        "POST /events HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         x-nexus-node: flowpay\r\nx-nexus-timestamp: {}\r\nx-nexus-signature: sha256=00\r\n\
+         content-length: 100\r\n\r\n{{\"type\":\"A",
+        now()
     )
     .expect("write");
     let started = std::time::Instant::now();

@@ -5,6 +5,7 @@ mod bus;
 mod cli;
 mod client;
 mod console;
+mod hardening;
 mod http;
 mod payment_flow;
 mod reactors;

@@ -10,7 +10,6 @@ command line, so the operator API is exercised as an operator would.
 """
 
 import base64
-import re
 import hashlib
 import hmac
 import json
@@ -25,7 +24,6 @@ _WRITTEN = os.environ["NEXUS_SECRET"]
 SECRET = base64.b64decode(_WRITTEN[6:]) if _WRITTEN.startswith("whsec_") else _WRITTEN.encode()
 SIGNATURE_HEADERS = ("x-nexus-signature", "x-nexus-timestamp", "webhook-id", "webhook-timestamp", "webhook-signature")
 NODE = os.environ.get("NEXUS_FUZZ_NODE", "schemathesis")
-NODE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 INGRESS = ("/events", "/events/batch", "/webhook/{node}")
 
 _count = 0
@@ -51,7 +49,12 @@ def _body_bytes(case):
 def before_call(context, case, kwargs):
     global _count
     _keep_cross_field_rules(case)
-    if case.operation.path not in INGRESS:
+    if _is_positive(case):
+        case.body = _in_64_bits(case.body)
+        _reach_real_resources(case)
+    if case.operation.path not in INGRESS or _broken_headers(case) or _no_such_webhook_body(case):
+        # A case whose headers were generated to break the document (a signature header of
+        # the wrong shape) goes out as generated, unsigned, and must be refused.
         return
     try:
         raw = _body_bytes(case)
@@ -83,10 +86,61 @@ def before_call(context, case, kwargs):
 
 
 
+def _is_positive(case):
+    meta = case.meta
+    return meta is not None and str(meta.generation.mode) == "positive"
+
+
+def _no_such_webhook_body(case):
+    """A webhook's body is the node's own payload, any JSON value, so no body breaks its schema;
+    Schemathesis still makes "negative" ones (`null`, which is valid JSON and accepted). Those
+    go out unsigned, and the check sees the refusal it asks for; the positive phase covers
+    acceptance of every JSON value, `null` included."""
+    meta = case.meta
+    if case.operation.path != "/webhook/{node}" or meta is None:
+        return False
+    return any(
+        getattr(location, "value", location) == "body" and str(info.mode) == "negative"
+        for location, info in meta.components.items()
+    )
+
+
+def _broken_headers(case):
+    meta = case.meta
+    if meta is None:
+        return False
+    if str(meta.generation.mode) == "negative":
+        # The coverage phase names the one location it broke.
+        location = getattr(meta.phase.data, "parameter_location", None)
+        if getattr(location, "value", location) == "header":
+            return True
+    return any(
+        getattr(location, "value", location) == "header" and str(info.mode) == "negative"
+        for location, info in meta.components.items()
+    )
+
+
+def _in_64_bits(value):
+    """Integers anywhere in a JSON value brought inside -2^63 .. 2^64-1. The server refuses one
+    beyond 64 bits with 400 (README "Limits": another parser could read it differently), a rule
+    on every number inside any JSON value, which a schema of "any value" cannot carry. Applied
+    to positive cases only, where the document promises acceptance."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return max(-(2**63), min(value, 2**64 - 1))
+    if isinstance(value, list):
+        return [_in_64_bits(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _in_64_bits(v) for k, v in value.items()}
+    return value
+
+
 def _keep_cross_field_rules(case):
-    """Three rules that OpenAPI 3.0 cannot say: a replay's `until` must be above its `after`, an
-    event type's examples must each be valid against its schema (two fields each), and a
-    filter's keys are JSON pointers (3.0 has no `propertyNames`). A body that the document
+    """Four rules that OpenAPI 3.0 cannot say: a replay's `until` must be above its `after`, an
+    event type's examples must each be valid against its schema (two fields each), the events of
+    a batch have distinct ids, and a filter's keys are JSON pointers (3.0 has no
+    `propertyNames`). A body that the document
     allows but that breaks one gets 400 (the integration tests check those), so such a body is
     brought inside the rule before it is sent. Only these fields change, so a body generated to
     break the document still breaks it."""
@@ -101,6 +155,16 @@ def _keep_cross_field_rules(case):
                 body["until"] = after + 1
             else:
                 body["after"], body["until"] = 2**64 - 2, 2**64 - 1
+    elif path == "/events/batch":
+        # API.md section 2: an id twice in one batch is refused (400 at the second one).
+        events = body.get("events")
+        if isinstance(events, list):
+            seen = set()
+            for i, event in enumerate(events):
+                if isinstance(event, dict) and isinstance(event.get("id"), str) and event["id"]:
+                    if event["id"] in seen:
+                        event["id"] = f"{event['id'][:100]}-{i}"
+                    seen.add(event["id"])
     elif path == "/api/event-types/{name}":
         examples = body.get("examples")
         if isinstance(examples, list) and examples and body.get("schema") not in (None, True, {}):
@@ -119,28 +183,18 @@ def _pointer(key):
     return "".join("/" + t.replace("~", "~0") for t in tokens)
 
 
-@schemathesis.hook
-def map_path_parameters(context, path_parameters):
-    """Without a config file only the built-in webhook mappings exist (`flowpay`, `factory`):
-    two node names in three are one of them, so the mapping path is exercised, not only 404.
-    Only a valid name is replaced: a case generated to break the document keeps its breakage."""
-    node = (path_parameters or {}).get("node")
-    if context.operation.path == "/webhook/{node}" and isinstance(node, str) and NODE_NAME.match(node):
+
+def _reach_real_resources(case):
+    """Without a config file only the built-in webhook mappings exist (`flowpay`, `factory`),
+    and `reactors` is the one replay target always there: in positive cases, two node names in
+    three become one of the two, and one replay target in two becomes `reactors`, so those
+    paths are exercised, not only their 404. Negative cases keep what broke the document."""
+    if case.operation.path == "/webhook/{node}" and case.path_parameters:
         pick = _next() % 3
         if pick < 2:
-            path_parameters["node"] = ("flowpay", "factory")[pick]
-    return path_parameters
-
-
-@schemathesis.hook
-def map_body(context, body):
-    """A replay to `reactors` (always there) one time in two, so a replay runs, not only 404.
-    Only a valid target is replaced, as above."""
-    target = body.get("target") if isinstance(body, dict) else None
-    if context.operation.path == "/api/replay" and isinstance(target, str) and target and _next() % 2:
-        body["target"] = "reactors"
-    return body
-
+            case.path_parameters["node"] = ("flowpay", "factory")[pick]
+    if case.operation.path == "/api/replay" and isinstance(case.body, dict) and _next() % 2:
+        case.body["target"] = "reactors"
 
 def _next():
     global _count

@@ -297,6 +297,7 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
     let mut config = AppConfig::new(nodes, Secret::token(secrets.admin.expose()));
     config.webhooks = checked.webhooks.clone();
     config.max_body_bytes = settings.max_body_bytes;
+    config.max_body_bytes_in_flight = settings.max_body_bytes_in_flight;
     config.production = settings.mode == Mode::Production;
     config.allow_private_targets = settings.allow_private_targets;
     config.allowed_origins = settings.allowed_origins.clone();
@@ -318,6 +319,9 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
             })
             .collect::<Result<_, ConfigError>>()?,
         buffer: settings.ws_buffer,
+        max_message_bytes: settings.ws_limits.max_message_bytes,
+        max_patterns_per_frame: settings.ws_limits.max_patterns_per_frame,
+        max_patterns: settings.ws_limits.max_patterns,
         ..WsConfig::default()
     };
     let store_gauges = backend.gauges();
@@ -350,9 +354,14 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
 
     let lifecycle = Arc::clone(app.lifecycle());
     let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(nexus_transport::serve(listener, app.router(), async move {
-        let _ = serving_stopped.await;
-    }));
+    let server = tokio::spawn(nexus_transport::serve_with(
+        listener,
+        app.router(),
+        settings.serve,
+        async move {
+            let _ = serving_stopped.await;
+        },
+    ));
     wait_for_signal().await;
     tracing::info!("shutting down: draining");
     lifecycle.start_draining();

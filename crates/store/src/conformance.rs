@@ -78,6 +78,7 @@ macro_rules! conformance_tests {
             subscription_deliveries_page_newest_first,
             subscription_stats_count_the_window,
             history_is_pruned_after_retention,
+            thousands_of_globs_shape_no_query,
         );
     };
     // With a way to close the store and open it again on the same data: the restart checks.
@@ -2329,4 +2330,87 @@ pub async fn history_is_pruned_after_retention<S: Store>(store: &S) {
         1,
         "a queued delivery keeps its attempts"
     );
+}
+
+/// A filter of 5,000 type globs reads, pages and replays exactly as a filter of one does: the
+/// number of globs never shapes the SQL (issue 18: it once grew an expression tree past SQLite's
+/// depth limit), and the answer is the same at every size.
+pub async fn thousands_of_globs_shape_no_query<S: Store>(store: &S) {
+    let types = [WellKnown::PaymentReceived, WellKnown::MintConfirmed];
+    let batch: Vec<NewEvent> = (0..20)
+        .map(|i| ev(types[i % 2], "n", &format!("g{i}")))
+        .collect();
+    store.append(batch).await.expect("append");
+    let payments: Vec<u64> = (1..=20).step_by(2).collect();
+    let mut globs: Vec<String> = (0..5_000).map(|i| format!("OTHER_{i:04}_*")).collect();
+    // Spread the one that matches among the rest, and add a few with LIKE's own characters.
+    globs.insert(2_500, "PAYMENT_*".into());
+    globs.extend(["x_x".into(), "A_B".into(), "*_NOPE".into()]);
+    let many = TypeFilter::parse(&globs).expect("valid globs");
+    assert_eq!(many.patterns().len(), 5_004);
+    let seqs = |events: Vec<nexus_event::Event>| -> Vec<u64> {
+        events.iter().map(|e| e.sequence).collect()
+    };
+    assert_eq!(
+        seqs(store.read(0, 100, &many).await.expect("read")),
+        payments
+    );
+    assert_eq!(
+        seqs(store.read(5, 3, &many).await.expect("read a page")),
+        vec![7, 9, 11]
+    );
+    assert_eq!(
+        seqs(
+            store
+                .read_range(2, 11, ReadOrder::Descending, 2, &many)
+                .await
+                .expect("read_range")
+        ),
+        vec![11, 9]
+    );
+    assert_eq!(
+        seqs(
+            store
+                .read_range(0, 20, ReadOrder::Ascending, 100, &many)
+                .await
+                .expect("read_range")
+        ),
+        payments
+    );
+    let sub = subscribe(store, &["*"]).await;
+    let n = store
+        .replay(
+            0,
+            None,
+            &many,
+            ReplayTo::Subscription(sub.clone()),
+            at(1_000),
+        )
+        .await
+        .expect("replay with 5,000 globs");
+    assert_eq!(n, payments.len() as u64);
+    store
+        .update_subscription(
+            &sub,
+            SubscriptionPatch {
+                filter: Some(Some(
+                    When::from_value(&json!({"/id": {"ne": "g0"}})).expect("valid"),
+                )),
+                ..SubscriptionPatch::default()
+            },
+        )
+        .await
+        .expect("set a filter");
+    let n = store
+        .replay(0, Some(10), &many, ReplayTo::Subscription(sub), at(1_000))
+        .await
+        .expect("filtered replay with 5,000 globs");
+    assert_eq!(
+        n, 4,
+        "payments 3, 5, 7, 9: g0 (sequence 1) fails the filter"
+    );
+    store
+        .replay(0, None, &many, ReplayTo::Reactors, at(1_000))
+        .await
+        .expect("replay to the reactors with 5,000 globs");
 }

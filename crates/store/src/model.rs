@@ -418,10 +418,17 @@ pub struct SubscriptionPatch {
 /// The origin `scheme://host:port` of an absolute `http` or `https` URL, with the port always
 /// written (`http://example.com` is `http://example.com:80`).
 ///
+/// This is the one check of every outbound URL (subscriptions from the API and the config file,
+/// reactors): the URL is parsed as a URI, then held to what a webhook target can be. The scheme
+/// is `http` or `https`; the host is a DNS name, an IPv4 address or a bracketed IPv6 address; a
+/// port, when written, is 1 to 65535 in decimal; userinfo (`user:pw@`) is refused, so no
+/// credentials end up in the store, the logs or the admin API. Messages never repeat the URL.
+///
 /// ```
 /// assert_eq!(nexus_store::target_origin("https://crm.example/hooks?x=1").unwrap(), "https://crm.example:443");
 /// assert_eq!(nexus_store::target_origin("http://127.0.0.1:4000/mint").unwrap(), "http://127.0.0.1:4000");
 /// assert!(nexus_store::target_origin("ftp://x/").is_err());
+/// assert!(nexus_store::target_origin("http://x:99999/").is_err());
 /// ```
 pub fn target_origin(url: &str) -> Result<String> {
     let invalid = |message: String| StoreError::Invalid {
@@ -430,10 +437,10 @@ pub fn target_origin(url: &str) -> Result<String> {
     };
     let uri: http::Uri = url
         .parse()
-        .map_err(|e| invalid(format!("{url:?} is not a URL: {e}")))?;
+        .map_err(|e| invalid(format!("not a URL: {e}")))?;
     let scheme = uri
         .scheme_str()
-        .ok_or_else(|| invalid(format!("{url:?} is not absolute")))?
+        .ok_or_else(|| invalid("not an absolute URL (http:// or https://)".into()))?
         .to_ascii_lowercase();
     let default_port = match scheme.as_str() {
         "http" => 80,
@@ -444,16 +451,89 @@ pub fn target_origin(url: &str) -> Result<String> {
             )));
         }
     };
-    let host = uri
-        .host()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| invalid(format!("{url:?} has no host")))?
-        .to_ascii_lowercase();
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str())
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| invalid("the URL has no host".into()))?;
+    if authority.contains('@') {
         return Err(invalid("credentials in the URL are not allowed".into()));
     }
-    let port = uri.port_u16().unwrap_or(default_port);
-    Ok(format!("{scheme}://{host}:{port}"))
+    let (host, port) = split_authority(authority).map_err(invalid)?;
+    check_host(host).map_err(invalid)?;
+    let port = match port {
+        None => default_port,
+        Some(p) => check_port(p).map_err(invalid)?,
+    };
+    Ok(format!("{scheme}://{}:{port}", host.to_ascii_lowercase()))
+}
+
+/// The host and the port text (after the colon, when there is one) of an authority without
+/// userinfo. An IPv6 host keeps its brackets.
+fn split_authority(authority: &str) -> std::result::Result<(&str, Option<&str>), String> {
+    if authority.starts_with('[') {
+        let close = authority
+            .find(']')
+            .ok_or_else(|| "an IPv6 host is not closed with ]".to_owned())?;
+        let (host, rest) = authority.split_at(close + 1);
+        return match rest {
+            "" => Ok((host, None)),
+            _ => match rest.strip_prefix(':') {
+                Some(port) => Ok((host, Some(port))),
+                None => Err("an IPv6 host must be followed by :port or nothing".to_owned()),
+            },
+        };
+    }
+    Ok(match authority.split_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (authority, None),
+    })
+}
+
+/// A DNS name or IPv4 address (letters, digits, `-`, `_`, dots between non-empty labels, one
+/// trailing dot allowed), or `[<IPv6 address>]`.
+fn check_host(host: &str) -> std::result::Result<(), String> {
+    if let Some(inner) = host.strip_prefix('[') {
+        let inner = inner.strip_suffix(']').unwrap_or(inner);
+        return inner
+            .parse::<std::net::Ipv6Addr>()
+            .map(drop)
+            .map_err(|_| format!("host [{inner}] is not an IPv6 address"));
+    }
+    if host.is_empty() {
+        return Err("the URL has no host".to_owned());
+    }
+    if host.len() > 253 {
+        return Err(format!(
+            "the host is {} characters long; a DNS name has at most 253",
+            host.len()
+        ));
+    }
+    if let Some(bad) = host
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "the host may not contain {bad:?} (a DNS name, an IPv4 address or [IPv6])"
+        ));
+    }
+    let name = host.strip_suffix('.').unwrap_or(host);
+    if name.split('.').any(str::is_empty) {
+        return Err(format!("host {host:?} has an empty label"));
+    }
+    Ok(())
+}
+
+/// A written port: 1 to 65535 in decimal digits.
+fn check_port(port: &str) -> std::result::Result<u16, String> {
+    let refused = || format!("port {port:?} is not a port number (1 to 65535)");
+    if port.is_empty() || port.len() > 5 || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(refused());
+    }
+    match port.parse::<u32>() {
+        Ok(n @ 1..=65535) => Ok(n as u16),
+        _ => Err(refused()),
+    }
 }
 
 /// Stands in for a secret in `Debug` output, so logs and panics never carry one.
@@ -520,14 +600,68 @@ mod tests {
             target_origin("http://[::1]:8080/").ok().as_deref(),
             Some("http://[::1]:8080")
         );
+        assert_eq!(
+            target_origin("https://crm.example.:8443").ok().as_deref(),
+            Some("https://crm.example.:8443")
+        );
+        assert_eq!(
+            target_origin("http://x:65535/").ok().as_deref(),
+            Some("http://x:65535")
+        );
+        assert_eq!(
+            target_origin("http://x:00080/").ok().as_deref(),
+            Some("http://x:80")
+        );
         for bad in [
             "",
             "/relative",
             "mailto:x@y",
             "http://user:pw@host/",
+            "http://user@host/",
             "ws://x/",
+            "http://x:99999/",
+            "http://x:65536/",
+            "http://x:-1/",
+            "http://x:0/",
+            "http://x:/",
+            "http://x:80:80/",
+            "http://x:8o/",
+            "http://x:+80/",
+            "http://x:123456/",
+            "http://:80/",
+            "http:///path",
+            "http://a..b/",
+            "http://.a/",
+            "http://a!b/",
+            "http://a%20b/",
+            "http://[::1/",
+            "http://[::1]x/",
+            "http://[zz::1]/",
+            "http://exa mple/",
+            "https://x/\n",
         ] {
             assert!(target_origin(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn url_refusals_name_the_part_and_never_repeat_credentials() {
+        let message = |url: &str| match target_origin(url) {
+            Err(StoreError::Invalid { field, message }) => {
+                assert_eq!(field, "url");
+                message
+            }
+            other => panic!("{url:?} gave {other:?}"),
+        };
+        assert!(message("http://x:99999/").contains("99999"));
+        assert!(message("http://x:-1/").contains("-1"));
+        for url in [
+            "http://user:hunter2@x:99999/",
+            "http://user:hunter2@x/",
+            "ftp://user:hunter2@x/",
+            "http://user:hunter2@[::1/",
+        ] {
+            assert!(!message(url).contains("hunter2"), "{url:?}");
         }
     }
 

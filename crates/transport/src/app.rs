@@ -55,6 +55,10 @@ pub struct AppConfig {
     /// `NEXUS_UI`: serve the operator console under `/ui/` (default true); off, every `/ui`
     /// path answers `404`.
     pub ui: bool,
+    /// `NEXUS_MAX_BODY_BYTES_IN_FLIGHT`: request body bytes (compressed and decompressed) held
+    /// in memory at once across every ingress request. A request that would pass it waits up
+    /// to 1 s for room, then is answered `503 UNAVAILABLE` with `Retry-After`. Default 64 MiB.
+    pub max_body_bytes_in_flight: usize,
 }
 
 impl AppConfig {
@@ -74,6 +78,7 @@ impl AppConfig {
             request_timeout: std::time::Duration::from_secs(30),
             reactors: Vec::new(),
             ui: true,
+            max_body_bytes_in_flight: 64 << 20,
         }
     }
 
@@ -121,6 +126,8 @@ pub struct AppState {
     pub(crate) catalog: Arc<nexus_catalog::Catalog>,
     /// The outbound client test sends go through (`POST /api/subscriptions/{id}/test`).
     pub(crate) outbound: Arc<nexus_outbound::HttpClient>,
+    /// Room for request bodies in memory (`max_body_bytes_in_flight`).
+    pub(crate) bodies: Arc<crate::intake::BodyBudget>,
 }
 
 impl AppState {
@@ -232,8 +239,12 @@ impl App {
                 ..nexus_outbound::OutboundConfig::default()
             },
         ));
+        let bodies = Arc::new(crate::intake::BodyBudget::new(
+            config.max_body_bytes_in_flight,
+        ));
         App {
             state: AppState {
+                bodies,
                 catalog,
                 store,
                 bus,
@@ -329,6 +340,8 @@ impl App {
             .fallback(health::not_found)
             .method_not_allowed_fallback(health::method_not_allowed)
             .with_state(self.state.clone())
+            .layer(middleware::from_fn(envelope_bare_errors))
+            .layer(middleware::from_fn(head_too_large))
             .layer(middleware::from_fn_with_state(
                 self.state.config.request_timeout,
                 timeout,
@@ -357,6 +370,73 @@ impl App {
             ))
             .layer(middleware::from_fn(request_id::layer))
     }
+}
+
+/// Refuses a request whose head is over `NEXUS_MAX_HEADER_BYTES` (measured by
+/// [`serve_with`](crate::serve_with)) with `431` and the envelope.
+async fn head_too_large(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match request.extensions().get::<crate::serve::HeadTooLarge>() {
+        Some(too_large) => crate::envelope::ApiError::headers_too_large(format!(
+            "the request line and headers take {} bytes, more than the limit of {}",
+            too_large.size, too_large.limit
+        ))
+        .into_response(),
+        None => next.run(request).await,
+    }
+}
+
+/// The net under every refusal: an error answer that is not JSON (a framework extractor's or a
+/// layer's plain-text rejection that no handler turned into an [`ApiError`]) becomes the error
+/// envelope with the same status and its text as the message. Handlers answer with
+/// [`ApiError`] already; this keeps a new extractor or layer from ever leaking plain text.
+async fn envelope_bare_errors(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json") || ct.ends_with("+json"));
+    if json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // The texts of these rejections are short; more than 1 KiB is not one of them.
+    let text = match axum::body::to_bytes(body, 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    if status.is_server_error() && status != axum::http::StatusCode::SERVICE_UNAVAILABLE {
+        // The text of a server-side failure is for the log, not the caller.
+        tracing::error!(status = status.as_u16(), error = %text, "a layer failed the request");
+        return crate::envelope::ApiError::internal().into_response();
+    }
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("the request was refused")
+            .to_owned()
+    } else {
+        text
+    };
+    let mut enveloped = crate::envelope::ApiError::from_status(status, message).into_response();
+    for name in [header::RETRY_AFTER, header::ALLOW, header::WWW_AUTHENTICATE] {
+        if let Some(v) = parts.headers.get(&name) {
+            enveloped.headers_mut().insert(name, v.clone());
+        }
+    }
+    enveloped
 }
 
 /// Answers a request that takes too long with the envelope (tower-http's `TimeoutLayer` answers
@@ -408,25 +488,4 @@ fn cors(origins: &[String]) -> CorsLayer {
             HeaderName::from_static("webhook-signature"),
         ])
         .expose_headers([HeaderName::from_static("x-request-id")])
-}
-
-/// Serves `router` on `listener` until `shutdown` completes, then finishes requests in flight.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // No Nagle: WebSocket frames and answers are small and latency matters more than packets.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
 }

@@ -92,15 +92,37 @@ fn timestamp<'a>(headers: &'a HeaderMap, name: &str, now_secs: i64) -> Result<&'
     Ok(raw)
 }
 
-/// Checks a publishing request: which node, which scheme, the timestamp window and the
-/// signature over the raw body. `path_node` is the node named by `/webhook/{node}`.
-pub fn verify(
+/// A publishing request whose headers checked out, waiting for its body: the node exists, the
+/// request is signed by one of the two schemes and its timestamp is inside the window.
+/// [`Signed::verify`] checks the signature once the body is read.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    node: Node,
+    scheme: Scheme,
+}
+
+#[derive(Debug, Clone)]
+enum Scheme {
+    Nexus {
+        signature: String,
+        timestamp: String,
+    },
+    Standard {
+        signatures: String,
+        id: String,
+        timestamp: String,
+    },
+}
+
+/// Checks what a publishing request's headers alone can tell, before its body is read: which
+/// node (`path_node` is the node named by `/webhook/{node}`), which scheme, and the timestamp
+/// window. An unknown node, a missing signature or a stale timestamp is `401` at once.
+pub fn precheck(
     nodes: &Nodes,
     headers: &HeaderMap,
-    body: &[u8],
     path_node: Option<&str>,
     now_secs: i64,
-) -> Result<Verified, ApiError> {
+) -> Result<Signed, ApiError> {
     let named = header(headers, "x-nexus-node");
     let name = match (path_node, named) {
         (Some(path), Some(named)) if path != named => {
@@ -122,12 +144,12 @@ pub fn verify(
                 "X-Nexus-Signature must be sha256=<hex>",
             ));
         }
-        if !node.secret.verify_nexus(signature, ts, body) {
-            return Err(ApiError::unauthorized("signature does not match"));
-        }
-        return Ok(Verified {
+        return Ok(Signed {
             node,
-            webhook_id: None,
+            scheme: Scheme::Nexus {
+                signature: signature.to_owned(),
+                timestamp: ts.to_owned(),
+            },
         });
     }
     if let Some(signatures) = header(headers, "webhook-signature") {
@@ -135,17 +157,74 @@ pub fn verify(
             .filter(|id| !id.is_empty())
             .ok_or_else(|| ApiError::unauthorized("webhook-id header is missing"))?;
         let ts = timestamp(headers, "webhook-timestamp", now_secs)?;
-        if !node.secret.verify_standard(signatures, id, ts, body) {
-            return Err(ApiError::unauthorized("no webhook-signature matches"));
-        }
-        return Ok(Verified {
+        return Ok(Signed {
             node,
-            webhook_id: Some(id.to_owned()),
+            scheme: Scheme::Standard {
+                signatures: signatures.to_owned(),
+                id: id.to_owned(),
+                timestamp: ts.to_owned(),
+            },
         });
     }
     Err(ApiError::unauthorized(
         "the request is not signed (X-Nexus-Signature or webhook-signature)",
     ))
+}
+
+impl Signed {
+    /// The node the headers name.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Checks the signature over the body as the application wrote it (decompressed, when it
+    /// came gzip-encoded).
+    pub fn verify(self, body: &[u8]) -> Result<Verified, ApiError> {
+        match self.scheme {
+            Scheme::Nexus {
+                signature,
+                timestamp,
+            } => {
+                if !self.node.secret.verify_nexus(&signature, &timestamp, body) {
+                    return Err(ApiError::unauthorized("signature does not match"));
+                }
+                Ok(Verified {
+                    node: self.node,
+                    webhook_id: None,
+                })
+            }
+            Scheme::Standard {
+                signatures,
+                id,
+                timestamp,
+            } => {
+                if !self
+                    .node
+                    .secret
+                    .verify_standard(&signatures, &id, &timestamp, body)
+                {
+                    return Err(ApiError::unauthorized("no webhook-signature matches"));
+                }
+                Ok(Verified {
+                    node: self.node,
+                    webhook_id: Some(id),
+                })
+            }
+        }
+    }
+}
+
+/// Checks a publishing request: which node, which scheme, the timestamp window and the
+/// signature over the raw body. `path_node` is the node named by `/webhook/{node}`.
+/// The same as [`precheck`] then [`Signed::verify`].
+pub fn verify(
+    nodes: &Nodes,
+    headers: &HeaderMap,
+    body: &[u8],
+    path_node: Option<&str>,
+    now_secs: i64,
+) -> Result<Verified, ApiError> {
+    precheck(nodes, headers, path_node, now_secs)?.verify(body)
 }
 
 /// Signs `<id>.<timestamp>.<body>` the Standard Webhooks way: `v1,<base64>`

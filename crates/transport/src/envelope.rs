@@ -111,6 +111,38 @@ impl ApiError {
         e
     }
 
+    /// `431` with code `BAD_REQUEST`: the request line and headers are over the limit.
+    pub fn headers_too_large(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::BadRequest,
+            message,
+        )
+    }
+
+    /// An error of `status` with the envelope code that status stands for (API.md section 3):
+    /// for a refusal made outside the handlers, which has a status and a text but no code.
+    pub fn from_status(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+            StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+            StatusCode::NOT_FOUND => ErrorCode::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+            StatusCode::CONFLICT => ErrorCode::Conflict,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+            StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => ErrorCode::Unavailable,
+            s if s.is_server_error() => ErrorCode::Internal,
+            _ => ErrorCode::BadRequest,
+        };
+        let mut e = ApiError::new(status, code, message);
+        if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+            e.retry_after = Some(Duration::from_secs(1));
+        }
+        e
+    }
+
     /// `500 INTERNAL`; the detail goes to the log, not to the caller.
     pub fn internal() -> Self {
         ApiError::new(

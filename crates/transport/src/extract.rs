@@ -62,8 +62,8 @@ pub(crate) fn json_body<T: DeserializeOwned>(
             "a JSON object body is required",
         ));
     }
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))?;
+    // Duplicate keys and integers beyond 64 bits are refused here too (crate::json).
+    let value = crate::json::parse(bytes)?;
     typed(value, required, "the body")
 }
 
@@ -86,6 +86,53 @@ where
                 &rejection.body_text(),
             )),
         }
+    }
+}
+
+/// The path parameters as `T`, through axum's [`axum::extract::Path`]; every rejection (a
+/// segment that is not UTF-8 once percent-decoded, a value of the wrong type) becomes the error
+/// envelope, never axum's plain-text body. Handlers take this one, not axum's.
+pub(crate) struct Path<T>(pub(crate) T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Path(value)),
+            Err(rejection) => Err(path_refusal(rejection)),
+        }
+    }
+}
+
+/// A path rejection as an envelope error: the caller's mistake is `400`, naming the parameter
+/// when axum says which one; a route whose handler wants parameters the route does not have is
+/// the server's (`500`, logged).
+fn path_refusal(rejection: axum::extract::rejection::PathRejection) -> ApiError {
+    use axum::extract::path::ErrorKind;
+    use axum::extract::rejection::PathRejection;
+    let PathRejection::FailedToDeserializePathParams(failed) = rejection else {
+        tracing::error!(error = %rejection.body_text(), "path parameters missing from the route");
+        return ApiError::internal();
+    };
+    if failed.status().is_server_error() {
+        tracing::error!(error = %failed.body_text(), "path parameters do not fit the handler");
+        return ApiError::internal();
+    }
+    let message = failed.body_text();
+    match failed.into_kind() {
+        ErrorKind::InvalidUtf8InPathParam { key } => ApiError::bad_request(format!(
+            "the path parameter {key} is not valid UTF-8 once percent-decoded"
+        ))
+        .with_details(serde_json::json!({ "field": key })),
+        ErrorKind::ParseErrorAtKey { key, .. } | ErrorKind::DeserializeError { key, .. } => {
+            ApiError::validation(&key, message)
+        }
+        _ => ApiError::bad_request(message),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use nexus_api::publish::{
@@ -16,14 +16,22 @@ use serde_json::{Map, Value};
 use crate::app::AppState;
 use crate::auth::{self, Verified};
 use crate::envelope::{ApiError, ok};
-use crate::extract::typed;
+use crate::extract::{Path, typed};
+use crate::intake::{self, Intake};
 use crate::metric_names;
 
 /// Most events in one batch.
 pub const MAX_BATCH: usize = 1000;
 
-/// Reads the whole body, refusing more than `limit` bytes with `413`.
+/// Reads the whole body, refusing more than `limit` bytes with `413`: at once when the body
+/// declares a longer length (`Content-Length`), before a byte is read or `100 Continue` sent.
 pub(crate) async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = axum::body::HttpBody::size_hint(&body).lower();
+    if declared > limit as u64 {
+        return Err(ApiError::too_large(format!(
+            "the body is {declared} bytes, more than the limit of {limit}"
+        )));
+    }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         // `to_bytes` fails for an over-long body or a broken connection; only the first is
         // the caller's business as 413.
@@ -64,9 +72,75 @@ fn is_json(ct: &str) -> bool {
     ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
 }
 
+/// JSON as every parser reads it the same way: no duplicate keys, no integer beyond 64 bits
+/// ([`crate::json`]).
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::bad_request(format!("the body is not valid JSON: {e}")))
+    crate::json::parse(body)
+}
+
+/// What `POST /events` carries, told by its headers before the body is read.
+#[derive(Debug, Clone, Copy)]
+enum Form {
+    /// `{type, payload?, id?, correlation_id?}` as `application/json`.
+    Plain,
+    /// A structured-mode CloudEvent (`application/cloudevents+json`).
+    Structured,
+    /// A binary-mode CloudEvent (`ce-*` headers; JSON or text data).
+    Binary,
+}
+
+fn form(headers: &HeaderMap) -> Result<Form, ApiError> {
+    let ct = content_type(headers);
+    if headers.contains_key("ce-specversion") {
+        // Without a content type only an empty body is accepted, which the body tells.
+        return match ct.as_deref() {
+            None => Ok(Form::Binary),
+            Some(ct) if is_json(ct) || ct.starts_with("text/") => Ok(Form::Binary),
+            Some(_) => Err(ApiError::unsupported_media_type(
+                "binary CloudEvents data must be JSON or text",
+            )),
+        };
+    }
+    match ct.as_deref() {
+        Some("application/cloudevents+json") => Ok(Form::Structured),
+        Some(ct) if is_json(ct) => Ok(Form::Plain),
+        _ => Err(ApiError::unsupported_media_type(
+            "Content-Type must be application/json or application/cloudevents+json",
+        )),
+    }
+}
+
+fn json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    if content_type(headers).is_some_and(|ct| is_json(&ct)) {
+        Ok(())
+    } else {
+        Err(ApiError::unsupported_media_type(
+            "Content-Type must be application/json",
+        ))
+    }
+}
+
+/// Everything an ingress request's headers can be refused for, checked before its body is
+/// read (API.md section 2; [`crate::intake`]): a declared length over `limit` (`413`), the node,
+/// the signature headers and the timestamp window (`401`), the content coding (`415`). Then
+/// the body is read within the budget and its signature checked.
+/// `route` checks what else the route can tell from the headers (its content type, say) once
+/// the caller is known, and gives what it found.
+async fn admit_body<T>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    path_node: Option<&str>,
+    limit: usize,
+    route: impl FnOnce() -> Result<T, ApiError>,
+) -> Result<(Verified, Intake, T), ApiError> {
+    let declared = intake::declared_length(headers, limit)?;
+    let signed = auth::precheck(&state.config.nodes, headers, path_node, now_secs())?;
+    let found = route()?;
+    let coding = intake::coding(headers)?;
+    let body = intake::read(&state.bodies, body, declared, coding, limit).await?;
+    let verified = signed.verify(&body)?;
+    Ok((verified, body, found))
 }
 
 fn now_secs() -> i64 {
@@ -156,6 +230,78 @@ fn binary_cloud_event(headers: &HeaderMap, body: &[u8]) -> Result<Incoming, ApiE
         payload,
         correlation_id: None,
     })
+}
+
+/// What the headers and body of `POST /events` hold: a binary-mode CloudEvent when
+/// `ce-specversion` is there, else a structured CloudEvent or a plain event by content type.
+fn incoming(headers: &HeaderMap, body: &[u8]) -> Result<Incoming, ApiError> {
+    incoming_as(form(headers)?, headers, body)
+}
+
+/// The event of a `POST /events` body of a form already told from its headers.
+fn incoming_as(form: Form, headers: &HeaderMap, body: &[u8]) -> Result<Incoming, ApiError> {
+    match form {
+        Form::Binary => binary_cloud_event(headers, body),
+        Form::Structured => cloud_event(parse_json(body)?),
+        Form::Plain => plain_event(parse_json(body)?),
+    }
+}
+
+/// The events of a `POST /events/batch` body, 1 to [`MAX_BATCH`], each still a JSON value: each
+/// is read on its own, so a refusal carries its index.
+fn batch_values(body: &[u8]) -> Result<Vec<Value>, ApiError> {
+    let PublishBatch { events } =
+        typed::<PublishBatch<Value>>(parse_json(body)?, PublishBatch::REQUIRED, "the body")?;
+    if events.is_empty() {
+        return Err(ApiError::validation(
+            "events",
+            "a batch needs 1 to 1000 events",
+        ));
+    }
+    if events.len() > MAX_BATCH {
+        return Err(ApiError::too_large(format!(
+            "a batch holds at most {MAX_BATCH} events, got {}",
+            events.len()
+        )));
+    }
+    Ok(events)
+}
+
+/// The parsing steps of ingress without the signature, the node, the catalogue or the store, for
+/// the fuzz targets in `fuzz/` (README, "Fuzzing"). Not an API: it follows the handlers.
+#[doc(hidden)]
+pub mod fuzzing {
+    use axum::http::HeaderMap;
+    use nexus_event::{EventId, EventType};
+    use serde_json::Value;
+
+    use crate::envelope::ApiError;
+
+    /// An event as read from a request: its id when it gave one, its type and its payload.
+    pub type Parsed = (Option<EventId>, EventType, Value);
+
+    fn parsed(incoming: super::Incoming) -> Parsed {
+        (incoming.id, incoming.event_type, incoming.payload)
+    }
+
+    /// `POST /events`: plain, structured CloudEvents or binary CloudEvents by the headers.
+    pub fn publish(headers: &HeaderMap, body: &[u8]) -> Result<Parsed, ApiError> {
+        super::incoming(headers, body).map(parsed)
+    }
+
+    /// `POST /events/batch` (the content type aside), as the handler reads it: each event in
+    /// turn, a refusal naming its index.
+    pub fn batch(body: &[u8]) -> Result<Vec<Parsed>, ApiError> {
+        super::batch_values(body)?
+            .into_iter()
+            .enumerate()
+            .map(|(index, value)| {
+                super::plain_event(value)
+                    .map(parsed)
+                    .map_err(|e| e.at_index(index))
+            })
+            .collect()
+    }
 }
 
 /// Turns what a node sent into a draft: the node is the source, permissions are checked.
@@ -258,22 +404,10 @@ pub(crate) async fn publish(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, state.config.max_body_bytes).await?;
-    let verified = auth::verify(&state.config.nodes, &headers, &body, None, now_secs())?;
-    let binary = headers.contains_key("ce-specversion");
-    let incoming = if binary {
-        binary_cloud_event(&headers, &body)?
-    } else {
-        match content_type(&headers).as_deref() {
-            Some("application/cloudevents+json") => cloud_event(parse_json(&body)?)?,
-            Some(ct) if is_json(ct) => plain_event(parse_json(&body)?)?,
-            _ => {
-                return Err(ApiError::unsupported_media_type(
-                    "Content-Type must be application/json or application/cloudevents+json",
-                ));
-            }
-        }
-    };
+    let limit = state.config.max_body_bytes;
+    let (verified, body, kind) =
+        admit_body(&state, &headers, body, None, limit, || form(&headers)).await?;
+    let incoming = incoming_as(kind, &headers, &body)?;
     let draft = draft(&verified, incoming, verified.webhook_id.as_deref())?;
     let deprecated = admit(&state, &draft)?;
     let appended = commit(&state, vec![draft]).await?;
@@ -286,28 +420,12 @@ pub(crate) async fn publish_batch(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, state.config.max_body_bytes * 16).await?;
-    let verified = auth::verify(&state.config.nodes, &headers, &body, None, now_secs())?;
-    if !content_type(&headers).is_some_and(|ct| is_json(&ct)) {
-        return Err(ApiError::unsupported_media_type(
-            "Content-Type must be application/json",
-        ));
-    }
-    // Each event is read on its own, so a refusal carries its index.
-    let PublishBatch { events } =
-        typed::<PublishBatch<Value>>(parse_json(&body)?, PublishBatch::REQUIRED, "the body")?;
-    if events.is_empty() {
-        return Err(ApiError::validation(
-            "events",
-            "a batch needs 1 to 1000 events",
-        ));
-    }
-    if events.len() > MAX_BATCH {
-        return Err(ApiError::too_large(format!(
-            "a batch holds at most {MAX_BATCH} events, got {}",
-            events.len()
-        )));
-    }
+    let limit = state.config.max_body_bytes.saturating_mul(16);
+    let (verified, body, ()) = admit_body(&state, &headers, body, None, limit, || {
+        json_content_type(&headers)
+    })
+    .await?;
+    let events = batch_values(&body)?;
     let mut drafts = Vec::with_capacity(events.len());
     let mut deprecated = false;
     for (index, value) in events.into_iter().enumerate() {
@@ -339,23 +457,16 @@ pub(crate) async fn webhook(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let body = read_body(body, state.config.max_body_bytes).await?;
-    let verified = auth::verify(
-        &state.config.nodes,
-        &headers,
-        &body,
-        Some(&node),
-        now_secs(),
-    )?;
-    let mapping = state
-        .config
-        .webhook_mapping(&node)
-        .ok_or_else(|| ApiError::not_found(format!("node {node:?} has no webhook mapping")))?;
-    if !content_type(&headers).is_some_and(|ct| is_json(&ct)) {
-        return Err(ApiError::unsupported_media_type(
-            "Content-Type must be application/json",
-        ));
-    }
+    let limit = state.config.max_body_bytes;
+    let (verified, body, mapping) = admit_body(&state, &headers, body, Some(&node), limit, || {
+        let mapping = state
+            .config
+            .webhook_mapping(&node)
+            .ok_or_else(|| ApiError::not_found(format!("node {node:?} has no webhook mapping")))?;
+        json_content_type(&headers)?;
+        Ok(mapping)
+    })
+    .await?;
     let payload = parse_json(&body)?;
     let id = match mapping
         .id_pointer
@@ -398,6 +509,39 @@ pub(crate) async fn webhook(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fuzz targets' entry points read requests as the handlers do.
+    #[test]
+    fn the_fuzzing_entry_points_parse_as_the_handlers_do() {
+        let mut headers = HeaderMap::new();
+        headers.insert("ce-specversion", "1.0".parse().expect("header"));
+        headers.insert("ce-id", "b-1".parse().expect("header"));
+        headers.insert("ce-type", "NOTE".parse().expect("header"));
+        headers.insert("content-type", "text/plain".parse().expect("header"));
+        let (id, event_type, payload) = fuzzing::publish(&headers, b"hello").expect("binary");
+        assert_eq!(id.map(|i| i.to_string()).as_deref(), Some("b-1"));
+        assert_eq!(event_type.as_str(), "NOTE");
+        assert_eq!(payload, Value::String("hello".into()));
+
+        let mut plain = HeaderMap::new();
+        plain.insert("content-type", "application/json".parse().expect("header"));
+        let (id, _, payload) =
+            fuzzing::publish(&plain, br#"{"type":"T","payload":null}"#).expect("plain");
+        assert!(id.is_none());
+        assert_eq!(payload, Value::Null);
+        let refused = fuzzing::publish(&HeaderMap::new(), b"{}").expect_err("no content type");
+        assert_eq!(refused.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+        let events = fuzzing::batch(br#"{"events":[{"type":"A"},{"type":"B"}]}"#).expect("batch");
+        assert_eq!(events.len(), 2);
+        let bad = fuzzing::batch(br#"{"events":[{"type":"A"},{"type":"not a type"}]}"#)
+            .expect_err("second event");
+        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+        let index = bad.details.as_ref().and_then(|d| d.get("index"));
+        assert_eq!(index, Some(&Value::from(1)), "{bad:?}");
+        let empty = fuzzing::batch(br#"{"events":[]}"#).expect_err("empty");
+        assert_eq!(empty.status, StatusCode::BAD_REQUEST);
+    }
 
     #[tokio::test]
     async fn an_over_long_body_is_413_by_type_and_a_broken_one_is_400() {

@@ -24,15 +24,25 @@ pub mod envelope;
 mod extract;
 mod health;
 mod ingress;
+mod intake;
+mod json;
 pub mod metric_names;
 pub mod openapi;
 mod rate_limit;
 pub mod request_id;
+mod serve;
 pub mod ui;
 mod ws;
 
-pub use app::{App, AppConfig, AppState, Lifecycle, MetricsRenderer, SizeProbe, serve};
+pub use app::{App, AppConfig, AppState, Lifecycle, MetricsRenderer, SizeProbe};
 pub use health::rss_bytes;
+#[doc(hidden)]
+pub use ingress::fuzzing;
 pub use ingress::{MAX_BATCH, WebhookMapping};
 pub use rate_limit::{Limiter, RateLimit};
-pub use ws::{WsConfig, WsToken};
+pub use serve::{ServeConfig, serve, serve_with};
+pub use ws::{
+    DEFAULT_MAX_MESSAGE_BYTES as DEFAULT_WS_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_PATTERNS as DEFAULT_WS_MAX_PATTERNS,
+    DEFAULT_MAX_PATTERNS_PER_FRAME as DEFAULT_WS_MAX_FRAME_PATTERNS, WsConfig, WsToken,
+};

@@ -451,7 +451,7 @@ pub fn document(version: &str) -> Value {
             }
         } else if ep.path == "/webhook/{node}" {
             op["requestBody"] = json!({ "required": true,
-                "content": { "application/json": { "schema": { "description": "the node's own payload, any JSON value" } } } });
+                "content": { "application/json": { "schema": { "nullable": true, "description": "the node's own payload, any JSON value (null included)" } } } });
         }
         paths
             .entry(ep.path)
@@ -541,13 +541,13 @@ pub fn document(version: &str) -> Value {
                     "example": { "/amount": { "gte": 10000 }, "/currency": { "eq": "EUR" } }
                 },
                 "NewSubscription": object(&[("url", url()),
-                    ("events", json!({ "type": "array", "minItems": 1, "items": glob() })),
+                    ("events", json!({ "type": "array", "minItems": 1, "maxItems": 256, "items": glob() })),
                     ("secret", new_secret()), ("ordered", boolean()),
                     ("filter", json!({ "nullable": true, "allOf": [reference("Filter")] }))], &["url", "events"], false),
                 "SubscriptionPatch": {
                     "minProperties": 1,
                     "description": "a key left out leaves that setting as it is; null is refused but for filter",
-                    "allOf": [object(&[("url", url()), ("events", json!({ "type": "array", "minItems": 1, "items": glob() })),
+                    "allOf": [object(&[("url", url()), ("events", json!({ "type": "array", "minItems": 1, "maxItems": 256, "items": glob() })),
                         ("secret", secret()), ("ordered", boolean()), ("enabled", boolean()),
                         ("filter", json!({ "nullable": true, "allOf": [reference("Filter")],
                             "description": "a filter replaces the one it has; null removes it; events stored after the change follow it" }))],
@@ -572,7 +572,7 @@ pub fn document(version: &str) -> Value {
                 "TestSend": object(&[("status", nullable("integer")), ("error", nullable("string")),
                     ("durationMs", integer())], &["status", "error", "durationMs"], true),
                 "Replay": object(&[("after", sequence()), ("until", sequence()),
-                    ("types", json!({ "type": "array", "minItems": 1, "items": glob(),
+                    ("types", json!({ "type": "array", "minItems": 1, "maxItems": 256, "items": glob(),
                         "description": "left out for every type" })),
                     ("target", json!({ "type": "string", "minLength": 1, "description": "a subscription id, or \"reactors\"" }))],
                     &["after", "target"], false),
@@ -628,7 +628,7 @@ pub fn document(version: &str) -> Value {
 
 /// Any JSON value, `null` included.
 fn any() -> Value {
-    json!({ "nullable": true, "description": "any JSON value; null is kept as null" })
+    json!({ "nullable": true, "description": "any JSON value; null is kept as null; integers within -2^63 to 2^64-1 (400 beyond), each key once per object (400 for a repeat)" })
 }
 
 /// An event type: 1 to 128 characters of `A-Z a-z 0-9 _ . : -`.
@@ -661,8 +661,8 @@ fn sequence() -> Value {
 
 /// A subscription's signing secret.
 fn secret() -> Value {
-    json!({ "type": "string", "minLength": 1,
-        "description": "`whsec_<base64>` (used as its decoded bytes) or any other text (its UTF-8 bytes)" })
+    json!({ "type": "string", "minLength": 16,
+        "description": "at least 16 key bytes: `whsec_<base64>` is used as its decoded bytes, any other text as its UTF-8 bytes" })
 }
 
 /// The secret of a new subscription: `null` or left out for one the server generates.
@@ -989,7 +989,7 @@ mod tests {
                 value(NewSubscription {
                     url: "https://x/".into(),
                     events: vec!["*".into()],
-                    secret: Some("s".into()),
+                    secret: Some("a-secret-of-24-bytes-ok!".into()),
                     ordered: true,
                     filter: Some(filter.clone()),
                 }),
@@ -999,7 +999,7 @@ mod tests {
                 value(SubscriptionPatch {
                     url: Some("https://x/".into()),
                     events: Some(vec!["*".into()]),
-                    secret: Some("s".into()),
+                    secret: Some("a-secret-of-24-bytes-ok!".into()),
                     ordered: Some(true),
                     enabled: Some(true),
                     filter: Some(Some(filter.clone())),

@@ -12,9 +12,9 @@
 
 use std::io::Read as _;
 
+use crate::extract::Path;
 use axum::Router;
 use axum::body::Body;
-use axum::extract::Path;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware;
 use axum::response::{IntoResponse, Response};

@@ -1,7 +1,16 @@
 //! `GET /ws` (API.md section 7): token auth, subscribe/unsubscribe with globs inside the token's
 //! scope, `since` resume with no gap and no duplicate at the seam, server pings, a bounded
 //! buffer per connection and close 1013 for a consumer that cannot keep up.
+//!
+//! What one client can make the server do is bounded (issue 18): a client frame is at most
+//! [`WsConfig::max_message_bytes`] (a larger one is refused at its header, before its payload
+//! is read, with an error frame and close 1009), a frame names at most
+//! [`WsConfig::max_patterns_per_frame`] patterns and a connection holds at most
+//! [`WsConfig::max_patterns`]; a frame over a bound gets one error frame and changes nothing.
+//! Each frame costs time linear in its size: patterns are deduplicated through hash sets, never
+//! compared with every pattern held.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -45,7 +54,26 @@ pub struct WsConfig {
     pub ping_every: Duration,
     /// How long a ping may go unanswered before the connection is closed. Default 10 s.
     pub pong_within: Duration,
+    /// The largest client message (and frame) in bytes (`NEXUS_WS_MAX_MESSAGE_BYTES`, default
+    /// [`DEFAULT_MAX_MESSAGE_BYTES`], 64 KiB). A larger one is refused as soon as its header is
+    /// read: an error frame `PAYLOAD_TOO_LARGE`, then close 1009.
+    pub max_message_bytes: usize,
+    /// Patterns one subscribe or unsubscribe frame may name (`NEXUS_WS_MAX_FRAME_PATTERNS`,
+    /// default [`DEFAULT_MAX_PATTERNS_PER_FRAME`]); more is a `VALIDATION_ERROR` frame and the
+    /// frame changes nothing.
+    pub max_patterns_per_frame: usize,
+    /// Patterns one connection may hold (`NEXUS_WS_MAX_PATTERNS`, default
+    /// [`DEFAULT_MAX_PATTERNS`]); a subscribe frame that would go past it is a
+    /// `VALIDATION_ERROR` frame and changes nothing.
+    pub max_patterns: usize,
 }
+
+/// Default of [`WsConfig::max_message_bytes`]: 64 KiB, room for a few hundred patterns.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// Default of [`WsConfig::max_patterns_per_frame`].
+pub const DEFAULT_MAX_PATTERNS_PER_FRAME: usize = 256;
+/// Default of [`WsConfig::max_patterns`].
+pub const DEFAULT_MAX_PATTERNS: usize = 1024;
 
 impl Default for WsConfig {
     fn default() -> Self {
@@ -54,6 +82,9 @@ impl Default for WsConfig {
             buffer: 1024,
             ping_every: Duration::from_secs(30),
             pong_within: Duration::from_secs(10),
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_patterns_per_frame: DEFAULT_MAX_PATTERNS_PER_FRAME,
+            max_patterns: DEFAULT_MAX_PATTERNS,
         }
     }
 }
@@ -64,6 +95,12 @@ const TRY_AGAIN_LATER: u16 = 1013;
 const GOING_AWAY: u16 = 1001;
 /// Close code for a peer that stopped answering pings.
 const POLICY: u16 = 1008;
+/// Close code for a client message over [`WsConfig::max_message_bytes`].
+const MESSAGE_TOO_BIG: u16 = 1009;
+/// How long a connection closed for an oversized message stays open after its close frame went
+/// out, so the peer reads the error and the close before the socket goes away (the rest of the
+/// oversized message is never read, and a socket dropped with unread bytes is reset).
+const TOO_BIG_LINGER: Duration = Duration::from_millis(250);
 
 /// The query of the upgrade: `?token=` (other parameters are ignored).
 #[derive(serde::Deserialize)]
@@ -105,9 +142,12 @@ pub(crate) async fn upgrade(
     };
     // Small buffers that grow when a frame needs it: an idle connection should cost kilobytes,
     // not the 128 KiB read buffer tungstenite starts with.
+    // The size bounds apply to each frame at its header and to a message's fragments together.
     Ok(ws
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
+        .max_frame_size(ws_config.max_message_bytes)
+        .max_message_size(ws_config.max_message_bytes)
         .on_upgrade(move |socket| connection(state, socket, scope))
         .into_response())
 }
@@ -143,6 +183,22 @@ fn ack_frame(ack: AckKind, patterns: &[Pattern]) -> Message {
 enum Out {
     Send(Message),
     Close(u16, &'static str),
+}
+
+/// How a connection ends on the server's side.
+enum Ending {
+    /// Close ahead of whatever is queued: a consumer too slow for its buffer, a shutdown.
+    Now(Close),
+    /// Close after the frames already queued, the error frame that says why among them.
+    AfterQueued(Close),
+}
+
+/// Whether a read error is a message over the size bounds (matched by type: the error axum
+/// wraps is tungstenite's).
+fn too_big(e: &axum::Error) -> bool {
+    std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<tungstenite::Error>())
+        .is_some_and(|e| matches!(e, tungstenite::Error::Capacity(_)))
 }
 
 /// One connection. The reader side (this task) follows the client's frames and the bus; the
@@ -187,7 +243,7 @@ async fn connection(state: AppState, socket: WebSocket, scope: TypeFilter) {
     let mut conn = Conn {
         state: &state,
         scope,
-        patterns: Vec::new(),
+        patterns: HashMap::new(),
         high_water: 0,
         out: out_tx,
     };
@@ -205,55 +261,79 @@ async fn connection(state: AppState, socket: WebSocket, scope: TypeFilter) {
         tokio::select! {
             // `wait_for` also sees a drain that began before this connection subscribed.
             _ = async { shutdown.wait_for(|draining| *draining).await.map(|_| ()) } => {
-                break Some((GOING_AWAY, "server shutting down"));
+                break Some(Ending::Now((GOING_AWAY, "server shutting down")));
             }
             _ = ping.tick() => {
                 if awaiting_pong.is_none() {
                     awaiting_pong = Some(tokio::time::Instant::now());
                 }
-                if conn.push(Message::Ping(Default::default())).is_err() {
-                    break Some((TRY_AGAIN_LATER, "consumer too slow; resume with since"));
+                if let Err(close) = conn.push(Message::Ping(Default::default())) {
+                    break Some(Ending::Now(close));
                 }
             }
-            _ = pong_deadline => break Some((POLICY, "no pong")),
+            _ = pong_deadline => break Some(Ending::Now((POLICY, "no pong"))),
             incoming = stream.next() => match incoming {
                 Some(Ok(Message::Text(text))) => {
                     if let Err(close) = conn.client_frame(text.as_str()).await {
-                        break Some(close);
+                        break Some(Ending::Now(close));
                     }
                 }
                 Some(Ok(Message::Pong(_))) => awaiting_pong = None,
                 Some(Ok(Message::Binary(_))) => {
-                    if conn.push(error_frame(ErrorCode::BadRequest, "frames are JSON text")).is_err() {
-                        break Some((TRY_AGAIN_LATER, "consumer too slow; resume with since"));
+                    if let Err(close) = conn.push(error_frame(ErrorCode::BadRequest, "frames are JSON text")) {
+                        break Some(Ending::Now(close));
                     }
                 }
                 Some(Ok(Message::Ping(_))) => {} // answered by the protocol layer
+                Some(Err(e)) if too_big(&e) => {
+                    let refused = error_frame(
+                        ErrorCode::PayloadTooLarge,
+                        format!(
+                            "a client frame may hold at most {} bytes (NEXUS_WS_MAX_MESSAGE_BYTES)",
+                            config.max_message_bytes
+                        ),
+                    );
+                    break Some(match conn.push(refused) {
+                        Ok(()) => Ending::AfterQueued((MESSAGE_TOO_BIG, "message too big")),
+                        Err(close) => Ending::Now(close),
+                    });
+                }
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
             },
             received = bus.recv() => match received {
                 Ok(event) => {
                     if let Err(close) = conn.live(&event) {
-                        break Some(close);
+                        break Some(Ending::Now(close));
                     }
                 }
-                Err(RecvError::Lagged { .. }) => break Some((TRY_AGAIN_LATER, "consumer too slow; resume with since")),
-                Err(_) => break Some((GOING_AWAY, "server shutting down")),
+                Err(RecvError::Lagged { .. }) => break Some(Ending::Now((TRY_AGAIN_LATER, "consumer too slow; resume with since"))),
+                Err(_) => break Some(Ending::Now((GOING_AWAY, "server shutting down"))),
             },
         }
     };
-    if let Some((code, reason)) = close {
-        let _ = close_tx.send(Out::Close(code, reason)).await;
-        // The closing handshake: read (and drop) what the client still sends until its close
-        // frame, so our close is not lost to a reset; bounded, since a peer may never answer.
-        let _ = tokio::time::timeout(Duration::from_secs(2), async {
-            while let Some(Ok(m)) = stream.next().await {
-                if matches!(m, Message::Close(_)) {
-                    break;
+    let mut linger = false;
+    match close {
+        Some(Ending::Now((code, reason))) => {
+            let _ = close_tx.send(Out::Close(code, reason)).await;
+            // The closing handshake: read (and drop) what the client still sends until its close
+            // frame, so our close is not lost to a reset; bounded, since a peer may never answer.
+            let _ = tokio::time::timeout(Duration::from_secs(2), async {
+                while let Some(Ok(m)) = stream.next().await {
+                    if matches!(m, Message::Close(_)) {
+                        break;
+                    }
                 }
+            })
+            .await;
+        }
+        Some(Ending::AfterQueued((code, reason))) => {
+            // Nothing more is read: the rest of the oversized message would be buffered whole.
+            if conn.out.try_send(Out::Close(code, reason)).is_err() {
+                let _ = close_tx.send(Out::Close(code, reason)).await;
             }
-        })
-        .await;
+            linger = true;
+        }
+        None => {}
     }
     drop(conn);
     drop(close_tx);
@@ -265,6 +345,10 @@ async fn connection(state: AppState, socket: WebSocket, scope: TypeFilter) {
     {
         writer.abort();
     }
+    if linger {
+        tokio::time::sleep(TOO_BIG_LINGER).await;
+    }
+    drop(stream);
     let open = connections
         .fetch_sub(1, Ordering::Relaxed)
         .saturating_sub(1);
@@ -277,18 +361,21 @@ struct Conn<'a> {
     state: &'a AppState,
     scope: TypeFilter,
     /// Subscribed patterns, each with the sequence after which it wants events: its `since`, or
-    /// the log's head when it was subscribed without one.
-    patterns: Vec<(Pattern, u64)>,
+    /// the log's head when it was subscribed without one. At most [`WsConfig::max_patterns`].
+    patterns: HashMap<Pattern, u64>,
     /// The highest sequence sent or passed over by this connection: live events at or below it
     /// were dealt with by a `since` replay.
     high_water: u64,
     out: mpsc::Sender<Out>,
 }
 
+/// The most patterns a `since` replay hands the store as its type filter.
+const STORE_FILTER_MAX: usize = 32;
+
 /// How long a replay waits for a client that reads nothing before it is closed.
 const REPLAY_STALL: Duration = Duration::from_secs(10);
 
-fn wanted(patterns: &[(Pattern, u64)], e: &Event) -> bool {
+fn wanted(patterns: &HashMap<Pattern, u64>, e: &Event) -> bool {
     patterns
         .iter()
         .any(|(p, from)| e.sequence > *from && p.matches_type(&e.event_type))
@@ -360,8 +447,21 @@ impl Conn<'_> {
                 "events must be a non-empty array of type globs",
             ));
         }
+        let per_frame = self.state.config.ws.max_patterns_per_frame;
+        if globs.len() > per_frame {
+            return self.push(error_frame(
+                ErrorCode::ValidationError,
+                format!(
+                    "a {action} frame may name at most {per_frame} patterns \
+                     (NEXUS_WS_MAX_FRAME_PATTERNS); this one names {}",
+                    globs.len()
+                ),
+            ));
+        }
+        // Each glob once, in the order given.
+        let mut seen: HashSet<&str> = HashSet::with_capacity(globs.len());
         let mut parsed = Vec::with_capacity(globs.len());
-        for g in &globs {
+        for g in globs.iter().filter(|g| seen.insert(g.as_str())) {
             match Pattern::new(g) {
                 Ok(p) => parsed.push(p),
                 Err(e) => {
@@ -375,7 +475,9 @@ impl Conn<'_> {
         if subscribe {
             return self.subscribe(parsed, since).await;
         }
-        self.patterns.retain(|(p, _)| !parsed.contains(p));
+        for p in &parsed {
+            self.patterns.remove(p);
+        }
         self.push(ack_frame(AckKind::Unsubscribe, &parsed))
     }
 
@@ -383,6 +485,21 @@ impl Conn<'_> {
         let (inside, outside): (Vec<Pattern>, Vec<Pattern>) = asked
             .into_iter()
             .partition(|p| self.scope.matches_str(p.as_str()));
+        let adding = inside
+            .iter()
+            .filter(|p| !self.patterns.contains_key(*p))
+            .count();
+        let held = self.patterns.len();
+        let most = self.state.config.ws.max_patterns;
+        if held + adding > most {
+            return self.push(error_frame(
+                ErrorCode::ValidationError,
+                format!(
+                    "a connection may hold at most {most} patterns (NEXUS_WS_MAX_PATTERNS); it \
+                     holds {held} and this frame adds {adding}: unsubscribe some first"
+                ),
+            ));
+        }
         if !outside.is_empty() {
             let names: Vec<&str> = outside.iter().map(Pattern::as_str).collect();
             self.push(error_frame(
@@ -393,7 +510,8 @@ impl Conn<'_> {
         if inside.is_empty() {
             return Ok(());
         }
-        let old = self.patterns.clone();
+        // What was held before, for a replay to tell what it sent already; only `since` needs it.
+        let old = since.map(|_| self.patterns.clone());
         // Without `since`, a pattern starts now: after the log's head.
         let head = match since {
             Some(_) => 0,
@@ -401,14 +519,14 @@ impl Conn<'_> {
         };
         let from = since.unwrap_or(head);
         for p in &inside {
-            match self.patterns.iter_mut().find(|(q, _)| q == p) {
-                // Subscribing again with an older `since` widens what the pattern wants.
-                Some((_, f)) => *f = (*f).min(from),
-                None => self.patterns.push((p.clone(), from)),
-            }
+            // Subscribing again with an older `since` widens what the pattern wants.
+            self.patterns
+                .entry(p.clone())
+                .and_modify(|f| *f = (*f).min(from))
+                .or_insert(from);
         }
         self.push(ack_frame(AckKind::Subscribe, &inside))?;
-        if let Some(since) = since {
+        if let (Some(since), Some(old)) = (since, old) {
             self.replay(since, &old).await?;
         }
         Ok(())
@@ -417,12 +535,19 @@ impl Conn<'_> {
     /// Sends, in order, every stored event the patterns now want that was not sent already, up
     /// to the log's head; live events at or below what it covered are then skipped. An event at
     /// or below the old high-water mark was sent if the old patterns wanted it.
-    async fn replay(&mut self, since: u64, old: &[(Pattern, u64)]) -> Result<(), Close> {
+    async fn replay(&mut self, since: u64, old: &HashMap<Pattern, u64>) -> Result<(), Close> {
         let old_high_water = self.high_water;
         let current = self.patterns.clone();
-        let filter = TypeFilter::new(current.iter().map(|(p, _)| p.clone()));
+        // Every row read is matched in Rust below anyway; the store's filter only saves reading
+        // rows, and its cost per row grows with the number of globs, so many patterns read
+        // unfiltered pages instead.
+        let filter = if current.len() <= STORE_FILTER_MAX {
+            TypeFilter::new(current.keys().cloned())
+        } else {
+            TypeFilter::all()
+        };
         // Nothing at or below the smallest `from` is wanted by any pattern.
-        let mut after = current.iter().map(|(_, from)| *from).min().unwrap_or(since);
+        let mut after = current.values().copied().min().unwrap_or(since);
         loop {
             let page = match self.state.store.read(after, 256, &filter).await {
                 Ok(page) if page.is_empty() => return Ok(()),
@@ -444,5 +569,44 @@ impl Conn<'_> {
                 self.high_water = self.high_water.max(e.sequence);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tungstenite::error::{CapacityError, ProtocolError};
+
+    #[test]
+    fn only_a_capacity_error_is_too_big() {
+        let big = axum::Error::new(tungstenite::Error::Capacity(
+            CapacityError::MessageTooLong {
+                size: 1_300_000,
+                max_size: DEFAULT_MAX_MESSAGE_BYTES,
+            },
+        ));
+        assert!(too_big(&big));
+        for other in [
+            axum::Error::new(tungstenite::Error::ConnectionClosed),
+            axum::Error::new(tungstenite::Error::Protocol(
+                ProtocolError::ResetWithoutClosingHandshake,
+            )),
+            axum::Error::new(std::io::Error::other("reset")),
+        ] {
+            assert!(!too_big(&other), "{other}");
+        }
+    }
+
+    #[test]
+    fn the_defaults_fit_a_full_frame_of_patterns() {
+        let config = WsConfig::default();
+        assert!(config.max_patterns_per_frame <= config.max_patterns);
+        // A frame of the most patterns, each a glob of a usual length, fits the message bound.
+        let frame = serde_json::json!({
+            "action": "subscribe",
+            "events": vec!["PAYMENT_RECEIVED_*"; config.max_patterns_per_frame],
+        })
+        .to_string();
+        assert!(frame.len() < config.max_message_bytes, "{}", frame.len());
     }
 }

@@ -117,6 +117,11 @@ impl ServerProcess {
         }
     }
 
+    /// Its process id (to read `/proc/<pid>/status`, say).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// Its standard error so far (for failure messages).
     pub fn log(&self) -> String {
         self.log.lock().expect("log").join("\n")

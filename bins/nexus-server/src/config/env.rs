@@ -25,6 +25,9 @@ pub(crate) struct Settings {
     pub(crate) rate_max: u32,
     pub(crate) max_body_bytes: usize,
     pub(crate) ws_buffer: usize,
+    /// `NEXUS_WS_MAX_MESSAGE_BYTES` (65536), `NEXUS_WS_MAX_FRAME_PATTERNS` (256),
+    /// `NEXUS_WS_MAX_PATTERNS` (1024): what one WebSocket client may send and hold.
+    pub(crate) ws_limits: WsLimits,
     pub(crate) reactor_max_depth: usize,
     pub(crate) allow_private_targets: bool,
     /// `NEXUS_REQUIRE_DECLARED_TYPES` (false): refuse events of undeclared types (API.md
@@ -34,6 +37,59 @@ pub(crate) struct Settings {
     pub(crate) log_format: LogFormat,
     /// `NEXUS_UI` (true): serve the operator console under `/ui/` (API.md section 14).
     pub(crate) ui: bool,
+    /// `NEXUS_HEADER_TIMEOUT_MS`, `NEXUS_IDLE_TIMEOUT_MS`, `NEXUS_MAX_CONNECTIONS`,
+    /// `NEXUS_MAX_HEADER_BYTES`: the connection limits (defaults in `ServeConfig`).
+    pub(crate) serve: nexus_transport::ServeConfig,
+    /// `NEXUS_MAX_BODY_BYTES_IN_FLIGHT` (64 MiB): request body bytes in memory at once.
+    pub(crate) max_body_bytes_in_flight: usize,
+}
+
+/// The connection limits of the HTTP server, each in its variable.
+fn serve_config(
+    non_empty: impl Fn(&str) -> Option<String>,
+) -> Result<nexus_transport::ServeConfig, ConfigError> {
+    let defaults = nexus_transport::ServeConfig::default();
+    let millis = |name: &str, default: Duration| -> Result<Duration, ConfigError> {
+        let ms: u64 = number(
+            name,
+            non_empty(name),
+            u64::try_from(default.as_millis()).unwrap_or(u64::MAX),
+            "milliseconds",
+        )?;
+        if ms == 0 {
+            return Err(err(name, "must be more than 0"));
+        }
+        Ok(Duration::from_millis(ms))
+    };
+    let header_timeout = millis("NEXUS_HEADER_TIMEOUT_MS", defaults.header_timeout)?;
+    let idle_timeout = millis("NEXUS_IDLE_TIMEOUT_MS", defaults.idle_timeout)?;
+    let max_connections: usize = number(
+        "NEXUS_MAX_CONNECTIONS",
+        non_empty("NEXUS_MAX_CONNECTIONS"),
+        defaults.max_connections,
+        "a number of connections",
+    )?;
+    if max_connections == 0 {
+        return Err(err("NEXUS_MAX_CONNECTIONS", "must be at least 1"));
+    }
+    let max_header_bytes: usize = number(
+        "NEXUS_MAX_HEADER_BYTES",
+        non_empty("NEXUS_MAX_HEADER_BYTES"),
+        defaults.max_header_bytes,
+        "a number of bytes",
+    )?;
+    if !(1024..=1 << 20).contains(&max_header_bytes) {
+        return Err(err(
+            "NEXUS_MAX_HEADER_BYTES",
+            "must be between 1024 and 1048576",
+        ));
+    }
+    Ok(nexus_transport::ServeConfig {
+        header_timeout,
+        idle_timeout,
+        max_connections,
+        max_header_bytes,
+    })
 }
 
 fn number<T: std::str::FromStr>(
@@ -48,6 +104,58 @@ fn number<T: std::str::FromStr>(
             .trim()
             .parse()
             .map_err(|_| err(name, format!("must be {what}, got {v:?}"))),
+    }
+}
+
+/// The WebSocket bounds of [`Settings::ws_limits`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct WsLimits {
+    pub(crate) max_message_bytes: usize,
+    pub(crate) max_patterns_per_frame: usize,
+    pub(crate) max_patterns: usize,
+}
+
+impl WsLimits {
+    /// Reads the three variables: each at least 1 (a message at least 1024 bytes), and a frame
+    /// may not name more patterns than a connection may hold.
+    fn from_env(non_empty: impl Fn(&str) -> Option<String>) -> Result<WsLimits, ConfigError> {
+        let at_least = |name: &str, default: usize, min: usize, what: &str| {
+            let v: usize = number(name, non_empty(name), default, what)?;
+            if v < min {
+                return Err(err(name, format!("must be at least {min}")));
+            }
+            Ok(v)
+        };
+        let limits = WsLimits {
+            max_message_bytes: at_least(
+                "NEXUS_WS_MAX_MESSAGE_BYTES",
+                nexus_transport::DEFAULT_WS_MAX_MESSAGE_BYTES,
+                1024,
+                "a number of bytes",
+            )?,
+            max_patterns_per_frame: at_least(
+                "NEXUS_WS_MAX_FRAME_PATTERNS",
+                nexus_transport::DEFAULT_WS_MAX_FRAME_PATTERNS,
+                1,
+                "a number of patterns",
+            )?,
+            max_patterns: at_least(
+                "NEXUS_WS_MAX_PATTERNS",
+                nexus_transport::DEFAULT_WS_MAX_PATTERNS,
+                1,
+                "a number of patterns",
+            )?,
+        };
+        if limits.max_patterns_per_frame > limits.max_patterns {
+            return Err(err(
+                "NEXUS_WS_MAX_FRAME_PATTERNS",
+                format!(
+                    "must not be above NEXUS_WS_MAX_PATTERNS ({})",
+                    limits.max_patterns
+                ),
+            ));
+        }
+        Ok(limits)
     }
 }
 
@@ -194,6 +302,26 @@ impl Settings {
         if max_body_bytes < 1024 {
             return Err(err("NEXUS_MAX_BODY_BYTES", "must be at least 1024"));
         }
+        let max_body_bytes_in_flight: usize = number(
+            "NEXUS_MAX_BODY_BYTES_IN_FLIGHT",
+            non_empty("NEXUS_MAX_BODY_BYTES_IN_FLIGHT"),
+            64 << 20,
+            "a number of bytes",
+        )?;
+        // A batch at the limit must fit on its own, gzip-encoded too (compressed and
+        // decompressed bytes are both held while it is decompressed).
+        let batch = max_body_bytes.saturating_mul(16);
+        if max_body_bytes_in_flight < batch.saturating_mul(2)
+            || max_body_bytes_in_flight > u32::MAX as usize
+        {
+            return Err(err(
+                "NEXUS_MAX_BODY_BYTES_IN_FLIGHT",
+                format!(
+                    "must be at least twice a batch at the body limit ({} bytes) and below 4 GiB",
+                    batch.saturating_mul(2)
+                ),
+            ));
+        }
         let ws_buffer: usize = number(
             "NEXUS_WS_BUFFER",
             non_empty("NEXUS_WS_BUFFER"),
@@ -203,6 +331,7 @@ impl Settings {
         if ws_buffer == 0 {
             return Err(err("NEXUS_WS_BUFFER", "must be at least 1"));
         }
+        let ws_limits = WsLimits::from_env(non_empty)?;
         let reactor_max_depth: usize = number(
             "NEXUS_REACTOR_MAX_DEPTH",
             non_empty("NEXUS_REACTOR_MAX_DEPTH"),
@@ -249,6 +378,7 @@ impl Settings {
             )?,
             max_body_bytes,
             ws_buffer,
+            ws_limits,
             reactor_max_depth,
             allow_private_targets: boolean(
                 "NEXUS_ALLOW_PRIVATE_TARGETS",
@@ -261,6 +391,8 @@ impl Settings {
             log_level,
             log_format,
             ui: console(get("NEXUS_UI"))?,
+            serve: serve_config(non_empty)?,
+            max_body_bytes_in_flight,
         })
     }
 }
@@ -269,6 +401,58 @@ impl Settings {
 mod tests {
     use super::*;
     use crate::config::test_env as env;
+
+    #[test]
+    fn websocket_limits() {
+        let d = Settings::from_env(env(&[])).expect("defaults").ws_limits;
+        assert_eq!(
+            (
+                d.max_message_bytes,
+                d.max_patterns_per_frame,
+                d.max_patterns
+            ),
+            (65_536, 256, 1024)
+        );
+        let set = Settings::from_env(env(&[
+            ("NEXUS_WS_MAX_MESSAGE_BYTES", "4096"),
+            ("NEXUS_WS_MAX_FRAME_PATTERNS", "8"),
+            ("NEXUS_WS_MAX_PATTERNS", "8"),
+        ]))
+        .expect("set")
+        .ws_limits;
+        assert_eq!(
+            (
+                set.max_message_bytes,
+                set.max_patterns_per_frame,
+                set.max_patterns
+            ),
+            (4096, 8, 8)
+        );
+        for (vars, named) in [
+            (
+                &[("NEXUS_WS_MAX_MESSAGE_BYTES", "100")][..],
+                "NEXUS_WS_MAX_MESSAGE_BYTES",
+            ),
+            (
+                &[("NEXUS_WS_MAX_PATTERNS", "0")][..],
+                "NEXUS_WS_MAX_PATTERNS",
+            ),
+            (
+                &[("NEXUS_WS_MAX_FRAME_PATTERNS", "many")][..],
+                "NEXUS_WS_MAX_FRAME_PATTERNS",
+            ),
+            (
+                &[
+                    ("NEXUS_WS_MAX_FRAME_PATTERNS", "64"),
+                    ("NEXUS_WS_MAX_PATTERNS", "32"),
+                ][..],
+                "NEXUS_WS_MAX_FRAME_PATTERNS",
+            ),
+        ] {
+            let e = Settings::from_env(env(vars)).expect_err("refused");
+            assert_eq!(e.name, named, "{e}");
+        }
+    }
 
     #[test]
     fn defaults_and_bad_values() {
@@ -306,6 +490,12 @@ mod tests {
             ("NEXUS_UI", "yes"),
             ("NEXUS_UI", "off"),
             ("NEXUS_REACTOR_MAX_DEPTH", "0"),
+            ("NEXUS_HEADER_TIMEOUT_MS", "0"),
+            ("NEXUS_HEADER_TIMEOUT_MS", "soon"),
+            ("NEXUS_IDLE_TIMEOUT_MS", "-5"),
+            ("NEXUS_MAX_CONNECTIONS", "0"),
+            ("NEXUS_MAX_HEADER_BYTES", "100"),
+            ("NEXUS_MAX_BODY_BYTES_IN_FLIGHT", "1048576"),
             ("DATABASE_URL", "mysql://root@db/nexus"),
             ("DATABASE_URL", "postgres://"),
             ("DATABASE_URL", "nexus.db"),
@@ -316,6 +506,24 @@ mod tests {
         assert!(
             !s.require_declared_types,
             "undeclared types are accepted by default"
+        );
+        assert_eq!(s.serve, nexus_transport::ServeConfig::default());
+        assert_eq!(s.max_body_bytes_in_flight, 64 << 20);
+        let limits = Settings::from_env(env(&[
+            ("NEXUS_HEADER_TIMEOUT_MS", "1500"),
+            ("NEXUS_IDLE_TIMEOUT_MS", "2500"),
+            ("NEXUS_MAX_CONNECTIONS", "64"),
+            ("NEXUS_MAX_HEADER_BYTES", "4096"),
+        ]))
+        .expect("limits");
+        assert_eq!(
+            limits.serve,
+            nexus_transport::ServeConfig {
+                header_timeout: Duration::from_millis(1500),
+                idle_timeout: Duration::from_millis(2500),
+                max_connections: 64,
+                max_header_bytes: 4096,
+            }
         );
         let strict =
             Settings::from_env(env(&[("NEXUS_REQUIRE_DECLARED_TYPES", "true")])).expect("strict");

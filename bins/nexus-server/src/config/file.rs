@@ -373,8 +373,16 @@ impl FileConfig {
                 inline: None,
                 usage: Use::Signing,
             }
-            .resolve(mode, &get)?
-            .map(|r| r.value);
+            .resolve(mode, &get)?;
+            // A subscription's key has a floor in every environment, as through the API.
+            if let Some(r) = &secret {
+                nexus_transport::auth::Secret::parse_at_least(
+                    r.value.expose(),
+                    nexus_api::signature::MIN_SUBSCRIPTION_SECRET_BYTES,
+                )
+                .map_err(|e| err(&r.name, e.to_string()))?;
+            }
+            let secret = secret.map(|r| r.value);
             let filter = s
                 .filter
                 .as_ref()
@@ -609,6 +617,17 @@ mod tests {
             .check(Mode::Development, env(&[("S", "whsec_!!")]))
             .expect_err("bad secret");
         assert_eq!(e.name, "S");
+        for short in ["whsec_AAAA", "fifteen-bytes!!"] {
+            let e = FileConfig::parse(sub)
+                .expect("parses")
+                .check(Mode::Development, env(&[("S", short)]))
+                .expect_err("a subscription secret under 16 bytes");
+            assert_eq!(e.name, "S", "{short}");
+        }
+        FileConfig::parse(sub)
+            .expect("parses")
+            .check(Mode::Development, env(&[("S", "sixteen-bytes-ok")]))
+            .expect("16 bytes are enough outside production");
     }
 
     #[test]

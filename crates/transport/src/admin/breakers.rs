@@ -1,6 +1,6 @@
 //! `GET /api/breakers` and `POST /api/breakers/{target}/reset`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use nexus_api::dead_letters::Reset;
 use nexus_api::envelope::ListQuery;
@@ -9,7 +9,7 @@ use nexus_event::Timestamp;
 use super::{limit, page_of};
 use crate::app::AppState;
 use crate::envelope::{ApiError, ok, page};
-use crate::extract::Query;
+use crate::extract::{Path, Query};
 
 /// Every target's breaker, by target, paged with the last target as the cursor.
 pub(super) async fn list(

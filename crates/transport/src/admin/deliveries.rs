@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use nexus_api::deliveries::{
     Attempt, DeliveriesQuery, Delivery, DeliveryState, TEST_EVENT_TYPE, TestSend,
@@ -18,7 +18,7 @@ use serde_json::json;
 use super::{limit, store_page};
 use crate::app::AppState;
 use crate::envelope::{ApiError, ok};
-use crate::extract::Query;
+use crate::extract::{Path, Query};
 
 fn state(s: DeliveryStatus) -> DeliveryState {
     match s {

@@ -3,7 +3,7 @@
 //! this instance's next publish before it is answered.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nexus_api::dead_letters::Deleted;
@@ -15,7 +15,7 @@ use nexus_store::TypeOrigin;
 use super::{body, limit, store_page};
 use crate::app::AppState;
 use crate::envelope::{ApiError, ok};
-use crate::extract::Query;
+use crate::extract::{Path, Query};
 
 /// The `{name}` of a path: a valid type name, else `400` naming `name`.
 fn type_name(name: &str) -> Result<EventType, ApiError> {

@@ -1,7 +1,7 @@
 //! `GET /api/events?type=&after=&until=&order=&limit=&cursor=` and `GET /api/events/{id}`: the
 //! log, read as an audit trail in ascending sequence order, or newest first with `order=desc`.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use nexus_api::log::{EventOrder, EventsQuery};
 use nexus_event::{EventId, Pattern, TypeFilter};
@@ -10,7 +10,7 @@ use nexus_store::ReadOrder;
 use super::limit;
 use crate::app::AppState;
 use crate::envelope::{ApiError, ok, page};
-use crate::extract::Query;
+use crate::extract::{Path, Query};
 
 pub(super) async fn list(
     State(state): State<AppState>,

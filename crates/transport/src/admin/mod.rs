@@ -111,12 +111,25 @@ fn store_page<T, U: Serialize>(p: nexus_store::Page<T>, wire: impl FnMut(T) -> U
     page(p.items.into_iter().map(wire).collect(), p.next_cursor).into_response()
 }
 
-/// Type globs, at least one, each valid; a refusal names `field`.
+/// The most type globs one list of the admin API may hold (a subscription's `events`, a
+/// replay's `types`): what a request makes the server match stays bounded.
+pub(crate) const MAX_TYPE_GLOBS: usize = 256;
+
+/// Type globs, 1 to [`MAX_TYPE_GLOBS`], each valid; a refusal names `field`.
 fn patterns(field: &str, globs: &[String]) -> Result<Vec<Pattern>, ApiError> {
     if globs.is_empty() {
         return Err(ApiError::validation(
             field,
             format!("{field} needs at least one type glob"),
+        ));
+    }
+    if globs.len() > MAX_TYPE_GLOBS {
+        return Err(ApiError::validation(
+            field,
+            format!(
+                "{field} may hold at most {MAX_TYPE_GLOBS} type globs, got {}",
+                globs.len()
+            ),
         ));
     }
     globs

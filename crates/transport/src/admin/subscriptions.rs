@@ -6,7 +6,7 @@
 //! and a message naming the key inside it.
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use nexus_api::dead_letters::Deleted;
@@ -21,7 +21,7 @@ use super::{body, limit, patterns, store_page};
 use crate::app::AppState;
 use crate::auth::Secret;
 use crate::envelope::{ApiError, ok};
-use crate::extract::Query;
+use crate::extract::{Path, Query};
 use nexus_outbound::refuse_private;
 
 fn wire(s: Subscription, secret: Option<String>, stats: SubscriptionStats) -> api::Subscription {
@@ -70,11 +70,14 @@ async fn shown(state: &AppState, sub: Subscription) -> Result<api::Subscription,
     Ok(wire(sub, None, stats))
 }
 
+/// A subscription's secret: `whsec_<base64>` or text, of at least
+/// [`MIN_SUBSCRIPTION_SECRET_BYTES`](nexus_api::signature::MIN_SUBSCRIPTION_SECRET_BYTES) key
+/// bytes in every environment (`whsec_` alone is empty, not a key).
 fn check_secret(written: &str) -> Result<(), ApiError> {
     if written.is_empty() {
         return Err(ApiError::validation("secret", "secret must not be empty"));
     }
-    Secret::parse(written)
+    Secret::parse_at_least(written, nexus_api::signature::MIN_SUBSCRIPTION_SECRET_BYTES)
         .map(|_| ())
         .map_err(|e| ApiError::validation("secret", e.to_string()))
 }
