@@ -353,6 +353,10 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
         .await
         .map_err(|e| config_error("PORT", format!("cannot listen on {addr}: {e}")))?;
     let local = listener.local_addr()?;
+    // The signal handlers exist before the server says it is ready: a SIGTERM sent as soon as
+    // `/health/ready` answers 200 drains it, where it would otherwise still meet the default
+    // action and kill it.
+    let shutdown = Shutdown::install();
     app.lifecycle().set_ready();
     if settings.log_format == LogFormat::Pretty {
         tracing::info!(address = %local, store = backend.kind_name(), location = %backend.location(), "nexus-server listening");
@@ -370,7 +374,7 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
             let _ = serving_stopped.await;
         },
     ));
-    wait_for_signal().await;
+    shutdown.wait().await;
     tracing::info!("shutting down: draining");
     lifecycle.start_draining();
     tokio::spawn(async {
@@ -420,27 +424,57 @@ async fn run(settings: Settings, console: Console) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// SIGTERM and SIGINT, listened for from [`Shutdown::install`] on.
+struct Shutdown {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
+    term: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+}
+
+impl Shutdown {
+    /// Installs the handlers now (inside the runtime), so no signal meets the default action.
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for {name}");
+                    None
+                }
+            };
+            Shutdown {
+                term: listen(SignalKind::terminate(), "SIGTERM"),
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
             }
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+        #[cfg(not(unix))]
+        Shutdown {}
+    }
+
+    /// Until SIGTERM or SIGINT arrives.
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            async fn recv(signal: Option<tokio::signal::unix::Signal>) {
+                match signal {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                _ = recv(self.term) => {}
+                _ = recv(self.interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
     }
 }
 
