@@ -241,10 +241,14 @@ async fn follows_the_exact_schedule_then_dead_letters_and_redrives() {
         .expect("redrive");
     // The failed sixth attempt was the half-open breaker's trial (it opened at +30 s), so the
     // breaker opened again at +62 s: the redriven delivery waits, parked, for the trial at +92 s.
+    // Parked, it is not due by itself: the worker sleeps until the trial time to let it go.
     wait_for("the redriven delivery to be parked", async || {
-        f.store.next_due().await.expect("next_due") == Some(at(92_000))
+        !f.store.parked_targets().await.expect("parked").is_empty()
     })
     .await;
+    assert_eq!(f.store.next_due().await.expect("next_due"), None);
+    settled(handle.stats(), &f.clock).await;
+    assert_eq!(handle.stats().activity(), Activity::IdleUntil(at(92_000)));
     assert_eq!(target.calls().len(), 6);
     f.clock.set(at(92_000));
     wait_for("the redriven delivery", async || {
@@ -352,6 +356,122 @@ async fn an_open_breaker_parks_deliveries_without_burning_attempts() {
         *per_event.entry(c.sequence).or_default() += 1;
     }
     assert_eq!(per_event.len(), 8);
+    handle.stop(Duration::from_secs(1)).await;
+}
+
+/// Behind a target that stays down, deliveries are parked once each: no trial window leases
+/// them all again (the soak of issue 18 grew a queue of 1.4 million that way). Each window lets
+/// exactly one go, as the trial; when the target is back, all of them are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_stays_down_costs_one_park_per_delivery() {
+    let f = fixture().await;
+    let target = Fake::new(Arc::clone(&f.clock), Box::new(|_| fail(503)));
+    let breakers = Arc::new(Breakers::default());
+    // Retries after 1 s, twenty of them: each window's failed trial is parked again before the
+    // next window, and nothing becomes a dead letter meanwhile.
+    let handle = RetryWorker::new(
+        Arc::clone(&f.store) as _,
+        Arc::clone(&target) as _,
+        Arc::clone(&f.clock) as _,
+        WorkerConfig {
+            schedule: Schedule::new(vec![Duration::from_secs(1); 20], 0.0).expect("valid"),
+            ..config("w")
+        },
+    )
+    .expect("valid")
+    .breakers(Arc::clone(&breakers))
+    .spawn();
+    publish(&f.store, 5).await;
+    wait_for("the breaker to open", async || {
+        breakers.get(TARGET).map(|b| b.state) == Some(BreakerState::Open)
+    })
+    .await;
+    publish(&f.store, 200).await;
+    wait_for("the 200 parked", async || {
+        handle.stats().parked.load(Ordering::SeqCst) == 200
+    })
+    .await;
+    settled(handle.stats(), &f.clock).await;
+    assert_eq!(f.store.next_due().await.expect("next due"), Some(at(1_000)));
+    let windows: i64 = 8;
+    for k in 1..=windows {
+        f.clock.set(at(30_000 * k));
+        let calls = 5 + usize::try_from(k).expect("small");
+        wait_for("the window's trial", async || target.calls().len() == calls).await;
+        wait_for("the breaker to open again", async || {
+            breakers.get(TARGET).map(|b| b.state) == Some(BreakerState::Open)
+        })
+        .await;
+        // The failed trial's retry falls due and is parked in its turn.
+        f.clock.set(at(30_000 * k + 1_000));
+        wait_for("the trial's retry parked", async || {
+            f.store.next_due().await.expect("next due").is_none()
+        })
+        .await;
+        settled(handle.stats(), &f.clock).await;
+        assert_eq!(target.calls().len(), calls, "one trial per window");
+        assert_eq!(
+            handle.stats().activity(),
+            Activity::IdleUntil(at(30_000 * (k + 1))),
+            "asleep until the next trial"
+        );
+    }
+    // The 200, the five first failures (their retries were due at the first window), and each
+    // window's failed trial: never the 200 again per window.
+    let parks = handle.stats().parked.load(Ordering::SeqCst);
+    assert_eq!(parks, 200 + 5 + u64::try_from(windows).expect("small"));
+    assert_eq!(f.store.stats().await.expect("stats").dead_letters, 0);
+
+    // Back: two trials close the breaker, then everything goes, each delivery once.
+    target.set_plan(Box::new(|_| Outcome::Delivered(Some(200))));
+    let failed = target.calls().len();
+    f.clock.set(at(30_000 * (windows + 1)));
+    wait_for("everything delivered", async || {
+        let s = f.store.stats().await.expect("stats");
+        s.pending + s.in_flight == 0
+    })
+    .await;
+    assert_eq!(
+        breakers.get(TARGET).map(|b| b.state),
+        Some(BreakerState::Closed)
+    );
+    let mut per_event: HashMap<u64, usize> = HashMap::new();
+    for c in &target.calls()[failed..] {
+        *per_event.entry(c.sequence).or_default() += 1;
+    }
+    assert_eq!(per_event.len(), 205, "each delivered");
+    assert!(per_event.values().all(|n| *n == 1), "once");
+    assert!(f.store.parked_targets().await.expect("parked").is_empty());
+    handle.stop(Duration::from_secs(1)).await;
+}
+
+/// Deliveries left parked with no open breaker to wait for (a breaker record lost, or closed
+/// while the release failed) are found in the store when the worker starts, and go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_parked_behind_no_open_breaker_go_at_start() {
+    let f = fixture().await;
+    publish(&f.store, 3).await;
+    let leases = f
+        .store
+        .lease_due("gone", f.clock.now(), 10, Duration::from_secs(60))
+        .await
+        .expect("lease");
+    assert_eq!(leases.len(), 3);
+    for lease in &leases {
+        f.store.park(&lease.token, at(30_000)).await.expect("park");
+    }
+    assert_eq!(f.store.next_due().await.expect("next due"), None);
+    let target = Fake::new(
+        Arc::clone(&f.clock),
+        Box::new(|_| Outcome::Delivered(Some(200))),
+    );
+    let handle = worker(&f, &target, "w").spawn();
+    wait_for("the parked deliveries delivered", async || {
+        let s = f.store.stats().await.expect("stats");
+        s.pending + s.in_flight == 0
+    })
+    .await;
+    assert_eq!(target.calls().len(), 3);
     handle.stop(Duration::from_secs(1)).await;
 }
 
@@ -593,9 +713,11 @@ fn the_worker_and_breakers_report_through_the_metrics_facade() {
             // The breaker opened at the first failure: the retry waits for the trial at +30 s.
             f.clock.set(at(1_000));
             wait_for("the parked retry", async || {
-                f.store.next_due().await.expect("next_due") == Some(at(30_000))
+                !f.store.parked_targets().await.expect("parked").is_empty()
             })
             .await;
+            settled(handle.stats(), &f.clock).await;
+            assert_eq!(handle.stats().activity(), Activity::IdleUntil(at(30_000)));
             f.clock.set(at(30_000));
             wait_for("the dead letter", async || {
                 f.store.stats().await.expect("stats").dead_letters == 1

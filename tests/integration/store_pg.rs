@@ -972,8 +972,22 @@ async fn a_sqlite_store_is_copied_whole_into_an_empty_database() {
         .map(|l| (l.event.sequence, l.attempt))
         .collect();
     assert_eq!(seen, vec![(3, 2)]);
+    // e4 still parked: not leased by time, only when its breaker lets it go.
+    let at_trial = later(now, 7_300_000);
     let parked = pg
-        .lease_due("w2", later(now, 7_300_000), 10, Duration::from_secs(36_000))
+        .lease_due("w2", at_trial, 10, Duration::from_secs(36_000))
+        .await
+        .expect("nothing leased");
+    assert!(parked.is_empty(), "{parked:?}");
+    let targets = pg.parked_targets().await.expect("parked targets");
+    assert_eq!(targets.len(), 1);
+    assert!(
+        pg.unpark_one(&targets[0], at_trial)
+            .await
+            .expect("unpark one")
+    );
+    let parked = pg
+        .lease_due("w2", at_trial, 10, Duration::from_secs(36_000))
         .await
         .expect("lease the parked one");
     assert_eq!(parked.len(), 1);

@@ -74,6 +74,22 @@ pub enum Admission {
     },
 }
 
+/// What the deliveries parked behind a breaker wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Closed (or never seen): nothing needs to wait.
+    Closed,
+    /// Open: no call until `until`, the first trial time.
+    Open {
+        /// When a trial may go through.
+        until: Timestamp,
+    },
+    /// A trial may go through now.
+    TrialDue,
+    /// A trial is running; its result decides.
+    TrialRunning,
+}
+
 /// What a call came to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallResult {
@@ -177,6 +193,23 @@ impl CircuitBreaker {
                 self.trial_in_flight = true;
                 (Admission::Allowed { trial: true }, None)
             }
+        }
+    }
+
+    /// What deliveries parked behind this breaker wait for at `now`.
+    pub fn gate(&self, now: Timestamp, cfg: &BreakerConfig) -> Gate {
+        match self.state {
+            BreakerState::Closed => Gate::Closed,
+            BreakerState::Open => {
+                let until = later(self.opened_at.unwrap_or(now), cfg.reset_timeout);
+                if now < until {
+                    Gate::Open { until }
+                } else {
+                    Gate::TrialDue
+                }
+            }
+            BreakerState::HalfOpen if self.trial_in_flight => Gate::TrialRunning,
+            BreakerState::HalfOpen => Gate::TrialDue,
         }
     }
 

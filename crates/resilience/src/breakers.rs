@@ -16,7 +16,7 @@ use nexus_store::{BreakerLog, BreakerRecord};
 
 use crate::breaker::{
     Admission, BreakerConfig, BreakerInstrument, BreakerSnapshot, BreakerState, CallResult,
-    CircuitBreaker, NoInstrument,
+    CircuitBreaker, Gate, NoInstrument,
 };
 
 /// One target's breaker and where it stands against the store's record of it.
@@ -160,6 +160,14 @@ impl Breakers {
         self.lock()
             .get(target)
             .is_none_or(|k| k.breaker.would_admit(now, &self.config))
+    }
+
+    /// What deliveries parked behind `target`'s breaker wait for at `now` ([`Gate::Closed`] for
+    /// a target never seen).
+    pub fn gate(&self, target: &str, now: Timestamp) -> Gate {
+        self.lock()
+            .get(target)
+            .map_or(Gate::Closed, |k| k.breaker.gate(now, &self.config))
     }
 
     /// Closes one breaker; `false` when no breaker is known for `target`. Save it with

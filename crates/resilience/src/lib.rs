@@ -39,7 +39,7 @@ mod worker;
 pub use backoff::{Backoff, DEFAULT_JITTER, DEFAULT_STEPS_MS, Schedule};
 pub use breaker::{
     Admission, BreakerConfig, BreakerInstrument, BreakerSnapshot, BreakerState, CallResult,
-    CircuitBreaker, NoInstrument,
+    CircuitBreaker, Gate, NoInstrument,
 };
 pub use breakers::Breakers;
 pub use clock::{Clock, ManualClock, SystemClock};

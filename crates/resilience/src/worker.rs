@@ -2,8 +2,8 @@
 //! concurrency and circuit breakers, and settles each in the queue.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -12,11 +12,11 @@ use nexus_store::{
     BreakerLog, Consumer, DeliveryQueue, Failure, Lease, QueueStats, SubscriptionPatch,
     Subscriptions, Success,
 };
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::task::{Id, JoinSet};
 
 use crate::backoff::Schedule;
-use crate::breaker::{Admission, CallResult};
+use crate::breaker::{Admission, CallResult, Gate};
 use crate::breakers::Breakers;
 use crate::clock::{Clock, later};
 use crate::error::ConfigError;
@@ -201,8 +201,11 @@ impl<T: DeliveryQueue + Subscriptions + BreakerLog> WorkQueue for T {}
 ///
 /// It sleeps until the next due time or until the queue reports new work (no fixed-interval
 /// polling), leases what is due, asks each target's breaker, and runs at most `concurrency`
-/// attempts at once. While a target's breaker is open its deliveries are parked in the queue
-/// until the next trial: no attempt is made or counted, and they are never dead-lettered for it.
+/// attempts at once. While a target's breaker is open its deliveries are parked in the queue:
+/// no attempt is made or counted, and they are never dead-lettered for it. Parked deliveries
+/// are not leased by time: when a trial is due the worker lets the oldest go (the trial), and
+/// when the breaker closes all of them, so a target that stays down costs one lease and one
+/// park per delivery, however long it stays down.
 ///
 /// It keeps the breakers in the store: it restores them at start, saves every transition, and
 /// every `breaker_sync` adopts what other instances saved, releasing the parked deliveries of a
@@ -214,6 +217,11 @@ pub struct RetryWorker {
     breakers: Arc<Breakers>,
     config: WorkerConfig,
     stats: Arc<WorkerStats>,
+    /// Targets with parked deliveries, each with when its last trial was let go (`None`: none
+    /// in the breaker's current trial window).
+    parked: Mutex<HashMap<String, Option<Timestamp>>>,
+    /// Wakes the loop when a target with parked deliveries becomes known.
+    wake: Notify,
 }
 
 /// Controls a spawned worker.
@@ -293,6 +301,8 @@ impl RetryWorker {
             breakers: Arc::new(Breakers::default()),
             config,
             stats: Arc::default(),
+            parked: Mutex::default(),
+            wake: Notify::new(),
         })
     }
 
@@ -318,6 +328,8 @@ impl RetryWorker {
                 tracing::warn!(error = %e, "cannot read kept breaker states; starting closed")
             }
         }
+        // Parked before a restart, or by another instance: their trials are ours to let go too.
+        worker.refresh_parked().await;
         let sync = tokio::spawn(Arc::clone(&worker).sync_breakers(stop.clone()));
         let mut changes = worker.queue.changes();
         let mut tasks: JoinSet<()> = JoinSet::new();
@@ -343,6 +355,7 @@ impl RetryWorker {
                 // is not missed when we then wait for a change.
                 changes.borrow_and_update();
                 let now = worker.clock.now();
+                let trial_due = worker.tend_parked(now).await;
                 match worker
                     .queue
                     .lease_due(&worker.config.owner, now, free, worker.config.lease_for)
@@ -375,6 +388,10 @@ impl RetryWorker {
                         tracing::error!(error = %e, "retry worker cannot read the next due time");
                         Some(later(worker.clock.now(), Duration::from_secs(1)))
                     }
+                };
+                next_due = match (next_due, trial_due) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
                 };
             }
             // Only a worker that would lease wakes for new work or due times; a busy one waits
@@ -410,6 +427,7 @@ impl RetryWorker {
                     }
                 }
                 _ = sleep, if waiting_for_work => {}
+                () = worker.wake.notified(), if waiting_for_work => {}
             }
             worker.stats.set_activity(Activity::Busy);
         }
@@ -457,6 +475,7 @@ impl RetryWorker {
                 failures = 0;
                 warned_at = None;
             }
+            self.refresh_parked().await;
             for target in closed {
                 match self.queue.unpark(&target, now).await {
                     Ok(n) if n > 0 => tracing::info!(
@@ -471,6 +490,101 @@ impl RetryWorker {
                 }
             }
         }
+    }
+
+    fn parked(&self) -> MutexGuard<'_, HashMap<String, Option<Timestamp>>> {
+        self.parked.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes that `target` has parked deliveries; wakes the loop if it was not known.
+    fn note_parked(&self, target: &str) {
+        let added = {
+            let mut parked = self.parked();
+            !parked.contains_key(target) && parked.insert(target.to_owned(), None).is_none()
+        };
+        if added {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The trial let go for `target` ended (passed without closing the breaker, or was given
+    /// back): the next one may go at once.
+    fn trial_over(&self, target: &str) {
+        if let Some(released) = self.parked().get_mut(target) {
+            *released = None;
+        }
+    }
+
+    /// Adopts the targets the store holds parked deliveries for: those parked before a restart,
+    /// by another instance, or while a release here failed.
+    async fn refresh_parked(&self) {
+        match self.queue.parked_targets().await {
+            Ok(targets) => {
+                for target in targets {
+                    self.note_parked(&target);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot list the targets with parked deliveries"),
+        }
+    }
+
+    /// Lets the deliveries parked behind each breaker go as far as it allows at `now`: all of
+    /// them once it is closed, and the oldest one, to be the trial, once a trial is due. One at
+    /// a time: the next goes when that trial ended, or after a reset timeout if it never
+    /// started (another instance may have taken it). Returns when to look again: the first
+    /// trial time of the breakers still open.
+    async fn tend_parked(&self, now: Timestamp) -> Option<Timestamp> {
+        let targets: Vec<(String, Option<Timestamp>)> = self
+            .parked()
+            .iter()
+            .map(|(target, released)| (target.clone(), *released))
+            .collect();
+        let reset_timeout = self.breakers.config().reset_timeout;
+        let mut wake: Option<Timestamp> = None;
+        let mut wake_at = |at: Timestamp| wake = Some(wake.map_or(at, |w| w.min(at)));
+        for (target, released) in targets {
+            match self.breakers.gate(&target, now) {
+                Gate::Closed => match self.queue.unpark(&target, now).await {
+                    Ok(n) => {
+                        if n > 0 {
+                            tracing::info!(target, released = n, "parked deliveries released");
+                        }
+                        self.parked().remove(&target);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, target, "cannot release parked deliveries")
+                    }
+                },
+                Gate::Open { until } => {
+                    self.trial_over(&target);
+                    wake_at(until);
+                }
+                Gate::TrialRunning => {}
+                Gate::TrialDue => {
+                    if let Some(again) = released.map(|at| later(at, reset_timeout))
+                        && now < again
+                    {
+                        wake_at(again);
+                        continue;
+                    }
+                    match self.queue.unpark_one(&target, now).await {
+                        Ok(true) => {
+                            if let Some(r) = self.parked().get_mut(&target) {
+                                *r = Some(now);
+                            }
+                            wake_at(later(now, reset_timeout));
+                        }
+                        Ok(false) => {
+                            self.parked().remove(&target);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, target, "cannot release a parked delivery for a trial")
+                        }
+                    }
+                }
+            }
+        }
+        wake
     }
 
     /// Forgets a finished task. One that panicked settled nothing: it counts as a failed attempt,
@@ -576,14 +690,9 @@ impl RetryWorker {
                         tracing::warn!(error = %e, delivery = lease.token.delivery, "cannot park a delivery");
                         return;
                     }
-                    // The breaker may have let calls through again while this parked (a trial
-                    // passed and its unpark ran first): then do not wait for the next trial time.
-                    let now = worker.clock.now();
-                    if worker.breakers.would_admit(&lease.target, now)
-                        && let Err(e) = worker.queue.unpark(&lease.target, now).await
-                    {
-                        tracing::warn!(error = %e, target = %lease.target, "cannot release parked deliveries");
-                    }
+                    // The loop lets it go when its breaker allows, even if the breaker closed
+                    // while this parked: this task's end wakes the loop.
+                    worker.note_parked(&lease.target);
                 });
                 // Parking is cheap and not an attempt: at a stop it is released like the rest.
                 in_flight.insert(handle.id(), entry);
@@ -630,12 +739,12 @@ impl RetryWorker {
                 self.failed(&lease, err, took).await
             }
             Outcome::Refused(err) => {
-                // The target's health is not in question: a trial is given back, and what is
-                // parked behind it may go again (one of them becomes the next trial).
+                // The target's health is not in question: a trial is given back, and one of
+                // the deliveries parked behind it becomes the next trial.
                 self.breakers
                     .record(&lease.target, trial, CallResult::Abandoned, now);
-                if trial && let Err(e) = self.queue.unpark(&lease.target, now).await {
-                    tracing::warn!(error = %e, target = %lease.target, "cannot release parked deliveries");
+                if trial {
+                    self.trial_over(&lease.target);
                 }
                 self.dead_letter(&lease, err, took).await
             }
@@ -653,10 +762,12 @@ impl RetryWorker {
         {
             tracing::warn!(error = %e, target, "cannot keep a breaker state; the next sync tries again");
         }
-        // A good trial lets the parked deliveries go: one of them becomes the next trial (the
-        // rest park again) until the breaker closes, and then all of them go.
-        let good_trial = trial && result == CallResult::Success;
-        if good_trial || change == Some(crate::breaker::BreakerState::Closed) {
+        // A good trial lets the next parked delivery go as the next trial, until the breaker
+        // closes, and then all of them go.
+        if trial && result == CallResult::Success {
+            self.trial_over(target);
+        }
+        if change == Some(crate::breaker::BreakerState::Closed) {
             match self.queue.unpark(target, now).await {
                 Ok(n) if n > 0 => tracing::info!(
                     target,

@@ -48,6 +48,7 @@ macro_rules! conformance_tests {
             retries_then_dead_letters,
             release_does_not_count_an_attempt,
             parked_deliveries_wait_for_their_breaker,
+            many_parked_deliveries_cost_nothing_to_skip,
             redrive_resets_attempts,
             purge_deletes_dead_letters,
             dead_letters_page_newest_first,
@@ -637,18 +638,105 @@ pub async fn parked_deliveries_wait_for_their_breaker<S: Store>(store: &S) {
         again.iter().all(|l| l.attempt == 1),
         "parking costs no attempt"
     );
-    // Parked without unparking: due at the time given.
-    store.park(&again[0].token, at(30_000)).await.expect("park");
-    assert!(
-        lease(store, "w", 29_999)
-            .await
-            .iter()
-            .all(|l| l.event.sequence != again[0].event.sequence)
+    // Parked without unparking: never leased, whatever the time, and not due either.
+    for lease in &again {
+        store.park(&lease.token, at(30_000)).await.expect("park");
+    }
+    assert_eq!(
+        store.next_due().await.expect("next due"),
+        Some(at(20_000)),
+        "only the retry is due"
     );
-    let l = lease(store, "w", 30_000).await;
+    let late = lease(store, "w", 1_000_000).await;
+    assert_eq!(
+        late.iter().map(|l| l.token.delivery).collect::<Vec<_>>(),
+        vec![l[2].token.delivery],
+        "only the retry is leased"
+    );
+    assert_eq!(
+        store.parked_targets().await.expect("parked targets"),
+        vec!["http://127.0.0.1:4000".to_owned()]
+    );
+    // One at a time for the breaker's trials, the oldest first.
     assert!(
-        l.iter()
-            .any(|l| l.event.sequence == again[0].event.sequence)
+        !store
+            .unpark_one("http://other.example:80", at(40_000))
+            .await
+            .expect("unpark one")
+    );
+    assert!(
+        store
+            .unpark_one("http://127.0.0.1:4000", at(40_000))
+            .await
+            .expect("unpark one")
+    );
+    let oldest = again.iter().map(|l| l.token.delivery).min();
+    let trial = lease(store, "w", 40_000).await;
+    let trial: Vec<_> = trial
+        .iter()
+        .filter(|l| l.target == "http://127.0.0.1:4000" && l.attempt == 1)
+        .collect();
+    assert_eq!(trial.len(), 1, "one parked delivery released");
+    assert_eq!(Some(trial[0].token.delivery), oldest);
+    assert!(
+        store
+            .unpark_one("http://127.0.0.1:4000", at(40_000))
+            .await
+            .expect("unpark one")
+    );
+    assert!(
+        !store
+            .unpark_one("http://127.0.0.1:4000", at(40_000))
+            .await
+            .expect("unpark one"),
+        "none left"
+    );
+    assert!(store.parked_targets().await.expect("parked").is_empty());
+}
+
+/// However many deliveries are parked behind targets that stay down, listing those targets
+/// is one probe per target, and finding due work does not walk over them.
+pub async fn many_parked_deliveries_cost_nothing_to_skip<S: Store>(store: &S) {
+    let targets = ["http://a.example:80", "http://b.example:80"];
+    for (i, target) in targets.iter().enumerate() {
+        store
+            .create_subscription(NewSubscription {
+                url: format!("{target}/hook{i}"),
+                events: vec![Pattern::new("*").expect("valid")],
+                secret: "s3cret".into(),
+                ordered: false,
+                filter: None,
+            })
+            .await
+            .expect("subscribe");
+    }
+    let batch: Vec<NewEvent> = (0..500)
+        .map(|i| ev(WellKnown::PaymentReceived, "flowpay", &format!("m{i}")))
+        .collect();
+    store.append(batch).await.expect("append");
+    loop {
+        let l = store
+            .lease_due("w", at(0), 400, Duration::from_secs(30))
+            .await
+            .expect("lease");
+        if l.is_empty() {
+            break;
+        }
+        for lease in &l {
+            store.park(&lease.token, at(30_000)).await.expect("park");
+        }
+    }
+    assert_eq!(store.stats().await.expect("stats").pending, 1_000);
+    assert_eq!(
+        store.parked_targets().await.expect("parked targets"),
+        targets.map(str::to_owned).to_vec()
+    );
+    assert!(lease(store, "w", i64::from(u32::MAX)).await.is_empty());
+    assert_eq!(store.next_due().await.expect("next due"), None);
+    assert_eq!(store.unpark(targets[1], at(5)).await.expect("unpark"), 500);
+    assert_eq!(
+        store.parked_targets().await.expect("parked targets"),
+        vec![targets[0].to_owned()]
     );
 }
 

@@ -106,13 +106,22 @@ pub trait DeliveryQueue: Send + Sync {
     async fn release(&self, token: &LeaseToken, when: Timestamp) -> Result<()>;
 
     /// Gives the delivery back without counting an attempt because its target's circuit breaker
-    /// is open: it waits, parked, until `until` (the next trial) or until [`DeliveryQueue::unpark`]
-    /// lets its target's parked deliveries go, whichever comes first.
+    /// is open: it waits, parked, until [`DeliveryQueue::unpark_one`] makes it the next trial or
+    /// [`DeliveryQueue::unpark`] lets its target's parked deliveries go. It is never leased
+    /// before, whatever the time: however many wait behind a target that stays down, none of
+    /// them costs work until then. `until` (the breaker's next trial) is the due time shown.
     async fn park(&self, token: &LeaseToken, until: Timestamp) -> Result<()>;
 
     /// Makes every parked delivery of `target` due at `now` at the latest (its breaker closed).
     /// Returns how many.
     async fn unpark(&self, target: &str, now: Timestamp) -> Result<u64>;
+
+    /// Makes the oldest parked delivery of `target` due at `now` at the latest, to be its
+    /// breaker's next trial. Returns whether there was one.
+    async fn unpark_one(&self, target: &str, now: Timestamp) -> Result<bool>;
+
+    /// The targets that have parked deliveries, in byte order.
+    async fn parked_targets(&self) -> Result<Vec<String>>;
 
     /// Counts for the admin API and the gauges. `in_flight` counts only live leases (not expired
     /// by the wall clock); a delivery whose lease expired is pending work.

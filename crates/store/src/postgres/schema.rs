@@ -174,6 +174,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE delivery_history ADD COLUMN ok_started_ms bigint,
         ADD COLUMN ok_duration_ms bigint, ADD COLUMN ok_status integer;
     "#,
+    // 7: parked deliveries (state 2, behind an open breaker) leave the due index: they wait for
+    // their breaker's trial or close (`unpark_one`, `unpark`), not for a time, so however many
+    // pile up behind a target that stays down, finding due work never walks over them. The
+    // parked index gains the id, so the oldest parked delivery of a target is one index probe.
+    r#"
+    DROP INDEX deliveries_due;
+    CREATE INDEX deliveries_due ON deliveries (due_ms, id) WHERE state < 2;
+    DROP INDEX deliveries_parked;
+    CREATE INDEX deliveries_parked ON deliveries (target, id) WHERE state = 2;
+    "#,
 ];
 
 /// The schema version this build writes.

@@ -493,7 +493,7 @@ mod tests {
             .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
             .expect("version");
         assert_eq!(version, schema::VERSION);
-        assert_eq!(schema::VERSION, 7);
+        assert_eq!(schema::VERSION, 8);
         let history = crate::traits::DeliveryHistory::event_deliveries(
             &store,
             1,

@@ -62,6 +62,14 @@ macro_rules! leased_by_token {
     };
 }
 
+/// The targets with parked deliveries, one index probe each (a skip scan of
+/// `deliveries_parked`): the cost does not grow with how many are parked.
+const PARKED_TARGETS: &str = "WITH RECURSIVE t(target) AS ( \
+     SELECT min(target) FROM deliveries WHERE state = :parked \
+     UNION ALL SELECT (SELECT min(target) FROM deliveries WHERE state = :parked \
+     AND target > t.target) FROM t WHERE t.target IS NOT NULL) \
+     SELECT target FROM t WHERE target IS NOT NULL";
+
 /// Leases inside the writer's transaction; see [`DeliveryQueue::lease_due`].
 fn lease_in(
     ctx: &mut Ctx<'_>,
@@ -81,7 +89,7 @@ fn lease_in(
         .prepare_cached(concat!(
             "UPDATE deliveries SET state = :leased, lease_owner = :owner, \
              lease_gen = lease_gen + 1, due_ms = :expires \
-             WHERE id IN (SELECT id FROM deliveries d WHERE state < :held AND due_ms <= :now AND ",
+             WHERE id IN (SELECT id FROM deliveries d WHERE state < :parked AND due_ms <= :now AND ",
             leasable!(),
             " ORDER BY due_ms, id LIMIT :max) \
              RETURNING id, event_sequence, consumer_kind, consumer, target, attempts, lease_gen, \
@@ -304,9 +312,40 @@ impl DeliveryQueue for SqliteStore {
                 leased_by_token!()
             );
             let due = until.as_unix_millis();
+            // No work to signal: a parked delivery is not leasable until it is unparked.
             settle(ctx, "park", sql, &token, &[(":due", &due)])?;
-            ctx.work = true;
             Ok(())
+        })
+        .await
+    }
+
+    async fn unpark_one(&self, target: &str, now: Timestamp) -> Result<bool> {
+        let target = target.to_owned();
+        self.call(move |ctx| {
+            let now = now.as_unix_millis();
+            let n = execute(
+                ctx.conn,
+                "UPDATE deliveries SET state = :waiting, due_ms = min(due_ms, :now) \
+                 WHERE id = (SELECT id FROM deliveries WHERE target = :target AND state = :parked \
+                 ORDER BY id LIMIT 1)",
+                &[(":target", &target), (":now", &now)],
+            )
+            .map_err(db_err("unpark_one"))?;
+            ctx.work |= n > 0;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn parked_targets(&self) -> Result<Vec<String>> {
+        self.read(|conn| {
+            let err = db_err("parked_targets");
+            let mut stmt = conn.prepare_cached(PARKED_TARGETS).map_err(&err)?;
+            bind(&mut stmt, &[]).map_err(&err)?;
+            stmt.raw_query()
+                .mapped(|r| r.get::<_, String>(0))
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(&err)
         })
         .await
     }
@@ -480,7 +519,7 @@ impl DeliveryQueue for SqliteStore {
             // are not due either; in due order, stopping at the first row that is.
             let mut stmt = conn
                 .prepare_cached(concat!(
-                    "SELECT due_ms FROM deliveries d WHERE state < :held AND ",
+                    "SELECT due_ms FROM deliveries d WHERE state < :parked AND ",
                     leasable!(),
                     " ORDER BY due_ms LIMIT 1"
                 ))
@@ -519,7 +558,7 @@ mod tests {
     }
 
     /// The states are parameters, yet leasing still runs on the partial index `deliveries_due`
-    /// (`WHERE state < 3`): SQLite plans with the bound values (re-preparing if they change), so
+    /// (`WHERE state < 2`, parked deliveries left out): SQLite plans with the bound values (re-preparing if they change), so
     /// finding due work never scans the whole queue.
     #[test]
     fn leasing_and_next_due_use_the_due_index() {
@@ -532,7 +571,7 @@ mod tests {
         let lease = plan(
             &conn,
             concat!(
-                "EXPLAIN QUERY PLAN SELECT id FROM deliveries d WHERE state < :held \
+                "EXPLAIN QUERY PLAN SELECT id FROM deliveries d WHERE state < :parked \
                  AND due_ms <= :now AND ",
                 leasable!(),
                 " ORDER BY due_ms, id LIMIT :max"
@@ -546,7 +585,7 @@ mod tests {
         let next = plan(
             &conn,
             concat!(
-                "EXPLAIN QUERY PLAN SELECT due_ms FROM deliveries d WHERE state < :held AND ",
+                "EXPLAIN QUERY PLAN SELECT due_ms FROM deliveries d WHERE state < :parked AND ",
                 leasable!(),
                 " ORDER BY due_ms LIMIT 1"
             ),
@@ -566,6 +605,25 @@ mod tests {
         assert!(
             unpark.iter().any(|step| step.contains("deliveries_parked")),
             "{unpark:?}"
+        );
+        let one = plan(
+            &conn,
+            "EXPLAIN QUERY PLAN SELECT id FROM deliveries WHERE target = :target \
+             AND state = :parked ORDER BY id LIMIT 1",
+            &[(":target", &target)],
+        );
+        assert!(
+            one.iter().any(|step| step.contains("deliveries_parked"))
+                && !one.iter().any(|step| step.contains("TEMP B-TREE")),
+            "{one:?}"
+        );
+        let targets = plan(&conn, &format!("EXPLAIN QUERY PLAN {PARKED_TARGETS}"), &[]);
+        assert!(
+            targets
+                .iter()
+                .any(|step| step.contains("deliveries_parked"))
+                && !targets.iter().any(|step| step.contains("SCAN deliveries")),
+            "{targets:?}"
         );
     }
 }

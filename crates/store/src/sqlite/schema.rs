@@ -148,6 +148,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE delivery_history ADD COLUMN ok_duration_ms INTEGER;
     ALTER TABLE delivery_history ADD COLUMN ok_status INTEGER;
     "#,
+    // 8: parked deliveries (state 2, behind an open breaker) leave the due index: they wait for
+    // their breaker's trial or close (`unpark_one`, `unpark`), not for a time, so however many
+    // pile up behind a target that stays down, finding due work never walks over them.
+    r#"
+    DROP INDEX deliveries_due;
+    CREATE INDEX deliveries_due ON deliveries (due_ms, id) WHERE state < 2;
+    "#,
 ];
 
 /// The schema version this build writes.
