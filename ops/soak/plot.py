@@ -3,7 +3,7 @@
 descriptors, retry queue depth (and dead letters), publish p99, with the goals marked.
 
     pip install matplotlib
-    python3 ops/soak/plot.py [ops/soak/soak.csv] [ops/soak/soak.png]
+    python3 ops/soak/plot.py [ops/soak/soak.csv] [ops/soak/soak.png] ["x-axis label: the machine"]
 """
 
 import csv
@@ -80,7 +80,7 @@ def main():
                        label="goal: no drift (median per quarter)" if q == 0 else None)
     p99.set_ylabel("publish p99 (ms)")
     p99.set_ylim(bottom=0)
-    p99.set_xlabel("minutes (2 shared cores: other builds ran meanwhile, so latency is noisy)")
+    p99.set_xlabel(sys.argv[3] if len(sys.argv) > 3 else "minutes")
 
     for ax in (rss, fds, queue, p99):
         ax.axvspan(0, warm, color="0.9", zorder=0)

@@ -188,6 +188,29 @@ fn worker(f: &Fixture, target: &Arc<Fake>, owner: &str) -> RetryWorker {
     worker_on(&f.store, &f.clock, target, owner)
 }
 
+/// Worker `w` with its own retry schedule.
+fn worker_with(f: &Fixture, target: &Arc<Fake>, schedule: Schedule) -> RetryWorker {
+    RetryWorker::new(
+        Arc::clone(&f.store) as _,
+        Arc::clone(target) as _,
+        Arc::clone(&f.clock) as _,
+        WorkerConfig {
+            schedule,
+            ..config("w")
+        },
+    )
+    .expect("valid")
+}
+
+/// Publishes five events, which the failing target fails, and waits for its breaker to open.
+async fn trip(f: &Fixture, breakers: &Breakers) {
+    publish(&f.store, 5).await;
+    wait_for("the breaker to open", async || {
+        breakers.get(TARGET).map(|b| b.state) == Some(BreakerState::Open)
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn follows_the_exact_schedule_then_dead_letters_and_redrives() {
     let f = fixture().await;
@@ -291,12 +314,8 @@ async fn an_open_breaker_parks_deliveries_without_burning_attempts() {
     let handle = worker(&f, &target, "w")
         .breakers(Arc::clone(&breakers))
         .spawn();
-    publish(&f.store, 5).await;
     // Five failures open the breaker; three more deliveries are then parked without an attempt.
-    wait_for("the breaker to open", async || {
-        breakers.get(TARGET).map(|b| b.state) == Some(BreakerState::Open)
-    })
-    .await;
+    trip(&f, &breakers).await;
     publish(&f.store, 3).await;
     wait_for("everything to settle", async || {
         let s = f.store.stats().await.expect("stats");
@@ -369,23 +388,11 @@ async fn a_target_that_stays_down_costs_one_park_per_delivery() {
     let breakers = Arc::new(Breakers::default());
     // Retries after 1 s, twenty of them: each window's failed trial is parked again before the
     // next window, and nothing becomes a dead letter meanwhile.
-    let handle = RetryWorker::new(
-        Arc::clone(&f.store) as _,
-        Arc::clone(&target) as _,
-        Arc::clone(&f.clock) as _,
-        WorkerConfig {
-            schedule: Schedule::new(vec![Duration::from_secs(1); 20], 0.0).expect("valid"),
-            ..config("w")
-        },
-    )
-    .expect("valid")
-    .breakers(Arc::clone(&breakers))
-    .spawn();
-    publish(&f.store, 5).await;
-    wait_for("the breaker to open", async || {
-        breakers.get(TARGET).map(|b| b.state) == Some(BreakerState::Open)
-    })
-    .await;
+    let schedule = Schedule::new(vec![Duration::from_secs(1); 20], 0.0).expect("valid");
+    let handle = worker_with(&f, &target, schedule)
+        .breakers(Arc::clone(&breakers))
+        .spawn();
+    trip(&f, &breakers).await;
     publish(&f.store, 200).await;
     wait_for("the 200 parked", async || {
         handle.stats().parked.load(Ordering::SeqCst) == 200
@@ -693,18 +700,10 @@ fn the_worker_and_breakers_report_through_the_metrics_facade() {
                 },
                 Arc::new(MetricsInstrument),
             ));
-            let handle = RetryWorker::new(
-                Arc::clone(&f.store) as _,
-                Arc::clone(&target) as _,
-                Arc::clone(&f.clock) as _,
-                WorkerConfig {
-                    schedule: Schedule::new(vec![Duration::from_secs(1)], 0.0).expect("valid"),
-                    ..config("w")
-                },
-            )
-            .expect("valid")
-            .breakers(breakers)
-            .spawn();
+            let schedule = Schedule::new(vec![Duration::from_secs(1)], 0.0).expect("valid");
+            let handle = worker_with(&f, &target, schedule)
+                .breakers(breakers)
+                .spawn();
             publish(&f.store, 1).await;
             wait_for("the retry", async || {
                 f.store.next_due().await.expect("next_due") == Some(at(1_000))

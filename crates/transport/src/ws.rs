@@ -407,10 +407,18 @@ impl Conn<'_> {
     }
 
     async fn client_frame(&mut self, text: &str) -> Result<(), Close> {
-        let value: Value = match serde_json::from_str(text) {
+        // Read as request bodies are (json.rs): a duplicate key or an integer past 64 bits is
+        // refused, so no frame means one thing here and another to a proxy that inspects it.
+        let value: Value = match crate::json::parse(text.as_bytes()) {
             Ok(v) => v,
             Err(e) => {
-                return self.push(error_frame(ErrorCode::BadRequest, format!("not JSON: {e}")));
+                return self.push(frame(&ServerFrame::Error(ErrorFrame {
+                    error: ErrorBody {
+                        code: e.code,
+                        message: e.message,
+                        details: e.details,
+                    },
+                })));
             }
         };
         // An action this server does not know is a bad request; a known one with a bad shape

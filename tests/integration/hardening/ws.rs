@@ -72,6 +72,19 @@ async fn frame(ws: &mut Client) -> Value {
     next(ws).await.expect("a frame, not a close")
 }
 
+/// Nothing of the refused frames took effect on a connection subscribed to `MINT_*` only: of a
+/// PAYMENT_RECEIVED and a MINT_CONFIRMED published after it, only the MINT_CONFIRMED arrives.
+async fn only_mint_arrives(server: &ServerProcess, ws: &mut Client) {
+    publish(server, "PAYMENT_RECEIVED");
+    let mint = publish(server, "MINT_CONFIRMED");
+    let event = frame(ws).await;
+    assert_eq!(
+        (event["event"].as_str(), event["sequence"].as_u64()),
+        (Some("MINT_CONFIRMED"), Some(mint)),
+        "{event}"
+    );
+}
+
 /// `GET /health`: its status and how long it took.
 fn health(server: &ServerProcess) -> (u16, Duration) {
     let started = Instant::now();
@@ -225,18 +238,43 @@ fn too_many_patterns_are_refused_whole() {
         .await;
         assert_eq!(frame(&mut ws).await["ack"], "unsubscribe");
 
-        // Nothing of the refused frames took effect: PAYMENT_RECEIVED is not delivered, the
-        // MINT_CONFIRMED after it is.
-        publish(&server, "PAYMENT_RECEIVED");
-        let mint = publish(&server, "MINT_CONFIRMED");
-        let event = frame(&mut ws).await;
-        assert_eq!(
-            (event["event"].as_str(), event["sequence"].as_u64()),
-            (Some("MINT_CONFIRMED"), Some(mint)),
-            "{event}"
-        );
+        only_mint_arrives(&server, &mut ws).await;
         let (status, took) = health(&server);
         assert!(status == 200 && took < Duration::from_secs(1), "{took:?}");
+    });
+}
+
+/// A client frame is read as request bodies are: a duplicate key is a `BAD_REQUEST` frame
+/// naming it, an integer past 64 bits a `VALIDATION_ERROR`; neither frame takes effect.
+#[test]
+fn frames_with_duplicate_keys_or_huge_integers_are_refused() {
+    let server = ServerProcess::start();
+    rt().block_on(async {
+        let mut ws = connect(&server).await;
+        for (raw, code, field) in [
+            (
+                r#"{"action":"subscribe","events":["MINT_*"],"events":["PAYMENT_*"]}"#,
+                "BAD_REQUEST",
+                "events",
+            ),
+            (
+                r#"{"action":"subscribe","events":["PAYMENT_*"],"since":18446744073709551616}"#,
+                "VALIDATION_ERROR",
+                "since",
+            ),
+        ] {
+            ws.send(Message::Text(raw.into())).await.expect("send");
+            let error = frame(&mut ws).await;
+            assert_eq!(error["error"]["code"], code, "{raw}: {error}");
+            assert_eq!(error["error"]["details"]["field"], field, "{error}");
+        }
+        send(
+            &mut ws,
+            &json!({"action": "subscribe", "events": ["MINT_*"]}),
+        )
+        .await;
+        assert_eq!(frame(&mut ws).await["ack"], "subscribe");
+        only_mint_arrives(&server, &mut ws).await;
     });
 }
 

@@ -448,6 +448,42 @@ fn wait_args() -> [i16; 3] {
     ]
 }
 
+/// Releases every parked delivery of target `$3`, due at `$2` at the latest.
+const UNPARK_ALL: &str = "UPDATE deliveries SET state = $1, due_ms = least(due_ms, $2) \
+     WHERE target = $3 AND state = $4";
+
+/// Releases the oldest parked delivery of target `$3` (its breaker's next trial).
+const UNPARK_OLDEST: &str = "UPDATE deliveries SET state = $1, due_ms = least(due_ms, $2) \
+     WHERE id IN (SELECT id FROM deliveries WHERE target = $3 AND state = $4 \
+     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)";
+
+impl PgStore {
+    /// Runs [`UNPARK_ALL`] or [`UNPARK_OLDEST`]; how many deliveries it released.
+    async fn release_parked(&self, target: &str, now: Timestamp, sql: &'static str) -> Result<u64> {
+        let target = target.to_owned();
+        self.call(move |ctx| {
+            Box::pin(async move {
+                let n = ctx
+                    .client
+                    .execute(
+                        sql,
+                        &[
+                            &DeliveryState::Waiting.code(),
+                            &now.as_unix_millis(),
+                            &target,
+                            &DeliveryState::Parked.code(),
+                        ],
+                    )
+                    .await
+                    .map_err(db_err("unpark"))?;
+                ctx.work |= n > 0;
+                Ok(n)
+            })
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl DeliveryQueue for PgStore {
     async fn lease_due(
@@ -553,54 +589,11 @@ impl DeliveryQueue for PgStore {
     }
 
     async fn unpark(&self, target: &str, now: Timestamp) -> Result<u64> {
-        let target = target.to_owned();
-        self.call(move |ctx| {
-            Box::pin(async move {
-                let n = ctx
-                    .client
-                    .execute(
-                        "UPDATE deliveries SET state = $1, due_ms = least(due_ms, $2) \
-                         WHERE target = $3 AND state = $4",
-                        &[
-                            &DeliveryState::Waiting.code(),
-                            &now.as_unix_millis(),
-                            &target,
-                            &DeliveryState::Parked.code(),
-                        ],
-                    )
-                    .await
-                    .map_err(db_err("unpark"))?;
-                ctx.work |= n > 0;
-                Ok(n)
-            })
-        })
-        .await
+        self.release_parked(target, now, UNPARK_ALL).await
     }
 
     async fn unpark_one(&self, target: &str, now: Timestamp) -> Result<bool> {
-        let target = target.to_owned();
-        self.call(move |ctx| {
-            Box::pin(async move {
-                let n = ctx
-                    .client
-                    .execute(
-                        "UPDATE deliveries SET state = $1, due_ms = least(due_ms, $2) \
-                         WHERE id IN (SELECT id FROM deliveries WHERE target = $3 AND state = $4 \
-                         ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)",
-                        &[
-                            &DeliveryState::Waiting.code(),
-                            &now.as_unix_millis(),
-                            &target,
-                            &DeliveryState::Parked.code(),
-                        ],
-                    )
-                    .await
-                    .map_err(db_err("unpark_one"))?;
-                ctx.work |= n > 0;
-                Ok(n > 0)
-            })
-        })
-        .await
+        Ok(self.release_parked(target, now, UNPARK_OLDEST).await? > 0)
     }
 
     async fn parked_targets(&self) -> Result<Vec<String>> {

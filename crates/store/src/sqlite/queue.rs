@@ -217,6 +217,30 @@ fn replay_filtered(
     Ok(n)
 }
 
+/// Releases every parked delivery of `:target`, due at `:now` at the latest.
+const UNPARK_ALL: &str = "UPDATE deliveries SET state = :waiting, due_ms = min(due_ms, :now) \
+     WHERE target = :target AND state = :parked";
+
+/// Releases the oldest parked delivery of `:target` (its breaker's next trial).
+const UNPARK_OLDEST: &str = "UPDATE deliveries SET state = :waiting, due_ms = min(due_ms, :now) \
+     WHERE id = (SELECT id FROM deliveries WHERE target = :target AND state = :parked \
+     ORDER BY id LIMIT 1)";
+
+impl SqliteStore {
+    /// Runs [`UNPARK_ALL`] or [`UNPARK_OLDEST`]; how many deliveries it released.
+    async fn release_parked(&self, target: &str, now: Timestamp, sql: &'static str) -> Result<u64> {
+        let target = target.to_owned();
+        self.call(move |ctx| {
+            let now = now.as_unix_millis();
+            let n = execute(ctx.conn, sql, &[(":target", &target), (":now", &now)])
+                .map_err(db_err("unpark"))? as u64;
+            ctx.work |= n > 0;
+            Ok(n)
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl DeliveryQueue for SqliteStore {
     async fn lease_due(
@@ -320,21 +344,7 @@ impl DeliveryQueue for SqliteStore {
     }
 
     async fn unpark_one(&self, target: &str, now: Timestamp) -> Result<bool> {
-        let target = target.to_owned();
-        self.call(move |ctx| {
-            let now = now.as_unix_millis();
-            let n = execute(
-                ctx.conn,
-                "UPDATE deliveries SET state = :waiting, due_ms = min(due_ms, :now) \
-                 WHERE id = (SELECT id FROM deliveries WHERE target = :target AND state = :parked \
-                 ORDER BY id LIMIT 1)",
-                &[(":target", &target), (":now", &now)],
-            )
-            .map_err(db_err("unpark_one"))?;
-            ctx.work |= n > 0;
-            Ok(n > 0)
-        })
-        .await
+        Ok(self.release_parked(target, now, UNPARK_OLDEST).await? > 0)
     }
 
     async fn parked_targets(&self) -> Result<Vec<String>> {
@@ -351,20 +361,7 @@ impl DeliveryQueue for SqliteStore {
     }
 
     async fn unpark(&self, target: &str, now: Timestamp) -> Result<u64> {
-        let target = target.to_owned();
-        self.call(move |ctx| {
-            let now = now.as_unix_millis();
-            let n = execute(
-                ctx.conn,
-                "UPDATE deliveries SET state = :waiting, due_ms = min(due_ms, :now) \
-                 WHERE target = :target AND state = :parked",
-                &[(":target", &target), (":now", &now)],
-            )
-            .map_err(db_err("unpark"))? as u64;
-            ctx.work |= n > 0;
-            Ok(n)
-        })
-        .await
+        self.release_parked(target, now, UNPARK_ALL).await
     }
 
     async fn stats(&self) -> Result<QueueStats> {
@@ -596,27 +593,18 @@ mod tests {
             "{next:?}"
         );
         let target = String::from("http://x:80");
-        let unpark = plan(
-            &conn,
-            "EXPLAIN QUERY PLAN UPDATE deliveries SET state = :waiting \
-             WHERE target = :target AND state = :parked",
-            &[(":target", &target)],
-        );
-        assert!(
-            unpark.iter().any(|step| step.contains("deliveries_parked")),
-            "{unpark:?}"
-        );
-        let one = plan(
-            &conn,
-            "EXPLAIN QUERY PLAN SELECT id FROM deliveries WHERE target = :target \
-             AND state = :parked ORDER BY id LIMIT 1",
-            &[(":target", &target)],
-        );
-        assert!(
-            one.iter().any(|step| step.contains("deliveries_parked"))
-                && !one.iter().any(|step| step.contains("TEMP B-TREE")),
-            "{one:?}"
-        );
+        for sql in [UNPARK_ALL, UNPARK_OLDEST] {
+            let unpark = plan(
+                &conn,
+                &format!("EXPLAIN QUERY PLAN {sql}"),
+                &[(":target", &target), (":now", &now)],
+            );
+            assert!(
+                unpark.iter().any(|step| step.contains("deliveries_parked"))
+                    && !unpark.iter().any(|step| step.contains("TEMP B-TREE")),
+                "{unpark:?}"
+            );
+        }
         let targets = plan(&conn, &format!("EXPLAIN QUERY PLAN {PARKED_TARGETS}"), &[]);
         assert!(
             targets
