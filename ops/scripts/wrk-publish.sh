@@ -159,6 +159,9 @@ for c in "${CASES[@]}"; do
     case $c in
     nginx)
         command -v nginx >/dev/null || { echo "wrk-publish: nginx is missing" >&2; exit 1; }
+        # A port free now, not a fixed one: a fixed port can be held by a closed connection's
+        # TIME-WAIT (an earlier run's client side), and nginx then cannot bind it.
+        NGINX_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
         cat >"$WORK/nginx.conf" <<EOF
 worker_processes auto;
 pid $WORK/nginx.pid;
@@ -167,15 +170,15 @@ events { worker_connections 1024; }
 http {
     access_log off;
     client_body_temp_path $WORK;
-    server { listen 127.0.0.1:39180; location / { return 204; } }
+    server { listen 127.0.0.1:$NGINX_PORT; location / { return 204; } }
 }
 EOF
         nginx -c "$WORK/nginx.conf" -g 'daemon off;' &
         for _ in $(seq 1 100); do
-            curl -s -o /dev/null http://127.0.0.1:39180/ && break
+            curl -s -o /dev/null "http://127.0.0.1:$NGINX_PORT/" && break
             sleep 0.05
         done
-        report nginx "$(load http://127.0.0.1:39180)"
+        report nginx "$(load "http://127.0.0.1:$NGINX_PORT")"
         kill %nginx 2>/dev/null || kill "$(cat "$WORK/nginx.pid")"
         ;;
     sqlite)
