@@ -122,8 +122,9 @@ fn json_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Everything an ingress request's headers can be refused for, checked before its body is
 /// read (API.md section 2; [`crate::intake`]): a declared length over `limit` (`413`), the node,
-/// the signature headers and the timestamp window (`401`), the content coding (`415`). Then
-/// the body is read within the budget and its signature checked.
+/// the signature headers and the timestamp window (`401`), the content coding (`415`). A
+/// refused request's body that the client sends anyway is dropped ([`intake::discard`]) before
+/// the answer. Then the body is read within the budget and its signature checked.
 /// `route` checks what else the route can tell from the headers (its content type, say) once
 /// the caller is known, and gives what it found.
 async fn admit_body<T>(
@@ -134,10 +135,20 @@ async fn admit_body<T>(
     limit: usize,
     route: impl FnOnce() -> Result<T, ApiError>,
 ) -> Result<(Verified, Intake, T), ApiError> {
-    let declared = intake::declared_length(headers, limit)?;
-    let signed = auth::precheck(&state.config.nodes, headers, path_node, now_secs())?;
-    let found = route()?;
-    let coding = intake::coding(headers)?;
+    let checked = (|| {
+        let declared = intake::declared_length(headers, limit)?;
+        let signed = auth::precheck(&state.config.nodes, headers, path_node, now_secs())?;
+        let found = route()?;
+        let coding = intake::coding(headers)?;
+        Ok((declared, signed, found, coding))
+    })();
+    let (declared, signed, found, coding) = match checked {
+        Ok(checked) => checked,
+        Err(e) => {
+            intake::discard(headers, body).await;
+            return Err(e);
+        }
+    };
     let body = intake::read(&state.bodies, body, declared, coding, limit).await?;
     let verified = signed.verify(&body)?;
     Ok((verified, body, found))

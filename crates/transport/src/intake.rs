@@ -15,12 +15,19 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
+use http_body_util::BodyExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::envelope::ApiError;
 
 /// How long a body waits for room in the budget before it is answered `503`.
 const BUDGET_WAIT: Duration = Duration::from_secs(1);
+
+/// The most of a refused body read and dropped before its answer ([`discard`]).
+const DISCARD_BYTES: usize = 1 << 20;
+
+/// How long [`discard`] reads at most.
+const DISCARD_TIME: Duration = Duration::from_secs(2);
 
 /// The content coding of a request body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +75,37 @@ pub(crate) fn declared_length(headers: &HeaderMap, limit: usize) -> Result<Optio
         )));
     }
     Ok(Some(length))
+}
+
+/// Reads and drops the body of a request refused before its body was read, when the client is
+/// sending it anyway: a connection closed with bytes unread is reset (TCP sends RST), and the
+/// client then sees a broken connection instead of the answer, and may send it all again (the
+/// client crate retries transport errors). Only a body sent unasked (no `Expect:
+/// 100-continue`: such a client waits for the answer and sends nothing), of at most 1 MiB
+/// (declared or read so far), for at most 2 s; a larger or slower one is answered at once and
+/// its connection closed. Nothing read is kept.
+pub(crate) async fn discard(headers: &HeaderMap, body: Body) {
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if expects_continue || declared.is_some_and(|n| n > DISCARD_BYTES as u64) {
+        return;
+    }
+    let drain = async move {
+        let mut body = body;
+        let mut read = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, Bytes::len);
+            if read > DISCARD_BYTES {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DISCARD_TIME, drain).await;
 }
 
 /// Room for request bodies in memory, in bytes, shared by every ingress request.

@@ -313,6 +313,41 @@ fn an_oversized_or_unsigned_body_is_refused_before_it_is_read() {
     assert_eq!(stored_events(&s), 0);
 }
 
+/// A body the client sends unasked (no `Expect: 100-continue`) to a request refused before its
+/// body is read is read and dropped first (up to 1 MiB), so the client gets the answer: closing
+/// with the bytes unread would reset the connection, and the client would see a broken
+/// connection instead (the client crate then retried the whole publish).
+#[test]
+fn a_refused_body_already_sent_gets_its_answer_not_a_reset() {
+    let s = server(&[]);
+    // Over the 256 KiB limit (413), and unsigned within it (401).
+    let over = vec![b' '; 700 * 1024];
+    let within = vec![b' '; 200 * 1024];
+    for _ in 0..3 {
+        for (body, auth, status, code) in [
+            (&over, signed("flowpay", &over), 413, "PAYLOAD_TOO_LARGE"),
+            (&within, String::new(), 401, "UNAUTHORIZED"),
+        ] {
+            let head = format!(
+                "POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}\
+                 Content-Length: {}\r\n\r\n",
+                body.len()
+            );
+            // The head and a first piece, then the rest a moment later, as a client on a real
+            // network sends it: by then the server has made its answer.
+            let mut stream = TcpStream::connect(addr(&s)).expect("connect");
+            stream.write_all(head.as_bytes()).expect("head");
+            stream.write_all(&body[..16 * 1024]).expect("first piece");
+            std::thread::sleep(Duration::from_millis(100));
+            stream
+                .write_all(&body[16 * 1024..])
+                .expect("the rest of the body is taken, not refused by a closed connection");
+            read_response(&mut stream, Duration::from_secs(5)).assert_envelope(status, code);
+        }
+    }
+    assert_eq!(stored_events(&s), 0);
+}
+
 #[test]
 fn body_bytes_in_flight_are_bounded() {
     // The smallest budget the server takes: two batches at the 4 MiB limit. The idle timeout
