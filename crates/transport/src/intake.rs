@@ -62,11 +62,7 @@ pub(crate) fn coding(headers: &HeaderMap) -> Result<Coding, ApiError> {
 /// a byte of the body is read. A value that is not a number is hyper's to refuse (it does, with
 /// `400`, before the request gets here).
 pub(crate) fn declared_length(headers: &HeaderMap, limit: usize) -> Result<Option<u64>, ApiError> {
-    let Some(length) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-    else {
+    let Some(length) = content_length(headers) else {
         return Ok(None);
     };
     if length > limit as u64 {
@@ -75,6 +71,14 @@ pub(crate) fn declared_length(headers: &HeaderMap, limit: usize) -> Result<Optio
         )));
     }
     Ok(Some(length))
+}
+
+/// `Content-Length` as a number, when it is one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// Reads and drops the body of a request refused before its body was read, when the client is
@@ -88,11 +92,7 @@ pub(crate) async fn discard(headers: &HeaderMap, body: Body) {
     let expects_continue = headers
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if expects_continue || declared.is_some_and(|n| n > DISCARD_BYTES as u64) {
+    if expects_continue || content_length(headers).is_some_and(|n| n > DISCARD_BYTES as u64) {
         return;
     }
     let drain = async move {
