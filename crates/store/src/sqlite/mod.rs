@@ -222,16 +222,6 @@ impl SqliteStore {
         self.submit(f, Admission::Wait, false).await
     }
 
-    /// Like [`SqliteStore::call`], but fails at once with [`StoreError::Busy`] when the writer's
-    /// queue is full: what `try_append` (ingress) does, so a flood of publishes is refused
-    /// (`503`) instead of growing memory without bound.
-    async fn call_or_busy<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        self.submit(f, Admission::FailFast, true).await
-    }
-
     async fn submit<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,

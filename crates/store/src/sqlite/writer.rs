@@ -391,4 +391,46 @@ mod tests {
             .expect("the next group commits");
         assert_eq!(events(&store).await, 1);
     }
+
+    /// Single appends run without a savepoint: one refused as a conflict (its id taken by
+    /// another source) wrote nothing, so the others of its group commit, numbered without a gap.
+    #[tokio::test]
+    async fn single_appends_refused_in_a_group_leave_the_rest_of_it() {
+        use nexus_event::{EventId, NewEvent, WellKnown};
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path()).expect("open");
+        let taken = EventId::new("taken").expect("id");
+        store
+            .append(vec![
+                NewEvent::new(WellKnown::PaymentReceived, "flowpay").id(taken.clone()),
+            ])
+            .await
+            .expect("first");
+        // Sent at once, so the writer groups them: every third one takes the id of another
+        // source.
+        let calls = (0..60).map(|i| {
+            let store = store.clone();
+            let draft = if i % 3 == 0 {
+                NewEvent::new(WellKnown::PaymentReceived, "factory").id(taken.clone())
+            } else {
+                NewEvent::new(WellKnown::PaymentReceived, "flowpay")
+            };
+            tokio::spawn(async move { store.try_append(vec![draft]).await })
+        });
+        let mut sequences = Vec::new();
+        for call in calls {
+            match call.await.expect("task") {
+                Ok(appended) => sequences.push(appended[0].sequence),
+                Err(StoreError::Conflict { index: 0, .. }) => {}
+                Err(other) => panic!("unexpected: {other:?}"),
+            }
+        }
+        sequences.sort_unstable();
+        assert_eq!(
+            sequences,
+            (2..42).collect::<Vec<u64>>(),
+            "40 appended, no gap"
+        );
+        assert_eq!(events(&store).await, 41);
+    }
 }
