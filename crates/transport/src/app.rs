@@ -132,6 +132,8 @@ pub struct Shared {
     pub(crate) outbound: Arc<nexus_outbound::HttpClient>,
     /// Room for request bodies in memory (`max_body_bytes_in_flight`).
     pub(crate) bodies: Arc<crate::intake::BodyBudget>,
+    /// WebSocket event frames shared by every connection.
+    pub(crate) frames: Arc<crate::ws::EventFrames>,
 }
 
 impl std::ops::Deref for AppState {
@@ -264,6 +266,7 @@ impl App {
         App {
             state: AppState(Arc::new(Shared {
                 bodies,
+                frames: Arc::new(crate::ws::EventFrames::new()),
                 catalog,
                 store,
                 bus,

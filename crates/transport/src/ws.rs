@@ -153,13 +153,49 @@ pub(crate) async fn upgrade(
 }
 
 fn frame(frame: &ServerFrame) -> Message {
-    let text = serde_json::to_string(frame)
-        .expect("a frame of strings, numbers and JSON values (string keys) always serializes");
-    Message::Text(Utf8Bytes::from(text))
+    Message::Text(frame_text(frame))
 }
 
-fn event_frame(e: &Event) -> Message {
-    frame(&ServerFrame::Event(EventFrame::from(e)))
+fn frame_text(frame: &ServerFrame) -> Utf8Bytes {
+    let text = serde_json::to_string(frame)
+        .expect("a frame of strings, numbers and JSON values (string keys) always serializes");
+    Utf8Bytes::from(text)
+}
+
+/// Event frames made once and shared by every connection that sends them: a frame is the same
+/// text for every client, so an event fanned out to a thousand clients is serialised once and
+/// held once (each queue holds a reference), not a thousand times.
+pub(crate) struct EventFrames {
+    slots: Box<[std::sync::Mutex<Option<(u64, Utf8Bytes)>>]>,
+}
+
+/// Slots of [`EventFrames`]: recent events by sequence; an older event (a replay) is made again.
+const EVENT_FRAME_SLOTS: u64 = 256;
+
+impl EventFrames {
+    pub(crate) fn new() -> Self {
+        EventFrames {
+            slots: (0..EVENT_FRAME_SLOTS)
+                .map(|_| std::sync::Mutex::new(None))
+                .collect(),
+        }
+    }
+
+    /// The frame of `e`, made now or by an earlier connection. A slot is told by the sequence,
+    /// which names one event of the log.
+    fn get(&self, e: &Event) -> Message {
+        let slot = &self.slots[(e.sequence % EVENT_FRAME_SLOTS) as usize];
+        let cached = |slot: &Option<(u64, Utf8Bytes)>| match slot {
+            Some((sequence, text)) if *sequence == e.sequence => Some(text.clone()),
+            _ => None,
+        };
+        if let Some(text) = cached(&slot.lock().unwrap_or_else(|p| p.into_inner())) {
+            return Message::Text(text);
+        }
+        let text = frame_text(&ServerFrame::Event(EventFrame::from(e)));
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((e.sequence, text.clone()));
+        Message::Text(text)
+    }
 }
 
 fn error_frame(code: ErrorCode, message: impl Into<String>) -> Message {
@@ -214,16 +250,42 @@ async fn connection(state: AppState, socket: WebSocket, scope: TypeFilter) {
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(config.buffer.max(1));
     let (close_tx, mut close_rx) = mpsc::channel::<Out>(1);
     let writer = tokio::spawn(async move {
+        /// Frames written before one flush: what a burst (a fan-out, a replay) queued goes out
+        /// in few writes, not one system call per frame.
+        const BATCH: usize = 64;
+        let mut next = None;
         loop {
-            let next = tokio::select! {
-                biased;
-                Some(close) = close_rx.recv() => close,
-                Some(out) = out_rx.recv() => out,
-                else => break,
+            let out = match next.take() {
+                Some(out) => out,
+                None => tokio::select! {
+                    biased;
+                    Some(close) = close_rx.recv() => close,
+                    Some(out) = out_rx.recv() => out,
+                    else => break,
+                },
             };
-            match next {
+            match out {
                 Out::Send(m) => {
-                    if sink.send(m).await.is_err() {
+                    if sink.feed(m).await.is_err() {
+                        break;
+                    }
+                    let mut fed = 1;
+                    while fed < BATCH && close_rx.is_empty() {
+                        match out_rx.try_recv() {
+                            Ok(Out::Send(m)) => {
+                                if sink.feed(m).await.is_err() {
+                                    return;
+                                }
+                                fed += 1;
+                            }
+                            Ok(close) => {
+                                next = Some(close);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    if sink.flush().await.is_err() {
                         break;
                     }
                 }
@@ -403,7 +465,7 @@ impl Conn<'_> {
             return Ok(());
         }
         self.high_water = e.sequence;
-        self.push(event_frame(e))
+        self.push(self.state.frames.get(e))
     }
 
     async fn client_frame(&mut self, text: &str) -> Result<(), Close> {
@@ -572,7 +634,7 @@ impl Conn<'_> {
                 after = e.sequence;
                 let sent_before = e.sequence <= old_high_water && wanted(old, &e);
                 if wanted(&current, &e) && !sent_before {
-                    self.push_waiting(event_frame(&e)).await?;
+                    self.push_waiting(self.state.frames.get(&e)).await?;
                 }
                 self.high_water = self.high_water.max(e.sequence);
             }
@@ -584,6 +646,47 @@ impl Conn<'_> {
 mod tests {
     use super::*;
     use tungstenite::error::{CapacityError, ProtocolError};
+
+    fn event(sequence: u64, id: &str) -> Event {
+        nexus_event::NewEvent::new(nexus_event::WellKnown::PaymentReceived, "flowpay")
+            .id(nexus_event::EventId::new(id).expect("id"))
+            .payload(serde_json::json!({"n": sequence}))
+            .into_event(sequence)
+    }
+
+    fn text(m: Message) -> Utf8Bytes {
+        match m {
+            Message::Text(t) => t,
+            other => panic!("not text: {other:?}"),
+        }
+    }
+
+    /// A frame is made once per event and shared; a slot taken by a later event makes the
+    /// earlier one again, the same text.
+    #[test]
+    fn event_frames_are_made_once_and_shared() {
+        let frames = EventFrames::new();
+        let first = event(7, "a");
+        let (one, two) = (text(frames.get(&first)), text(frames.get(&first)));
+        assert_eq!(
+            one.as_str().as_ptr(),
+            two.as_str().as_ptr(),
+            "one allocation"
+        );
+        let expected =
+            serde_json::to_value(ServerFrame::Event(EventFrame::from(&first))).expect("frame");
+        assert_eq!(
+            serde_json::from_str::<Value>(one.as_str()).expect("json"),
+            expected
+        );
+        // The same slot, another event: its own frame, then the first made anew.
+        let later = event(7 + EVENT_FRAME_SLOTS, "b");
+        let other = text(frames.get(&later));
+        assert!(other.as_str().contains(r#""id":"b""#), "{other}");
+        let again = text(frames.get(&first));
+        assert_eq!(again.as_str(), one.as_str());
+        assert_ne!(again.as_str().as_ptr(), one.as_str().as_ptr(), "made again");
+    }
 
     #[test]
     fn only_a_capacity_error_is_too_big() {
