@@ -166,8 +166,11 @@ fn frame_text(frame: &ServerFrame) -> Utf8Bytes {
 /// text for every client, so an event fanned out to a thousand clients is serialised once and
 /// held once (each queue holds a reference), not a thousand times.
 pub(crate) struct EventFrames {
-    slots: Box<[std::sync::Mutex<Option<(u64, Utf8Bytes)>>]>,
+    slots: Box<[std::sync::Mutex<Option<Made>>]>,
 }
+
+/// A frame in an [`EventFrames`] slot, with the sequence of its event.
+type Made = (u64, Utf8Bytes);
 
 /// Slots of [`EventFrames`]: recent events by sequence; an older event (a replay) is made again.
 const EVENT_FRAME_SLOTS: u64 = 256;
@@ -185,7 +188,7 @@ impl EventFrames {
     /// which names one event of the log.
     fn get(&self, e: &Event) -> Message {
         let slot = &self.slots[(e.sequence % EVENT_FRAME_SLOTS) as usize];
-        let cached = |slot: &Option<(u64, Utf8Bytes)>| match slot {
+        let cached = |slot: &Option<Made>| match slot {
             Some((sequence, text)) if *sequence == e.sequence => Some(text.clone()),
             _ => None,
         };
