@@ -169,8 +169,8 @@ pub(crate) struct EventFrames {
     slots: Box<[std::sync::Mutex<Option<Made>>]>,
 }
 
-/// A frame in an [`EventFrames`] slot, with the sequence of its event.
-type Made = (u64, Utf8Bytes);
+/// A frame in an [`EventFrames`] slot, with the sequence and id of its event.
+type Made = (u64, nexus_event::EventId, Utf8Bytes);
 
 /// Slots of [`EventFrames`]: recent events by sequence; an older event (a replay) is made again.
 const EVENT_FRAME_SLOTS: u64 = 256;
@@ -184,19 +184,22 @@ impl EventFrames {
         }
     }
 
-    /// The frame of `e`, made now or by an earlier connection. A slot is told by the sequence,
-    /// which names one event of the log.
+    /// The frame of `e`, made now or by an earlier connection. A slot is told by the sequence
+    /// and checked by the id as well, so a frame is never sent for another event.
     fn get(&self, e: &Event) -> Message {
         let slot = &self.slots[(e.sequence % EVENT_FRAME_SLOTS) as usize];
         let cached = |slot: &Option<Made>| match slot {
-            Some((sequence, text)) if *sequence == e.sequence => Some(text.clone()),
+            Some((sequence, id, text)) if *sequence == e.sequence && *id == e.id => {
+                Some(text.clone())
+            }
             _ => None,
         };
         if let Some(text) = cached(&slot.lock().unwrap_or_else(|p| p.into_inner())) {
             return Message::Text(text);
         }
         let text = frame_text(&ServerFrame::Event(EventFrame::from(e)));
-        *slot.lock().unwrap_or_else(|p| p.into_inner()) = Some((e.sequence, text.clone()));
+        *slot.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((e.sequence, e.id.clone(), text.clone()));
         Message::Text(text)
     }
 }
@@ -689,6 +692,9 @@ mod tests {
         let again = text(frames.get(&first));
         assert_eq!(again.as_str(), one.as_str());
         assert_ne!(again.as_str().as_ptr(), one.as_str().as_ptr(), "made again");
+        // Another event under the same sequence (another log) gets its own frame.
+        let other_log = text(frames.get(&event(7, "c")));
+        assert!(other_log.as_str().contains(r#""id":"c""#), "{other_log}");
     }
 
     #[test]
