@@ -17,7 +17,7 @@ use hyper::header::{CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use nexus_resilience::{AttemptError, Reason};
 
 use crate::guard::{GuardedResolver, PrivateAddress, find_private, is_private};
@@ -31,6 +31,10 @@ pub struct OutboundConfig {
     pub timeout: Duration,
     /// The most of a response body read (the rest is ignored). Default 64 KiB.
     pub max_response_bytes: usize,
+    /// How long a connection to a receiver is kept open unused before it is closed. Default
+    /// 30 s: under the idle timeouts of common servers and load balancers (nginx 75 s, AWS
+    /// load balancers 60 s), and the connections a burst opened are let go soon after it.
+    pub idle_timeout: Duration,
     /// Refuse targets whose address is loopback, private or link-local, checked when connecting.
     /// Default `false` (development); the server turns it on in production unless
     /// `NEXUS_ALLOW_PRIVATE_TARGETS=true`.
@@ -42,6 +46,7 @@ impl Default for OutboundConfig {
         OutboundConfig {
             timeout: Duration::from_secs(10),
             max_response_bytes: 64 * 1024,
+            idle_timeout: Duration::from_secs(30),
             refuse_private: false,
         }
     }
@@ -97,8 +102,12 @@ impl HttpClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
+        // The idle timeout needs the pool's timer: without one, hyper only drops an expired
+        // connection when a checkout happens to reach it, and the connections a burst opened
+        // stayed open for good.
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(config.idle_timeout)
+            .pool_timer(TokioTimer::new())
             .pool_max_idle_per_host(256)
             .build(https);
         HttpClient { client, config }
@@ -207,6 +216,90 @@ impl HttpClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// A receiver answering `204` to each request (bodiless requests only), counting the
+    /// connections it accepted and those the client closed.
+    async fn counting_receiver() -> (String, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+        let (opened, closed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (o, c) = (Arc::clone(&opened), Arc::clone(&closed));
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                o.fetch_add(1, Ordering::SeqCst);
+                let c = Arc::clone(&c);
+                tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => seen.extend_from_slice(&buf[..n]),
+                        }
+                        while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                            seen.drain(..end + 4);
+                            let answer = b"HTTP/1.1 204 No Content\r\n\r\n";
+                            if socket.write_all(answer).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    c.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        (url, opened, closed)
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_after_the_idle_timeout() {
+        let (url, opened, closed) = counting_receiver().await;
+        let client = HttpClient::new(OutboundConfig {
+            idle_timeout: Duration::from_millis(200),
+            ..OutboundConfig::default()
+        });
+        let call = || Call {
+            method: Method::GET,
+            url: &url,
+            target: "t",
+            headers: Vec::new(),
+            body: Bytes::new(),
+            timeout: None,
+        };
+        // A burst: four calls at once need four connections.
+        let answers = tokio::join!(
+            client.send(call()),
+            client.send(call()),
+            client.send(call()),
+            client.send(call())
+        );
+        for answer in [answers.0, answers.1, answers.2, answers.3] {
+            assert_eq!(answer.expect("answered").status, 204);
+        }
+        let burst = opened.load(Ordering::SeqCst);
+        assert!(burst >= 2, "the burst opened {burst} connections");
+        // Nobody calls again: the pool closes them itself once they have been idle long enough.
+        for _ in 0..100 {
+            if closed.load(Ordering::SeqCst) == burst {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            closed.load(Ordering::SeqCst),
+            burst,
+            "idle connections left open 5 s after a 200 ms idle timeout"
+        );
+        // And a later call opens a new one and works.
+        assert_eq!(client.send(call()).await.expect("answered").status, 204);
+        assert_eq!(opened.load(Ordering::SeqCst), burst + 1);
+    }
 
     #[tokio::test]
     async fn the_guard_refuses_private_addresses_by_name_and_by_literal() {
