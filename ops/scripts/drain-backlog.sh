@@ -11,8 +11,7 @@
 # pending or in flight. Reports deliveries per second from the enabling to the empty queue, the
 # server's CPU per delivery (utime + stime from /proc), and nginx's count of requests as the
 # receiver saw them (each delivery at least once; more means retries).
-# With PERF=file, `perf record -g` samples the server during each drain (file.N for N
-# subscriptions). Needs nginx, curl, openssl, python3. EVENTS defaults to 100000 (per subscription count, so 10
+# Needs nginx, curl, openssl, python3. EVENTS defaults to 100000 (per subscription count, so 10
 # subscriptions drain 10 times as many deliveries). BIN defaults to target/release/nexus-server.
 set -euo pipefail
 BIN=${BIN:-target/release/nexus-server}
@@ -102,12 +101,6 @@ for n in "${COUNTS[@]}"; do
     [ "$pending" -eq $((EVENTS * n)) ] || { echo "drain-backlog: $pending pending, expected $((EVENTS * n))" >&2; exit 1; }
     before_served=$(served)
     before_cpu=$(cpu "$pid")
-    perf_pid=""
-    if [ -n "${PERF:-}" ]; then
-        perf record -q -g -F 499 -o "$PERF.$n" -p "$pid" 2>/dev/null &
-        perf_pid=$!
-        sleep 0.5
-    fi
     start=$(date +%s.%N)
     for id in "${ids[@]}"; do
         curl -sf "${ADMIN[@]}" -X PATCH "$url/api/subscriptions/$id" -d '{"enabled":true}' >/dev/null
@@ -121,10 +114,6 @@ for n in "${COUNTS[@]}"; do
     done
     end=$(date +%s.%N)
     after_cpu=$(cpu "$pid")
-    if [ -n "$perf_pid" ]; then
-        kill -INT "$perf_pid"
-        wait "$perf_pid" 2>/dev/null || true
-    fi
     received=$(($(served) - before_served - 1))
     kill "$pid"
     wait "$pid" 2>/dev/null || true

@@ -102,9 +102,9 @@ impl HttpClient {
             .https_or_http()
             .enable_http1()
             .wrap_connector(http);
-        // The idle timeout needs the pool's timer: without one, hyper only drops an expired
-        // connection when a checkout happens to reach it, and the connections a burst opened
-        // stayed open for good.
+        // The idle timeout needs the pool's timer: without one, hyper drops an expired
+        // connection only when a checkout happens to reach it, so the connections a burst
+        // opens would stay open.
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(config.idle_timeout)
             .pool_timer(TokioTimer::new())
