@@ -12,6 +12,14 @@
 //! group, its callers answered ([`Checkpointer::after_commit`]); by then the checkpoint thread
 //! has copied all but the last pages, so it is short, and the next group starts the WAL over.
 //!
+//! A `RESTART` must wait for every reader of an older snapshot (a long read: the queue's stats,
+//! a page of the log, an export), and here the writer would wait, with every publish behind it.
+//! So below [`HARD_FACTOR`] times the limit the writer does not wait for readers: if one holds
+//! the WAL, its checkpoint gives up at once and is tried again a step of pages later, the WAL
+//! growing past the limit by what is written while the read lasts. Only past that hard limit (a
+//! read that would otherwise let the WAL grow without bound) does it wait, up to its busy
+//! timeout.
+//!
 //! Durability is SQLite's: a checkpoint copies committed frames and fsyncs the database file
 //! (at `synchronous` FULL or NORMAL) before it marks them copied; a crash at any point leaves
 //! them in the WAL, where the next open finds them.
@@ -22,10 +30,11 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::hooks::Wal;
 use rusqlite::wal::CheckpointMode;
-use rusqlite::{Connection, MAIN_DB, OpenFlags};
+use rusqlite::{Connection, ErrorCode, MAIN_DB, OpenFlags};
 
 use crate::error::{Result, StoreError};
 
@@ -36,6 +45,10 @@ pub(crate) const STEP: c_int = 1000;
 /// WAL pages past which the writer checkpoints itself (about 64 MiB at 4 KiB pages): the bound of
 /// the WAL under a load that never pauses.
 pub(crate) const LIMIT: c_int = 16_384;
+
+/// How many times [`LIMIT`] the WAL may grow while readers hold it (about 256 MiB at 4 KiB
+/// pages) before the writer waits for them to checkpoint it.
+const HARD_FACTOR: c_int = 4;
 
 /// What the writer's hook and the writer share (both run on the writer thread; the hook must
 /// be `Send` all the same).
@@ -56,31 +69,62 @@ pub(crate) struct Checkpointer {
     handle: JoinHandle<()>,
     shared: Arc<Shared>,
     step: c_int,
+    /// Past this many WAL pages the writer's checkpoint waits for readers.
+    hard_limit: c_int,
+    /// The writer's busy timeout, put back after a checkpoint that did not wait for readers.
+    busy_timeout: Duration,
 }
 
 impl Checkpointer {
     /// Called by the writer after each committed group, its callers answered: past the limit,
     /// a `RESTART` checkpoint (it cannot run inside the hook, where the committing statement
-    /// is still active). It waits (the writer's busy timeout) for the thread's checkpoint and
-    /// for readers of older snapshots, copies the few pages the thread has not, and makes the
-    /// next group start the WAL over. A failure is logged and tried again a step of pages
-    /// later.
+    /// is still active). It copies the few pages the thread has not and makes the next group
+    /// start the WAL over. Below the hard limit it does not wait for readers of older
+    /// snapshots: while one reads, it gives up at once (`SQLITE_BUSY`) and is tried again a
+    /// step of pages later. Past the hard limit it waits for them up to the writer's busy
+    /// timeout. A failure is logged and tried again a step of pages later.
     pub(crate) fn after_commit(&self, writer: &Connection) {
         if !self.shared.due.swap(false, Ordering::Relaxed) {
             return;
         }
+        let pages = self.shared.pages.load(Ordering::Relaxed);
+        let wait_for_readers = pages >= self.hard_limit;
         // SQLite refuses a second checkpoint at once without waiting: wait for the thread's.
         let _one_at_a_time = self
             .shared
             .checkpointing
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = writer.wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::RESTART) {
-            let pages = self.shared.pages.load(Ordering::Relaxed);
-            tracing::warn!(error = %e, pages, "the writer's checkpoint failed");
+        let result = if wait_for_readers {
+            writer.wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::RESTART)
+        } else {
+            // No busy handler: a `RESTART` that finds a reader still on the WAL copies what it
+            // can, as a passive one would, and answers `SQLITE_BUSY` instead of waiting.
+            writer.busy_timeout(Duration::ZERO).and_then(|()| {
+                let result = writer.wal_checkpoint_v2(Some(MAIN_DB), CheckpointMode::RESTART);
+                writer.busy_timeout(self.busy_timeout).and(result)
+            })
+        };
+        let again = || {
             self.shared
                 .forced
                 .store(pages.saturating_add(self.step), Ordering::Relaxed);
+        };
+        match result {
+            Ok(_) => {}
+            Err(e)
+                if !wait_for_readers && e.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) =>
+            {
+                tracing::debug!(
+                    pages,
+                    "a reader holds the WAL; the writer checkpoints later"
+                );
+                again();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, pages, "the writer's checkpoint failed");
+                again();
+            }
         }
     }
 
@@ -118,6 +162,9 @@ pub(crate) fn install(
     )
     .map_err(db)?;
     conn.execute_batch(synchronous).map_err(db)?;
+    let busy_ms: i64 = writer
+        .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+        .map_err(db)?;
     let (nudge, nudged) = sync_channel(1);
     let shared = Arc::new(Shared {
         pages: AtomicI32::new(0),
@@ -137,6 +184,8 @@ pub(crate) fn install(
         handle,
         shared,
         step,
+        hard_limit: limit.saturating_mul(HARD_FACTOR),
+        busy_timeout: Duration::from_millis(u64::try_from(busy_ms).unwrap_or(0)),
     })
 }
 
@@ -263,5 +312,80 @@ mod tests {
         );
         checkpointer.stop(&mut writer);
         commit(&writer, None, 1);
+    }
+
+    /// A reader of an old snapshot holds the WAL: below the hard limit the writer's checkpoint
+    /// gives up at once instead of waiting out its busy timeout (the stall every publish would
+    /// sit behind), and the WAL grows past the limit; past the hard limit the writer waits for
+    /// the reader, and once it has finished the WAL starts over.
+    #[test]
+    fn a_long_reader_does_not_stall_the_writer_below_the_hard_limit() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("r.db");
+        let mut writer = Connection::open(&path).expect("open");
+        writer
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+            .expect("wal");
+        writer
+            .execute_batch(
+                "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; CREATE TABLE t (b BLOB)",
+            )
+            .expect("schema");
+        let (step, limit) = (40, 400);
+        let checkpointer = install(
+            &mut writer,
+            &path,
+            "PRAGMA synchronous = NORMAL;",
+            (step, limit),
+        )
+        .expect("install");
+        commit(&writer, Some(&checkpointer), 10);
+
+        let reader = Connection::open(&path).expect("reader");
+        reader
+            .execute_batch("BEGIN; SELECT count(*) FROM t;")
+            .expect("a read transaction on the current snapshot");
+        let pages = || checkpointer.shared.pages.load(Ordering::Relaxed);
+        let hard = limit * HARD_FACTOR;
+        let blob = vec![7u8; 16 * 1024];
+        let mut slowest = Duration::ZERO;
+        while pages() < hard - 2 * step {
+            writer
+                .execute("INSERT INTO t (b) VALUES (?1)", [&blob])
+                .expect("insert");
+            let started = Instant::now();
+            checkpointer.after_commit(&writer);
+            slowest = slowest.max(started.elapsed());
+        }
+        assert!(
+            slowest < Duration::from_secs(2),
+            "the writer waited {slowest:?} for a reader below the hard limit"
+        );
+        let busy: i64 = writer
+            .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
+            .expect("busy timeout");
+        assert_eq!(busy, 5000, "the writer's busy timeout is put back");
+
+        // Past the hard limit the writer waits for the reader, which ends a little later.
+        let done = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            reader.execute_batch("COMMIT").expect("end the read");
+        });
+        let started = Instant::now();
+        while pages() >= limit {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the WAL never started over ({} pages)",
+                pages()
+            );
+            commit(&writer, Some(&checkpointer), 1);
+        }
+        done.join().expect("reader thread");
+        assert!(
+            started.elapsed() >= Duration::from_millis(250),
+            "the WAL started over while the reader still held it ({:?})",
+            started.elapsed()
+        );
+        checkpointer.stop(&mut writer);
     }
 }
