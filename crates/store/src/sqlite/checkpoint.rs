@@ -247,6 +247,32 @@ mod tests {
         std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
     }
 
+    /// The test's step and limit in pages.
+    const STEP_LIMIT: (c_int, c_int) = (40, 400);
+
+    /// A writer connection on `path` in WAL mode (`synchronous = NORMAL`, a 5 s busy timeout)
+    /// with a table `t`, and its checkpointer at [`STEP_LIMIT`].
+    fn writer_at(path: &Path) -> (Connection, Checkpointer) {
+        let mut writer = Connection::open(path).expect("open");
+        let mode: String = writer
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .expect("wal");
+        assert_eq!(mode, "wal");
+        writer
+            .execute_batch(
+                "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; CREATE TABLE t (b BLOB)",
+            )
+            .expect("schema");
+        let checkpointer = install(
+            &mut writer,
+            path,
+            "PRAGMA synchronous = NORMAL;",
+            STEP_LIMIT,
+        )
+        .expect("install");
+        (writer, checkpointer)
+    }
+
     /// Commits `n` transactions of about 16 KiB each (four or five pages) on `conn`, each
     /// followed by what the writer does after a group.
     fn commit(conn: &Connection, checkpointer: Option<&Checkpointer>, n: usize) {
@@ -268,28 +294,12 @@ mod tests {
     fn the_wal_is_checkpointed_beside_the_writer_and_bounded() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("c.db");
-        let mut writer = Connection::open(&path).expect("open");
-        let mode: String = writer
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .expect("wal");
-        assert_eq!(mode, "wal");
-        writer
-            .execute_batch(
-                "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; CREATE TABLE t (b BLOB)",
-            )
-            .expect("schema");
+        let (mut writer, checkpointer) = writer_at(&path);
         let page: i64 = writer
             .query_row("PRAGMA page_size", [], |r| r.get(0))
             .expect("page size");
         let page = u64::try_from(page).expect("page size");
-        let (step, limit) = (40, 400);
-        let checkpointer = install(
-            &mut writer,
-            &path,
-            "PRAGMA synchronous = NORMAL;",
-            (step, limit),
-        )
-        .expect("install");
+        let (_, limit) = STEP_LIMIT;
         let db_before = size(&path);
 
         // Past one step: the thread is nudged and copies the pages into the database file.
@@ -325,23 +335,8 @@ mod tests {
     fn a_long_reader_does_not_stall_the_writer_below_the_hard_limit() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("r.db");
-        let mut writer = Connection::open(&path).expect("open");
-        writer
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
-            .expect("wal");
-        writer
-            .execute_batch(
-                "PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000; CREATE TABLE t (b BLOB)",
-            )
-            .expect("schema");
-        let (step, limit) = (40, 400);
-        let checkpointer = install(
-            &mut writer,
-            &path,
-            "PRAGMA synchronous = NORMAL;",
-            (step, limit),
-        )
-        .expect("install");
+        let (mut writer, checkpointer) = writer_at(&path);
+        let (step, limit) = STEP_LIMIT;
         commit(&writer, Some(&checkpointer), 10);
 
         let reader = Connection::open(&path).expect("reader");
