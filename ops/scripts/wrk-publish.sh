@@ -2,8 +2,10 @@
 # Acknowledged single publishes measured from outside with wrk, beside a bare `return 204` nginx
 # in the same run (API.md section 2; issue 14's numbers).
 #
-# usage: ops/scripts/wrk-publish.sh [nginx] [sqlite] [pg1] [pg2] ...   (default: all four)
+# usage: ops/scripts/wrk-publish.sh [nginx] [hyper] [sqlite] [pg1] [pg2] ...   (default: all five)
 #   nginx   nginx answering 204 to the same request: what the machine does with HTTP alone
+#   hyper   a bare hyper server answering 204 (examples/bare204.rs, built the way nexus-server
+#           serves): what the machine does with the server's own HTTP stack alone
 #   sqlite  one nexus-server on SQLite (synchronous=FULL)
 #   pg1     one nexus-server on PostgreSQL
 #   pg2     two nexus-server processes on one PostgreSQL database, each taking half the connections
@@ -15,14 +17,16 @@
 # sequence).
 # Needs wrk, nginx, curl, openssl, python3; the PostgreSQL cases psql and a server at
 # PGURL (default postgres://postgres@127.0.0.1:5432/postgres; a database is created and dropped).
-# BIN defaults to target/release/nexus-server (build it with `cargo build --release -p nexus-server`).
+# BIN defaults to target/release/nexus-server (build it with `cargo build --release -p nexus-server`);
+# BARE204 to target/release/examples/bare204 (`cargo build --release -p nexus --example bare204`).
 set -euo pipefail
 BIN=${BIN:-target/release/nexus-server}
+BARE204=${BARE204:-target/release/examples/bare204}
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432/postgres}
 CASES=("$@")
-[ ${#CASES[@]} -eq 0 ] && CASES=(nginx sqlite pg1 pg2)
+[ ${#CASES[@]} -eq 0 ] && CASES=(nginx hyper sqlite pg1 pg2)
 for tool in wrk curl openssl python3; do
     command -v "$tool" >/dev/null || { echo "wrk-publish: $tool is missing" >&2; exit 1; }
 done
@@ -181,6 +185,26 @@ EOF
         report nginx "$(load "http://127.0.0.1:$NGINX_PORT")"
         kill %nginx 2>/dev/null || kill "$(cat "$WORK/nginx.pid")"
         ;;
+    hyper)
+        [ -x "$BARE204" ] || { echo "wrk-publish: no bare204 at $BARE204 (cargo build --release -p nexus --example bare204)" >&2; exit 1; }
+        "$BARE204" >"$WORK/bare204.out" 2>"$WORK/bare204.err" &
+        bare=$!
+        url=""
+        for _ in $(seq 1 200); do
+            url=$(grep -o 'http://[0-9.:]*' "$WORK/bare204.out" | head -n 1 || true)
+            [ -n "$url" ] && curl -s -o /dev/null "$url/" && break
+            sleep 0.05
+        done
+        [ -n "$url" ] || { echo "wrk-publish: bare204 did not start: $(cat "$WORK/bare204.err")" >&2; exit 1; }
+        before=$(cpu "$bare")
+        result=$(load "$url")
+        after=$(cpu "$bare")
+        kill "$bare"
+        wait "$bare" 2>/dev/null || true
+        read -r rps _ <<<"$result"
+        report hyper "$result"
+        python3 -c "print(f'        {($after - $before) / max($rps * $DURATION, 1) * 1e6:.1f} µs CPU/request')"
+        ;;
     sqlite)
         start_server sqlite DATA_DIR="$WORK/sqlite"
         pid=$SERVER_PID url=$SERVER_URL
@@ -222,7 +246,7 @@ EOF
         psql "$PGURL" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null
         ;;
     *)
-        echo "wrk-publish: unknown case $c (nginx, sqlite, pg1, pg2)" >&2
+        echo "wrk-publish: unknown case $c (nginx, hyper, sqlite, pg1, pg2)" >&2
         exit 2
         ;;
     esac

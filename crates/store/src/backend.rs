@@ -30,7 +30,7 @@ pub(crate) enum DeliveryState {
 
 impl DeliveryState {
     /// The column value.
-    pub(crate) fn code(self) -> i16 {
+    pub(crate) const fn code(self) -> i16 {
         self as i16
     }
 
@@ -69,7 +69,7 @@ pub(crate) enum ConsumerKind {
 
 impl ConsumerKind {
     /// The column value.
-    pub(crate) fn code(self) -> i16 {
+    pub(crate) const fn code(self) -> i16 {
         self as i16
     }
 
@@ -99,7 +99,7 @@ pub(crate) enum Finished {
 
 impl Finished {
     /// The column value.
-    pub(crate) fn code(self) -> i16 {
+    pub(crate) const fn code(self) -> i16 {
         self as i16
     }
 

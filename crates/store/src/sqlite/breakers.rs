@@ -6,7 +6,7 @@ use nexus_event::Timestamp;
 use rusqlite::params;
 
 use super::SqliteStore;
-use super::columns::{db_err, ts};
+use super::columns::{db_err, prepare, ts};
 use crate::error::Result;
 use crate::model::BreakerRecord;
 use crate::traits::BreakerLog;
@@ -15,9 +15,7 @@ use crate::traits::BreakerLog;
 impl BreakerLog for SqliteStore {
     async fn save_breaker(&self, record: BreakerRecord) -> Result<u64> {
         self.call(move |ctx| {
-            let generation = ctx
-                .conn
-                .prepare_cached(
+            let generation = prepare(ctx.conn,
                     "INSERT INTO breakers (target, open, consecutive_failures, trips, opened_ms, updated_ms, generation) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, 1) ON CONFLICT (target) DO UPDATE SET \
                      open = excluded.open, consecutive_failures = excluded.consecutive_failures, \
@@ -42,7 +40,7 @@ impl BreakerLog for SqliteStore {
 
     async fn breakers(&self) -> Result<Vec<BreakerRecord>> {
         self.read(|conn| {
-            conn.prepare_cached(
+            prepare(conn,
                 "SELECT target, open, consecutive_failures, trips, opened_ms, generation FROM breakers ORDER BY target",
             )
             .and_then(|mut s| {

@@ -1,10 +1,14 @@
 //! How Rust values map to columns: the delivery state and consumer kind as enums (never bare
-//! integers in SQL), timestamps, conversion errors, and binding by name so every statement takes
-//! its values (states included) as parameters.
+//! integers in SQL: statements name them, as `:leased`, and [`prepare`] writes their codes in),
+//! timestamps, conversion errors, and binding by name.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nexus_event::Timestamp;
+use rusqlite::config::DbConfig;
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSqlOutput, ValueRef};
-use rusqlite::{Statement, ToSql};
+use rusqlite::{CachedStatement, Connection, Statement, StatementStatus, ToSql};
 
 use crate::error::StoreError;
 use crate::model::Consumer;
@@ -58,17 +62,113 @@ pub(crate) fn consumer_from(kind: ConsumerKind, name: String) -> Consumer {
 /// One named parameter: its name with the leading `:` and its value.
 pub(crate) type Arg<'a> = (&'a str, &'a dyn ToSql);
 
-/// Names every statement may use for the states and consumer kinds; bound wherever they appear.
-const ENUMS: [Arg<'static>; 8] = [
-    (":waiting", &DeliveryState::Waiting),
-    (":leased", &DeliveryState::Leased),
-    (":parked", &DeliveryState::Parked),
-    (":held", &DeliveryState::Held),
-    (":webhook", &ConsumerKind::Subscription),
-    (":reactor", &ConsumerKind::Reactor),
-    (":delivered", &Finished::Delivered),
-    (":dead", &Finished::Dead),
+/// Names every statement may use for the states, consumer kinds and outcomes, with their codes.
+/// [`prepare`] writes the codes into the SQL; [`bind`] binds them in a statement prepared
+/// otherwise.
+const ENUMS: [(&str, i16); 8] = [
+    (":waiting", DeliveryState::Waiting.code()),
+    (":leased", DeliveryState::Leased.code()),
+    (":parked", DeliveryState::Parked.code()),
+    (":held", DeliveryState::Held.code()),
+    (":webhook", ConsumerKind::Subscription.code()),
+    (":reactor", ConsumerKind::Reactor.code()),
+    (":delivered", Finished::Delivered.code()),
+    (":dead", Finished::Dead.code()),
 ];
+
+/// How many times SQLite prepared a cached statement again before a later use (see [`prepare`]);
+/// none is expected once a store is open.
+static REPREPARED: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The SQL being prepared, with the enum codes written in; kept to reuse its allocation.
+    static EXPANDED: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// The connection's cached statement for `sql`, with the names of [`ENUMS`] replaced by their
+/// codes as literals. The connection must have been set up by [`plan_once`].
+///
+/// SQLite (3.54 here) plans some statements with the values bound to them, and marks such a
+/// statement to be prepared again whenever one of those parameters is bound anew: a `LIMIT
+/// :max`, an equality with a small integer, and a term compared with a partial index's (`state <
+/// :parked` against `deliveries_due`'s `state < 2`). rusqlite's cache clears the bindings after
+/// each use, so each use was a new parse and plan: every lease, settle, `next_due` and page of
+/// dead letters (a sixth of the server's CPU per publish in a profile was `sqlite3Reprepare`).
+/// [`plan_once`] turns that planning off for the connection, and the codes are literals so that a
+/// query can still be seen to fit a partial index from its text alone. A statement prepared again
+/// all the same is counted ([`reprepared`]) and logged at debug level.
+pub(crate) fn prepare<'c>(
+    conn: &'c Connection,
+    sql: &str,
+) -> rusqlite::Result<CachedStatement<'c>> {
+    let stmt = EXPANDED.with_borrow_mut(|text| {
+        text.clear();
+        write_enums(sql, text);
+        conn.prepare_cached(text)
+    })?;
+    let again = stmt.reset_status(StatementStatus::RePrepare);
+    if again > 0 {
+        REPREPARED.fetch_add(u64::from(again.unsigned_abs()), Ordering::Relaxed);
+        tracing::debug!(
+            sql = stmt.expanded_sql().unwrap_or_default(),
+            times = again,
+            "SQLite prepared a cached statement again"
+        );
+    }
+    Ok(stmt)
+}
+
+/// Statements a connection's cache keeps: more than the store uses on one connection, so none is
+/// evicted and parsed again.
+const STATEMENT_CACHE: usize = 64;
+
+/// Sets a connection up for [`prepare`]: the query planner stability guarantee (a statement's
+/// plan depends on its SQL alone, not on the values bound, so binding never makes SQLite prepare
+/// it again) and a statement cache that holds every statement the store runs.
+pub(crate) fn plan_once(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(())
+}
+
+/// How many times, in this process, SQLite had to prepare a cached statement again.
+#[cfg(test)]
+pub(crate) fn reprepared() -> u64 {
+    REPREPARED.load(Ordering::Relaxed)
+}
+
+/// Appends `sql` to `out` with every parameter named in [`ENUMS`] replaced by its code. Quoted
+/// text (`'...'`, `"..."`) is copied as it is.
+fn write_enums(sql: &str, out: &mut String) {
+    let bytes = sql.as_bytes();
+    let mut copied = 0;
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'\'' || b == b'"' => quote = Some(b),
+            None if b == b':' => {
+                let end = bytes[i + 1..]
+                    .iter()
+                    .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+                    .map_or(bytes.len(), |n| i + 1 + n);
+                if let Some((_, code)) = ENUMS.iter().find(|(name, _)| *name == &sql[i..end]) {
+                    out.push_str(&sql[copied..i]);
+                    out.push_str(&code.to_string());
+                    copied = end;
+                }
+                i = end;
+                continue;
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    out.push_str(&sql[copied..]);
+}
 
 /// Binds `args` and the state and kind names ([`ENUMS`]) a statement uses. Fails if `args` names
 /// a parameter the statement does not have, or if any parameter is left unbound (SQLite would
@@ -83,13 +183,13 @@ pub(crate) fn bind(stmt: &mut Statement<'_>, args: &[Arg<'_>]) -> rusqlite::Resu
     let mut used: u64 = 0;
     for index in 1..=stmt.parameter_count() {
         let name = stmt.parameter_name(index).unwrap_or("");
-        let value = match args.iter().position(|(n, _)| *n == name) {
+        let value: &dyn ToSql = match args.iter().position(|(n, _)| *n == name) {
             Some(i) => {
                 used |= 1 << i;
                 args[i].1
             }
             None => match ENUMS.iter().find(|(n, _)| *n == name) {
-                Some((_, value)) => *value,
+                Some((_, code)) => code,
                 None => return Err(rusqlite::Error::InvalidParameterName(name.to_owned())),
             },
         };
@@ -109,7 +209,7 @@ pub(crate) fn execute(
     sql: &str,
     args: &[Arg<'_>],
 ) -> rusqlite::Result<usize> {
-    let mut stmt = conn.prepare_cached(sql)?;
+    let mut stmt = prepare(conn, sql)?;
     bind(&mut stmt, args)?;
     stmt.raw_execute()
 }

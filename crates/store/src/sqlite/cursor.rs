@@ -5,7 +5,7 @@ use nexus_event::Timestamp;
 use rusqlite::{OptionalExtension, params};
 
 use super::SqliteStore;
-use super::columns::db_err;
+use super::columns::{db_err, prepare};
 use crate::error::{Result, StoreError};
 use crate::traits::Cursors;
 
@@ -14,7 +14,7 @@ impl Cursors for SqliteStore {
     async fn cursor(&self, name: &str) -> Result<Option<u64>> {
         let name = name.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached("SELECT sequence FROM cursors WHERE name = ?1")
+            prepare(conn, "SELECT sequence FROM cursors WHERE name = ?1")
                 .and_then(|mut s| s.query_row([&name], |r| r.get::<_, i64>(0)).optional())
                 .map(|v| v.map(|s| s as u64))
                 .map_err(db_err("read cursor"))
@@ -29,8 +29,7 @@ impl Cursors for SqliteStore {
             message: "too large".into(),
         })?;
         self.call(move |ctx| {
-            ctx.conn
-                .prepare_cached(
+            prepare(ctx.conn,
                     "INSERT INTO cursors (name, sequence, updated_ms) VALUES (?1, ?2, ?3) \
                      ON CONFLICT (name) DO UPDATE SET sequence = excluded.sequence, updated_ms = excluded.updated_ms",
                 )

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use nexus_event::{EventId, EventType, Timestamp};
 
 use super::SqliteStore;
-use super::columns::{Arg, Finished, bind, consumer_from, conv, db_err, execute, status_of, ts};
+use super::columns::{
+    Arg, Finished, bind, consumer_from, conv, db_err, execute, prepare, status_of, ts,
+};
 use super::history::{AttemptRow, finish, record_attempt};
 use super::writer::Ctx;
 use crate::error::{Result, StoreError};
@@ -92,14 +94,14 @@ pub(super) async fn list(
     store
         .read(move |conn| {
             let err = db_err("dead_letters");
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT id, event_id, event_type, event_sequence, consumer_kind, consumer, \
+            let mut stmt = prepare(
+                conn,
+                "SELECT id, event_id, event_type, event_sequence, consumer_kind, consumer, \
                      target, attempts, error, last_status, created_ms, first_attempt_ms, \
                      failed_ms, payload \
                      FROM dead_letters WHERE id < :before ORDER BY id DESC LIMIT :limit",
-                )
-                .map_err(&err)?;
+            )
+            .map_err(&err)?;
             let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
             bind(&mut stmt, &[(":before", &before), (":limit", &fetch)]).map_err(&err)?;
             let mut items = stmt

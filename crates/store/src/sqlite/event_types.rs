@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::watch;
 
 use super::SqliteStore;
-use super::columns::db_err;
+use super::columns::{db_err, prepare};
 use crate::backend::{EventTypeColumns, event_type_json, event_type_record};
 use crate::error::{Result, StoreError};
 use crate::model::{EventTypePut, EventTypeRecord, Page, PutOutcome, TypeOrigin, check_limit};
@@ -36,11 +36,14 @@ fn columns_of(r: &Row<'_>) -> rusqlite::Result<EventTypeColumns> {
 
 /// One type, read on `conn`.
 fn event_type_in(conn: &Connection, name: &str) -> Result<Option<EventTypeRecord>> {
-    conn.prepare_cached(concat!(
-        "SELECT ",
-        event_type_columns!(),
-        " FROM event_types WHERE name = ?1"
-    ))
+    prepare(
+        conn,
+        concat!(
+            "SELECT ",
+            event_type_columns!(),
+            " FROM event_types WHERE name = ?1"
+        ),
+    )
     .and_then(|mut s| s.query_row([name], columns_of).optional())
     .map_err(db_err("read event type"))?
     .map(event_type_record)
@@ -66,17 +69,19 @@ impl EventTypes for SqliteStore {
         let limit = check_limit(limit)?;
         let after = cursor.unwrap_or("").to_owned();
         self.read(move |conn| {
-            let rows = conn
-                .prepare_cached(concat!(
+            let rows = prepare(
+                conn,
+                concat!(
                     "SELECT ",
                     event_type_columns!(),
                     " FROM event_types WHERE name > ?1 ORDER BY name LIMIT ?2"
-                ))
-                .and_then(|mut s| {
-                    s.query_map(params![after, limit as i64 + 1], columns_of)?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .map_err(db_err("list event types"))?;
+                ),
+            )
+            .and_then(|mut s| {
+                s.query_map(params![after, limit as i64 + 1], columns_of)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(db_err("list event types"))?;
             let mut items = rows
                 .into_iter()
                 .map(event_type_record)
@@ -137,8 +142,7 @@ impl EventTypes for SqliteStore {
                         });
                     }
                 }
-                ctx.conn
-                    .prepare_cached(concat!(
+                prepare(ctx.conn, concat!(
                         "INSERT INTO event_types (",
                         event_type_columns!(),
                         ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (name) DO UPDATE SET \
@@ -170,17 +174,15 @@ impl EventTypes for SqliteStore {
         let name = name.to_owned();
         let deleted = self
             .call(move |ctx| {
-                let origin: Option<i64> = ctx
-                    .conn
-                    .prepare_cached("SELECT origin FROM event_types WHERE name = ?1")
-                    .and_then(|mut s| s.query_row([&name], |r| r.get(0)).optional())
-                    .map_err(db_err("delete event type"))?;
+                let origin: Option<i64> =
+                    prepare(ctx.conn, "SELECT origin FROM event_types WHERE name = ?1")
+                        .and_then(|mut s| s.query_row([&name], |r| r.get(0)).optional())
+                        .map_err(db_err("delete event type"))?;
                 match origin.map(TypeOrigin::from_code) {
                     None => Ok(false),
                     Some(Some(TypeOrigin::Config)) => Err(StoreError::Declared { name }),
                     Some(_) => {
-                        ctx.conn
-                            .prepare_cached("DELETE FROM event_types WHERE name = ?1")
+                        prepare(ctx.conn, "DELETE FROM event_types WHERE name = ?1")
                             .and_then(|mut s| s.execute([&name]))
                             .map_err(db_err("delete event type"))?;
                         Ok(true)
@@ -198,21 +200,21 @@ impl EventTypes for SqliteStore {
         let name = name.to_owned();
         let released = self
             .call(move |ctx| {
-                ctx.conn
-                    .prepare_cached(
-                        "UPDATE event_types SET origin = ?2, updated_ms = ?3 \
+                prepare(
+                    ctx.conn,
+                    "UPDATE event_types SET origin = ?2, updated_ms = ?3 \
                          WHERE name = ?1 AND origin = ?4",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            name,
-                            TypeOrigin::Api.code(),
-                            Timestamp::now().as_unix_millis(),
-                            TypeOrigin::Config.code()
-                        ])
-                    })
-                    .map(|n| n > 0)
-                    .map_err(db_err("release event type"))
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        name,
+                        TypeOrigin::Api.code(),
+                        Timestamp::now().as_unix_millis(),
+                        TypeOrigin::Config.code()
+                    ])
+                })
+                .map(|n| n > 0)
+                .map_err(db_err("release event type"))
             })
             .await?;
         if released {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use nexus_event::Timestamp;
 use rusqlite::{Connection, OpenFlags, Row};
 
-use super::columns::{Arg, bind, db_err};
+use super::columns::{Arg, bind, db_err, plan_once, prepare};
 use super::open::{DB_FILE, corrupt, lock_dir, migrate, open_err};
 use super::queue::wait_state;
 use super::schema;
@@ -53,6 +53,7 @@ impl SqliteExport {
         .map_err(open_err(&path))?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(open_err(&path))?;
+        plan_once(&conn).map_err(open_err(&path))?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(open_err(&path))?;
@@ -410,7 +411,7 @@ fn page<T>(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut all: Vec<Arg<'_>> = args.to_vec();
     all.push((":limit", &limit));
-    let mut stmt = conn.prepare_cached(sql)?;
+    let mut stmt = prepare(conn, sql)?;
     bind(&mut stmt, &all)?;
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();

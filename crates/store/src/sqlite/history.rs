@@ -10,7 +10,7 @@ use nexus_event::{EventId, Timestamp};
 
 use super::SqliteStore;
 use super::columns::{Arg, ConsumerKind, DeliveryState, Finished, bind, consumer_from, conv};
-use super::columns::{db_err, execute, status_of, ts};
+use super::columns::{db_err, execute, prepare, status_of, ts};
 use super::subscriptions::subscription_in;
 use super::writer::Ctx;
 use crate::backend::{HistoryRow, StatusFlags, delivery_cursor, history_page, live_status};
@@ -179,7 +179,7 @@ fn rows(
     now: i64,
 ) -> Result<Vec<HistoryRow>> {
     let err = db_err("delivery history");
-    let mut stmt = conn.prepare_cached(sql).map_err(&err)?;
+    let mut stmt = prepare(conn, sql).map_err(&err)?;
     bind(&mut stmt, args).map_err(&err)?;
     stmt.raw_query()
         .mapped(|r| {
@@ -219,12 +219,12 @@ fn with_attempts(
     rows: Vec<HistoryRow>,
 ) -> Result<Vec<DeliveryRecord>> {
     let err = db_err("delivery attempts");
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT started_ms, duration_ms, status, error FROM delivery_attempts \
+    let mut stmt = prepare(
+        conn,
+        "SELECT started_ms, duration_ms, status, error FROM delivery_attempts \
              WHERE delivery = ?1 ORDER BY attempt",
-        )
-        .map_err(&err)?;
+    )
+    .map_err(&err)?;
     rows.into_iter()
         .map(|row| {
             let attempts = stmt
@@ -329,9 +329,9 @@ impl DeliveryHistory for SqliteStore {
         let since = since.as_unix_millis();
         self.read(move |conn| {
             let err = db_err("subscription stats");
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT \
+            let mut stmt = prepare(
+                conn,
+                "SELECT \
                      (SELECT count(*) FROM delivery_history WHERE consumer_kind = :webhook \
                       AND consumer = :id AND outcome = :delivered AND finished_ms >= :since), \
                      (SELECT count(*) FROM delivery_attempts WHERE error IS NOT NULL \
@@ -343,8 +343,8 @@ impl DeliveryHistory for SqliteStore {
                       AND consumer = :id), \
                      (SELECT count(*) FROM delivery_history WHERE consumer_kind = :webhook \
                       AND consumer = :id AND outcome = :dead AND finished_ms >= :since)",
-                )
-                .map_err(&err)?;
+            )
+            .map_err(&err)?;
             let mut all = Vec::with_capacity(ids.len());
             for id in &ids {
                 bind(&mut stmt, &[(":id", id), (":since", &since)]).map_err(&err)?;

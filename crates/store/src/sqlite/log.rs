@@ -9,7 +9,7 @@ use nexus_event::{CorrelationId, Event, EventId, EventType, NewEvent, TypeFilter
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
-use super::columns::{conv, db_err, ts};
+use super::columns::{conv, db_err, prepare, ts};
 use super::writer::Ctx;
 use crate::backend::{Admission, route_event};
 use crate::error::{Result, StoreError};
@@ -71,11 +71,14 @@ pub(crate) fn event_from_row(r: &Row<'_>) -> rusqlite::Result<Event> {
 
 /// The event with this sequence.
 pub(crate) fn event_by_sequence(conn: &Connection, sequence: u64) -> Result<Event> {
-    conn.prepare_cached(concat!(
-        "SELECT ",
-        event_columns!(),
-        " FROM events WHERE sequence = ?1"
-    ))
+    prepare(
+        conn,
+        concat!(
+            "SELECT ",
+            event_columns!(),
+            " FROM events WHERE sequence = ?1"
+        ),
+    )
     .and_then(|mut s| s.query_row([sequence as i64], event_from_row))
     .map_err(db_err("read event"))
 }
@@ -105,16 +108,13 @@ fn append_in(
     // position is the one reported.
     let mut seen: HashSet<EventId> = HashSet::new();
     let err = db_err("append");
-    let mut insert = ctx
-        .conn
-        .prepare_cached(
-            "INSERT INTO events (sequence, id, source, type, time_ms, payload, correlation_id) \
+    let mut insert = prepare(
+        ctx.conn,
+        "INSERT INTO events (sequence, id, source, type, time_ms, payload, correlation_id) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
-        )
-        .map_err(&err)?;
-    let mut enqueue = ctx
-        .conn
-        .prepare_cached(
+    )
+    .map_err(&err)?;
+    let mut enqueue = prepare(ctx.conn,
             "INSERT INTO deliveries (event_sequence, consumer_kind, consumer, target, state, due_ms, created_ms) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
         )
@@ -142,11 +142,12 @@ fn append_in(
             ])
             .map_err(&err)?;
         if inserted == 0 {
-            let (source, first): (String, i64) = ctx
-                .conn
-                .prepare_cached("SELECT source, sequence FROM events WHERE id = ?1")
-                .and_then(|mut s| s.query_row([draft.id.as_str()], |r| Ok((r.get(0)?, r.get(1)?))))
-                .map_err(&err)?;
+            let (source, first): (String, i64) = prepare(
+                ctx.conn,
+                "SELECT source, sequence FROM events WHERE id = ?1",
+            )
+            .and_then(|mut s| s.query_row([draft.id.as_str()], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(&err)?;
             if source != draft.source {
                 return Err(StoreError::Conflict {
                     index,
@@ -226,11 +227,10 @@ impl EventLog for SqliteStore {
     async fn get(&self, id: &EventId) -> Result<Option<Event>> {
         let id = id.clone();
         self.read(move |conn| {
-            conn.prepare_cached(concat!(
-                "SELECT ",
-                event_columns!(),
-                " FROM events WHERE id = ?1"
-            ))
+            prepare(
+                conn,
+                concat!("SELECT ", event_columns!(), " FROM events WHERE id = ?1"),
+            )
             .and_then(|mut s| s.query_row([id.as_str()], event_from_row).optional())
             .map_err(db_err("get event"))
         })
@@ -252,7 +252,7 @@ impl EventLog for SqliteStore {
                 type_passes!(),
                 " ORDER BY sequence LIMIT :limit"
             );
-            let mut stmt = conn.prepare_cached(sql).map_err(db_err("read events"))?;
+            let mut stmt = prepare(conn, sql).map_err(db_err("read events"))?;
             stmt.query_map(
                 rusqlite::named_params! { ":after": after, ":limit": limit, ":globs": globs },
                 event_from_row,
@@ -279,9 +279,7 @@ impl EventLog for SqliteStore {
         let until = i64::try_from(until).unwrap_or(i64::MAX);
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |conn| {
-            let mut stmt = conn
-                .prepare_cached(range_sql(order))
-                .map_err(db_err("read events"))?;
+            let mut stmt = prepare(conn, range_sql(order)).map_err(db_err("read events"))?;
             stmt.query_map(
                 rusqlite::named_params! {
                     ":after": after, ":until": until, ":limit": limit, ":globs": globs,

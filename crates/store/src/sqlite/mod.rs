@@ -281,6 +281,7 @@ impl Inner {
         .map_err(db_err("open reader"))?;
         conn.busy_timeout(Duration::from_secs(5))
             .map_err(db_err("open reader"))?;
+        columns::plan_once(&conn).map_err(db_err("open reader"))?;
         Ok(conn)
     }
 

@@ -12,7 +12,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags};
 use tokio::sync::{mpsc, watch};
 
 use super::checkpoint;
-use super::columns::execute;
+use super::columns::{execute, plan_once};
 use super::queue::wait_state;
 use super::subscriptions::load_subscription_routes;
 use super::writer::{EventCache, State, Writer};
@@ -270,7 +270,7 @@ impl SqliteStore {
             conn.pragma_update_and_check(None, "max_page_count", pages, |_| Ok(()))
                 .map_err(open_err(&path))?;
         }
-        conn.set_prepared_statement_cache_capacity(64);
+        plan_once(&conn).map_err(open_err(&path))?;
         let released = release_leases(&conn, Timestamp::now()).map_err(open_err(&path))?;
         if released > 0 {
             tracing::info!(

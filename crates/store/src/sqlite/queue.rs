@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::SqliteStore;
 use super::columns::{
-    Arg, ConsumerKind, DeliveryState, bind, consumer_from, conv, db_err, execute, ts,
+    Arg, ConsumerKind, DeliveryState, bind, consumer_from, conv, db_err, execute, prepare, ts,
 };
 use super::dead_letters;
 use super::history::{AttemptRow, delivered, record_attempt};
@@ -84,9 +84,7 @@ fn lease_in(
         field: "lease_for",
         message: e.to_string(),
     })?;
-    let mut stmt = ctx
-        .conn
-        .prepare_cached(concat!(
+    let mut stmt = prepare(ctx.conn, concat!(
             "UPDATE deliveries SET state = :leased, lease_owner = :owner, \
              lease_gen = lease_gen + 1, due_ms = :expires \
              WHERE id IN (SELECT id FROM deliveries d WHERE state < :parked AND due_ms <= :now AND ",
@@ -185,14 +183,18 @@ fn replay_filtered(
     state: DeliveryState,
     now: i64,
 ) -> rusqlite::Result<u64> {
-    let mut select = conn.prepare_cached(concat!(
-        "SELECT sequence, payload FROM events \
+    let mut select = prepare(
+        conn,
+        concat!(
+            "SELECT sequence, payload FROM events \
          WHERE sequence > :after AND sequence <= :until AND ",
-        type_passes!(),
-        " ORDER BY sequence"
-    ))?;
+            type_passes!(),
+            " ORDER BY sequence"
+        ),
+    )?;
     bind(&mut select, range)?;
-    let mut insert = conn.prepare_cached(
+    let mut insert = prepare(
+        conn,
         "INSERT INTO deliveries (event_sequence, consumer_kind, consumer, target, state, due_ms, \
          created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
     )?;
@@ -350,7 +352,7 @@ impl DeliveryQueue for SqliteStore {
     async fn parked_targets(&self) -> Result<Vec<String>> {
         self.read(|conn| {
             let err = db_err("parked_targets");
-            let mut stmt = conn.prepare_cached(PARKED_TARGETS).map_err(&err)?;
+            let mut stmt = prepare(conn, PARKED_TARGETS).map_err(&err)?;
             bind(&mut stmt, &[]).map_err(&err)?;
             stmt.raw_query()
                 .mapped(|r| r.get::<_, String>(0))
@@ -366,17 +368,17 @@ impl DeliveryQueue for SqliteStore {
 
     async fn stats(&self) -> Result<QueueStats> {
         self.read(move |conn| {
-            let mut stmt = conn
-                // One pass over the queue's rows for all three figures (three subqueries were
-                // three scans); pending is every row not under a live lease.
-                .prepare_cached(
-                    "SELECT count(*), \
+            // One pass over the queue's rows for all three figures (three subqueries were
+            // three scans); pending is every row not under a live lease.
+            let mut stmt = prepare(
+                conn,
+                "SELECT count(*), \
                      coalesce(sum(state = :leased AND due_ms > :now), 0), \
                      min(CASE WHEN attempts > 0 THEN created_ms END), \
                      (SELECT count(*) FROM dead_letters) \
                      FROM deliveries",
-                )
-                .map_err(db_err("stats"))?;
+            )
+            .map_err(db_err("stats"))?;
             // A lease past its expiry is work waiting to be leased again, not work in flight.
             let now = Timestamp::now().as_unix_millis();
             bind(&mut stmt, &[(":now", &now)]).map_err(db_err("stats"))?;
@@ -460,9 +462,7 @@ impl DeliveryQueue for SqliteStore {
                     let Some(router) = ctx.state.router.clone() else {
                         return Ok(0);
                     };
-                    let mut stmt = ctx
-                        .conn
-                        .prepare_cached(concat!(
+                    let mut stmt = prepare(ctx.conn, concat!(
                             "SELECT ",
                             event_columns!(),
                             " FROM events WHERE sequence > :after AND sequence <= :until AND ",
@@ -476,9 +476,7 @@ impl DeliveryQueue for SqliteStore {
                         .mapped(event_from_row)
                         .collect::<rusqlite::Result<Vec<_>>>()
                         .map_err(&err)?;
-                    let mut insert = ctx
-                        .conn
-                        .prepare_cached(
+                    let mut insert = prepare(ctx.conn,
                             "INSERT INTO deliveries (event_sequence, consumer_kind, consumer, \
                              target, state, due_ms, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
                         )
@@ -517,13 +515,15 @@ impl DeliveryQueue for SqliteStore {
         self.read(|conn| {
             // Leases of a disabled subscription are not leased again (see `lease_in`), so they
             // are not due either; in due order, stopping at the first row that is.
-            let mut stmt = conn
-                .prepare_cached(concat!(
+            let mut stmt = prepare(
+                conn,
+                concat!(
                     "SELECT due_ms FROM deliveries d WHERE state < :parked AND ",
                     leasable!(),
                     " ORDER BY due_ms LIMIT 1"
-                ))
-                .map_err(db_err("next_due"))?;
+                ),
+            )
+            .map_err(db_err("next_due"))?;
             bind(&mut stmt, &[]).map_err(db_err("next_due"))?;
             stmt.raw_query()
                 .mapped(|r| r.get::<_, i64>(0))
@@ -542,14 +542,127 @@ impl DeliveryQueue for SqliteStore {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
+    use nexus_event::{NewEvent, Pattern, WellKnown};
     use rusqlite::Connection;
 
     use super::*;
+    use crate::sqlite::columns::{plan_once, reprepared};
     use crate::sqlite::schema;
+    use crate::{DeliveryHistory, EventLog, Failure, NewSubscription, Subscriptions, Success};
 
-    /// The query plan of `sql` with the states bound, as SQLite reports it.
+    /// One round of what a running server asks of the queue: events appended with their
+    /// deliveries, leases, every way of settling one, the due time, stats, dead letters and
+    /// their redrive, a delivery's history.
+    async fn queue_round(store: &SqliteStore, round: i64) {
+        // Deliveries are due when appended (the wall clock); each round leases later than that.
+        let start = Timestamp::now().as_unix_millis() + 1_000 + 100_000 * round;
+        let t = |ms: i64| Timestamp::from_unix_millis(start + ms).expect("time");
+        let events = (0..6)
+            .map(|i| {
+                NewEvent::new(WellKnown::PaymentReceived, "flowpay")
+                    .payload(serde_json::json!({ "i": i }))
+            })
+            .collect();
+        let appended = store.append(events).await.expect("append");
+        let mut leases = store
+            .lease_due("w", t(0), 6, Duration::from_secs(10))
+            .await
+            .expect("lease");
+        assert_eq!(leases.len(), 6, "round {round}: every delivery due");
+        let failure = || Failure {
+            error: "HTTP 500".into(),
+            status: Some(500),
+            at: t(1),
+            duration_ms: 1,
+        };
+        let success = Success {
+            status: Some(204),
+            at: t(1),
+            duration_ms: 1,
+        };
+        let target = leases[0].target.clone();
+        let mut next = leases.drain(..);
+        let mut token = || next.next().expect("a lease").token;
+        store.ack(&token(), success.clone()).await.expect("ack");
+        store
+            .retry_at(&token(), t(5), failure())
+            .await
+            .expect("retry");
+        store.release(&token(), t(5)).await.expect("release");
+        store.park(&token(), t(60_000)).await.expect("park");
+        store.park(&token(), t(60_000)).await.expect("park");
+        store
+            .dead_letter(&token(), failure())
+            .await
+            .expect("dead letter");
+        assert_eq!(store.next_due().await.expect("next due"), Some(t(5)));
+        assert_eq!(
+            store.parked_targets().await.expect("parked"),
+            vec![target.clone()]
+        );
+        assert!(store.unpark_one(&target, t(6)).await.expect("unpark one"));
+        assert_eq!(store.unpark(&target, t(6)).await.expect("unpark"), 1);
+        let stats = store.stats().await.expect("stats");
+        assert_eq!(stats.pending, 4, "round {round}: {stats:?}");
+        let dead = store.dead_letters(10, None).await.expect("dead letters");
+        assert_eq!(
+            store
+                .redrive(Selection::Ids(vec![dead.items[0].id]), t(7))
+                .await
+                .expect("redrive"),
+            1
+        );
+        for lease in store
+            .lease_due("w", t(10), 10, Duration::from_secs(10))
+            .await
+            .expect("lease again")
+        {
+            store.ack(&lease.token, success.clone()).await.expect("ack");
+        }
+        let history = store
+            .event_deliveries(appended[0].sequence, t(11))
+            .await
+            .expect("event deliveries");
+        assert_eq!(history.len(), 1);
+    }
+
+    /// Each cached statement is parsed and planned once. Statements naming a state beside a
+    /// partial index (`state < :parked` against `deliveries_due`'s `state < 2`) were prepared
+    /// again by SQLite at every use while the states were bound as parameters: every lease,
+    /// settle and `next_due` (a sixth of the server's CPU per publish in a profile was
+    /// `sqlite3Reprepare`). Three rounds of queue work on one store must prepare none again (a
+    /// use counts the re-preparations of the use before it, so the last round checks the second).
+    #[tokio::test]
+    async fn cached_statements_are_prepared_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path()).expect("open");
+        store
+            .create_subscription(NewSubscription {
+                url: "http://127.0.0.1:4000/hook".into(),
+                events: vec![Pattern::new("*").expect("glob")],
+                secret: "s3cret".into(),
+                ordered: false,
+                filter: None,
+            })
+            .await
+            .expect("subscription");
+        let before = reprepared();
+        for round in 0..3 {
+            queue_round(&store, round).await;
+        }
+        assert_eq!(
+            reprepared() - before,
+            0,
+            "SQLite prepared cached statements again (RUST_LOG=debug names them)"
+        );
+    }
+
+    /// The query plan of `sql` as the store prepares it (the states written in, on a connection
+    /// that plans from the text alone), as SQLite reports it.
     fn plan(conn: &Connection, sql: &str, args: &[Arg<'_>]) -> Vec<String> {
-        let mut stmt = conn.prepare(sql).expect("prepare");
+        let mut stmt = prepare(conn, sql).expect("prepare");
         bind(&mut stmt, args).expect("bind");
         stmt.raw_query()
             .mapped(|r| r.get::<_, String>(3))
@@ -557,12 +670,14 @@ mod tests {
             .expect("plan")
     }
 
-    /// The states are parameters, yet leasing still runs on the partial index `deliveries_due`
-    /// (`WHERE state < 2`, parked deliveries left out): SQLite plans with the bound values (re-preparing if they change), so
-    /// finding due work never scans the whole queue.
+    /// Leasing runs on the partial index `deliveries_due` (`WHERE state < 2`, parked deliveries
+    /// left out) on a connection that plans from the SQL alone ([`plan_once`]): the states are
+    /// written into the text, so SQLite sees the query fits the index without a bound value,
+    /// and finding due work never scans the whole queue.
     #[test]
     fn leasing_and_next_due_use_the_due_index() {
         let conn = Connection::open_in_memory().expect("memory db");
+        plan_once(&conn).expect("plan once");
         for migration in schema::MIGRATIONS {
             conn.execute_batch(migration).expect("schema");
         }

@@ -8,7 +8,7 @@ use nexus_event::Pattern;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
-use super::columns::{ConsumerKind, conv, db_err, execute, ts};
+use super::columns::{ConsumerKind, conv, db_err, execute, prepare, ts};
 use super::writer::SubRoute;
 use crate::backend::{apply_patch, filter_json, parse_filter, patterns_json, subscription_row};
 use crate::error::{Result, StoreError};
@@ -79,11 +79,14 @@ fn subscription_from_row(r: &Row<'_>) -> rusqlite::Result<Subscription> {
 
 /// One subscription, read on `conn`.
 pub(super) fn subscription_in(conn: &Connection, id: &str) -> Result<Option<Subscription>> {
-    conn.prepare_cached(concat!(
-        "SELECT ",
-        subscription_columns!(),
-        " FROM subscriptions WHERE id = ?1"
-    ))
+    prepare(
+        conn,
+        concat!(
+            "SELECT ",
+            subscription_columns!(),
+            " FROM subscriptions WHERE id = ?1"
+        ),
+    )
     .and_then(|mut s| s.query_row([id], subscription_from_row).optional())
     .map_err(db_err("read subscription"))
 }
@@ -153,17 +156,19 @@ impl Subscriptions for SqliteStore {
         let limit = check_limit(limit)?;
         let after = cursor.unwrap_or("").to_owned();
         self.read(move |conn| {
-            let mut items = conn
-                .prepare_cached(concat!(
+            let mut items = prepare(
+                conn,
+                concat!(
                     "SELECT ",
                     subscription_columns!(),
                     " FROM subscriptions WHERE id > ?1 ORDER BY id LIMIT ?2"
-                ))
-                .and_then(|mut s| {
-                    s.query_map(params![after, limit as i64 + 1], subscription_from_row)?
-                        .collect::<rusqlite::Result<Vec<_>>>()
-                })
-                .map_err(db_err("list subscriptions"))?;
+                ),
+            )
+            .and_then(|mut s| {
+                s.query_map(params![after, limit as i64 + 1], subscription_from_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(db_err("list subscriptions"))?;
             let next_cursor = if items.len() > limit {
                 items.truncate(limit);
                 items.last().map(|s| s.id.clone())

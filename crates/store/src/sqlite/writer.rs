@@ -255,7 +255,7 @@ impl Writer {
 /// Runs one transaction-control statement from the connection's statement cache: these run for
 /// every job and group, and parsing them each time was a visible share of the writer's time.
 fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+    super::columns::prepare(conn, sql)?.execute([]).map(|_| ())
 }
 
 /// Runs one job, inside its own savepoint when it asks for one, so a failing job leaves the rest
