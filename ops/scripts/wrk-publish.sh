@@ -30,7 +30,12 @@ CASES=("$@")
 for tool in wrk curl openssl python3; do
     command -v "$tool" >/dev/null || { echo "wrk-publish: $tool is missing" >&2; exit 1; }
 done
-[ -x "$BIN" ] || { echo "wrk-publish: no server binary at $BIN" >&2; exit 1; }
+for c in "${CASES[@]}"; do
+    case $c in
+    hyper) [ -x "$BARE204" ] || { echo "wrk-publish: no bare204 at $BARE204 (cargo build --release -p nexus --example bare204)" >&2; exit 1; } ;;
+    sqlite | pg*) [ -x "$BIN" ] || { echo "wrk-publish: no server binary at $BIN" >&2; exit 1; } ;;
+    esac
+done
 
 WORK=$(mktemp -d)
 DB="wrk_$$"
@@ -83,6 +88,7 @@ wait_up() {
 # "requests/s p50 p99" summed and worst-of.
 load() {
     local n=$# per=$((CONNECTIONS / $#)) i=0 url
+    rm -f "$WORK"/wrk.*
     for url in "$@"; do
         wrk -t$((2 / n > 0 ? 2 / n : 1)) -c"$per" -d"${DURATION}s" --latency -s "$WORK/post.lua" "$url/events" \
             >"$WORK/wrk.$i" 2>&1 &
@@ -186,7 +192,6 @@ EOF
         kill %nginx 2>/dev/null || kill "$(cat "$WORK/nginx.pid")"
         ;;
     hyper)
-        [ -x "$BARE204" ] || { echo "wrk-publish: no bare204 at $BARE204 (cargo build --release -p nexus --example bare204)" >&2; exit 1; }
         "$BARE204" >"$WORK/bare204.out" 2>"$WORK/bare204.err" &
         bare=$!
         url=""
@@ -199,11 +204,12 @@ EOF
         before=$(cpu "$bare")
         result=$(load "$url")
         after=$(cpu "$bare")
-        kill "$bare"
+        kill "$bare" 2>/dev/null || true
         wait "$bare" 2>/dev/null || true
-        read -r rps _ <<<"$result"
         report hyper "$result"
-        python3 -c "print(f'        {($after - $before) / max($rps * $DURATION, 1) * 1e6:.1f} µs CPU/request')"
+        # Requests as wrk counted them ("N requests in ..."), over every wrk of the run.
+        requests=$(cat "$WORK"/wrk.* | awk '/requests in/ {n += $1} END {print n + 0}')
+        python3 -c "print(f'        {($after - $before) / max($requests, 1) * 1e6:.1f} µs CPU/request')"
         ;;
     sqlite)
         start_server sqlite DATA_DIR="$WORK/sqlite"

@@ -101,11 +101,22 @@ pub(crate) fn prepare<'c>(
     conn: &'c Connection,
     sql: &str,
 ) -> rusqlite::Result<CachedStatement<'c>> {
-    let stmt = EXPANDED.with_borrow_mut(|text| {
-        text.clear();
-        write_enums(sql, text);
-        conn.prepare_cached(text)
-    })?;
+    // The buffer is taken out while SQLite prepares, so nothing SQLite might call back into
+    // could find it borrowed.
+    let mut text = EXPANDED.take();
+    text.clear();
+    write_enums(sql, &mut text);
+    let stmt = conn.prepare_cached(&text);
+    EXPANDED.set(text);
+    let stmt = stmt?;
+    #[cfg(debug_assertions)]
+    for index in 1..=stmt.parameter_count() {
+        let name = stmt.parameter_name(index).unwrap_or("");
+        debug_assert!(
+            !ENUMS.iter().any(|(enum_name, _)| *enum_name == name),
+            "{name} was left a parameter in {sql}"
+        );
+    }
     let again = stmt.reset_status(StatementStatus::RePrepare);
     if again > 0 {
         REPREPARED.fetch_add(u64::from(again.unsigned_abs()), Ordering::Relaxed);
@@ -138,34 +149,65 @@ pub(crate) fn reprepared() -> u64 {
 }
 
 /// Appends `sql` to `out` with every parameter named in [`ENUMS`] replaced by its code. Quoted
-/// text (`'...'`, `"..."`) is copied as it is.
+/// text and identifiers (`'...'`, `"..."`, `[...]`, `` `...` ``) and comments (`-- ...`,
+/// `/* ... */`) are copied as they are; a parameter's name ends where SQLite's does (letters,
+/// digits, `_`, `$`, any non-ASCII character, `::`). A code stands where a value would, so an
+/// enum name is never used alone as an `ORDER BY` or `GROUP BY` term (a literal there is a
+/// column number).
 fn write_enums(sql: &str, out: &mut String) {
+    use std::fmt::Write as _;
     let bytes = sql.as_bytes();
+    let name_char = |i: usize| {
+        bytes
+            .get(i)
+            .is_some_and(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80)
+    };
+    // Where the text opened at `i` ends (one past its last byte), if `i` opens a quote or a
+    // comment.
+    let skip = |i: usize| -> Option<usize> {
+        let close = |from: usize, end: &[u8]| {
+            sql[from..]
+                .find(std::str::from_utf8(end).unwrap_or_default())
+                .map_or(bytes.len(), |n| from + n + end.len())
+        };
+        match bytes[i] {
+            b'\'' => Some(close(i + 1, b"'")),
+            b'"' => Some(close(i + 1, b"\"")),
+            b'`' => Some(close(i + 1, b"`")),
+            b'[' => Some(close(i + 1, b"]")),
+            b'-' if bytes.get(i + 1) == Some(&b'-') => Some(close(i + 2, b"\n")),
+            b'/' if bytes.get(i + 1) == Some(&b'*') => Some(close(i + 2, b"*/")),
+            _ => None,
+        }
+    };
     let mut copied = 0;
     let mut i = 0;
-    let mut quote: Option<u8> = None;
     while i < bytes.len() {
-        let b = bytes[i];
-        match quote {
-            Some(q) if b == q => quote = None,
-            Some(_) => {}
-            None if b == b'\'' || b == b'"' => quote = Some(b),
-            None if b == b':' => {
-                let end = bytes[i + 1..]
-                    .iter()
-                    .position(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
-                    .map_or(bytes.len(), |n| i + 1 + n);
-                if let Some((_, code)) = ENUMS.iter().find(|(name, _)| *name == &sql[i..end]) {
-                    out.push_str(&sql[copied..i]);
-                    out.push_str(&code.to_string());
-                    copied = end;
-                }
-                i = end;
-                continue;
-            }
-            None => {}
+        if let Some(end) = skip(i) {
+            // A doubled quote ('it''s') closes and reopens: skipped as two quoted runs.
+            i = end;
+            continue;
         }
-        i += 1;
+        if bytes[i] != b':' {
+            i += 1;
+            continue;
+        }
+        let mut end = i + 1;
+        loop {
+            if name_char(end) {
+                end += 1;
+            } else if bytes.get(end) == Some(&b':') && bytes.get(end + 1) == Some(&b':') {
+                end += 2;
+            } else {
+                break;
+            }
+        }
+        if let Some((_, code)) = ENUMS.iter().find(|(name, _)| *name == &sql[i..end]) {
+            out.push_str(&sql[copied..i]);
+            let _ = write!(out, "{code}");
+            copied = end;
+        }
+        i = end.max(i + 1);
     }
     out.push_str(&sql[copied..]);
 }
@@ -263,6 +305,39 @@ mod tests {
         }
         let bad = conn.query_row("SELECT 7", [], |r| r.get::<_, DeliveryState>(0));
         assert!(bad.is_err(), "an unknown state is an error, not a guess");
+    }
+
+    /// The enum names become their codes as whole names only, and nowhere inside quoted text,
+    /// identifiers or comments.
+    #[test]
+    fn enum_names_are_written_in_as_codes() {
+        let written = |sql: &str| {
+            let mut out = String::new();
+            write_enums(sql, &mut out);
+            out
+        };
+        assert_eq!(
+            written("WHERE state < :parked AND kind = :webhook AND o = :dead"),
+            "WHERE state < 2 AND kind = 0 AND o = 1"
+        );
+        assert_eq!(
+            written("SET a = :held_too, b = :deadline, c = :dead$x, d = :leasedé, e = :dead::x"),
+            "SET a = :held_too, b = :deadline, c = :dead$x, d = :leasedé, e = :dead::x",
+            "longer names are other parameters"
+        );
+        assert_eq!(
+            written(
+                "SELECT ':leased', \":leased\", [:leased], `:leased`, 'it''s :held' WHERE ?1 = :held"
+            ),
+            "SELECT ':leased', \":leased\", [:leased], `:leased`, 'it''s :held' WHERE ?1 = 3"
+        );
+        assert_eq!(
+            written("SELECT 1 -- don't :held\n, :held /* it's :held */ , :held"),
+            "SELECT 1 -- don't :held\n, 3 /* it's :held */ , 3",
+            "comments are copied, and an apostrophe in one opens no quote"
+        );
+        assert_eq!(written("a : b :: c :"), "a : b :: c :");
+        assert_eq!(written("x = :waiting"), "x = 0", "a name at the very end");
     }
 
     #[test]

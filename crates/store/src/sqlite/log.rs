@@ -327,6 +327,8 @@ mod tests {
     #[test]
     fn ranges_search_the_sequence_index() {
         let conn = Connection::open_in_memory().expect("in-memory database");
+        // Planned as the store's connections plan: from the SQL alone.
+        crate::sqlite::columns::plan_once(&conn).expect("plan once");
         conn.execute_batch(
             "CREATE TABLE events (sequence INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, \
              source TEXT NOT NULL, type TEXT NOT NULL, time_ms INTEGER NOT NULL, \

@@ -70,6 +70,25 @@ const PARKED_TARGETS: &str = "WITH RECURSIVE t(target) AS ( \
      AND target > t.target) FROM t WHERE t.target IS NOT NULL) \
      SELECT target FROM t WHERE target IS NOT NULL";
 
+/// Leases the due deliveries, oldest first; the rows and their lease's generation.
+const LEASE: &str = concat!(
+    "UPDATE deliveries SET state = :leased, lease_owner = :owner, \
+     lease_gen = lease_gen + 1, due_ms = :expires \
+     WHERE id IN (SELECT id FROM deliveries d WHERE state < :parked AND due_ms <= :now AND ",
+    leasable!(),
+    " ORDER BY due_ms, id LIMIT :max) \
+     RETURNING id, event_sequence, consumer_kind, consumer, target, attempts, lease_gen, \
+     created_ms"
+);
+
+/// When the next delivery is due. Leases of a disabled subscription are not leased again (see
+/// [`LEASE`]), so they are not due either; in due order, stopping at the first row that is.
+const NEXT_DUE: &str = concat!(
+    "SELECT due_ms FROM deliveries d WHERE state < :parked AND ",
+    leasable!(),
+    " ORDER BY due_ms LIMIT 1"
+);
+
 /// Leases inside the writer's transaction; see [`DeliveryQueue::lease_due`].
 fn lease_in(
     ctx: &mut Ctx<'_>,
@@ -84,16 +103,7 @@ fn lease_in(
         field: "lease_for",
         message: e.to_string(),
     })?;
-    let mut stmt = prepare(ctx.conn, concat!(
-            "UPDATE deliveries SET state = :leased, lease_owner = :owner, \
-             lease_gen = lease_gen + 1, due_ms = :expires \
-             WHERE id IN (SELECT id FROM deliveries d WHERE state < :parked AND due_ms <= :now AND ",
-            leasable!(),
-            " ORDER BY due_ms, id LIMIT :max) \
-             RETURNING id, event_sequence, consumer_kind, consumer, target, attempts, lease_gen, \
-             created_ms"
-        ))
-        .map_err(&err)?;
+    let mut stmt = prepare(ctx.conn, LEASE).map_err(&err)?;
     let owner_str: &str = &owner;
     let max = i64::try_from(max).unwrap_or(i64::MAX);
     bind(
@@ -513,17 +523,7 @@ impl DeliveryQueue for SqliteStore {
 
     async fn next_due(&self) -> Result<Option<Timestamp>> {
         self.read(|conn| {
-            // Leases of a disabled subscription are not leased again (see `lease_in`), so they
-            // are not due either; in due order, stopping at the first row that is.
-            let mut stmt = prepare(
-                conn,
-                concat!(
-                    "SELECT due_ms FROM deliveries d WHERE state < :parked AND ",
-                    leasable!(),
-                    " ORDER BY due_ms LIMIT 1"
-                ),
-            )
-            .map_err(db_err("next_due"))?;
+            let mut stmt = prepare(conn, NEXT_DUE).map_err(db_err("next_due"))?;
             bind(&mut stmt, &[]).map_err(db_err("next_due"))?;
             stmt.raw_query()
                 .mapped(|r| r.get::<_, i64>(0))
@@ -683,31 +683,29 @@ mod tests {
         }
         let now: i64 = 0;
         let max: i64 = 10;
+        let owner = "w";
+        let in_due_order = |steps: &[String]| {
+            steps
+                .iter()
+                .any(|step| step.starts_with("SEARCH d USING INDEX deliveries_due"))
+                && !steps.iter().any(|step| step.contains("TEMP B-TREE"))
+        };
         let lease = plan(
             &conn,
-            concat!(
-                "EXPLAIN QUERY PLAN SELECT id FROM deliveries d WHERE state < :parked \
-                 AND due_ms <= :now AND ",
-                leasable!(),
-                " ORDER BY due_ms, id LIMIT :max"
-            ),
-            &[(":now", &now), (":max", &max)],
+            &format!("EXPLAIN QUERY PLAN {LEASE}"),
+            &[
+                (":owner", &owner),
+                (":expires", &now),
+                (":now", &now),
+                (":max", &max),
+            ],
         );
+        assert!(in_due_order(&lease), "{lease:?}");
+        let next = plan(&conn, &format!("EXPLAIN QUERY PLAN {NEXT_DUE}"), &[]);
         assert!(
-            lease.iter().any(|step| step.contains("deliveries_due")),
-            "{lease:?}"
-        );
-        let next = plan(
-            &conn,
-            concat!(
-                "EXPLAIN QUERY PLAN SELECT due_ms FROM deliveries d WHERE state < :parked AND ",
-                leasable!(),
-                " ORDER BY due_ms LIMIT 1"
-            ),
-            &[],
-        );
-        assert!(
-            next.iter().any(|step| step.contains("deliveries_due")),
+            next.iter()
+                .any(|step| step.starts_with("SCAN d USING INDEX deliveries_due"))
+                && !next.iter().any(|step| step.contains("TEMP B-TREE")),
             "{next:?}"
         );
         let target = String::from("http://x:80");
