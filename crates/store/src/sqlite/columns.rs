@@ -3,6 +3,8 @@
 //! timestamps, conversion errors, and binding by name.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nexus_event::Timestamp;
@@ -81,12 +83,15 @@ const ENUMS: [(&str, i16); 8] = [
 static REPREPARED: AtomicU64 = AtomicU64::new(0);
 
 thread_local! {
-    /// The SQL being prepared, with the enum codes written in; kept to reuse its allocation.
-    static EXPANDED: RefCell<String> = const { RefCell::new(String::new()) };
+    /// Each statement's SQL with the enum codes written in, by the address and length of the
+    /// text it was written from: statements are `'static` text, so the pair names one text for
+    /// good, and each is scanned once per thread instead of at every use.
+    static EXPANDED: RefCell<HashMap<(usize, usize), Rc<str>>> = RefCell::new(HashMap::new());
 }
 
 /// The connection's cached statement for `sql`, with the names of [`ENUMS`] replaced by their
-/// codes as literals. The connection must have been set up by [`plan_once`].
+/// codes as literals (written once per text and thread, see [`EXPANDED`]). The connection must
+/// have been set up by [`plan_once`].
 ///
 /// SQLite (3.54 here) plans some statements with the values bound to them, and marks such a
 /// statement to be prepared again whenever one of those parameters is bound anew: a `LIMIT
@@ -99,16 +104,19 @@ thread_local! {
 /// all the same is counted ([`reprepared`]) and logged at debug level.
 pub(crate) fn prepare<'c>(
     conn: &'c Connection,
-    sql: &str,
+    sql: &'static str,
 ) -> rusqlite::Result<CachedStatement<'c>> {
-    // The buffer is taken out while SQLite prepares, so nothing SQLite might call back into
-    // could find it borrowed.
-    let mut text = EXPANDED.take();
-    text.clear();
-    write_enums(sql, &mut text);
-    let stmt = conn.prepare_cached(&text);
-    EXPANDED.set(text);
-    let stmt = stmt?;
+    let key = (sql.as_ptr() as usize, sql.len());
+    // Looked up and let go before SQLite prepares, so nothing SQLite might call back into could
+    // find the map borrowed.
+    let text = EXPANDED.with_borrow_mut(|expanded| {
+        Rc::clone(expanded.entry(key).or_insert_with(|| {
+            let mut text = String::with_capacity(sql.len());
+            write_enums(sql, &mut text);
+            text.into()
+        }))
+    });
+    let stmt = conn.prepare_cached(&text)?;
     #[cfg(debug_assertions)]
     for index in 1..=stmt.parameter_count() {
         let name = stmt.parameter_name(index).unwrap_or("");
@@ -248,7 +256,7 @@ pub(crate) fn bind(stmt: &mut Statement<'_>, args: &[Arg<'_>]) -> rusqlite::Resu
 /// Runs a cached statement that returns no rows with named parameters; how many rows changed.
 pub(crate) fn execute(
     conn: &rusqlite::Connection,
-    sql: &str,
+    sql: &'static str,
     args: &[Arg<'_>],
 ) -> rusqlite::Result<usize> {
     let mut stmt = prepare(conn, sql)?;

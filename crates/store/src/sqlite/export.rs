@@ -403,7 +403,7 @@ impl SqliteExport {
 /// Runs a keyed page query: `args` and `:limit` bound, each row mapped by `map`.
 fn page<T>(
     conn: &Connection,
-    sql: &str,
+    sql: &'static str,
     args: &[Arg<'_>],
     limit: usize,
     map: impl Fn(&Row<'_>) -> rusqlite::Result<T>,

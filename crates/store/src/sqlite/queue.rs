@@ -162,7 +162,7 @@ fn lease_in(
 fn settle(
     ctx: &mut Ctx<'_>,
     op: &'static str,
-    sql: &str,
+    sql: &'static str,
     token: &LeaseToken,
     extra: &[Arg<'_>],
 ) -> Result<()> {
@@ -661,7 +661,9 @@ mod tests {
 
     /// The query plan of `sql` as the store prepares it (the states written in, on a connection
     /// that plans from the text alone), as SQLite reports it.
-    fn plan(conn: &Connection, sql: &str, args: &[Arg<'_>]) -> Vec<String> {
+    fn plan(conn: &Connection, sql: impl Into<String>, args: &[Arg<'_>]) -> Vec<String> {
+        // `prepare` keeps what it expands by the text's address, so its text lives for good.
+        let sql: &'static str = Box::leak(sql.into().into_boxed_str());
         let mut stmt = prepare(conn, sql).expect("prepare");
         bind(&mut stmt, args).expect("bind");
         stmt.raw_query()
@@ -692,7 +694,7 @@ mod tests {
         };
         let lease = plan(
             &conn,
-            &format!("EXPLAIN QUERY PLAN {LEASE}"),
+            format!("EXPLAIN QUERY PLAN {LEASE}"),
             &[
                 (":owner", &owner),
                 (":expires", &now),
@@ -701,7 +703,7 @@ mod tests {
             ],
         );
         assert!(in_due_order(&lease), "{lease:?}");
-        let next = plan(&conn, &format!("EXPLAIN QUERY PLAN {NEXT_DUE}"), &[]);
+        let next = plan(&conn, format!("EXPLAIN QUERY PLAN {NEXT_DUE}"), &[]);
         assert!(
             next.iter()
                 .any(|step| step.starts_with("SCAN d USING INDEX deliveries_due"))
@@ -712,7 +714,7 @@ mod tests {
         for sql in [UNPARK_ALL, UNPARK_OLDEST] {
             let unpark = plan(
                 &conn,
-                &format!("EXPLAIN QUERY PLAN {sql}"),
+                format!("EXPLAIN QUERY PLAN {sql}"),
                 &[(":target", &target), (":now", &now)],
             );
             assert!(
@@ -721,7 +723,7 @@ mod tests {
                 "{unpark:?}"
             );
         }
-        let targets = plan(&conn, &format!("EXPLAIN QUERY PLAN {PARKED_TARGETS}"), &[]);
+        let targets = plan(&conn, format!("EXPLAIN QUERY PLAN {PARKED_TARGETS}"), &[]);
         assert!(
             targets
                 .iter()

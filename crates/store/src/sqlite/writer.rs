@@ -254,7 +254,7 @@ impl Writer {
 
 /// Runs one transaction-control statement from the connection's statement cache: these run for
 /// every job and group, and parsing them each time was a visible share of the writer's time.
-fn run_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+fn run_cached(conn: &Connection, sql: &'static str) -> rusqlite::Result<()> {
     super::columns::prepare(conn, sql)?.execute([]).map(|_| ())
 }
 
