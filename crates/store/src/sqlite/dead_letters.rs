@@ -55,7 +55,8 @@ pub(super) fn dead_letter_in(
     if held > 0 {
         return Ok(());
     }
-    // OR FAIL: one row by its key, no statement journal (see `history::delivered`).
+    // OR FAIL: one row by its key, no statement journal; this job runs in a savepoint, which
+    // undoes it should it fail after writing (see `history::delivered`).
     let moved = execute(
         ctx.conn,
         "INSERT OR FAIL INTO dead_letters (event_sequence, event_id, event_type, payload, \
