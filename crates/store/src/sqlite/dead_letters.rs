@@ -55,11 +55,9 @@ pub(super) fn dead_letter_in(
     if held > 0 {
         return Ok(());
     }
-    // OR FAIL: one row by its key, no statement journal; this job runs in a savepoint, which
-    // undoes it should it fail after writing (see `history::delivered`).
     let moved = execute(
         ctx.conn,
-        "INSERT OR FAIL INTO dead_letters (event_sequence, event_id, event_type, payload, \
+        "INSERT INTO dead_letters (event_sequence, event_id, event_type, payload, \
          consumer_kind, consumer, target, error, last_status, attempts, created_ms, \
          first_attempt_ms, failed_ms) \
          SELECT d.event_sequence, e.id, e.type, e.payload, d.consumer_kind, d.consumer, \

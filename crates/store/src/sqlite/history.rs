@@ -43,8 +43,8 @@ pub(super) fn record_attempt(
     let duration = i64::try_from(attempt.duration_ms).unwrap_or(i64::MAX);
     let written = execute(
         ctx.conn,
-        "INSERT OR FAIL INTO delivery_attempts (delivery, attempt, started_ms, duration_ms, \
-         status, error) SELECT id, attempts + 1, :started, :duration, :status, :error FROM deliveries \
+        "INSERT INTO delivery_attempts (delivery, attempt, started_ms, duration_ms, status, error) \
+         SELECT id, attempts + 1, :started, :duration, :status, :error FROM deliveries \
          WHERE id = :delivery AND state = :leased AND lease_owner = :owner AND lease_gen = :gen",
         &[
             (":delivery", &token.delivery),
@@ -68,15 +68,6 @@ pub(super) fn record_attempt(
 /// Moves the token's delivery, acknowledged, from the queue to the history, with the attempt
 /// that delivered it inline; fails with [`StoreError::LeaseLost`] (writing nothing) when the
 /// token no longer holds it.
-///
-/// `INSERT OR FAIL ... SELECT` (here, in [`finish`], [`record_attempt`] and the dead-letter
-/// move): an `INSERT ... SELECT` may write many rows, and under the default `ABORT` SQLite keeps
-/// a statement journal (a copy of every page it changes) to undo a half-done statement; for this
-/// one it was 8 % of the writer's time in a drain. Each `SELECT` names one row by its key and
-/// SQLite checks a row's constraints before writing it, so a failure leaves nothing written
-/// either way. Should a job fail after writing all the same, an ack or a retry (no savepoint)
-/// rolls back its whole group (`writer::run_job`: SQLite counts the rows a failed `OR FAIL`
-/// statement wrote) and a dead letter its savepoint.
 pub(super) fn delivered(ctx: &mut Ctx<'_>, token: &LeaseToken, success: &Success) -> Result<()> {
     let err = db_err("ack");
     let owner: &str = &token.owner;
@@ -85,8 +76,8 @@ pub(super) fn delivered(ctx: &mut Ctx<'_>, token: &LeaseToken, success: &Success
     let at = success.at.as_unix_millis();
     let written = execute(
         ctx.conn,
-        "INSERT OR FAIL INTO delivery_history (id, event_sequence, consumer_kind, consumer, \
-         target, outcome, created_ms, finished_ms, ok_started_ms, ok_duration_ms, ok_status) \
+        "INSERT INTO delivery_history (id, event_sequence, consumer_kind, consumer, target, \
+         outcome, created_ms, finished_ms, ok_started_ms, ok_duration_ms, ok_status) \
          SELECT id, event_sequence, consumer_kind, consumer, target, :outcome, created_ms, :at, \
          :started, :duration, :status FROM deliveries \
          WHERE id = :delivery AND state = :leased AND lease_owner = :owner AND lease_gen = :gen",
@@ -128,8 +119,8 @@ pub(super) fn finish(
     let at = at.as_unix_millis();
     execute(
         ctx.conn,
-        "INSERT OR FAIL INTO delivery_history (id, event_sequence, consumer_kind, consumer, \
-         target, outcome, created_ms, finished_ms) \
+        "INSERT INTO delivery_history (id, event_sequence, consumer_kind, consumer, target, \
+         outcome, created_ms, finished_ms) \
          SELECT id, event_sequence, consumer_kind, consumer, target, :outcome, created_ms, :at \
          FROM deliveries WHERE id = :delivery",
         &[(":delivery", &delivery), (":outcome", &how), (":at", &at)],
