@@ -4,8 +4,8 @@
 #
 # usage: ops/scripts/wrk-publish.sh [nginx] [hyper] [sqlite] [pg1] [pg2] ...   (default: all five)
 #   nginx   nginx answering 204 to the same request: what the machine does with HTTP alone
-#   hyper   a bare hyper server answering 204 (examples/bare204.rs, built the way nexus-server
-#           serves): what the machine does with the server's own HTTP stack alone
+#   hyper   a bare hyper server answering 204 (examples/bare204.rs, on the stack nexus-server
+#           serves with, without its edge): what the machine does with that HTTP stack alone
 #   sqlite  one nexus-server on SQLite (synchronous=FULL)
 #   pg1     one nexus-server on PostgreSQL
 #   pg2     two nexus-server processes on one PostgreSQL database, each taking half the connections
