@@ -192,15 +192,10 @@ EOF
         kill %nginx 2>/dev/null || kill "$(cat "$WORK/nginx.pid")"
         ;;
     hyper)
-        "$BARE204" >"$WORK/bare204.out" 2>"$WORK/bare204.err" &
-        bare=$!
-        url=""
-        for _ in $(seq 1 200); do
-            url=$(grep -o 'http://[0-9.:]*' "$WORK/bare204.out" | head -n 1 || true)
-            [ -n "$url" ] && curl -s -o /dev/null "$url/" && break
-            sleep 0.05
-        done
-        [ -n "$url" ] || { echo "wrk-publish: bare204 did not start: $(cat "$WORK/bare204.err")" >&2; exit 1; }
+        # Started and waited for as the server is (it answers 204 to /health/ready too).
+        BIN=$BARE204 start_server bare204
+        bare=$SERVER_PID url=$SERVER_URL
+        wait_up "$url"
         before=$(cpu "$bare")
         result=$(load "$url")
         after=$(cpu "$bare")
