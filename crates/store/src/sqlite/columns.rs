@@ -173,18 +173,18 @@ fn write_enums(sql: &str, out: &mut String) {
     // Where the text opened at `i` ends (one past its last byte), if `i` opens a quote or a
     // comment.
     let skip = |i: usize| -> Option<usize> {
-        let close = |from: usize, end: &[u8]| {
+        let close = |from: usize, end: &str| {
             sql[from..]
-                .find(std::str::from_utf8(end).unwrap_or_default())
+                .find(end)
                 .map_or(bytes.len(), |n| from + n + end.len())
         };
         match bytes[i] {
-            b'\'' => Some(close(i + 1, b"'")),
-            b'"' => Some(close(i + 1, b"\"")),
-            b'`' => Some(close(i + 1, b"`")),
-            b'[' => Some(close(i + 1, b"]")),
-            b'-' if bytes.get(i + 1) == Some(&b'-') => Some(close(i + 2, b"\n")),
-            b'/' if bytes.get(i + 1) == Some(&b'*') => Some(close(i + 2, b"*/")),
+            b'\'' => Some(close(i + 1, "'")),
+            b'"' => Some(close(i + 1, "\"")),
+            b'`' => Some(close(i + 1, "`")),
+            b'[' => Some(close(i + 1, "]")),
+            b'-' if bytes.get(i + 1) == Some(&b'-') => Some(close(i + 2, "\n")),
+            b'/' if bytes.get(i + 1) == Some(&b'*') => Some(close(i + 2, "*/")),
             _ => None,
         }
     };
@@ -215,7 +215,7 @@ fn write_enums(sql: &str, out: &mut String) {
             let _ = write!(out, "{code}");
             copied = end;
         }
-        i = end.max(i + 1);
+        i = end;
     }
     out.push_str(&sql[copied..]);
 }
