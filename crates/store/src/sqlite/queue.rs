@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use nexus_event::{Timestamp, TypeFilter, When};
+use nexus_event::{Event, Timestamp, TypeFilter, When};
 use rusqlite::Connection;
 use tokio::sync::watch;
 
@@ -134,12 +134,19 @@ fn lease_in(
         .map_err(&err)?;
     raw.sort_unstable_by_key(|r| (r.1, r.0));
     let mut leases = Vec::with_capacity(raw.len());
+    // The rows are in sequence order, so the deliveries of one event (one per subscription)
+    // come together: an event older than the cache is read and parsed once for all of them.
+    let mut previous: Option<Arc<Event>> = None;
     for (id, sequence, kind, consumer, target, attempts, generation, created) in raw {
         let sequence = sequence as u64;
         let event = match ctx.state.cache.get(sequence) {
             Some(e) => e,
-            None => Arc::new(event_by_sequence(ctx.conn, sequence)?),
+            None => match previous.take() {
+                Some(e) if e.sequence == sequence => e,
+                _ => Arc::new(event_by_sequence(ctx.conn, sequence)?),
+            },
         };
+        previous = Some(Arc::clone(&event));
         leases.push(Lease {
             token: LeaseToken {
                 delivery: id,
@@ -657,6 +664,60 @@ mod tests {
             0,
             "SQLite prepared cached statements again (RUST_LOG=debug names them)"
         );
+    }
+
+    /// Without the event cache, a lease reads each event back from the log: once for all the
+    /// deliveries of one event in the batch (one per subscription), each lease carrying the
+    /// event its delivery is for.
+    #[tokio::test]
+    async fn a_lease_reads_an_old_event_once_for_all_its_deliveries() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::builder(dir.path())
+            .event_cache(0)
+            .open()
+            .expect("open");
+        for i in 0..3 {
+            store
+                .create_subscription(NewSubscription {
+                    url: format!("http://127.0.0.1:4000/hook/{i}"),
+                    events: vec![Pattern::new("*").expect("glob")],
+                    secret: "s3cret".into(),
+                    ordered: false,
+                    filter: None,
+                })
+                .await
+                .expect("subscription");
+        }
+        let events = (0..4)
+            .map(|i| {
+                NewEvent::new(WellKnown::PaymentReceived, "flowpay")
+                    .payload(serde_json::json!({ "i": i }))
+            })
+            .collect();
+        let appended = store.append(events).await.expect("append");
+        let later =
+            Timestamp::from_unix_millis(Timestamp::now().as_unix_millis() + 1_000).expect("time");
+        let leases = store
+            .lease_due("w", later, 100, Duration::from_secs(10))
+            .await
+            .expect("lease");
+        assert_eq!(leases.len(), 12, "three deliveries of each of four events");
+        for (i, event) in appended.iter().enumerate() {
+            let of_event: Vec<&Lease> = leases
+                .iter()
+                .filter(|l| l.event.sequence == event.sequence)
+                .collect();
+            assert_eq!(of_event.len(), 3, "event {}", event.sequence);
+            for lease in &of_event {
+                assert_eq!(lease.event.id, event.id);
+                assert_eq!(lease.event.payload, serde_json::json!({ "i": i }));
+                assert!(
+                    Arc::ptr_eq(&lease.event, &of_event[0].event),
+                    "event {} read more than once",
+                    event.sequence
+                );
+            }
+        }
     }
 
     /// The query plan of `sql` as the store prepares it (the states written in, on a connection
