@@ -185,8 +185,8 @@ async fn lease_and_ack(durability: Durability, subscriptions: usize, s: &Setting
 }
 
 /// Two workers leasing 256 at a time from `store` and acking each delivery concurrently, after a
-/// prefill of about `s.prefill` deliveries to `subscriptions` subscriptions (each event has one
-/// delivery per subscription, as a drain to several does); deliveries/s.
+/// prefill of `s.prefill` deliveries to `subscriptions` subscriptions (each event has one
+/// delivery per subscription, as a drain to several does; at least 1000 events); deliveries/s.
 async fn lease_and_ack_on<S: EventLog + DeliveryQueue + Subscriptions + Clone + 'static>(
     store: S,
     subscriptions: usize,
@@ -628,7 +628,7 @@ fn main() {
         report("lease + ack, 2 workers", d, "del/s", rate, target);
     }
     if sqlite {
-        // Each ack of a delivery to one of 10 subscriptions writes into 10 places of the
+        // A group of acks to 10 subscriptions writes a leaf per subscription in each of the two
         // per-subscription indexes; the drain with 10 subscriptions is this case.
         let d = Durability::Full;
         let rate = rt.block_on(lease_and_ack(d, 10, &s));
