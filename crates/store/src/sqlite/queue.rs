@@ -559,6 +559,20 @@ mod tests {
     use crate::sqlite::schema;
     use crate::{DeliveryHistory, EventLog, Failure, NewSubscription, Subscriptions, Success};
 
+    /// A subscription of `url` to every event.
+    async fn subscribe(store: &SqliteStore, url: &str) {
+        store
+            .create_subscription(NewSubscription {
+                url: url.into(),
+                events: vec![Pattern::new("*").expect("glob")],
+                secret: "s3cret".into(),
+                ordered: false,
+                filter: None,
+            })
+            .await
+            .expect("subscription");
+    }
+
     /// One round of what a running server asks of the queue: events appended with their
     /// deliveries, leases, every way of settling one, the due time, stats, dead letters and
     /// their redrive, a delivery's history.
@@ -645,16 +659,7 @@ mod tests {
     async fn cached_statements_are_prepared_once() {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = SqliteStore::open(dir.path()).expect("open");
-        store
-            .create_subscription(NewSubscription {
-                url: "http://127.0.0.1:4000/hook".into(),
-                events: vec![Pattern::new("*").expect("glob")],
-                secret: "s3cret".into(),
-                ordered: false,
-                filter: None,
-            })
-            .await
-            .expect("subscription");
+        subscribe(&store, "http://127.0.0.1:4000/hook").await;
         let before = reprepared();
         for round in 0..3 {
             queue_round(&store, round).await;
@@ -677,16 +682,7 @@ mod tests {
             .open()
             .expect("open");
         for i in 0..3 {
-            store
-                .create_subscription(NewSubscription {
-                    url: format!("http://127.0.0.1:4000/hook/{i}"),
-                    events: vec![Pattern::new("*").expect("glob")],
-                    secret: "s3cret".into(),
-                    ordered: false,
-                    filter: None,
-                })
-                .await
-                .expect("subscription");
+            subscribe(&store, &format!("http://127.0.0.1:4000/hook/{i}")).await;
         }
         let events = (0..4)
             .map(|i| {
