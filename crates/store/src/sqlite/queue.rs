@@ -573,6 +573,16 @@ mod tests {
             .expect("subscription");
     }
 
+    /// `n` payments, the `i`th with the payload `{"i": i}`.
+    fn payments(n: i64) -> Vec<NewEvent> {
+        (0..n)
+            .map(|i| {
+                NewEvent::new(WellKnown::PaymentReceived, "flowpay")
+                    .payload(serde_json::json!({ "i": i }))
+            })
+            .collect()
+    }
+
     /// One round of what a running server asks of the queue: events appended with their
     /// deliveries, leases, every way of settling one, the due time, stats, dead letters and
     /// their redrive, a delivery's history.
@@ -580,13 +590,7 @@ mod tests {
         // Deliveries are due when appended (the wall clock); each round leases later than that.
         let start = Timestamp::now().as_unix_millis() + 1_000 + 100_000 * round;
         let t = |ms: i64| Timestamp::from_unix_millis(start + ms).expect("time");
-        let events = (0..6)
-            .map(|i| {
-                NewEvent::new(WellKnown::PaymentReceived, "flowpay")
-                    .payload(serde_json::json!({ "i": i }))
-            })
-            .collect();
-        let appended = store.append(events).await.expect("append");
+        let appended = store.append(payments(6)).await.expect("append");
         let mut leases = store
             .lease_due("w", t(0), 6, Duration::from_secs(10))
             .await
@@ -684,13 +688,7 @@ mod tests {
         for i in 0..3 {
             subscribe(&store, &format!("http://127.0.0.1:4000/hook/{i}")).await;
         }
-        let events = (0..4)
-            .map(|i| {
-                NewEvent::new(WellKnown::PaymentReceived, "flowpay")
-                    .payload(serde_json::json!({ "i": i }))
-            })
-            .collect();
-        let appended = store.append(events).await.expect("append");
+        let appended = store.append(payments(4)).await.expect("append");
         let later =
             Timestamp::from_unix_millis(Timestamp::now().as_unix_millis() + 1_000).expect("time");
         let leases = store
