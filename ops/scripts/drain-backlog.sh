@@ -13,6 +13,10 @@
 # receiver saw them (each delivery at least once; more means retries).
 # Needs nginx, curl, openssl, python3. EVENTS defaults to 100000 (per subscription count, so 10
 # subscriptions drain 10 times as many deliveries). BIN defaults to target/release/nexus-server.
+# CALLGRIND=1 runs the server under `valgrind --tool=callgrind` (instructions counted, not time:
+# repeatable on a noisy machine) with the counts zeroed when the subscriptions are enabled and
+# written when the queue is empty, to callgrind.drain.<pid>.out.1 in the current directory (use a
+# small EVENTS: the server runs some 50 times slower).
 set -euo pipefail
 BIN=${BIN:-target/release/nexus-server}
 EVENTS=${EVENTS:-100000}
@@ -72,11 +76,16 @@ cpu() { awk '{print ($14 + $15)}' "/proc/$1/stat"; }
 tick=$(getconf CLK_TCK)
 
 echo "drain of $EVENTS events per subscription to nginx 204 (keep-alive); $(nproc) CPUs, $(uname -r)"
+RUN=()
+if [ -n "${CALLGRIND:-}" ]; then
+    command -v callgrind_control >/dev/null || { echo "drain-backlog: valgrind is missing" >&2; exit 1; }
+    RUN=(valgrind --tool=callgrind "--callgrind-out-file=$PWD/callgrind.drain.%p.out")
+fi
 for n in "${COUNTS[@]}"; do
-    env PORT=0 DATA_DIR="$WORK/data-$n" "$BIN" >"$WORK/server-$n.out" 2>"$WORK/server-$n.err" &
+    env PORT=0 DATA_DIR="$WORK/data-$n" "${RUN[@]}" "$BIN" >"$WORK/server-$n.out" 2>"$WORK/server-$n.err" &
     pid=$!
     url=""
-    for _ in $(seq 1 200); do
+    for _ in $(seq 1 600); do
         url=$(grep -o 'http://[0-9.:]*' "$WORK/server-$n.out" | head -n 1 || true)
         [ -n "$url" ] && curl -sf "$url/health/ready" >/dev/null && break
         sleep 0.05
@@ -99,6 +108,7 @@ for n in "${COUNTS[@]}"; do
     done
     pending=$(curl -sf "${ADMIN[@]}" "$url/api/retry/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["pending"])')
     [ "$pending" -eq $((EVENTS * n)) ] || { echo "drain-backlog: $pending pending, expected $((EVENTS * n))" >&2; exit 1; }
+    [ -n "${CALLGRIND:-}" ] && callgrind_control --zero "$pid" >/dev/null 2>&1
     before_served=$(served)
     before_cpu=$(cpu "$pid")
     start=$(date +%s.%N)
@@ -135,6 +145,7 @@ PY
 )
     end=$(date +%s.%N)
     after_cpu=$(cpu "$pid")
+    [ -n "${CALLGRIND:-}" ] && callgrind_control --dump "$pid" >/dev/null 2>&1
     received=$(($(served) - before_served - polls - 1))
     kill "$pid"
     wait "$pid" 2>/dev/null || true
