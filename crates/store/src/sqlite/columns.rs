@@ -82,11 +82,46 @@ const ENUMS: [(&str, i16); 8] = [
 /// none is expected once a store is open.
 static REPREPARED: AtomicU64 = AtomicU64::new(0);
 
+/// A statement's SQL as prepared, with its parameter names once known.
+struct Expanded {
+    /// The SQL with the enum codes written in.
+    text: Rc<str>,
+    /// The names SQLite gives its parameters, in index order (from the first prepare).
+    names: Option<Rc<[Box<str>]>>,
+}
+
 thread_local! {
-    /// Each statement's SQL with the enum codes written in, by the address and length of the
-    /// text it was written from: statements are `'static` text, so the pair names one text for
-    /// good, and each is scanned once per thread instead of at every use.
-    static EXPANDED: RefCell<HashMap<(usize, usize), Rc<str>>> = RefCell::new(HashMap::new());
+    /// Each statement's SQL with the enum codes written in, and its parameter names, by the
+    /// address and length of the text it was written from: statements are `'static` text, so
+    /// the pair names one text for good, and each is scanned once per thread instead of at
+    /// every use.
+    static EXPANDED: RefCell<HashMap<(usize, usize), Expanded>> = RefCell::new(HashMap::new());
+}
+
+/// A cached statement from [`prepare`], with the names of its parameters for [`bind`].
+pub(crate) struct Prepared<'c> {
+    stmt: CachedStatement<'c>,
+    names: Rc<[Box<str>]>,
+}
+
+impl<'c> std::ops::Deref for Prepared<'c> {
+    type Target = Statement<'c>;
+    fn deref(&self) -> &Statement<'c> {
+        &self.stmt
+    }
+}
+
+impl std::ops::DerefMut for Prepared<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.stmt
+    }
+}
+
+/// The names of a statement's parameters, in index order (`""` for a nameless `?`).
+fn names_of(stmt: &Statement<'_>) -> Rc<[Box<str>]> {
+    (1..=stmt.parameter_count())
+        .map(|index| Box::from(stmt.parameter_name(index).unwrap_or("")))
+        .collect()
 }
 
 /// The connection's cached statement for `sql`, with the names of [`ENUMS`] replaced by their
@@ -105,25 +140,43 @@ thread_local! {
 pub(crate) fn prepare<'c>(
     conn: &'c Connection,
     sql: &'static str,
-) -> rusqlite::Result<CachedStatement<'c>> {
+) -> rusqlite::Result<Prepared<'c>> {
     let key = (sql.as_ptr() as usize, sql.len());
     // Looked up and let go before SQLite prepares, so nothing SQLite might call back into could
     // find the map borrowed.
-    let text = EXPANDED.with_borrow_mut(|expanded| {
-        Rc::clone(expanded.entry(key).or_insert_with(|| {
+    let (text, names) = EXPANDED.with_borrow_mut(|expanded| {
+        let entry = expanded.entry(key).or_insert_with(|| {
             let mut text = String::with_capacity(sql.len());
             write_enums(sql, &mut text);
-            text.into()
-        }))
+            Expanded {
+                text: text.into(),
+                names: None,
+            }
+        });
+        (Rc::clone(&entry.text), entry.names.clone())
     });
     let stmt = conn.prepare_cached(&text)?;
+    let names = match names {
+        Some(names) => names,
+        None => {
+            let names = names_of(&stmt);
+            EXPANDED.with_borrow_mut(|expanded| {
+                if let Some(entry) = expanded.get_mut(&key) {
+                    entry.names = Some(Rc::clone(&names));
+                }
+            });
+            names
+        }
+    };
     #[cfg(debug_assertions)]
-    for index in 1..=stmt.parameter_count() {
-        let name = stmt.parameter_name(index).unwrap_or("");
-        debug_assert!(
-            !ENUMS.iter().any(|(enum_name, _)| *enum_name == name),
-            "{name} was left a parameter in {sql}"
-        );
+    {
+        debug_assert_eq!(names, names_of(&stmt), "the names kept for {sql}");
+        for name in names.iter() {
+            debug_assert!(
+                !ENUMS.iter().any(|(enum_name, _)| *enum_name == &**name),
+                "{name} was left a parameter in {sql}"
+            );
+        }
     }
     let again = stmt.reset_status(StatementStatus::RePrepare);
     if again > 0 {
@@ -134,7 +187,7 @@ pub(crate) fn prepare<'c>(
             "SQLite prepared a cached statement again"
         );
     }
-    Ok(stmt)
+    Ok(Prepared { stmt, names })
 }
 
 /// Statements a connection's cache keeps: more than the store uses on one connection, so none is
@@ -223,17 +276,33 @@ fn write_enums(sql: &str, out: &mut String) {
 /// Binds `args` and the state and kind names ([`ENUMS`]) a statement uses. Fails if `args` names
 /// a parameter the statement does not have, or if any parameter is left unbound (SQLite would
 /// read it as NULL and match nothing, silently).
-pub(crate) fn bind(stmt: &mut Statement<'_>, args: &[Arg<'_>]) -> rusqlite::Result<()> {
-    // The statement's own parameter names, walked once: looking each name up in rusqlite's
-    // name cache (a C string made and a map searched per name, for the eight enums too) was a
-    // visible share of the writer's time per lease and ack.
+pub(crate) fn bind(stmt: &mut Prepared<'_>, args: &[Arg<'_>]) -> rusqlite::Result<()> {
+    let Prepared { stmt, names } = stmt;
+    bind_names(stmt, names, args)
+}
+
+/// [`bind`] for a statement whose parameter names, in index order, are `names`.
+///
+/// The names come from [`prepare`], read from SQLite once per statement and thread: asking
+/// SQLite for each name at every use (a call and a UTF-8 check per parameter) and searching
+/// `args` for it was about 6 % of the writer's instructions in a drain. Arguments are usually
+/// written in the statement's order, so the one at the parameter's own place is tried first.
+fn bind_names(
+    stmt: &mut Statement<'_>,
+    names: &[Box<str>],
+    args: &[Arg<'_>],
+) -> rusqlite::Result<()> {
     if args.len() > 64 {
         return Err(rusqlite::Error::InvalidParameterCount(args.len(), 64));
     }
     let mut used: u64 = 0;
-    for index in 1..=stmt.parameter_count() {
-        let name = stmt.parameter_name(index).unwrap_or("");
-        let value: &dyn ToSql = match args.iter().position(|(n, _)| *n == name) {
+    for (at, name) in names.iter().enumerate() {
+        let name: &str = name;
+        let given = match args.get(at) {
+            Some((n, _)) if *n == name => Some(at),
+            _ => args.iter().position(|(n, _)| *n == name),
+        };
+        let value: &dyn ToSql = match given {
             Some(i) => {
                 used |= 1 << i;
                 args[i].1
@@ -243,7 +312,7 @@ pub(crate) fn bind(stmt: &mut Statement<'_>, args: &[Arg<'_>]) -> rusqlite::Resu
                 None => return Err(rusqlite::Error::InvalidParameterName(name.to_owned())),
             },
         };
-        stmt.raw_bind_parameter(index, value)?;
+        stmt.raw_bind_parameter(at + 1, value)?;
     }
     match (0..args.len()).find(|i| used & (1 << i) == 0) {
         Some(unknown) => Err(rusqlite::Error::InvalidParameterName(
@@ -352,6 +421,10 @@ mod tests {
     fn binding_refuses_unknown_names_and_unbound_parameters() {
         let conn = rusqlite::Connection::open_in_memory().expect("memory db");
         let one: i64 = 1;
+        let bind = |stmt: &mut Statement<'_>, args: &[Arg<'_>]| {
+            let names = names_of(stmt);
+            bind_names(stmt, &names, args)
+        };
         let mut stmt = conn.prepare("SELECT :a + :held").expect("prepare");
         assert!(bind(&mut stmt, &[(":b", &one)]).is_err(), "unknown name");
         let mut stmt = conn.prepare("SELECT :a + :b").expect("prepare");
