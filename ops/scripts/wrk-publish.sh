@@ -2,13 +2,19 @@
 # Acknowledged single publishes measured from outside with wrk, beside a bare `return 204` nginx
 # in the same run (API.md section 2; issue 14's numbers).
 #
-# usage: ops/scripts/wrk-publish.sh [nginx] [hyper] [sqlite] [pg1] [pg2] ...   (default: all five)
+# usage: ops/scripts/wrk-publish.sh [nginx] [hyper] [sqlite] [pg1] [pg2] [callgrind] ...
+#        (default: the first five)
 #   nginx   nginx answering 204 to the same request: what the machine does with HTTP alone
 #   hyper   a bare hyper server answering 204 (examples/bare204.rs, on the stack nexus-server
 #           serves with, without its edge): what the machine does with that HTTP stack alone
 #   sqlite  one nexus-server on SQLite (synchronous=FULL)
 #   pg1     one nexus-server on PostgreSQL
 #   pg2     two nexus-server processes on one PostgreSQL database, each taking half the connections
+#   callgrind  the sqlite case under `valgrind --tool=callgrind`, counting the server's user-space
+#           instructions only while wrk runs (after a warm-up as long): instructions per publish,
+#           repeatable where requests/s and CPU seconds move by 10 % between runs; the profile is
+#           left in callgrind.publish.<pid>.out in the current directory (the server runs some 50
+#           times slower, so latencies and requests/s of this case mean nothing)
 #
 # Each case posts one pre-signed single event without an id (so every request is a new, committed
 # event) over CONNECTIONS connections (default 64) for DURATION seconds (default 10), then reports
@@ -33,7 +39,7 @@ done
 for c in "${CASES[@]}"; do
     case $c in
     hyper) [ -x "$BARE204" ] || { echo "wrk-publish: no bare204 at $BARE204 (cargo build --release -p nexus --example bare204)" >&2; exit 1; } ;;
-    sqlite | pg*) [ -x "$BIN" ] || { echo "wrk-publish: no server binary at $BIN" >&2; exit 1; } ;;
+    sqlite | pg* | callgrind) [ -x "$BIN" ] || { echo "wrk-publish: no server binary at $BIN" >&2; exit 1; } ;;
     esac
 done
 
@@ -147,13 +153,14 @@ report() { # case, "rps p50 p99 errors", server cpu s, stored, highest, [postgre
 }
 
 SERVERS=()
+RUN=() # what the server runs under (valgrind for the callgrind case)
 start_server() { # log name, extra env...; sets SERVER_PID and SERVER_URL
     local log=$1
     shift
-    env PORT=0 "$@" "$BIN" >"$WORK/$log.out" 2>"$WORK/$log.err" &
+    env PORT=0 "$@" "${RUN[@]}" "$BIN" >"$WORK/$log.out" 2>"$WORK/$log.err" &
     SERVER_PID=$!
     SERVERS+=("$SERVER_PID")
-    for _ in $(seq 1 200); do
+    for _ in $(seq 1 600); do
         SERVER_URL=$(grep -o 'http://[0-9.:]*' "$WORK/$log.out" | head -n 1 || true)
         [ -n "$SERVER_URL" ] && return 0
         sleep 0.05
@@ -246,8 +253,35 @@ EOF
             "$(python3 -c "print(max($pg_after - $pg_before, 0))")" "$(python3 -c "print($m_after - $m_before)")"
         psql "$PGURL" -qc "DROP DATABASE IF EXISTS $DB" >/dev/null
         ;;
+    callgrind)
+        for tool in valgrind callgrind_control callgrind_annotate; do
+            command -v "$tool" >/dev/null || { echo "wrk-publish: $tool is missing" >&2; exit 1; }
+        done
+        RUN=(valgrind --tool=callgrind --instr-atstart=no "--callgrind-out-file=$PWD/callgrind.publish.%p.out")
+        start_server callgrind DATA_DIR="$WORK/callgrind"
+        RUN=()
+        pid=$SERVER_PID url=$SERVER_URL
+        wait_up "$url"
+        load "$url" >/dev/null # the warm-up: connections open, caches filled, not counted
+        callgrind_control --instr=on "$pid" >/dev/null 2>&1
+        result=$(load "$url")
+        callgrind_control --instr=off "$pid" >/dev/null 2>&1
+        requests=$(cat "$WORK"/wrk.* | awk '/requests in/ {n += $1} END {print n + 0}')
+        kill "$pid"
+        wait "$pid" 2>/dev/null || true
+        python3 - "$result" "$requests" "$PWD/callgrind.publish.$pid.out" <<'PY'
+import re, subprocess, sys
+result, requests, profile = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if result.split()[3] != "0":
+    sys.exit(f"wrk-publish: {result.split()[3]} requests failed under callgrind")
+totals = subprocess.run(["callgrind_annotate", profile], capture_output=True, text=True).stdout
+instructions = int(re.search(r"([\d,]+) \(100.0%\)\s+PROGRAM TOTALS", totals).group(1).replace(",", ""))
+print(f"callgrind {requests} publishes, {instructions:,} server instructions: "
+      f"{instructions / max(requests, 1):,.0f} per publish ({profile})")
+PY
+        ;;
     *)
-        echo "wrk-publish: unknown case $c (nginx, hyper, sqlite, pg1, pg2)" >&2
+        echo "wrk-publish: unknown case $c (nginx, hyper, sqlite, pg1, pg2, callgrind)" >&2
         exit 2
         ;;
     esac
