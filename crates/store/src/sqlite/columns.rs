@@ -440,4 +440,32 @@ mod tests {
             .expect("an integer");
         assert_eq!(sum, 4);
     }
+
+    #[test]
+    fn arguments_bind_by_name_in_any_order() {
+        let conn = rusqlite::Connection::open_in_memory().expect("memory db");
+        plan_once(&conn).expect("set up");
+        let (five, one, two): (i64, i64, i64) = (5, 1, 2);
+        let orders: [&[Arg<'_>]; 3] = [
+            &[(":a", &five), (":b", &one), (":c", &two)],
+            &[(":c", &two), (":a", &five), (":b", &one)],
+            &[(":b", &one), (":c", &two), (":a", &five)],
+        ];
+        for (order, args) in orders.into_iter().enumerate() {
+            // Prepared through the cache each time: the names are read from SQLite once.
+            let mut stmt = prepare(&conn, "SELECT :a - :b * :c, :held").expect("prepare");
+            bind(&mut stmt, args).expect("bind");
+            let row: (i64, i64) = stmt
+                .raw_query()
+                .next()
+                .expect("a row")
+                .map(|r| (r.get(0).expect("int"), r.get(1).expect("int")))
+                .expect("a row");
+            assert_eq!(
+                row,
+                (3, i64::from(DeliveryState::Held.code())),
+                "order {order}"
+            );
+        }
+    }
 }
