@@ -109,6 +109,14 @@ impl FileSecret<'_> {
                     format!("give {} or secret, not both", self.env_field),
                 ));
             }
+            // An empty name, or one with `=` or NUL, can name no variable (and would leave the
+            // errors below about the secret's value naming nothing).
+            (Some(var), None) if var.is_empty() || var.contains(['=', '\0']) => {
+                return Err(err(
+                    self.key(self.env_field),
+                    format!("{var:?} is not the name of an environment variable"),
+                ));
+            }
             (Some(var), None) => {
                 let value = get(var).filter(|v| !v.is_empty()).ok_or_else(|| {
                     err(
@@ -250,6 +258,15 @@ mod tests {
             name(secret(Some("NOPE"), None).resolve(dev, &get)),
             "err nodes[0].secret_env"
         );
+        for var in ["", "A=B", "A\0"] {
+            // Refused by name before the variable is read, even where every variable is set.
+            let every = |_: &str| Some("a-secret-of-thirty-two-bytes-or-more-0123".to_owned());
+            assert_eq!(
+                name(secret(Some(var), None).resolve(prod, every)),
+                "err nodes[0].secret_env",
+                "{var:?}"
+            );
+        }
         assert_eq!(
             name(secret(Some("S"), None).resolve(dev, &get)),
             "err S",
